@@ -309,3 +309,12 @@ def test_signature_from_der_never_raises_anything_else(data: bytes) -> None:
         return
     assert len(sig) == 64
     assert signature_from_der(signature_to_der(sig)) == sig
+
+
+def test_tongsuo_fast_key_path_still_refuses_points_off_the_curve() -> None:
+    # The fast path skips OpenSSL's n·Q check (redundant for cofactor 1), not the curve check.
+    from sscard.crypto.backends import tongsuo
+
+    tongsuo._public_evp_pkey(curve.GX, curve.GY)  # the generator is a valid key
+    with pytest.raises(RuntimeError):
+        tongsuo._public_evp_pkey(curve.GX, curve.GY + 1)
