@@ -1,0 +1,111 @@
+"""The aiohttp application factory.
+
+``create_app(settings)`` builds a ready-to-run application: middlewares, the router from the
+route table, the OpenAPI document from the same table, and two resources in ``cleanup_ctx``:
+
+* the database: engine + bounded thread pool (gateway.db), the terminal directory on top of
+  it, and a check that the schema is at the migrations' heads (``serve`` migrates before it
+  starts workers; a worker never migrates, so N workers never race to);
+* the nonce sweeper task.
+
+Importing this module imports prometheus_client: see gateway.metrics for why the supervisor
+must set PROMETHEUS_MULTIPROC_DIR first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from aiohttp import web
+
+from gateway import migrate
+from gateway.card_auth.service import card_auth_context
+from gateway.db import Database, make_engine
+from gateway.housekeeping import sweep_nonces_forever
+from gateway.middleware import observe, problems
+from gateway.openapi import build_openapi
+from gateway.rate_limit import TokenBuckets
+from gateway.routes import ROUTES
+from gateway.routing import Route, add_routes
+from gateway.settings import Settings
+from gateway.state import (
+    CLOCK,
+    DATABASE,
+    INFLIGHT,
+    OPENAPI,
+    RATE_LIMITS,
+    SETTINGS,
+    TERMINALS,
+    InflightCount,
+)
+from gateway.terminals import TerminalDirectory
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    routes: Sequence[Route] = ROUTES,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The gateway application. ``routes`` and ``clock`` are seams for tests."""
+    app = web.Application(
+        middlewares=(observe, problems),
+        # aiohttp enforces this while reading a body, chunked or not.
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app[OPENAPI] = build_openapi(routes)
+    app[INFLIGHT] = InflightCount(settings.max_inflight_requests)
+    app[RATE_LIMITS] = TokenBuckets(
+        rate_per_s=settings.terminal_rate_per_s,
+        burst=settings.terminal_burst,
+        # One bucket per authenticated terminal: the same bound as the terminal cache.
+        max_keys=settings.terminal_cache_max_entries,
+    )
+    add_routes(app.router, routes)
+    app.cleanup_ctx.append(_database)
+    # Needs the database (the shared card-session key); before the sweepers.
+    app.cleanup_ctx.append(card_auth_context)
+    app.cleanup_ctx.append(_nonce_sweeper)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    engine = make_engine(settings)
+    db = Database(engine, threads=settings.db_threads)
+    try:
+        await asyncio.to_thread(migrate.check_schema_current, engine)
+        app[DATABASE] = db
+        app[TERMINALS] = TerminalDirectory(
+            db,
+            ttl_s=settings.terminal_cache_ttl_s,
+            max_entries=settings.terminal_cache_max_entries,
+        )
+        yield
+    finally:
+        # close() waits for running units of work: do not block the loop meanwhile.
+        await asyncio.to_thread(db.close)
+
+
+async def _nonce_sweeper(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    task = asyncio.create_task(
+        sweep_nonces_forever(
+            app[DATABASE],
+            app[CLOCK],
+            interval_s=settings.nonce_sweep_interval_s,
+            batch=settings.nonce_sweep_batch,
+        ),
+        name="nonce-sweeper",
+    )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

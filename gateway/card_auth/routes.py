@@ -1,0 +1,223 @@
+"""The card-authentication routes: request and response models, thin handlers, Route table.
+
+``POST /v1/card-auth/challenge``  a fresh challenge bound to this terminal and this card;
+``POST /v1/card-auth/response``   the card's answer -> a card session token.
+
+Both are signed by the terminal (gateway.routing runs signature, replay guard and schema
+before the handler). The handlers only translate between JSON and the service.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Final, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+
+from gateway.card_auth.service import CARD_AUTH, AuthAttempt
+from gateway.errors import ErrorCode
+from gateway.routing import Call, RequestModel, Route
+from sscard.certs import MAX_CERTIFICATE_DER_BYTES
+from sscard.layout import CardSn
+
+__all__ = [
+    "CARD_AUTH_ROUTES",
+    "CardAuthAnswer",
+    "CardSessionGranted",
+    "ChallengeGranted",
+    "ChallengeRequest",
+]
+
+
+def _card_sn(value: str) -> str:
+    # Structure beyond the hex digits (area code BCD, RID): CardDataError is a ValueError,
+    # so a bad card_sn is a 422 naming the field. Normalised to upper case.
+    return CardSn.from_hex(value).hex
+
+
+def _base64_der(value: str) -> str:
+    try:
+        der = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be standard base64 (RFC 4648 §4) without line breaks") from None
+    if not der:
+        raise ValueError("must not be empty")
+    return value
+
+
+CardSnHex = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9A-Fa-f]{32}$",
+        description="卡识别码, EF05 record 01: 32 hex digits.",
+        examples=["310000D15600000503000000000000A0"],
+    ),
+    AfterValidator(_card_sn),
+]
+ChallengeId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
+_MAX_CERT_B64: Final = 4 * ((MAX_CERTIFICATE_DER_BYTES + 2) // 3)
+
+
+class ChallengeRequest(RequestModel):
+    card_sn: CardSnHex
+    generation: Literal[3, 2] = Field(
+        description="3: third-generation card (spec version 3.00); 2: legacy card."
+    )
+
+
+class ChallengeGranted(BaseModel):
+    challenge_id: str
+    challenge: str = Field(
+        description="Hex: 16 bytes for generation 3 (put into card_auth_message), 8 bytes for "
+        "generation 2 (the INTERNAL AUTHENTICATE data)."
+    )
+    expires_in_s: int
+
+
+class CardAuthAnswer(RequestModel):
+    """Generation 3: ``signature`` + ``certificate`` or ``certificate_sm3``.
+    Generation 2: ``cryptogram`` alone."""
+
+    challenge_id: ChallengeId
+    card_sn: CardSnHex
+    signature: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{128}$")] | None = Field(
+        None, description="SM2 signature r||s (64 bytes, hex) over card_auth_message."
+    )
+    certificate: Annotated[str, Field(max_length=_MAX_CERT_B64), AfterValidator(_base64_der)] | (
+        None
+    ) = Field(None, description="The card certificate (EF 0018), DER in base64.")
+    certificate_sm3: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{64}$")] | None = Field(
+        None,
+        description="SM3 of the certificate DER (hex), instead of the certificate once the "
+        "gateway has seen it. Answered with CERT_UNKNOWN if it has not.",
+    )
+    cryptogram: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{16}$")] | None = Field(
+        None, description="Legacy card's INTERNAL AUTHENTICATE answer (8 bytes, hex)."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind_of_answer(self) -> Self:
+        if self.signature is not None:
+            if self.cryptogram is not None:
+                raise ValueError("send either signature (generation 3) or cryptogram (2)")
+            if (self.certificate is None) == (self.certificate_sm3 is None):
+                raise ValueError("with signature, send exactly one of certificate, certificate_sm3")
+        elif self.cryptogram is not None:
+            if self.certificate is not None or self.certificate_sm3 is not None:
+                raise ValueError("a legacy card (cryptogram) has no certificate")
+        else:
+            raise ValueError("send signature (generation 3) or cryptogram (generation 2)")
+        return self
+
+    def to_attempt(self) -> AuthAttempt:
+        def unhex(value: str | None) -> bytes | None:
+            return None if value is None else bytes.fromhex(value)
+
+        return AuthAttempt(
+            challenge_id=self.challenge_id,
+            card_sn=self.card_sn,
+            signature=unhex(self.signature),
+            certificate_der=None
+            if self.certificate is None
+            else base64.b64decode(self.certificate, validate=True),
+            certificate_sm3=unhex(self.certificate_sm3),
+            cryptogram=unhex(self.cryptogram),
+        )
+
+
+class CardSessionGranted(BaseModel):
+    card_session: str = Field(
+        description="Card session token for this terminal and card; settlement routes take it."
+    )
+    expires_in_s: int
+    card_sn: str
+    generation: int
+
+
+async def challenge(call: Call[ChallengeRequest]) -> ChallengeGranted:
+    assert call.terminal is not None
+    issued = await call.app[CARD_AUTH].issue_challenge(
+        terminal_id=call.terminal.terminal_id,
+        card_sn=call.body.card_sn,
+        generation=call.body.generation,
+    )
+    return ChallengeGranted(
+        challenge_id=issued.challenge_id,
+        challenge=issued.challenge.hex().upper(),
+        expires_in_s=issued.expires_in_s,
+    )
+
+
+async def response(call: Call[CardAuthAnswer]) -> CardSessionGranted:
+    assert call.terminal is not None
+    granted = await call.app[CARD_AUTH].authenticate(
+        call.body.to_attempt(), terminal_id=call.terminal.terminal_id
+    )
+    return CardSessionGranted(
+        card_session=granted.token,
+        expires_in_s=granted.expires_in_s,
+        card_sn=granted.card_sn,
+        generation=granted.generation,
+    )
+
+
+_RESPONSE_ERRORS: Final = (
+    ErrorCode.CHALLENGE_UNKNOWN,
+    ErrorCode.CHALLENGE_EXPIRED,
+    ErrorCode.CHALLENGE_REUSED,
+    ErrorCode.CHALLENGE_MISMATCH,
+    ErrorCode.CERT_MALFORMED,
+    ErrorCode.CERT_INVALID,
+    ErrorCode.CERT_EXPIRED,
+    ErrorCode.CERT_NOT_YET_VALID,
+    ErrorCode.CERT_CHAIN_INVALID,
+    ErrorCode.CERT_SIGNATURE_INVALID,
+    ErrorCode.CERT_NOT_CA,
+    ErrorCode.CERT_PATH_LEN,
+    ErrorCode.CERT_KEY_USAGE,
+    ErrorCode.CERT_CRITICAL_EXTENSION,
+    ErrorCode.CERT_UNKNOWN,
+    ErrorCode.CERT_CARD_MISMATCH,
+    ErrorCode.CERT_NOT_CURRENT,
+    ErrorCode.CARD_UNKNOWN,
+    ErrorCode.CARD_LOST,
+    ErrorCode.CARD_SUPERSEDED,
+    ErrorCode.CARD_REVOKED,
+    ErrorCode.CARD_EXPIRED,
+    ErrorCode.CARD_NOT_ACTIVATED,
+    ErrorCode.LEGACY_PERIOD_OVER,
+    ErrorCode.CARD_GENERATION_MISMATCH,
+    ErrorCode.CARD_SIGNATURE_INVALID,
+    ErrorCode.CRYPTOGRAM_INVALID,
+    ErrorCode.CARD_AUTH_UNAVAILABLE,
+)
+
+CARD_AUTH_ROUTES: Final[tuple[Route, ...]] = (
+    Route(
+        "POST",
+        "/v1/card-auth/challenge",
+        operation_id="cardAuthChallenge",
+        summary="A one-time challenge for a card, bound to this terminal and this card.",
+        description="Valid for challenge_ttl_s seconds and for one answer only.",
+        handler=challenge,
+        request_model=ChallengeRequest,
+        response_model=ChallengeGranted,
+        tags=("card authentication",),
+        errors=(ErrorCode.TERMINAL_ID_TOO_LONG, ErrorCode.CARD_AUTH_UNAVAILABLE),
+    ),
+    Route(
+        "POST",
+        "/v1/card-auth/response",
+        operation_id="cardAuthResponse",
+        summary="The card's answer to a challenge; returns a card session token.",
+        description="Checks, in this order: the challenge (consumed even if a later check "
+        "fails), the certificate chain to the pinned root, the card's registry status, and "
+        "the card's SM2 signature (or, for a legacy card, its cryptogram).",
+        handler=response,
+        request_model=CardAuthAnswer,
+        response_model=CardSessionGranted,
+        tags=("card authentication",),
+        errors=_RESPONSE_ERRORS,
+    ),
+)

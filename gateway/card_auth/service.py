@@ -1,0 +1,393 @@
+"""Card authentication as a service: the I/O around the pure checks of gateway.card_auth.checks.
+
+One :class:`CardAuthService` per worker process, built at start-up by :func:`card_auth_context`
+(an aiohttp cleanup context, after the database). It owns the trust anchors, the key manager,
+the card-session key (shared by every worker through the ``gateway_secrets`` table) and the
+worker's cache of verified certificates.
+
+Transactions of one authentication (besides the request nonce), each one thread hop:
+
+1. write: consume the challenge (committed BEFORE any check can fail, so it is burnt anyway),
+          and in the same transaction read the registry row (never cached: a card reported
+          lost is refused at once) and, when the terminal sent only the certificate's SM3 hash
+          and this worker has not verified it, the stored certificate;
+2. write: store the certificate, only the first time this worker sees it authenticate a card.
+
+The checks themselves run afterwards, in DESIGN §4's order, on what was read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Final
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from gateway.card_auth import checks
+from gateway.card_auth.keys import KeyManager, SoftwareKeyManager, load_master_key_file
+from gateway.card_auth.session import (
+    SESSION_KEY_LEN,
+    CardSession,
+    issue_card_session,
+    require_card_session,
+)
+from gateway.card_auth.tables import (
+    ChallengeRecord,
+    ConsumedChallenge,
+    consume_challenge,
+    delete_expired_challenges,
+    find_certificate,
+    get_or_create_secret,
+    insert_challenge,
+    store_certificate,
+)
+from gateway.card_auth.trust import TrustAnchors, VerifiedCertificateCache
+from gateway.db import Database
+from gateway.errors import ErrorCode, GatewayError
+from gateway.logs import fields
+from gateway.settings import Settings
+from gateway.state import CLOCK, DATABASE, SETTINGS
+from issuance.registry import CardRecord, CardRegistry
+from sscard import demo as sscard_demo
+from sscard.certs import VerifiedCertificate, fingerprint_sm3
+from sscard.layout import CHALLENGE_LEN_GEN2, CHALLENGE_LEN_GEN3, MAX_TERMINAL_ID_LEN
+
+__all__ = [
+    "CARD_AUTH",
+    "AuthAttempt",
+    "CardAuthService",
+    "IssuedChallenge",
+    "IssuedSession",
+    "LoadedAttempt",
+    "card_auth_context",
+    "consume_and_read",
+]
+
+log = logging.getLogger("gateway.card_auth")
+
+SESSION_SECRET_NAME: Final = "card_session_key"  # noqa: S105 - a row name, not a secret
+# Expired challenges are kept this long (so a late answer is told EXPIRED, not UNKNOWN), then
+# swept in bounded batches.
+CHALLENGE_RETENTION_S: Final = 600
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedChallenge:
+    challenge_id: str
+    challenge: bytes
+    expires_in_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthAttempt:
+    """A card's answer, as the terminal sent it (already schema-validated).
+
+    Generation 3: ``signature`` and one of ``certificate_der`` / ``certificate_sm3``.
+    Generation 2: ``cryptogram``.
+    """
+
+    challenge_id: str
+    card_sn: str
+    signature: bytes | None = None
+    certificate_der: bytes | None = None
+    certificate_sm3: bytes | None = None
+    cryptogram: bytes | None = None
+
+    @property
+    def generation(self) -> int:
+        return 3 if self.signature is not None else 2
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSession:
+    token: str
+    expires_in_s: int
+    card_sn: str
+    generation: int
+
+
+class CardAuthService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Callable[[], float],
+        settings: Settings,
+        trust: TrustAnchors | None,
+        keys: KeyManager | None,
+        session_key: bytes,
+    ) -> None:
+        assert len(session_key) == SESSION_KEY_LEN
+        self._db = db
+        self._clock = clock
+        self._settings = settings
+        self._trust = trust
+        self._keys = keys
+        self._session_key = session_key
+        self.certificates = VerifiedCertificateCache(settings.card_cert_cache_max_entries)
+
+    # -- POST /v1/card-auth/challenge -----------------------------------------------------------
+
+    async def issue_challenge(
+        self, *, terminal_id: str, card_sn: str, generation: int
+    ) -> IssuedChallenge:
+        if generation == 3 and len(terminal_id) > MAX_TERMINAL_ID_LEN:
+            # The card signs the terminal id; a longer one cannot be put in its message.
+            raise GatewayError(
+                ErrorCode.TERMINAL_ID_TOO_LONG,
+                f"terminal id is {len(terminal_id)} characters; cards sign at most "
+                f"{MAX_TERMINAL_ID_LEN}",
+            )
+        self._require_configured(generation)
+        ttl_s = self._settings.challenge_ttl_s
+        record = ChallengeRecord(
+            challenge_id=secrets.token_urlsafe(16),
+            terminal_id=terminal_id,
+            card_sn=card_sn,
+            generation=generation,
+            challenge=secrets.token_bytes(
+                CHALLENGE_LEN_GEN3 if generation == 3 else CHALLENGE_LEN_GEN2
+            ),
+            expires_at_ms=int(self._clock() * 1000) + ttl_s * 1000,
+        )
+        await self._db.write(partial(insert_challenge, record=record))
+        return IssuedChallenge(record.challenge_id, record.challenge, ttl_s)
+
+    # -- POST /v1/card-auth/response ------------------------------------------------------------
+
+    async def authenticate(self, attempt: AuthAttempt, *, terminal_id: str) -> IssuedSession:
+        now_s = self._clock()
+        now_ms = int(now_s * 1000)
+        at = dt.datetime.fromtimestamp(int(now_s), dt.UTC)
+        generation = attempt.generation
+
+        # One transaction consumes the challenge (committed whatever the checks below decide)
+        # and reads what the checks need: the registry row and, when only its hash was sent
+        # and this worker has not verified it, the stored certificate. The checks still run
+        # in DESIGN §4's order; reading early only saves two thread hops.
+        wanted_sm3 = None
+        sm3 = attempt.certificate_sm3
+        if sm3 is not None and self.certificates.get(sm3, at) is None:
+            wanted_sm3 = sm3.hex()
+        loaded = await self._db.write(
+            partial(
+                consume_and_read,
+                challenge_id=attempt.challenge_id,
+                now_ms=now_ms,
+                card_sn=attempt.card_sn,
+                certificate_sm3_hex=wanted_sm3,
+            )
+        )
+
+        # 1. The challenge.
+        challenge = checks.check_challenge(
+            loaded.challenge,
+            terminal_id=terminal_id,
+            card_sn=attempt.card_sn,
+            generation=generation,
+            now_ms=now_ms,
+        )
+        self._require_configured(generation)
+
+        # 2. The certificate chain (third generation only).
+        verified: VerifiedCertificate | None = None
+        store_der: bytes | None = None
+        if generation == 3:
+            verified, store_der = self._verified_certificate(attempt, at, loaded.certificate_der)
+
+        # 3. The registry.
+        usable = checks.check_card_status(
+            loaded.card,
+            card_sn=attempt.card_sn,
+            generation=generation,
+            certificate_sm3=None if verified is None else verified.fingerprint.hex(),
+            today=dt.datetime.fromtimestamp(now_s, checks.SHANGHAI).date(),
+            legacy_accepted_until=self._settings.legacy_parallel_use_until,
+        )
+
+        # 4. The card's own proof.
+        if verified is not None:
+            assert attempt.signature is not None
+            checks.check_signature(
+                verified,
+                challenge=challenge.challenge,
+                card_sn=attempt.card_sn,
+                terminal_id=terminal_id,
+                signature=attempt.signature,
+            )
+            if store_der is not None:
+                # Only the first time this worker sees the certificate authenticate a card.
+                await self._db.write(
+                    partial(store_certificate, sm3_hex=verified.fingerprint.hex(), der=store_der)
+                )
+            self.certificates.put(verified)
+        else:
+            assert attempt.cryptogram is not None
+            assert self._keys is not None
+            checks.check_cryptogram(
+                self._keys,
+                challenge=challenge.challenge,
+                card_sn=attempt.card_sn,
+                cryptogram=attempt.cryptogram,
+            )
+
+        ttl_s = self._settings.card_session_ttl_s
+        token = issue_card_session(
+            self._session_key,
+            CardSession(
+                terminal_id=terminal_id,
+                card_sn=attempt.card_sn,
+                generation=generation,
+                holder_id=usable.holder_id,
+                expires_at_s=int(now_s) + ttl_s,
+            ),
+        )
+        return IssuedSession(token, ttl_s, attempt.card_sn, generation)
+
+    def _verified_certificate(
+        self, attempt: AuthAttempt, at: dt.datetime, stored_der: bytes | None
+    ) -> tuple[VerifiedCertificate, bytes | None]:
+        """The verified chain, and the DER to store if this worker has not cached it yet."""
+        assert self._trust is not None
+        if attempt.certificate_der is not None:
+            der = attempt.certificate_der
+            cached = self.certificates.get(fingerprint_sm3(der), at)
+            if cached is not None and cached.card_sn == attempt.card_sn:
+                return cached, None
+            leaf = checks.parse_certificate(der)
+            verified = checks.verify_certificate(
+                leaf, card_sn=attempt.card_sn, trust=self._trust, cache=self.certificates, at=at
+            )
+            return verified, der
+        assert attempt.certificate_sm3 is not None
+        cached = self.certificates.get(attempt.certificate_sm3, at)
+        if cached is not None:
+            leaf = cached.leaf
+        elif stored_der is not None:
+            leaf = checks.parse_certificate(stored_der)
+        else:
+            raise GatewayError(
+                ErrorCode.CERT_UNKNOWN,
+                "no certificate with this SM3 hash has been seen; send the certificate",
+            )
+        verified = checks.verify_certificate(
+            leaf, card_sn=attempt.card_sn, trust=self._trust, cache=self.certificates, at=at
+        )
+        return verified, None
+
+    # -- card sessions --------------------------------------------------------------------------
+
+    def require_card_session(self, token: str, terminal_id: str) -> CardSession:
+        """For the settlement routes: the card session ``token`` proves, at this terminal, now."""
+        return require_card_session(self._session_key, token, terminal_id, self._clock())
+
+    def _require_configured(self, generation: int) -> None:
+        if generation == 3 and self._trust is None:
+            raise GatewayError(ErrorCode.CARD_AUTH_UNAVAILABLE, "no card trust root is configured")
+        if generation == 2 and self._keys is None:
+            raise GatewayError(
+                ErrorCode.CARD_AUTH_UNAVAILABLE, "no legacy master key is configured"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedAttempt:
+    challenge: ConsumedChallenge
+    card: CardRecord | None
+    certificate_der: bytes | None
+
+
+def consume_and_read(
+    session: Session,
+    challenge_id: str,
+    now_ms: int,
+    card_sn: str,
+    certificate_sm3_hex: str | None,
+) -> LoadedAttempt:
+    """A write unit: consume the challenge, then read the registry row and (if asked) the
+    stored certificate. Nothing is read for a challenge that does not exist."""
+    found = consume_challenge(session, challenge_id, now_ms)
+    if found.record is None:
+        return LoadedAttempt(found, None, None)
+    # The registry row is read here, never cached, so a card reported lost a moment ago is
+    # refused now.
+    card = CardRegistry(session).get(card_sn)
+    der = None if certificate_sm3_hex is None else find_certificate(session, certificate_sm3_hex)
+    return LoadedAttempt(found, card, der)
+
+
+def trust_anchors_from_settings(settings: Settings) -> TrustAnchors | None:
+    """Configured PEM files first; the demo PKI in the embedded demo world; else None."""
+    if settings.card_trust_root_pem is not None:
+        return TrustAnchors.from_pem_files(
+            settings.card_trust_root_pem, settings.card_issuing_ca_pem_paths
+        )
+    if settings.should_load_demo_world():
+        return TrustAnchors.demo(settings.demo_seed)
+    return None
+
+
+def key_manager_from_settings(settings: Settings) -> KeyManager | None:
+    if settings.legacy_master_key_file is not None:
+        return SoftwareKeyManager(load_master_key_file(settings.legacy_master_key_file))
+    if settings.should_load_demo_world():
+        return SoftwareKeyManager(sscard_demo.legacy_master_key(settings.demo_seed))
+    return None
+
+
+CARD_AUTH: Final = web.AppKey("card_auth", CardAuthService)
+
+
+async def card_auth_context(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: build the service (after the database), sweep old challenges."""
+    settings, db = app[SETTINGS], app[DATABASE]
+    trust = await asyncio.to_thread(trust_anchors_from_settings, settings)
+    keys = key_manager_from_settings(settings)
+    if trust is None or keys is None:
+        log.warning(
+            "card authentication is not fully configured",
+            extra=fields(trust_root=trust is not None, legacy_master_key=keys is not None),
+        )
+    session_key = await db.write(
+        partial(
+            get_or_create_secret,
+            name=SESSION_SECRET_NAME,
+            candidate=secrets.token_bytes(SESSION_KEY_LEN),
+        )
+    )
+    app[CARD_AUTH] = CardAuthService(
+        db=db,
+        clock=app[CLOCK],
+        settings=settings,
+        trust=trust,
+        keys=keys,
+        session_key=session_key,
+    )
+    task = asyncio.create_task(_sweep_challenges_forever(app), name="challenge-sweeper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _sweep_challenges_forever(app: web.Application) -> None:
+    settings, db, clock = app[SETTINGS], app[DATABASE], app[CLOCK]
+    while True:
+        await asyncio.sleep(settings.nonce_sweep_interval_s)
+        before_ms = int((clock() - CHALLENGE_RETENTION_S) * 1000)
+        try:
+            await db.write(
+                partial(
+                    delete_expired_challenges, before_ms=before_ms, limit=settings.nonce_sweep_batch
+                )
+            )
+        except Exception:  # a failed sweep must not kill the worker; the next one retries
+            log.exception("challenge sweep failed")

@@ -1,0 +1,189 @@
+"""Card-authentication tables, on the gateway's own MetaData (gateway.store.metadata).
+
+``card_challenges``
+    One row per challenge handed out. Single use is enforced by the DATABASE, not by an
+    application ``if``: :func:`consume_challenge` runs ``UPDATE … SET used_at_ms = :now WHERE
+    challenge_id = :id AND used_at_ms IS NULL`` and only the statement that changed the row
+    (rowcount 1) owns the challenge. Two workers or two replicas racing for one challenge
+    serialise on the row, and exactly one wins.
+``card_certificates``
+    Card certificates (EF 0018) whose chain verified and whose card then authenticated, keyed
+    by their SM3 fingerprint, so a terminal may send only the hash once any worker has seen
+    the certificate. Certificates are public; storing them leaks nothing.
+``gateway_secrets``
+    Keys every worker and replica must share (the card session MAC key). Created once, by the
+    first process that needs it; the primary key makes concurrent creation safe.
+
+Times are unix milliseconds in BIGINT columns: the same on SQLite and PostgreSQL, with no
+timezone conversion in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import BigInteger, LargeBinary, SmallInteger, String, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from gateway.store import GatewayBase
+from sscard.certs import MAX_CERTIFICATE_DER_BYTES
+
+__all__ = [
+    "CardCertificate",
+    "CardChallenge",
+    "ChallengeRecord",
+    "ConsumedChallenge",
+    "GatewaySecret",
+    "consume_challenge",
+    "delete_expired_challenges",
+    "find_certificate",
+    "get_or_create_secret",
+    "insert_challenge",
+    "store_certificate",
+]
+
+
+class CardChallenge(GatewayBase):
+    __tablename__ = "card_challenges"
+
+    challenge_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    terminal_id: Mapped[str] = mapped_column(String(64))
+    card_sn: Mapped[str] = mapped_column(String(32))
+    generation: Mapped[int] = mapped_column(SmallInteger)
+    challenge: Mapped[bytes] = mapped_column(LargeBinary(16))
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    used_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class CardCertificate(GatewayBase):
+    __tablename__ = "card_certificates"
+
+    sm3: Mapped[str] = mapped_column(String(64), primary_key=True)  # 64 lower-case hex digits
+    der: Mapped[bytes] = mapped_column(LargeBinary(MAX_CERTIFICATE_DER_BYTES))
+
+
+class GatewaySecret(GatewayBase):
+    __tablename__ = "gateway_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeRecord:
+    challenge_id: str
+    terminal_id: str
+    card_sn: str
+    generation: int
+    challenge: bytes
+    expires_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedChallenge:
+    """What one attempt to use a challenge found. ``record`` is None if there is no such
+    challenge; ``consumed`` is True only for the one attempt that marked it used."""
+
+    record: ChallengeRecord | None
+    consumed: bool
+
+
+def insert_challenge(session: Session, record: ChallengeRecord) -> None:
+    session.execute(
+        insert(CardChallenge).values(
+            challenge_id=record.challenge_id,
+            terminal_id=record.terminal_id,
+            card_sn=record.card_sn,
+            generation=record.generation,
+            challenge=record.challenge,
+            expires_at_ms=record.expires_at_ms,
+            used_at_ms=None,
+        )
+    )
+
+
+def consume_challenge(session: Session, challenge_id: str, now_ms: int) -> ConsumedChallenge:
+    """Mark the challenge used, whatever the checks that follow will say (a write unit).
+
+    The caller judges the result with :func:`gateway.card_auth.checks.check_challenge` AFTER
+    this transaction committed, so that a rejected attempt still burns the challenge.
+    """
+    row = session.execute(
+        select(
+            CardChallenge.challenge_id,
+            CardChallenge.terminal_id,
+            CardChallenge.card_sn,
+            CardChallenge.generation,
+            CardChallenge.challenge,
+            CardChallenge.expires_at_ms,
+        ).where(CardChallenge.challenge_id == challenge_id)
+    ).one_or_none()
+    if row is None:
+        return ConsumedChallenge(None, consumed=False)
+    result = session.execute(
+        update(CardChallenge)
+        .where(CardChallenge.challenge_id == challenge_id, CardChallenge.used_at_ms.is_(None))
+        .values(used_at_ms=now_ms)
+    )
+    rowcount: int = result.rowcount  # type: ignore[attr-defined]
+    record = ChallengeRecord(
+        challenge_id=row.challenge_id,
+        terminal_id=row.terminal_id,
+        card_sn=row.card_sn,
+        generation=row.generation,
+        challenge=bytes(row.challenge),
+        expires_at_ms=row.expires_at_ms,
+    )
+    return ConsumedChallenge(record, consumed=rowcount == 1)
+
+
+def delete_expired_challenges(session: Session, before_ms: int, limit: int) -> int:
+    """Delete at most ``limit`` challenges that expired before ``before_ms``; return how many."""
+    assert limit >= 1
+    expired = (
+        select(CardChallenge.challenge_id)
+        .where(CardChallenge.expires_at_ms < before_ms)
+        .limit(limit)
+    )
+    result = session.execute(delete(CardChallenge).where(CardChallenge.challenge_id.in_(expired)))
+    deleted: int = result.rowcount  # type: ignore[attr-defined]
+    return deleted
+
+
+def find_certificate(session: Session, sm3_hex: str) -> bytes | None:
+    der = session.execute(
+        select(CardCertificate.der).where(CardCertificate.sm3 == sm3_hex)
+    ).scalar_one_or_none()
+    return None if der is None else bytes(der)
+
+
+def _insert_ignoring_duplicates(
+    session: Session, table: type[GatewayBase], **values: object
+) -> None:
+    # ON CONFLICT DO NOTHING rather than catching IntegrityError: on PostgreSQL a failed
+    # statement aborts the whole transaction, and two workers may insert the same key at once.
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(table).values(**values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(table).values(**values).on_conflict_do_nothing())
+    else:  # pragma: no cover - gateway.db accepts only these two
+        raise ValueError(f"unsupported dialect {dialect}")
+
+
+def store_certificate(session: Session, sm3_hex: str, der: bytes) -> None:
+    _insert_ignoring_duplicates(session, CardCertificate, sm3=sm3_hex, der=der)
+
+
+def get_or_create_secret(session: Session, name: str, candidate: bytes) -> bytes:
+    """The stored secret ``name``; if there is none yet, store ``candidate`` and return it.
+
+    Every process offers its own random candidate; the first insert wins and all of them read
+    back the winner, so all workers and replicas end up with the same key.
+    """
+    _insert_ignoring_duplicates(session, GatewaySecret, name=name, value=candidate)
+    value = session.execute(
+        select(GatewaySecret.value).where(GatewaySecret.name == name)
+    ).scalar_one()
+    return bytes(value)

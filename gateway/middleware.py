@@ -1,0 +1,140 @@
+"""The two middlewares every request passes through, outermost first.
+
+``observe``   request id, access log line, request metrics.
+``problems``  the ONE place where exceptions become responses: GatewayError, aiohttp's own HTTP
+              errors (404, 405, 413 …), domain errors (any exception whose ``.code`` is in
+              gateway.errors.ERRORS) and unexpected exceptions (500 INTERNAL, logged with the
+              request id). Every error response is counted by code here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway import metrics
+from gateway.errors import (
+    ERRORS,
+    PROBLEM_CONTENT_TYPE,
+    ErrorCode,
+    GatewayError,
+    domain_error_code,
+    problem_body,
+)
+from gateway.logs import fields
+from gateway.state import ERROR_CODE, REQUEST_ID
+
+__all__ = ["observe", "problems"]
+
+log = logging.getLogger("gateway.http")
+
+REQUEST_ID_HEADER: Final = "X-Request-Id"
+# A caller's request id is kept only if it is short and plain, so it is safe in logs.
+_REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{8,64}")
+# Metric labels must stay bounded: any other method is counted as OTHER.
+_KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_STATUS_CODES: Final[Mapping[int, ErrorCode]] = {
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.BODY_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+}
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else metrics.UNMATCHED_ROUTE
+    method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+    started = time.perf_counter()
+    status = 499  # nginx's "client closed request": the answer never left
+    code = ""
+    metrics.INFLIGHT.inc()
+    try:
+        response = await handler(request)
+        status = response.status
+        code = response.get(ERROR_CODE, "")
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+    finally:
+        elapsed_s = time.perf_counter() - started
+        metrics.INFLIGHT.dec()
+        metrics.REQUESTS.labels(route, method, str(status)).inc()
+        metrics.REQUEST_SECONDS.labels(route).observe(elapsed_s)
+        # No query string, body or header values: nothing personal in the access log.
+        log.log(
+            logging.ERROR if status >= 500 else logging.INFO,
+            "request",
+            extra=fields(
+                request_id=request_id,
+                method=method,
+                route=route,
+                status=status,
+                code=code or None,
+                duration_ms=round(elapsed_s * 1000, 3),
+            ),
+        )
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return _problem(request, exc.code, exc.detail, exc.errors, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _STATUS_CODES.get(exc.status)
+        if code is None:
+            code = ErrorCode.BAD_REQUEST if exc.status < 500 else ErrorCode.INTERNAL
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+        return _problem(request, code, None, None, headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        domain_code = domain_error_code(exc)
+        if domain_code is not None:
+            detail = getattr(exc, "detail", None)
+            return _problem(request, domain_code, detail if isinstance(detail, str) else None)
+        log.exception(
+            "unhandled exception",
+            extra=fields(request_id=request[REQUEST_ID], exc_type=type(exc).__name__),
+        )
+        return _problem(request, ErrorCode.INTERNAL, None)
+
+
+def _problem(
+    request: web.Request,
+    code: str,
+    detail: str | None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    spec = ERRORS[code]
+    body = problem_body(code, request_id=request[REQUEST_ID], detail=detail, errors=errors)
+    all_headers = dict(spec.headers)
+    if spec.retry_after_s is not None:
+        all_headers["Retry-After"] = str(spec.retry_after_s)
+    all_headers.update(headers or {})
+    response = web.Response(
+        body=json.dumps(body, ensure_ascii=False).encode(),
+        status=spec.status,
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=all_headers,
+    )
+    response[ERROR_CODE] = code
+    metrics.REJECTIONS.labels(code).inc()
+    return response

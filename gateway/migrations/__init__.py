@@ -1,0 +1,1 @@
+"""Alembic migrations for the gateway's tables (see gateway.migrate)."""

@@ -1,0 +1,168 @@
+"""OpenAPI 3.1 document generated from the route table (the same table that builds the router).
+
+Request and response schemas come from the routes' pydantic models (JSON Schema 2020-12, which
+OpenAPI 3.1 uses as is). Error responses are derived from each route's ``error_codes()`` and the
+one status table in gateway.errors, grouped by status, with the codes listed as an enum.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Sequence
+from typing import Any, Final
+
+from pydantic import BaseModel, Field
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from gateway.errors import ERRORS, PROBLEM_CONTENT_TYPE
+from gateway.routing import Route
+from sscard import terminal_auth as ta
+
+__all__ = ["Problem", "build_openapi"]
+
+OPENAPI_VERSION: Final = "3.1.0"
+_REF: Final = "#/components/schemas/{model}"
+# (model, "validation" | "serialization") -> {"$ref": ...}
+_Refs = dict[tuple[object, str], dict[str, Any]]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted location of the field in the body.")
+    problem: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, extended with a stable ``code`` and clerk-facing messages."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    code: str = Field(description="Stable error code: branch on this, never on messages.")
+    message: str = Field(description="What the person at the counter can do (English).")
+    message_zh: str = Field(description="同上（中文）。")
+    request_id: str = Field(description="Quote this when calling the gateway operator.")
+    errors: list[FieldError] | None = Field(
+        default=None, description="Field errors, for VALIDATION_FAILED."
+    )
+
+
+_SIGNING_DESCRIPTION: Final = f"""\
+Every call except the operational endpoints is signed by the terminal with HMAC-SM3.
+
+canonical = METHOD "\\n" path_with_query "\\n" {ta.HEADER_TIMESTAMP} "\\n" {ta.HEADER_NONCE} \
+"\\n" hex(SM3(body))
+{ta.HEADER_SIGNATURE} = hex(HMAC-SM3(terminal secret, canonical))
+
+{ta.HEADER_TIMESTAMP} is unix seconds and must be within the gateway's clock skew window.
+{ta.HEADER_NONCE} is {ta.NONCE_MIN_CHARS}–{ta.NONCE_MAX_CHARS} chars of [A-Za-z0-9_-] and may
+be used once per terminal. Reference implementation: sscard/terminal_auth.py."""
+
+_SECURITY_SCHEMES: Final = {
+    "terminalId": ta.HEADER_TERMINAL_ID,
+    "timestamp": ta.HEADER_TIMESTAMP,
+    "nonce": ta.HEADER_NONCE,
+    "signature": ta.HEADER_SIGNATURE,
+}
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("ssc-gateway")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_openapi(
+    routes: Sequence[Route], *, title: str = "SSC settlement gateway", version: str | None = None
+) -> dict[str, Any]:
+    schemas, refs = _schemas(routes)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        operation = _operation(route, refs)
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": title,
+            "version": version or _package_version(),
+            "description": _SIGNING_DESCRIPTION,
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                name: {"type": "apiKey", "in": "header", "name": header}
+                for name, header in _SECURITY_SCHEMES.items()
+            },
+        },
+    }
+
+
+def _schemas(
+    routes: Sequence[Route],
+) -> tuple[dict[str, Any], _Refs]:
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Problem, "serialization")]
+    for route in routes:
+        if route.request_model is not None:
+            wanted.append((route.request_model, "validation"))
+        if route.response_model is not None:
+            wanted.append((route.response_model, "serialization"))
+    refs, top = models_json_schema(list(dict.fromkeys(wanted)), ref_template=_REF)
+    return top.get("$defs", {}), {key: dict(value) for key, value in refs.items()}
+
+
+def _operation(route: Route, refs: _Refs) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": list(route.tags),
+        "responses": {str(route.response_status): _success(route, refs)},
+    }
+    if route.description:
+        operation["description"] = route.description
+    if route.request_model is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(route.request_model, "validation")]}},
+        }
+    operation["security"] = [{name: [] for name in _SECURITY_SCHEMES}] if route.signed else []
+    operation["responses"].update(_problems(route.error_codes(), refs))
+    return operation
+
+
+def _success(route: Route, refs: _Refs) -> dict[str, Any]:
+    if route.response_model is not None:
+        schema = refs[(route.response_model, "serialization")]
+    else:
+        schema = route.response_schema
+    return {
+        "description": route.summary,
+        "content": {route.response_media_type: {"schema": schema}},
+    }
+
+
+def _problems(codes: Sequence[str], refs: _Refs) -> dict[str, Any]:
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(ERRORS[code].status, []).append(code)
+    problem_ref = refs[(Problem, "serialization")]
+    responses: dict[str, Any] = {}
+    for status in sorted(by_status):
+        status_codes = by_status[status]
+        responses[str(status)] = {
+            "description": "; ".join(f"{code}: {ERRORS[code].title}" for code in status_codes),
+            "content": {
+                PROBLEM_CONTENT_TYPE: {
+                    "schema": {
+                        "allOf": [
+                            problem_ref,
+                            {"properties": {"code": {"enum": status_codes}}},
+                        ]
+                    }
+                }
+            },
+        }
+    return responses

@@ -1,0 +1,303 @@
+"""One route table drives both the router and the OpenAPI document, so they cannot drift.
+
+A :class:`Route` declares method, path, summary, request and response models, whether it is
+signed, and which domain error codes its handler may raise. :func:`add_routes` registers each
+route with a wrapper that runs the same pipeline for every request, in this order (cheap and
+unauthenticated checks first; nothing is written before the request is known to be good):
+
+1. in-flight bound (503 OVERLOADED)             routes with ``bounded=True``
+2. body size, before and while reading (413)    routes that are signed or take a body
+3. terminal signature (401 …), rate limit (429) ``signed=True``: headers, clock skew, terminal
+                                                lookup (cached), HMAC-SM3 in constant time
+4. content type (415), JSON (400), schema (422) routes with a ``request_model``
+5. nonce, inserted in the database (401         ``signed=True``: the only write before the
+   REQUEST_REPLAYED if already used)            handler, and only for a fully valid request
+6. the handler: thin, gets a typed :class:`Call`, returns a pydantic model (rendered as JSON
+   with ``response_status``) or an aiohttp response.
+
+Everything that goes wrong raises GatewayError; gateway.middleware renders it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Annotated, Any, Final, Generic, TypeVar
+
+from aiohttp import web
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from gateway.errors import ErrorCode, GatewayError
+from gateway.state import CLOCK, DATABASE, INFLIGHT, RATE_LIMITS, SETTINGS, TERMINALS
+from gateway.store import TerminalRecord, consume_nonce
+from sscard import terminal_auth as ta
+
+__all__ = ["Call", "RequestModel", "Route", "Text", "add_routes"]
+
+BodyT = TypeVar("BodyT")
+
+JSON_CONTENT_TYPE: Final = "application/json"
+# Field errors listed in one VALIDATION_FAILED answer: enough to fix a request, bounded.
+MAX_FIELD_ERRORS: Final = 20
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: unknown fields are errors, no type coercion ("12" is not
+    an int) and no NaN or Infinity, so that what was signed is exactly what is processed."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# Free text in request bodies. JSON allows "\u0000"; PostgreSQL text columns do not, so letting
+# it through would turn bad input into a database error deep inside a domain service.
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[BodyT]):
+    """What a handler gets: the request, the validated body, and the authenticated terminal
+    (None on unsigned routes)."""
+
+    request: web.Request
+    body: BodyT
+    terminal: TerminalRecord | None
+
+    @property
+    def app(self) -> web.Application:
+        return self.request.app
+
+
+Handler = Callable[[Call[Any]], Awaitable[BaseModel | web.StreamResponse]]
+
+_BODY_ERRORS: Final = (
+    ErrorCode.BODY_TOO_LARGE,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    ErrorCode.MALFORMED_JSON,
+    ErrorCode.VALIDATION_FAILED,
+)
+_AUTH_ERRORS: Final = (
+    ErrorCode.BODY_TOO_LARGE,
+    ErrorCode.SIGNATURE_MISSING,
+    ErrorCode.SIGNATURE_INVALID,
+    ErrorCode.TERMINAL_UNKNOWN,
+    ErrorCode.TERMINAL_DISABLED,
+    ErrorCode.TIMESTAMP_SKEW,
+    ErrorCode.REQUEST_REPLAYED,
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.DB_UNAVAILABLE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    handler: Handler
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    request_model: type[BaseModel] | None = None
+    response_model: type[BaseModel] | None = None
+    response_status: int = 200
+    # For responses that are not a pydantic model (metrics text, the OpenAPI document).
+    response_media_type: str = JSON_CONTENT_TYPE
+    response_schema: dict[str, Any] = field(default_factory=dict)
+    signed: bool = True
+    # Counted against max_inflight_requests. Probes and scrapes are not: under overload the
+    # process is still alive and its metrics still matter.
+    bounded: bool = True
+    # Domain error codes the handler itself may raise (the pipeline's codes are derived).
+    errors: tuple[str, ...] = ()
+
+    def error_codes(self) -> tuple[str, ...]:
+        """Every code this route can answer with, in a stable order."""
+        codes: list[str] = []
+        if self.bounded:
+            codes.append(ErrorCode.OVERLOADED)
+        if self.signed:
+            codes.extend(_AUTH_ERRORS)
+        if self.request_model is not None:
+            codes.extend(_BODY_ERRORS)
+        codes.extend(self.errors)
+        codes.append(ErrorCode.INTERNAL)
+        return tuple(dict.fromkeys(codes))
+
+
+def add_routes(router: web.UrlDispatcher, routes: Sequence[Route]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for route in routes:
+        key = (route.method, route.path)
+        assert key not in seen, f"duplicate route {key}"
+        seen.add(key)
+        router.add_route(route.method, route.path, partial(_dispatch, route), name=None)
+
+
+async def _dispatch(route: Route, request: web.Request) -> web.StreamResponse:
+    if not route.bounded:
+        return await _pipeline(route, request)
+    inflight = request.app[INFLIGHT]
+    if inflight.count >= inflight.limit:
+        raise GatewayError(ErrorCode.OVERLOADED, "too many requests in flight")
+    inflight.count += 1
+    try:
+        return await _pipeline(route, request)
+    finally:
+        inflight.count -= 1
+
+
+async def _pipeline(route: Route, request: web.Request) -> web.StreamResponse:
+    body = b""
+    if route.signed or route.request_model is not None:
+        body = await _read_body(request)
+    terminal = None
+    headers = None
+    if route.signed:
+        headers, terminal = await _authenticate(request, body)
+    payload = None
+    if route.request_model is not None:
+        payload = _parse_body(route.request_model, request, body)
+    if headers is not None:
+        await _consume_nonce(request, headers)
+    result = await route.handler(Call(request=request, body=payload, terminal=terminal))
+    if isinstance(result, BaseModel):
+        return web.Response(
+            body=result.model_dump_json().encode(),
+            status=route.response_status,
+            content_type=JSON_CONTENT_TYPE,
+        )
+    return result
+
+
+async def _read_body(request: web.Request) -> bytes:
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise GatewayError(ErrorCode.BODY_TOO_LARGE, f"body is over {limit} bytes")
+    try:
+        # client_max_size (= max_body_bytes) also stops a chunked body without Content-Length.
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise GatewayError(ErrorCode.BODY_TOO_LARGE, f"body is over {limit} bytes") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _SignedHeaders:
+    terminal_id: str
+    timestamp_s: int
+    nonce: str
+    signature: bytes
+
+
+def _signed_headers(request: web.Request) -> _SignedHeaders:
+    names = (ta.HEADER_TERMINAL_ID, ta.HEADER_TIMESTAMP, ta.HEADER_NONCE, ta.HEADER_SIGNATURE)
+    missing = [name for name in names if name not in request.headers]
+    if missing:
+        raise GatewayError(ErrorCode.SIGNATURE_MISSING, f"missing {', '.join(missing)}")
+    try:
+        terminal_id = ta.check_terminal_id(request.headers[ta.HEADER_TERMINAL_ID])
+    except ta.MalformedAuthField as exc:
+        raise GatewayError(ErrorCode.TERMINAL_UNKNOWN, str(exc)) from None
+    try:
+        return _SignedHeaders(
+            terminal_id=terminal_id,
+            timestamp_s=ta.parse_timestamp(request.headers[ta.HEADER_TIMESTAMP]),
+            nonce=ta.check_nonce(request.headers[ta.HEADER_NONCE]),
+            signature=ta.parse_signature_hex(request.headers[ta.HEADER_SIGNATURE]),
+        )
+    except ta.MalformedAuthField as exc:
+        raise GatewayError(ErrorCode.SIGNATURE_INVALID, str(exc)) from None
+
+
+async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeaders, TerminalRecord]:
+    app = request.app
+    settings = app[SETTINGS]
+    headers = _signed_headers(request)
+    now_s = app[CLOCK]()
+    skew_s = headers.timestamp_s - now_s
+    if abs(skew_s) > settings.clock_skew_s:
+        raise GatewayError(
+            ErrorCode.TIMESTAMP_SKEW,
+            f"X-Timestamp is {skew_s:+.0f} s from the gateway's clock "
+            f"(allowed ±{settings.clock_skew_s} s)",
+        )
+    terminal = await app[TERMINALS].get(headers.terminal_id)
+    if terminal is None:
+        raise GatewayError(ErrorCode.TERMINAL_UNKNOWN, "no terminal has this X-Terminal-Id")
+    if not terminal.enabled:
+        raise GatewayError(ErrorCode.TERMINAL_DISABLED, "terminal is disabled")
+    try:
+        ta.verify_request_signature(
+            terminal.secret,
+            request.method,
+            request.raw_path,
+            headers.timestamp_s,
+            headers.nonce,
+            body,
+            headers.signature,
+        )
+    except ta.TerminalAuthError:
+        raise GatewayError(
+            ErrorCode.SIGNATURE_INVALID, "X-Signature does not match the request"
+        ) from None
+    retry_after_s = app[RATE_LIMITS].take(terminal.terminal_id, now_s)
+    if retry_after_s is not None:
+        raise GatewayError(
+            ErrorCode.RATE_LIMITED,
+            "terminal is over its request rate",
+            headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
+        )
+    return headers, terminal
+
+
+def _parse_body(model: type[BaseModel], request: web.Request, body: bytes) -> BaseModel:
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type != JSON_CONTENT_TYPE or charset not in ("utf-8", "utf8"):
+        raise GatewayError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json (UTF-8)"
+        )
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        if any(error["type"] == "json_invalid" for error in errors):
+            raise GatewayError(ErrorCode.MALFORMED_JSON, "body is not valid JSON") from None
+        raise GatewayError(
+            ErrorCode.VALIDATION_FAILED,
+            f"{exc.error_count()} field error(s)",
+            # Location and reason only: the rejected value could be personal data.
+            errors=[
+                {
+                    "field": ".".join(str(part) for part in error["loc"]) or "(body)",
+                    "problem": error["msg"],
+                    "type": error["type"],
+                }
+                for error in errors[:MAX_FIELD_ERRORS]
+            ],
+        ) from None
+
+
+async def _consume_nonce(request: web.Request, headers: _SignedHeaders) -> None:
+    app = request.app
+    expires_at_s = int(app[CLOCK]()) + app[SETTINGS].nonce_ttl_s
+    try:
+        await app[DATABASE].write(
+            partial(
+                consume_nonce,
+                terminal_id=headers.terminal_id,
+                nonce=headers.nonce,
+                expires_at_s=expires_at_s,
+            )
+        )
+    except IntegrityError:
+        raise GatewayError(
+            ErrorCode.REQUEST_REPLAYED, "this X-Nonce was already used by this terminal"
+        ) from None

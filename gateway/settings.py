@@ -1,0 +1,285 @@
+"""The gateway's one settings object, with every default in one place.
+
+Sources, lowest precedence first:
+
+1. the defaults written in :class:`Settings` below;
+2. a TOML file (``--config FILE`` or ``GATEWAY_CONFIG``), flat ``key = value`` at top level;
+3. environment variables ``GATEWAY_<FIELD>`` (``GATEWAY_DB_URL``, ``GATEWAY_PORT`` …);
+4. command-line flags (``--port`` …), passed in as ``overrides``.
+
+Everything is validated once, at start-up, and every problem is reported together with where the
+value came from. Unknown keys are errors, not silently ignored: a misspelt ``GATEWAY_DB_ULR``
+would otherwise leave the gateway on its default database.
+
+The embedded default (SQLite under ``./var``, demo world) runs with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Final, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = ["CONFIG_ENV", "ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
+
+ENV_PREFIX: Final = "GATEWAY_"
+# The config file's own location can come from the environment too; it is not a Settings field.
+CONFIG_ENV: Final = "GATEWAY_CONFIG"
+SQLITE_FILE_NAME: Final = "gateway.sqlite3"
+# A config file larger than this is certainly a mistake (a wrong path), not a config.
+CONFIG_MAX_BYTES: Final = 1024 * 1024
+# Values of these fields can carry credentials or key material: never echoed in errors.
+_SENSITIVE_FIELDS: Final = frozenset({"db_url", "demo_seed"})
+
+
+class SettingsError(ValueError):
+    """The configuration is invalid. ``str()`` lists every problem, one per line, with its
+    source (default, file, environment variable or flag)."""
+
+
+class Settings(BaseModel):
+    """Validated gateway configuration. Frozen: built once at start-up, then only read.
+
+    Picklable, so the supervisor hands the very same object to every worker process.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    # -- network and processes ------------------------------------------------------------------
+    host: str = Field("127.0.0.1", min_length=1, max_length=255)
+    # 0 asks the kernel for a free port (tests); the supervisor fixes it before forking workers.
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=32)
+    listen_backlog: int = Field(1024, ge=16, le=65535)
+    # aiohttp waits this long for in-flight requests on SIGTERM before cancelling them.
+    shutdown_timeout_s: float = Field(30.0, gt=0, le=600)
+
+    # -- storage --------------------------------------------------------------------------------
+    data_dir: Path = Path("./var")
+    # Empty means the embedded default: sqlite at {data_dir}/gateway.sqlite3.
+    db_url: str = Field("", max_length=2048)
+    # One thread per connection: each unit of work takes one thread and one pooled connection.
+    db_threads: int = Field(4, ge=1, le=64)
+    db_pool_timeout_s: float = Field(5.0, gt=0, le=60)
+    # SQLite waits this long for another process's write lock before failing with "locked".
+    sqlite_busy_timeout_ms: int = Field(5000, ge=0, le=60_000)
+    # FULL: a commit survives power loss (money, one-time nonces). NORMAL is faster but may lose
+    # the last commits on power loss. See gateway.db for the measured cost.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+    # -- request limits -------------------------------------------------------------------------
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Per worker process. Beyond it new work gets 503 OVERLOADED with Retry-After.
+    max_inflight_requests: int = Field(512, ge=1, le=100_000)
+
+    # -- terminal authentication ----------------------------------------------------------------
+    clock_skew_s: int = Field(30, ge=1, le=600)
+    # How long a used nonce is remembered. Must cover the whole window in which its timestamp is
+    # still accepted (2 × clock_skew_s), or a replay after expiry would pass: checked below.
+    nonce_ttl_s: int = Field(120, ge=2, le=86_400)
+    nonce_sweep_interval_s: float = Field(60.0, gt=0, le=3600)
+    nonce_sweep_batch: int = Field(5000, ge=1, le=1_000_000)
+    # A disabled terminal keeps working for at most this long in each worker.
+    terminal_cache_ttl_s: float = Field(10.0, ge=0, le=3600)
+    terminal_cache_max_entries: int = Field(10_000, ge=1, le=10_000_000)
+    # Token bucket per terminal, per worker process (a guard against a runaway client, not a
+    # quota: with N workers a terminal may get up to N × the rate).
+    terminal_rate_per_s: float = Field(50.0, gt=0, le=100_000)
+    terminal_burst: int = Field(100, ge=1, le=100_000)
+
+    # -- card authentication (used by the card-auth feature) ------------------------------------
+    challenge_ttl_s: int = Field(30, ge=1, le=300)
+    card_session_ttl_s: int = Field(300, ge=10, le=86_400)
+    # Last day second-generation (legacy) cards are accepted beside third-generation ones.
+    # Placeholder: set it to the date the Shanghai healthcare security bureau announces.
+    legacy_parallel_use_until: date = date(2027, 12, 31)
+    # The pinned card PKI root and the issuing CA certificate(s) (PEM; several issuing CA
+    # files separated by commas). Unset: the demo PKI in the embedded demo world, otherwise
+    # third-generation card authentication answers 503 CARD_AUTH_UNAVAILABLE.
+    card_trust_root_pem: Path | None = None
+    card_issuing_ca_pems: str = Field("", max_length=4096)
+    # Issuer master key for second-generation cards: a file holding 32 hex digits (mode 0600).
+    # Unset: the demo key in the embedded demo world, otherwise legacy cards answer 503.
+    legacy_master_key_file: Path | None = None
+    # Verified card certificates remembered per worker (bounded LRU, by SM3 fingerprint).
+    card_cert_cache_max_entries: int = Field(50_000, ge=1, le=10_000_000)
+
+    # -- demo world (DEMO ONLY) -----------------------------------------------------------------
+    # auto: load into an empty embedded (SQLite) database only; on: also into other databases;
+    # off: never. Demo terminal secrets are derivable from the seed: never on a real deployment.
+    demo_world: Literal["auto", "on", "off"] = "auto"
+    # The same default as sscard.demo.DEFAULT_DEMO_SEED, so demo terminals and demo cards come
+    # from one seed (a test keeps the two equal).
+    demo_seed: str = Field("ssc-demo-2019", min_length=1, max_length=256)
+
+    # -- logs -----------------------------------------------------------------------------------
+    log_format: Literal["json", "kv"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _absolute_data_dir(cls, value: Any) -> Any:
+        # Absolute from the start, so that every worker process sees the same paths whatever
+        # its working directory. An empty value would silently mean the working directory.
+        if isinstance(value, str | Path):
+            if not str(value).strip():
+                raise ValueError("data_dir must not be empty")
+            return Path(os.path.abspath(Path(value).expanduser()))
+        return value
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> Self:
+        if self.nonce_ttl_s < 2 * self.clock_skew_s:
+            raise ValueError(
+                f"nonce_ttl_s ({self.nonce_ttl_s}) must be at least 2 × clock_skew_s "
+                f"({2 * self.clock_skew_s}), or a replayed request could outlive its nonce"
+            )
+        if self.card_trust_root_pem is not None and not self.card_issuing_ca_pems.strip():
+            raise ValueError("card_trust_root_pem needs card_issuing_ca_pems as well")
+        if self.db_url and not self.db_url.startswith(("sqlite", "postgresql")):
+            raise ValueError("db_url must be a sqlite:/// or postgresql+psycopg:// URL")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The effective database URL: ``db_url``, or the embedded SQLite file in data_dir."""
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{self.data_dir / SQLITE_FILE_NAME}"
+
+    @property
+    def card_issuing_ca_pem_paths(self) -> tuple[Path, ...]:
+        return tuple(
+            Path(part.strip()) for part in self.card_issuing_ca_pems.split(",") if part.strip()
+        )
+
+    @property
+    def is_embedded_db(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def metrics_dir(self) -> Path:
+        """PROMETHEUS_MULTIPROC_DIR for the worker processes (emptied at each start)."""
+        return self.data_dir / "prometheus"
+
+    def should_load_demo_world(self) -> bool:
+        return self.demo_world == "on" or (self.demo_world == "auto" and self.is_embedded_db)
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge defaults < TOML file < GATEWAY_* environment < overrides, and validate.
+
+    ``environ`` defaults to ``os.environ``; ``overrides`` holds flags given on the command line
+    (None values mean "not given"). Raises SettingsError listing every problem.
+    """
+    env = os.environ if environ is None else environ
+    if config_file is None and env.get(CONFIG_ENV):
+        config_file = Path(env[CONFIG_ENV])
+    layers: list[_Layer] = []
+    if config_file is not None:
+        layers.append(_file_layer(config_file))
+    layers.append(_env_layer(env))
+    layers.append(_flag_layer(overrides or {}))
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    for layer in layers:
+        problems.extend(layer.problems)
+        for key, (value, source) in layer.values.items():
+            values[key] = value
+            sources[key] = source
+    if problems:
+        raise SettingsError("invalid gateway configuration:\n  " + "\n  ".join(problems))
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, sources)) from None
+
+
+@dataclass
+class _Layer:
+    # key -> (value, where it came from)
+    values: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _file_layer(path: Path) -> _Layer:
+    layer = _Layer()
+    for key, value in _read_toml(path).items():
+        if key in Settings.model_fields:
+            layer.values[key] = (value, f"{key} in {path}")
+        else:
+            layer.problems.append(f"{path}: unknown setting {key!r}")
+    return layer
+
+
+def _env_layer(env: Mapping[str, str]) -> _Layer:
+    layer = _Layer()
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        key = name.removeprefix(ENV_PREFIX).lower()
+        if key in Settings.model_fields:
+            layer.values[key] = (value, f"environment variable {name}")
+        else:
+            layer.problems.append(f"{name}: unknown environment variable (known: {_env_names()})")
+    return layer
+
+
+def _flag_layer(overrides: Mapping[str, Any]) -> _Layer:
+    layer = _Layer()
+    for key, value in overrides.items():
+        assert key in Settings.model_fields, f"override for unknown setting {key}"
+        if value is not None:
+            layer.values[key] = (value, f"command-line flag for {key}")
+    return layer
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        size = path.stat().st_size
+        if size > CONFIG_MAX_BYTES:
+            raise SettingsError(f"{path}: config file is {size} bytes, over {CONFIG_MAX_BYTES}")
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        source = sources.get(field, f"{field} (default)" if field else "settings")
+        message = error["msg"]
+        if field and field not in _SENSITIVE_FIELDS and "input" in error:
+            message += f" (got {error['input']!r})"
+        lines.append(f"{source}: {message}")
+    return "invalid gateway configuration:\n  " + "\n  ".join(lines)
+
+
+def _env_names() -> str:
+    return ", ".join(ENV_PREFIX + name.upper() for name in Settings.model_fields)

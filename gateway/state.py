@@ -1,0 +1,54 @@
+"""Typed keys for application and request state (aiohttp AppKey / RequestKey).
+
+One module so that handlers, middleware and the app factory share the keys without importing
+each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from aiohttp import web
+
+from gateway.db import Database
+from gateway.rate_limit import TokenBuckets
+from gateway.settings import Settings
+from gateway.terminals import TerminalDirectory
+
+__all__ = [
+    "CLOCK",
+    "DATABASE",
+    "ERROR_CODE",
+    "INFLIGHT",
+    "OPENAPI",
+    "RATE_LIMITS",
+    "REQUEST_ID",
+    "SETTINGS",
+    "TERMINALS",
+    "InflightCount",
+]
+
+
+class InflightCount:
+    """Requests being handled by this worker's bounded routes (single event loop: no lock)."""
+
+    def __init__(self, limit: int) -> None:
+        assert limit >= 1
+        self.limit = limit
+        self.count = 0
+
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+# Wall clock, unix seconds. Injected so tests can move time (timestamp skew, nonce expiry).
+CLOCK: Final = web.AppKey[Callable[[], float]]("clock")
+DATABASE: Final = web.AppKey("database", Database)
+TERMINALS: Final = web.AppKey("terminals", TerminalDirectory)
+RATE_LIMITS: Final = web.AppKey("rate_limits", TokenBuckets)
+INFLIGHT: Final = web.AppKey("inflight", InflightCount)
+# The OpenAPI document, built once from the route table at app creation.
+OPENAPI: Final = web.AppKey[dict[str, Any]]("openapi")
+
+REQUEST_ID: Final = web.RequestKey("request_id", str)
+# Set on a problem response so that the access log line can carry the error code.
+ERROR_CODE: Final = web.ResponseKey("error_code", str)

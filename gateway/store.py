@@ -1,0 +1,177 @@
+"""The gateway's own tables: institutions, their terminals, and used request nonces.
+
+They live on :data:`metadata`, the gateway's own MetaData. Domain packages (settlement,
+issuance) own their tables on their own MetaData objects; gateway.migrate hands Alembic the
+list of all of them. Schema changes go through Alembic migrations in gateway/migrations, never
+``create_all``; a test compares the migrated schema with these models.
+
+Store functions take a Session and run inside a unit of work (see gateway.db); they return
+plain frozen dataclasses, never ORM objects, because results cross back to the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+__all__ = [
+    "Institution",
+    "InstitutionKind",
+    "RequestNonce",
+    "Terminal",
+    "TerminalRecord",
+    "consume_nonce",
+    "count_nonces",
+    "delete_expired_nonces",
+    "find_terminal",
+    "metadata",
+]
+
+# Explicit constraint names, so that migrations can name what they alter on every backend.
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata: Final = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class GatewayBase(DeclarativeBase):
+    metadata = metadata
+
+
+class InstitutionKind(StrEnum):
+    HOSPITAL = "hospital"  # 定点医疗机构
+    PHARMACY = "pharmacy"  # 定点零售药店
+
+
+class Institution(GatewayBase):
+    """A designated medical institution (定点医药机构): a hospital (level 1–3) or a pharmacy."""
+
+    __tablename__ = "institutions"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    # Hospital grade (医院等级) 1, 2 or 3; None for pharmacies.
+    level: Mapped[int | None] = mapped_column(SmallInteger)
+
+    __table_args__ = (
+        CheckConstraint(
+            "(kind = 'hospital' AND level IN (1, 2, 3)) OR (kind = 'pharmacy' AND level IS NULL)",
+            name="kind_level",
+        ),
+    )
+
+
+class Terminal(GatewayBase):
+    """A HIS or POS terminal of one institution, holding an HMAC-SM3 secret."""
+
+    __tablename__ = "terminals"
+
+    terminal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    institution_code: Mapped[str] = mapped_column(
+        String(32), ForeignKey("institutions.code"), index=True
+    )
+    # Symmetric: the gateway must hold it to verify. TODO(ops): encrypt at rest with a KEK.
+    secret: Mapped[bytes] = mapped_column(LargeBinary(64))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (CheckConstraint("length(secret) BETWEEN 16 AND 64", name="secret_length"),)
+
+
+class RequestNonce(GatewayBase):
+    """A nonce a terminal has used. The primary key (terminal_id, nonce) IS the replay guard:
+    two workers, or two replicas, inserting the same pair race in the database, and exactly one
+    wins; the loser gets an IntegrityError. No foreign key to terminals: it would add a lookup
+    to every signed request for no protection the signature does not already give."""
+
+    __tablename__ = "request_nonces"
+
+    terminal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at_s: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalRecord:
+    terminal_id: str
+    institution_code: str
+    institution_kind: str
+    secret: bytes
+    enabled: bool
+
+
+def find_terminal(session: Session, terminal_id: str) -> TerminalRecord | None:
+    row = session.execute(
+        select(
+            Terminal.terminal_id,
+            Terminal.institution_code,
+            Institution.kind,
+            Terminal.secret,
+            Terminal.enabled,
+        )
+        .join(Institution, Institution.code == Terminal.institution_code)
+        .where(Terminal.terminal_id == terminal_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    return TerminalRecord(
+        terminal_id=row.terminal_id,
+        institution_code=row.institution_code,
+        institution_kind=row.kind,
+        secret=bytes(row.secret),
+        enabled=bool(row.enabled),
+    )
+
+
+def consume_nonce(session: Session, terminal_id: str, nonce: str, expires_at_s: int) -> None:
+    """Record a nonce as used. Raises sqlalchemy.exc.IntegrityError if it was used before."""
+    session.execute(
+        insert(RequestNonce).values(terminal_id=terminal_id, nonce=nonce, expires_at_s=expires_at_s)
+    )
+
+
+def delete_expired_nonces(session: Session, now_s: int, limit: int) -> int:
+    """Delete at most ``limit`` nonces that expired before ``now_s``; return how many.
+
+    Bounded so that one sweep holds SQLite's write lock for milliseconds, not seconds.
+    """
+    assert limit >= 1
+    expired = (
+        select(RequestNonce.terminal_id, RequestNonce.nonce)
+        .where(RequestNonce.expires_at_s < now_s)
+        .limit(limit)
+    )
+    result = session.execute(
+        delete(RequestNonce).where(
+            tuple_(RequestNonce.terminal_id, RequestNonce.nonce).in_(expired)
+        )
+    )
+    deleted: int = result.rowcount  # type: ignore[attr-defined]
+    return deleted
+
+
+def count_nonces(session: Session) -> int:
+    return session.execute(select(func.count()).select_from(RequestNonce)).scalar_one()

@@ -1,0 +1,1 @@
+"""Migration scripts of the issuance branch (cardholders, cards), run by gateway.migrate."""

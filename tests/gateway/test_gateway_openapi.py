@@ -1,0 +1,94 @@
+"""/openapi.json is generated from the route table that builds the router: check both ways."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from gateway_testkit import Client
+
+from gateway.errors import ERRORS, PROBLEM_CONTENT_TYPE
+from gateway.openapi import build_openapi
+from gateway.routes import ROUTES
+from gateway.state import OPENAPI
+
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def _router_routes(app: web.Application) -> set[tuple[str, str]]:
+    return {
+        (route.method.lower(), route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None
+    }
+
+
+def _documented(spec: dict) -> set[tuple[str, str]]:
+    return {
+        (method, path)
+        for path, item in spec["paths"].items()
+        for method in item
+        if method in HTTP_METHODS
+    }
+
+
+async def test_every_route_is_documented_and_every_documented_route_exists(
+    client: Client, app: web.Application
+):
+    response = await client.get("/openapi.json")
+    assert response.status == 200
+    spec = await response.json()
+    assert spec == app[OPENAPI]
+    assert spec["openapi"] == "3.1.0"
+    routes = _router_routes(app)
+    assert routes  # the walk found something
+    assert routes == _documented(spec)
+
+
+def test_each_operation_documents_its_error_codes_by_status():
+    spec = build_openapi(ROUTES)
+    for route in ROUTES:
+        operation = spec["paths"][route.path][route.method.lower()]
+        assert operation["summary"] == route.summary
+        assert str(route.response_status) in operation["responses"]
+        for code in route.error_codes():
+            response = operation["responses"][str(ERRORS[code].status)]
+            schema = response["content"][PROBLEM_CONTENT_TYPE]["schema"]
+            assert code in schema["allOf"][1]["properties"]["code"]["enum"]
+        if route.signed:
+            assert set(operation["security"][0]) == {
+                "terminalId",
+                "timestamp",
+                "nonce",
+                "signature",
+            }
+        else:
+            assert operation["security"] == []
+
+
+def test_echo_request_schema_forbids_unknown_fields():
+    spec = build_openapi(ROUTES)
+    echo = spec["paths"]["/v1/echo"]["post"]
+    ref = echo["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert schema["additionalProperties"] is False
+    assert schema["required"] == ["message"]
+    assert "401" in echo["responses"]
+    assert "422" in echo["responses"]
+
+
+def test_every_ref_resolves():
+    spec = build_openapi(ROUTES)
+    schemas = spec["components"]["schemas"]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if ref is not None:
+                assert ref.startswith("#/components/schemas/")
+                assert ref.rsplit("/", 1)[1] in schemas, ref
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec)
