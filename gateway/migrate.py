@@ -5,9 +5,9 @@ with the folder holding their migration scripts. Each source is its own Alembic 
 first revision carries ``branch_labels=("<name>",)``), so settlement and issuance can add
 migrations without touching the gateway's, and ``upgrade`` always moves every head.
 
-To add a source, append ``MigrationSource("settlement", settlement.store.metadata,
-<path to settlement/migrations>)`` below and create its first revision with
-``python -m gateway db revision -m "..." --branch settlement --autogenerate``.
+To add a source, append ``MigrationSource("<package>", <package>.store.metadata,
+<path to <package>/migrations/versions>)`` below and create its first revision with
+``python -m gateway db revision -m "..." --branch <package> --autogenerate``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, text
 
 import issuance.store
+import settlement.store
 from gateway import store
 from gateway.card_auth import tables as _card_auth_tables  # noqa: F401 - registers its tables
 from gateway.db import for_writes
@@ -59,6 +60,11 @@ MIGRATION_SOURCES: Final[Sequence[MigrationSource]] = (
         "issuance",
         issuance.store.metadata,
         Path(issuance.store.__file__).resolve().parent / "migrations" / "versions",
+    ),
+    MigrationSource(
+        "settlement",
+        settlement.store.metadata,
+        Path(settlement.store.__file__).resolve().parent / "migrations" / "versions",
     ),
 )
 

@@ -1,0 +1,1 @@
+"""Item catalogues (TOML), shipped as package data."""

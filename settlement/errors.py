@@ -1,0 +1,128 @@
+"""Errors raised by the settlement package.
+
+Every error carries a stable ``.code`` (the gateway maps each code to one HTTP status and one
+message a pharmacy clerk can act on) and a readable ``.message``. Bad input raises before any
+arithmetic, so a rejected claim changes nothing.
+
+::
+
+    SettlementError (Exception)          .code is stable; never rename a code
+     ├── InvalidClaim                    INVALID_CLAIM          the claim cannot be settled as sent
+     │    ├── InvalidAmount              INVALID_AMOUNT         amount or quantity not a positive
+     │    │                                                     integer (fen), or above its bound
+     │    ├── UnknownCatalogueCode       UNKNOWN_CATALOGUE_CODE item code not in the catalogue
+     │    ├── TooManyLines               TOO_MANY_LINES         more claim lines than the bound
+     │    ├── InvalidVisit               INVALID_VISIT          unknown visit type or hospital level
+     │    ├── InvalidPerson              INVALID_PERSON         no age / birth date, born after
+     │    │                                                     the visit, unsupported 险种
+     │    └── InvalidAccumulators        INVALID_ACCUMULATORS   negative year-to-date totals or
+     │                                                          account balances
+     ├── PolicyError                     POLICY_ERROR
+     │    ├── PolicyNotFound             POLICY_NOT_FOUND       no policy file covers the date
+     │    ├── PolicyNotApplicable        POLICY_NOT_APPLICABLE  the policy given does not cover
+     │    │                                                     the visit date
+     │    ├── PolicyInvalid              POLICY_INVALID         a policy file fails validation
+     │    └── PolicyOverlap              POLICY_OVERLAP         two policy files cover one date
+     ├── CatalogueInvalid                CATALOGUE_INVALID      a catalogue file fails validation
+     ├── PersonNotFound                  PERSON_NOT_FOUND       no insured person (or no account)
+     │                                                          with this psn_no
+     ├── SettlementNotFound              SETTLEMENT_NOT_FOUND   no settlement with this setl_id
+     ├── SettlementAlreadyCancelled      SETTLEMENT_ALREADY_CANCELLED
+     ├── IdempotencyError                IDEMPOTENCY_ERROR      (DOMAIN §7)
+     │    ├── IdempotencyKeyInUse        IDEMPOTENCY_KEY_IN_USE the first request with this key
+     │    │                                                     is still running (→ 409)
+     │    └── IdempotencyKeyReused       IDEMPOTENCY_KEY_REUSED same key, different request
+     │                                                          (→ 422)
+     └── LedgerUnbalanced                LEDGER_UNBALANCED      a ledger transaction does not sum
+                                                                to zero (a bug, never user input)
+"""
+
+from __future__ import annotations
+
+
+class SettlementError(Exception):
+    code = "SETTLEMENT_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidClaim(SettlementError):
+    code = "INVALID_CLAIM"
+
+
+class InvalidAmount(InvalidClaim):
+    code = "INVALID_AMOUNT"
+
+
+class UnknownCatalogueCode(InvalidClaim):
+    code = "UNKNOWN_CATALOGUE_CODE"
+
+
+class TooManyLines(InvalidClaim):
+    code = "TOO_MANY_LINES"
+
+
+class InvalidVisit(InvalidClaim):
+    code = "INVALID_VISIT"
+
+
+class InvalidPerson(InvalidClaim):
+    code = "INVALID_PERSON"
+
+
+class InvalidAccumulators(InvalidClaim):
+    code = "INVALID_ACCUMULATORS"
+
+
+class PolicyError(SettlementError):
+    code = "POLICY_ERROR"
+
+
+class PolicyNotFound(PolicyError):
+    code = "POLICY_NOT_FOUND"
+
+
+class PolicyNotApplicable(PolicyError):
+    code = "POLICY_NOT_APPLICABLE"
+
+
+class PolicyInvalid(PolicyError):
+    code = "POLICY_INVALID"
+
+
+class PolicyOverlap(PolicyError):
+    code = "POLICY_OVERLAP"
+
+
+class CatalogueInvalid(SettlementError):
+    code = "CATALOGUE_INVALID"
+
+
+class LedgerUnbalanced(SettlementError):
+    code = "LEDGER_UNBALANCED"
+
+
+class PersonNotFound(SettlementError):
+    code = "PERSON_NOT_FOUND"
+
+
+class SettlementNotFound(SettlementError):
+    code = "SETTLEMENT_NOT_FOUND"
+
+
+class SettlementAlreadyCancelled(SettlementError):
+    code = "SETTLEMENT_ALREADY_CANCELLED"
+
+
+class IdempotencyError(SettlementError):
+    code = "IDEMPOTENCY_ERROR"
+
+
+class IdempotencyKeyInUse(IdempotencyError):
+    code = "IDEMPOTENCY_KEY_IN_USE"
+
+
+class IdempotencyKeyReused(IdempotencyError):
+    code = "IDEMPOTENCY_KEY_REUSED"

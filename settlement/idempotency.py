@@ -1,0 +1,141 @@
+"""Idempotency keys (DOMAIN §7, IETF httpapi ``Idempotency-Key`` draft), kept in the database.
+
+The caller runs two short transactions around the real work::
+
+    outcome = begin_request(session, client_id=…, idempotency_key=…, request_sha256=…, now=…)
+    # commit: the IN_PROGRESS row is now visible to every worker and replica
+    if outcome.replay: answer outcome.response_status / outcome.response_body verbatim
+    else: do the work, then finish_request(...) in the work's own transaction
+    # work failed with no answer to store (database down, crash caught): release_request(...)
+
+The primary key (client_id, idempotency_key) decides races: of two workers inserting the same
+key, exactly one wins; the other sees the winner's row and gets IDEMPOTENCY_KEY_IN_USE (409)
+until it is done, then the stored response. The same key with another request body gets
+IDEMPOTENCY_KEY_REUSED (422). Keys live at least ``DEFAULT_TTL`` (24 h); an expired key is
+treated as new.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from settlement.errors import IdempotencyKeyInUse, IdempotencyKeyReused
+from settlement.store import IdempotencyKey, IdempotencyStatus
+
+__all__ = [
+    "DEFAULT_TTL",
+    "IdempotencyOutcome",
+    "begin_request",
+    "finish_request",
+    "release_request",
+]
+
+DEFAULT_TTL: Final = dt.timedelta(hours=24)
+MAX_KEY_LENGTH: Final = 255
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyOutcome:
+    replay: bool  # True: answer with the stored response, do nothing else
+    response_status: int | None = None
+    response_body: str | None = None
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes for DateTime(timezone=True); they were written in UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def begin_request(
+    session: Session,
+    *,
+    client_id: str,
+    idempotency_key: str,
+    request_sha256: str,
+    now: dt.datetime,
+    ttl: dt.timedelta = DEFAULT_TTL,
+) -> IdempotencyOutcome:
+    """Claim the key for this request, or tell the caller what the first request got."""
+    assert 1 <= len(idempotency_key) <= MAX_KEY_LENGTH
+    assert len(request_sha256) == 64
+    assert now.tzinfo is not None
+    try:
+        with session.begin_nested():  # a SAVEPOINT: losing the race keeps the outer transaction
+            session.add(
+                IdempotencyKey(
+                    client_id=client_id,
+                    idempotency_key=idempotency_key,
+                    request_sha256=request_sha256,
+                    status=IdempotencyStatus.IN_PROGRESS,
+                    created_at=now,
+                    expires_at=now + ttl,
+                )
+            )
+        return IdempotencyOutcome(replay=False)
+    except IntegrityError:
+        pass
+    existing = session.get(IdempotencyKey, (client_id, idempotency_key), populate_existing=True)
+    assert existing is not None
+    if _utc(existing.expires_at) <= now:
+        session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.client_id == client_id,
+                IdempotencyKey.idempotency_key == idempotency_key,
+            )
+        )
+        session.expunge(existing)
+        return begin_request(
+            session,
+            client_id=client_id,
+            idempotency_key=idempotency_key,
+            request_sha256=request_sha256,
+            now=now,
+            ttl=ttl,
+        )
+    if existing.request_sha256 != request_sha256:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was already used for a different request; use a new key"
+        )
+    if existing.status is IdempotencyStatus.IN_PROGRESS:
+        raise IdempotencyKeyInUse(
+            "the first request with this Idempotency-Key is still running; retry shortly"
+        )
+    return IdempotencyOutcome(
+        replay=True, response_status=existing.response_status, response_body=existing.response_body
+    )
+
+
+def finish_request(
+    session: Session,
+    *,
+    client_id: str,
+    idempotency_key: str,
+    response_status: int,
+    response_body: str,
+) -> None:
+    """Store the response of the request that owns the key (in the work's transaction)."""
+    row = session.get(IdempotencyKey, (client_id, idempotency_key), with_for_update=True)
+    assert row is not None, "finish_request without begin_request"
+    assert row.status is IdempotencyStatus.IN_PROGRESS
+    row.status = IdempotencyStatus.DONE
+    row.response_status = response_status
+    row.response_body = response_body
+    session.flush()
+
+
+def release_request(session: Session, *, client_id: str, idempotency_key: str) -> None:
+    """Forget an IN_PROGRESS key whose work ended with no answer to store, so that the
+    client's retry runs the request again instead of waiting 24 h on a 409."""
+    session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.client_id == client_id,
+            IdempotencyKey.idempotency_key == idempotency_key,
+            IdempotencyKey.status == IdempotencyStatus.IN_PROGRESS,
+        )
+    )

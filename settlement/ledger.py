@@ -1,0 +1,189 @@
+"""The append-only double-entry ledger (记账): balanced transactions in the caller's session.
+
+Every movement of money is one :class:`~settlement.store.LedgerTransaction` whose entries
+sum to zero (total debits = total credits). A posted entry is never edited: a cancellation
+posts the mirror transaction (:func:`reversal_postings`). :func:`post_transaction` refuses an
+unbalanced transaction with ``LEDGER_UNBALANCED`` and re-reads the entries it wrote to check
+the sum in the database, inside the caller's transaction (it flushes, never commits).
+
+Chart of accounts (account names are strings, one per holder of money)::
+
+    fund:pooling                        统筹基金          pays hifp_pay
+    fund:supplementary                  附加基金          pays hifob_pay
+    person:<psn_no>:current_year        当年账户          pays acct_pay (current-year part)
+    person:<psn_no>:past_years          历年账户          pays acct_pay (past-years part)
+    institution:<code>:cash             cash the institution collected from the patient
+    institution:<code>:fees             the institution's medical fees (credit = medfee_sumamt)
+
+A settlement debits each paying account with its share and credits the institution's fees
+with the total, so ``medfee_sumamt = fund + account + cash`` is what makes it balance.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import Case
+
+from settlement.errors import LedgerUnbalanced
+from settlement.money import is_fen
+from settlement.result import SettlementResult
+from settlement.store import LedgerEntry, LedgerSide, LedgerTransaction
+
+__all__ = [
+    "FUND_POOLING_ACCOUNT",
+    "FUND_SUPPLEMENTARY_ACCOUNT",
+    "Posting",
+    "account_balance_fen",
+    "institution_account",
+    "person_account",
+    "post_transaction",
+    "reversal_postings",
+    "settlement_postings",
+    "unbalanced_transactions",
+]
+
+MAX_POSTINGS: Final = 64
+FUND_POOLING_ACCOUNT: Final = "fund:pooling"
+FUND_SUPPLEMENTARY_ACCOUNT: Final = "fund:supplementary"
+
+
+def person_account(psn_no: str, which: str) -> str:
+    assert which in {"current_year", "past_years"}, which
+    return f"person:{psn_no}:{which}"
+
+
+def institution_account(fixmedins_code: str, which: str) -> str:
+    assert which in {"cash", "fees"}, which
+    return f"institution:{fixmedins_code}:{which}"
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    account: str
+    side: LedgerSide
+    amount_fen: int
+
+
+def _debits_minus_credits_fen(postings: Sequence[Posting]) -> int:
+    return sum(
+        posting.amount_fen if posting.side is LedgerSide.DEBIT else -posting.amount_fen
+        for posting in postings
+    )
+
+
+def settlement_postings(
+    result: SettlementResult, *, psn_no: str, fixmedins_code: str
+) -> list[Posting]:
+    """The balanced postings of one settlement (zero shares are left out)."""
+    debits = (
+        (FUND_POOLING_ACCOUNT, result.hifp_pay),
+        (FUND_SUPPLEMENTARY_ACCOUNT, result.hifob_pay),
+        (person_account(psn_no, "current_year"), result.acct_detail.current_year_fen),
+        (person_account(psn_no, "past_years"), result.acct_detail.past_years_fen),
+        (institution_account(fixmedins_code, "cash"), result.psn_cash_pay),
+    )
+    postings = [
+        Posting(account, LedgerSide.DEBIT, amount_fen)
+        for account, amount_fen in debits
+        if amount_fen
+    ]
+    if result.medfee_sumamt:
+        postings.append(
+            Posting(
+                institution_account(fixmedins_code, "fees"), LedgerSide.CREDIT, result.medfee_sumamt
+            )
+        )
+    assert _debits_minus_credits_fen(postings) == 0
+    return postings
+
+
+def reversal_postings(session: Session, txn_id: str) -> list[Posting]:
+    """The mirror of a posted transaction: same accounts and amounts, sides swapped."""
+    entries = session.scalars(
+        select(LedgerEntry).where(LedgerEntry.txn_id == txn_id).order_by(LedgerEntry.id)
+    ).all()
+    swapped = {LedgerSide.DEBIT: LedgerSide.CREDIT, LedgerSide.CREDIT: LedgerSide.DEBIT}
+    return [Posting(entry.account, swapped[entry.side], entry.amount_fen) for entry in entries]
+
+
+def post_transaction(
+    session: Session,
+    *,
+    txn_id: str,
+    kind: str,
+    postings: Sequence[Posting],
+    posted_at: dt.datetime,
+    settlement_id: int | None = None,
+    reverses_txn_id: str | None = None,
+) -> None:
+    """Write one balanced transaction in the caller's session (flush, no commit).
+
+    Raises LedgerUnbalanced if the postings do not sum to zero or an amount is not a positive
+    int; the database refuses a second posting of the same (kind, settlement) or a second
+    reversal of one transaction (IntegrityError).
+    """
+    if len(postings) > MAX_POSTINGS:
+        raise LedgerUnbalanced(
+            f"{len(postings)} postings in one transaction (at most {MAX_POSTINGS})"
+        )
+    for posting in postings:
+        if not is_fen(posting.amount_fen) or posting.amount_fen <= 0:
+            raise LedgerUnbalanced(f"posting amount must be a positive int fen: {posting!r}")
+    imbalance_fen = _debits_minus_credits_fen(postings)
+    if imbalance_fen != 0:
+        raise LedgerUnbalanced(f"transaction {txn_id} is off by {imbalance_fen} fen")
+    session.add(
+        LedgerTransaction(
+            txn_id=txn_id,
+            kind=kind,
+            settlement_id=settlement_id,
+            reverses_txn_id=reverses_txn_id,
+            posted_at=posted_at,
+        )
+    )
+    session.flush()  # the transaction row first: entries reference it
+    session.add_all(
+        LedgerEntry(
+            txn_id=txn_id, account=posting.account, side=posting.side, amount_fen=posting.amount_fen
+        )
+        for posting in postings
+    )
+    session.flush()
+    # Postcondition, read back from the database: the transaction sums to zero.
+    stored_fen = session.scalar(
+        select(func.coalesce(func.sum(_signed_amount()), 0)).where(LedgerEntry.txn_id == txn_id)
+    )
+    assert stored_fen == 0, (txn_id, stored_fen)
+
+
+def _signed_amount() -> Case[int]:
+    # A debit counts positive, a credit negative: each transaction sums to zero.
+    return case(
+        (LedgerEntry.side == LedgerSide.DEBIT, LedgerEntry.amount_fen),
+        else_=-LedgerEntry.amount_fen,
+    )
+
+
+def account_balance_fen(session: Session, account: str) -> int:
+    """Debits minus credits over every entry of ``account``."""
+    balance = session.scalar(
+        select(func.coalesce(func.sum(_signed_amount()), 0)).where(LedgerEntry.account == account)
+    )
+    return int(balance or 0)
+
+
+def unbalanced_transactions(session: Session, *, limit: int = 100) -> list[str]:
+    """Transactions whose entries do not sum to zero (should always be empty)."""
+    rows = session.execute(
+        select(LedgerEntry.txn_id)
+        .group_by(LedgerEntry.txn_id)
+        .having(func.sum(_signed_amount()) != 0)
+        .limit(limit)
+    )
+    return [row.txn_id for row in rows]

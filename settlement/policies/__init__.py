@@ -1,0 +1,1 @@
+"""Benefit policy files (one TOML per policy year), shipped as package data."""

@@ -1,0 +1,368 @@
+"""Tables the settlement package owns (SQLAlchemy 2.0 typed models on their own MetaData).
+
+The gateway's Alembic environment migrates :data:`metadata` beside the other packages'
+(branch ``settlement``, scripts in ``settlement/migrations/versions``); a test compares the
+migrated schema with these models. Nothing here knows about HTTP or the gateway, and no
+foreign key points into another package's tables (institutions are referred to by their
+national code, ``fixmedins_code``).
+
+The database, not application ``if``\\ s, holds the rules that must never break:
+
+* amounts are int fen with ``CHECK (… >= 0)``; balances cannot go negative, so an account
+  cannot be overdrawn even by two racing settlements;
+* a settlement row satisfies ``medfee_sumamt = fund_pay_sumamt + acct_pay + psn_cash_pay``;
+* an idempotency key is unique per client, and a ledger transaction is unique per
+  (kind, settlement), so a settlement takes effect once and is cancelled at most once;
+* ledger entries are append-only: ``amount_fen > 0``, and triggers refuse UPDATE and DELETE
+  (SQLite and PostgreSQL). Each transaction sums to zero (debits = credits): asserted by
+  :func:`settlement.ledger.post_transaction` and checked by
+  :func:`settlement.ledger.unbalanced_transactions` (a cross-row rule no CHECK can state).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Final
+
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "LEDGER_APPEND_ONLY_DDL",
+    "IdempotencyKey",
+    "IdempotencyStatus",
+    "Insurance",
+    "InsuredPersonRow",
+    "LedgerEntry",
+    "LedgerSide",
+    "LedgerTransaction",
+    "PersonalAccount",
+    "SettlementLineRow",
+    "SettlementRow",
+    "SettlementStatus",
+    "YearToDateTotals",
+    "metadata",
+]
+
+# Explicit constraint names (as gateway.store), so migrations can name what they alter.
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata: Final = MetaData(naming_convention=NAMING_CONVENTION)
+
+# A 64-bit id on PostgreSQL; SQLite only auto-increments a column declared INTEGER.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class SettlementBase(DeclarativeBase):
+    metadata = metadata
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    # Stores the VALUES ("in_progress"), with a named CHECK listing them on every backend.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        validate_strings=True,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class InsuredPersonRow(SettlementBase):
+    """An insured person (参保人). Personal data: never logged unmasked."""
+
+    __tablename__ = "insured_persons"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    psn_no: Mapped[str] = mapped_column(String(30), unique=True)  # 人员编号
+    citizen_id: Mapped[str] = mapped_column(String(18), unique=True)  # 社会保障号码
+    name: Mapped[str] = mapped_column(String(30))
+    birth_date: Mapped[dt.date] = mapped_column(Date)
+    retired: Mapped[bool] = mapped_column(Boolean)  # 退休
+
+
+class Insurance(SettlementBase):
+    """A person's insurance (参保信息): type and insured place."""
+
+    __tablename__ = "insurances"
+    __table_args__ = (
+        UniqueConstraint("person_id", "insutype"),
+        CheckConstraint("length(insuplc_admdvs) = 6", name="admdvs_length"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("insured_persons.id"))
+    insutype: Mapped[str] = mapped_column(String(3))  # 险种, 310 职工基本医疗保险
+    insuplc_admdvs: Mapped[str] = mapped_column(String(6))  # 参保地 (GB/T 2260), 310000
+    psn_type: Mapped[str] = mapped_column(String(10))  # 人员类别, national code
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class PersonalAccount(SettlementBase):
+    """Personal account balances (个人账户): 当年账户 and 历年账户, in fen. ``account_year``
+    is the year the current-year balance belongs to (at year end it rolls into past years)."""
+
+    __tablename__ = "personal_accounts"
+    __table_args__ = (
+        CheckConstraint("current_year_fen >= 0", name="current_year_not_negative"),
+        CheckConstraint("past_years_fen >= 0", name="past_years_not_negative"),
+    )
+
+    person_id: Mapped[int] = mapped_column(ForeignKey("insured_persons.id"), primary_key=True)
+    account_year: Mapped[int] = mapped_column(SmallInteger)
+    current_year_fen: Mapped[int] = mapped_column(BigInteger)
+    past_years_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class YearToDateTotals(SettlementBase):
+    """A person's accumulators for one calendar year (年度累计), in fen."""
+
+    __tablename__ = "year_to_date_totals"
+    __table_args__ = (
+        CheckConstraint("self_pay_band_consumed_fen >= 0", name="band_not_negative"),
+        CheckConstraint("deductible_consumed_fen >= 0", name="deductible_not_negative"),
+        CheckConstraint("pooling_fund_paid_fen >= 0", name="fund_paid_not_negative"),
+    )
+
+    person_id: Mapped[int] = mapped_column(ForeignKey("insured_persons.id"), primary_key=True)
+    year: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    self_pay_band_consumed_fen: Mapped[int] = mapped_column(BigInteger)
+    deductible_consumed_fen: Mapped[int] = mapped_column(BigInteger)
+    pooling_fund_paid_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class SettlementStatus(enum.StrEnum):
+    SETTLED = "settled"
+    CANCELLED = "cancelled"  # reversed by new ledger entries, never edited away
+
+
+_SETTLEMENT_AMOUNTS: Final = (
+    "medfee_sumamt",
+    "fulamt_ownpay_amt",
+    "preselfpay_amt",
+    "inscp_scp_amt",
+    "act_pay_dedc",
+    "hifp_pay",
+    "pool_prop_selfpay",
+    "hifob_pay",
+    "fund_pay_sumamt",
+    "acct_pay",
+    "acct_pay_current_year_fen",
+    "acct_pay_past_years_fen",
+    "psn_cash_pay",
+    "balc",
+    "self_pay_band_added_fen",
+    "deductible_added_fen",
+)
+
+
+class SettlementRow(SettlementBase):
+    """One settlement (结算) with its ``setlinfo`` amounts in fen."""
+
+    __tablename__ = "settlements"
+    __table_args__ = (
+        *(
+            CheckConstraint(f"{column} >= 0", name=f"{column}_not_negative")
+            for column in _SETTLEMENT_AMOUNTS
+        ),
+        CheckConstraint(
+            "medfee_sumamt = fund_pay_sumamt + acct_pay + psn_cash_pay", name="split_exact"
+        ),
+        CheckConstraint("fund_pay_sumamt = hifp_pay + hifob_pay", name="funds_add_up"),
+        CheckConstraint(
+            "acct_pay = acct_pay_current_year_fen + acct_pay_past_years_fen",
+            name="accounts_add_up",
+        ),
+        CheckConstraint(
+            "act_pay_dedc = self_pay_band_added_fen + deductible_added_fen",
+            name="band_added_exact",
+        ),
+        CheckConstraint("hospital_level BETWEEN 1 AND 3", name="hospital_level_known"),
+        Index("ix_settlements_fixmedins_code_setl_time", "fixmedins_code", "setl_time"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    setl_id: Mapped[str] = mapped_column(String(40), unique=True)  # 结算 ID
+    mdtrt_id: Mapped[str] = mapped_column(String(40))  # 就诊 ID
+    person_id: Mapped[int] = mapped_column(ForeignKey("insured_persons.id"), index=True)
+    fixmedins_code: Mapped[str] = mapped_column(String(12))  # 定点医药机构编号
+    insutype: Mapped[str] = mapped_column(String(3))
+    visit_type: Mapped[str] = mapped_column(String(20))
+    hospital_level: Mapped[int] = mapped_column(SmallInteger)
+    visit_date: Mapped[dt.date] = mapped_column(Date)
+    setl_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    policy_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[SettlementStatus] = mapped_column(_enum(SettlementStatus, "settlement_status"))
+    medfee_sumamt: Mapped[int] = mapped_column(BigInteger)
+    fulamt_ownpay_amt: Mapped[int] = mapped_column(BigInteger)
+    preselfpay_amt: Mapped[int] = mapped_column(BigInteger)
+    inscp_scp_amt: Mapped[int] = mapped_column(BigInteger)
+    act_pay_dedc: Mapped[int] = mapped_column(BigInteger)
+    hifp_pay: Mapped[int] = mapped_column(BigInteger)
+    pool_prop_selfpay: Mapped[int] = mapped_column(BigInteger)
+    hifob_pay: Mapped[int] = mapped_column(BigInteger)
+    fund_pay_sumamt: Mapped[int] = mapped_column(BigInteger)
+    acct_pay: Mapped[int] = mapped_column(BigInteger)
+    acct_pay_current_year_fen: Mapped[int] = mapped_column(BigInteger)
+    acct_pay_past_years_fen: Mapped[int] = mapped_column(BigInteger)
+    psn_cash_pay: Mapped[int] = mapped_column(BigInteger)
+    balc: Mapped[int] = mapped_column(BigInteger)
+    # What this settlement added to the year's accumulators, so a cancel can take it back
+    # without re-running the policy (which may have changed since).
+    self_pay_band_added_fen: Mapped[int] = mapped_column(BigInteger)
+    deductible_added_fen: Mapped[int] = mapped_column(BigInteger)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SettlementLineRow(SettlementBase):
+    """One fee line of a settlement (费用明细)."""
+
+    __tablename__ = "settlement_lines"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("unit_price_fen >= 0", name="unit_price_not_negative"),
+        CheckConstraint("amount_fen = quantity * unit_price_fen", name="amount_exact"),
+    )
+
+    settlement_id: Mapped[int] = mapped_column(ForeignKey("settlements.id"), primary_key=True)
+    line_no: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    catalogue_code: Mapped[str] = mapped_column(String(50))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_fen: Mapped[int] = mapped_column(BigInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class IdempotencyStatus(enum.StrEnum):
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+
+
+class IdempotencyKey(SettlementBase):
+    """An ``Idempotency-Key`` (DOMAIN §7), scoped to the client identity. The primary key is
+    the guard: two workers inserting the same (client_id, idempotency_key) race in the
+    database and exactly one wins. Kept at least 24 h (``expires_at``)."""
+
+    __tablename__ = "settlement_idempotency_keys"
+    __table_args__ = (
+        CheckConstraint("length(request_sha256) = 64", name="request_hash_length"),
+        CheckConstraint(
+            "(status = 'done') = (response_body IS NOT NULL AND response_status IS NOT NULL)",
+            name="done_has_response",
+        ),
+    )
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # terminal / institution
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))  # hex digest of the canonical body
+    status: Mapped[IdempotencyStatus] = mapped_column(
+        _enum(IdempotencyStatus, "idempotency_status")
+    )
+    response_status: Mapped[int | None] = mapped_column(SmallInteger)
+    response_body: Mapped[str | None] = mapped_column(Text)  # the first response, verbatim
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class LedgerTransaction(SettlementBase):
+    """One balanced ledger transaction (记账凭证). ``(kind, settlement_id)`` is unique, so a
+    settlement is posted once and reversed at most once."""
+
+    __tablename__ = "ledger_transactions"
+    __table_args__ = (UniqueConstraint("kind", "settlement_id"),)
+
+    txn_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "settle", "cancel", …
+    settlement_id: Mapped[int | None] = mapped_column(ForeignKey("settlements.id"))
+    reverses_txn_id: Mapped[str | None] = mapped_column(
+        ForeignKey("ledger_transactions.txn_id"), unique=True
+    )
+    posted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LedgerSide(enum.StrEnum):
+    DEBIT = "debit"
+    CREDIT = "credit"
+
+
+class LedgerEntry(SettlementBase):
+    """One line of a transaction: an account, a side and a positive amount in fen.
+    Append-only: see :data:`LEDGER_APPEND_ONLY_DDL`."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (CheckConstraint("amount_fen > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    txn_id: Mapped[str] = mapped_column(ForeignKey("ledger_transactions.txn_id"), index=True)
+    account: Mapped[str] = mapped_column(String(80), index=True)
+    side: Mapped[LedgerSide] = mapped_column(_enum(LedgerSide, "ledger_side"))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+# Triggers that make ledger_entries append-only, per dialect. The migration runs the same
+# statements; create_all (tests) runs them through the DDL events below.
+LEDGER_APPEND_ONLY_DDL: Final = {
+    "sqlite": (
+        "CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries "
+        "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END",
+        "CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries "
+        "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END",
+    ),
+    "postgresql": (
+        "CREATE FUNCTION ledger_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'ledger entries are append-only'; END $$",
+        "CREATE TRIGGER ledger_entries_no_change BEFORE UPDATE OR DELETE ON ledger_entries "
+        "FOR EACH ROW EXECUTE FUNCTION ledger_entries_append_only()",
+    ),
+}
+LEDGER_APPEND_ONLY_DROP_DDL: Final = {
+    "sqlite": (
+        "DROP TRIGGER IF EXISTS ledger_entries_no_update",
+        "DROP TRIGGER IF EXISTS ledger_entries_no_delete",
+    ),
+    "postgresql": (
+        "DROP TRIGGER IF EXISTS ledger_entries_no_change ON ledger_entries",
+        "DROP FUNCTION IF EXISTS ledger_entries_append_only()",
+    ),
+}
+
+for _dialect, _statements in LEDGER_APPEND_ONLY_DDL.items():
+    for _statement in _statements:
+        event.listen(
+            LedgerEntry.__table__,
+            "after_create",
+            DDL(_statement).execute_if(dialect=_dialect),  # type: ignore[no-untyped-call]
+        )
+for _dialect, _statements in LEDGER_APPEND_ONLY_DROP_DDL.items():
+    for _statement in _statements:
+        event.listen(
+            LedgerEntry.__table__,
+            "before_drop",
+            DDL(_statement).execute_if(dialect=_dialect),  # type: ignore[no-untyped-call]
+        )
