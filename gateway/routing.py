@@ -15,6 +15,13 @@ unauthenticated checks first; nothing is written before the request is known to 
 6. the handler: thin, gets a typed :class:`Call`, returns a pydantic model (rendered as JSON
    with ``response_status``) or an aiohttp response.
 
+A route with ``nonce_in_handler=True`` moves step 5 INTO the handler's first write unit: the
+handler passes ``call.nonce`` to its service, whose unit calls :meth:`NonceClaim.claim` before
+anything else, so a request costs one transaction instead of two. A replay then still gets
+REQUEST_REPLAYED and stores nothing: the failed insert rolls back the whole unit. Only for
+handlers that have no effect before that unit (the card-authentication routes); if the
+handler returns without having claimed the nonce, the pipeline inserts it after all.
+
 Everything that goes wrong raises GatewayError; gateway.middleware renders it.
 """
 
@@ -29,13 +36,14 @@ from typing import Annotated, Any, Final, Generic, TypeVar
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from gateway.errors import ErrorCode, GatewayError
 from gateway.state import CLOCK, DATABASE, INFLIGHT, RATE_LIMITS, SETTINGS, TERMINALS
 from gateway.store import TerminalRecord, consume_nonce
 from sscard import terminal_auth as ta
 
-__all__ = ["Call", "RequestModel", "Route", "Text", "add_routes"]
+__all__ = ["Call", "NonceClaim", "RequestModel", "Route", "Text", "add_routes"]
 
 BodyT = TypeVar("BodyT")
 
@@ -62,14 +70,46 @@ def _no_nul(value: str) -> str:
 Text = Annotated[str, AfterValidator(_no_nul)]
 
 
+@dataclass(slots=True)
+class NonceClaim:
+    """The request nonce, to be inserted by the handler's own write unit (``nonce_in_handler``
+    routes). :meth:`claim` runs inside that unit, in the database thread."""
+
+    terminal_id: str
+    nonce: str
+    expires_at_s: int
+    claimed: bool = False
+
+    def claim(self, session: Session) -> None:
+        """Insert the nonce; raise GatewayError(REQUEST_REPLAYED) if it was used before (the
+        caller's unit, and so its whole transaction or savepoint, then rolls back)."""
+        try:
+            consume_nonce(
+                session,
+                terminal_id=self.terminal_id,
+                nonce=self.nonce,
+                expires_at_s=self.expires_at_s,
+            )
+        except IntegrityError:
+            raise _replayed() from None
+        self.claimed = True
+
+
+def _replayed() -> GatewayError:
+    return GatewayError(
+        ErrorCode.REQUEST_REPLAYED, "this X-Nonce was already used by this terminal"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Call(Generic[BodyT]):
     """What a handler gets: the request, the validated body, and the authenticated terminal
-    (None on unsigned routes)."""
+    (None on unsigned routes). ``nonce`` only on ``nonce_in_handler`` routes."""
 
     request: web.Request
     body: BodyT
     terminal: TerminalRecord | None
+    nonce: NonceClaim | None = None
 
     @property
     def app(self) -> web.Application:
@@ -118,6 +158,8 @@ class Route:
     bounded: bool = True
     # Domain error codes the handler itself may raise (the pipeline's codes are derived).
     errors: tuple[str, ...] = ()
+    # The handler inserts the request nonce in its own first write unit (module docstring).
+    nonce_in_handler: bool = False
 
     def error_codes(self) -> tuple[str, ...]:
         """Every code this route can answer with, in a stable order."""
@@ -166,9 +208,18 @@ async def _pipeline(route: Route, request: web.Request) -> web.StreamResponse:
     payload = None
     if route.request_model is not None:
         payload = _parse_body(route.request_model, request, body)
+    claim = None
     if headers is not None:
+        if route.nonce_in_handler:
+            claim = NonceClaim(headers.terminal_id, headers.nonce, _nonce_expiry_s(request))
+        else:
+            await _consume_nonce(request, headers)
+    result = await route.handler(
+        Call(request=request, body=payload, terminal=terminal, nonce=claim)
+    )
+    if claim is not None and not claim.claimed:
+        assert headers is not None
         await _consume_nonce(request, headers)
-    result = await route.handler(Call(request=request, body=payload, terminal=terminal))
     if isinstance(result, BaseModel):
         return web.Response(
             body=result.model_dump_json().encode(),
@@ -285,19 +336,21 @@ def _parse_body(model: type[BaseModel], request: web.Request, body: bytes) -> Ba
         ) from None
 
 
-async def _consume_nonce(request: web.Request, headers: _SignedHeaders) -> None:
+def _nonce_expiry_s(request: web.Request) -> int:
     app = request.app
-    expires_at_s = int(app[CLOCK]()) + app[SETTINGS].nonce_ttl_s
+    return int(app[CLOCK]()) + app[SETTINGS].nonce_ttl_s
+
+
+async def _consume_nonce(request: web.Request, headers: _SignedHeaders) -> None:
     try:
-        await app[DATABASE].write(
+        await request.app[DATABASE].write(
             partial(
                 consume_nonce,
                 terminal_id=headers.terminal_id,
                 nonce=headers.nonce,
-                expires_at_s=expires_at_s,
-            )
+                expires_at_s=_nonce_expiry_s(request),
+            ),
+            grouped=True,  # one INSERT, no effect outside the session: group-committable
         )
     except IntegrityError:
-        raise GatewayError(
-            ErrorCode.REQUEST_REPLAYED, "this X-Nonce was already used by this terminal"
-        ) from None
+        raise _replayed() from None

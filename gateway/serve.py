@@ -35,9 +35,10 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Coroutine
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -253,12 +254,28 @@ def _drain(sock: socket.socket) -> None:
 def run_worker(settings: Settings, port: int, slot: int) -> None:
     """Entry point of a worker process (spawned: a fresh interpreter)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     configure_logging(settings.log_format, settings.log_level)
     try:
-        asyncio.run(_serve_worker(settings, port, slot))
+        _run_loop(settings.event_loop, _serve_worker(settings, port, slot))
     except Exception:
         log.exception("worker failed", extra=fields(slot=slot))
         sys.exit(1)
+
+
+def _run_loop(choice: str, main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop (``uvloop``, or ``auto`` when it is installed) or asyncio."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                main.close()
+                raise
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 async def _serve_worker(settings: Settings, port: int, slot: int) -> None:
@@ -285,7 +302,8 @@ async def _serve_worker(settings: Settings, port: int, slot: int) -> None:
             backlog=settings.listen_backlog,
         )
         await site.start()
-        log.info("worker ready", extra=fields(slot=slot, port=port))
+        loop_name = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+        log.info("worker ready", extra=fields(slot=slot, port=port, event_loop=loop_name))
         await stop.wait()
         log.info("worker draining", extra=fields(slot=slot))
     finally:

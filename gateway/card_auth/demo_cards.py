@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Final
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from gateway.store import Institution
@@ -120,4 +120,13 @@ class DemoCards:
         # Core inserts on the tables: the ORM's bulk path costs ~10x more per row here.
         session.execute(insert(metadata.tables[Cardholder.__tablename__]), holders)
         session.execute(insert(metadata.tables[Card.__tablename__]), cards)
+        if session.get_bind().dialect.name == "postgresql":
+            # Explicit ids do not advance PostgreSQL's sequence; without this, the first
+            # cardholder issuance creates collides with demo holder 1.
+            session.execute(
+                text(
+                    "SELECT setval(pg_get_serial_sequence('cardholders', 'id'),"
+                    " (SELECT max(id) FROM cardholders))"
+                )
+            )
         return len(holders) + len(cards)

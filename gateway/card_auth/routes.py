@@ -141,6 +141,7 @@ async def challenge(call: Call[ChallengeRequest]) -> ChallengeGranted:
         terminal_id=call.terminal.terminal_id,
         card_sn=call.body.card_sn,
         generation=call.body.generation,
+        nonce=call.nonce,
     )
     return ChallengeGranted(
         challenge_id=issued.challenge_id,
@@ -152,7 +153,7 @@ async def challenge(call: Call[ChallengeRequest]) -> ChallengeGranted:
 async def response(call: Call[CardAuthAnswer]) -> CardSessionGranted:
     assert call.terminal is not None
     granted = await call.app[CARD_AUTH].authenticate(
-        call.body.to_attempt(), terminal_id=call.terminal.terminal_id
+        call.body.to_attempt(), terminal_id=call.terminal.terminal_id, nonce=call.nonce
     )
     return CardSessionGranted(
         card_session=granted.token,
@@ -205,6 +206,7 @@ CARD_AUTH_ROUTES: Final[tuple[Route, ...]] = (
         response_model=ChallengeGranted,
         tags=("card authentication",),
         errors=(ErrorCode.TERMINAL_ID_TOO_LONG, ErrorCode.CARD_AUTH_UNAVAILABLE),
+        nonce_in_handler=True,
     ),
     Route(
         "POST",
@@ -219,5 +221,6 @@ CARD_AUTH_ROUTES: Final[tuple[Route, ...]] = (
         response_model=CardSessionGranted,
         tags=("card authentication",),
         errors=_RESPONSE_ERRORS,
+        nonce_in_handler=True,
     ),
 )

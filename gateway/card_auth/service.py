@@ -5,7 +5,8 @@ One :class:`CardAuthService` per worker process, built at start-up by :func:`car
 the card-session key (shared by every worker through the ``gateway_secrets`` table) and the
 worker's cache of verified certificates.
 
-Transactions of one authentication (besides the request nonce), each one thread hop:
+Transactions of one authentication, each one thread hop (both routes are
+``nonce_in_handler`` routes: the request nonce is inserted by the same write unit, first):
 
 1. write: consume the challenge (committed BEFORE any check can fail, so it is burnt anyway),
           and in the same transaction read the registry row (never cached: a card reported
@@ -53,6 +54,7 @@ from gateway.card_auth.trust import TrustAnchors, VerifiedCertificateCache
 from gateway.db import Database
 from gateway.errors import ErrorCode, GatewayError
 from gateway.logs import fields
+from gateway.routing import NonceClaim
 from gateway.settings import Settings
 from gateway.state import CLOCK, DATABASE, SETTINGS
 from issuance.registry import CardRecord, CardRegistry
@@ -69,6 +71,7 @@ __all__ = [
     "LoadedAttempt",
     "card_auth_context",
     "consume_and_read",
+    "insert_challenge_claiming",
 ]
 
 log = logging.getLogger("gateway.card_auth")
@@ -137,7 +140,7 @@ class CardAuthService:
     # -- POST /v1/card-auth/challenge -----------------------------------------------------------
 
     async def issue_challenge(
-        self, *, terminal_id: str, card_sn: str, generation: int
+        self, *, terminal_id: str, card_sn: str, generation: int, nonce: NonceClaim | None = None
     ) -> IssuedChallenge:
         if generation == 3 and len(terminal_id) > MAX_TERMINAL_ID_LEN:
             # The card signs the terminal id; a longer one cannot be put in its message.
@@ -158,12 +161,21 @@ class CardAuthService:
             ),
             expires_at_ms=int(self._clock() * 1000) + ttl_s * 1000,
         )
-        await self._db.write(partial(insert_challenge, record=record))
+        # durable=False: losing this transaction in a power cut loses a fresh challenge (its
+        # answer then gets CHALLENGE_UNKNOWN) and the nonce of a request whose replay could
+        # only hand out another fresh challenge. Nothing is weakened; see gateway.db.
+        await self._db.write(
+            partial(insert_challenge_claiming, record=record, nonce=nonce),
+            durable=False,
+            grouped=True,
+        )
         return IssuedChallenge(record.challenge_id, record.challenge, ttl_s)
 
     # -- POST /v1/card-auth/response ------------------------------------------------------------
 
-    async def authenticate(self, attempt: AuthAttempt, *, terminal_id: str) -> IssuedSession:
+    async def authenticate(
+        self, attempt: AuthAttempt, *, terminal_id: str, nonce: NonceClaim | None = None
+    ) -> IssuedSession:
         now_s = self._clock()
         now_ms = int(now_s * 1000)
         at = dt.datetime.fromtimestamp(int(now_s), dt.UTC)
@@ -184,7 +196,9 @@ class CardAuthService:
                 now_ms=now_ms,
                 card_sn=attempt.card_sn,
                 certificate_sm3_hex=wanted_sm3,
-            )
+                nonce=nonce,
+            ),
+            grouped=True,
         )
 
         # 1. The challenge.
@@ -226,7 +240,8 @@ class CardAuthService:
             if store_der is not None:
                 # Only the first time this worker sees the certificate authenticate a card.
                 await self._db.write(
-                    partial(store_certificate, sm3_hex=verified.fingerprint.hex(), der=store_der)
+                    partial(store_certificate, sm3_hex=verified.fingerprint.hex(), der=store_der),
+                    grouped=True,
                 )
             self.certificates.put(verified)
         else:
@@ -305,15 +320,30 @@ class LoadedAttempt:
     certificate_der: bytes | None
 
 
+def insert_challenge_claiming(
+    session: Session, record: ChallengeRecord, nonce: NonceClaim | None
+) -> None:
+    """A write unit: the request nonce (if the route left it to us), then the challenge."""
+    if nonce is not None:
+        nonce.claim(session)
+    insert_challenge(session, record)
+
+
 def consume_and_read(
     session: Session,
     challenge_id: str,
     now_ms: int,
     card_sn: str,
     certificate_sm3_hex: str | None,
+    *,
+    nonce: NonceClaim | None = None,
 ) -> LoadedAttempt:
-    """A write unit: consume the challenge, then read the registry row and (if asked) the
-    stored certificate. Nothing is read for a challenge that does not exist."""
+    """A write unit: the request nonce (if the route left it to us: a replay raises
+    REQUEST_REPLAYED before anything is touched), consume the challenge, then read the
+    registry row and (if asked) the stored certificate. Nothing is read for a challenge that
+    does not exist."""
+    if nonce is not None:
+        nonce.claim(session)
     found = consume_challenge(session, challenge_id, now_ms)
     if found.record is None:
         return LoadedAttempt(found, None, None)

@@ -21,8 +21,20 @@ timezone conversion in between.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import BigInteger, LargeBinary, SmallInteger, String, delete, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -89,17 +101,37 @@ class ConsumedChallenge:
     consumed: bool
 
 
+# Hot-path statements run on the session's connection (Core): the same SQL as through the
+# ORM, at a fraction of the CPU cost per statement.
+_CHALLENGES = cast(Table, CardChallenge.__table__)
+_INSERT_CHALLENGE = insert(_CHALLENGES)
+_SELECT_CHALLENGE = select(
+    _CHALLENGES.c.challenge_id,
+    _CHALLENGES.c.terminal_id,
+    _CHALLENGES.c.card_sn,
+    _CHALLENGES.c.generation,
+    _CHALLENGES.c.challenge,
+    _CHALLENGES.c.expires_at_ms,
+).where(_CHALLENGES.c.challenge_id == bindparam("id"))
+_MARK_CHALLENGE_USED = (
+    update(_CHALLENGES)
+    .where(_CHALLENGES.c.challenge_id == bindparam("id"), _CHALLENGES.c.used_at_ms.is_(None))
+    .values(used_at_ms=bindparam("now_ms"))
+)
+
+
 def insert_challenge(session: Session, record: ChallengeRecord) -> None:
-    session.execute(
-        insert(CardChallenge).values(
-            challenge_id=record.challenge_id,
-            terminal_id=record.terminal_id,
-            card_sn=record.card_sn,
-            generation=record.generation,
-            challenge=record.challenge,
-            expires_at_ms=record.expires_at_ms,
-            used_at_ms=None,
-        )
+    session.connection().execute(
+        _INSERT_CHALLENGE,
+        {
+            "challenge_id": record.challenge_id,
+            "terminal_id": record.terminal_id,
+            "card_sn": record.card_sn,
+            "generation": record.generation,
+            "challenge": record.challenge,
+            "expires_at_ms": record.expires_at_ms,
+            "used_at_ms": None,
+        },
     )
 
 
@@ -109,24 +141,12 @@ def consume_challenge(session: Session, challenge_id: str, now_ms: int) -> Consu
     The caller judges the result with :func:`gateway.card_auth.checks.check_challenge` AFTER
     this transaction committed, so that a rejected attempt still burns the challenge.
     """
-    row = session.execute(
-        select(
-            CardChallenge.challenge_id,
-            CardChallenge.terminal_id,
-            CardChallenge.card_sn,
-            CardChallenge.generation,
-            CardChallenge.challenge,
-            CardChallenge.expires_at_ms,
-        ).where(CardChallenge.challenge_id == challenge_id)
-    ).one_or_none()
+    connection = session.connection()
+    row = connection.execute(_SELECT_CHALLENGE, {"id": challenge_id}).one_or_none()
     if row is None:
         return ConsumedChallenge(None, consumed=False)
-    result = session.execute(
-        update(CardChallenge)
-        .where(CardChallenge.challenge_id == challenge_id, CardChallenge.used_at_ms.is_(None))
-        .values(used_at_ms=now_ms)
-    )
-    rowcount: int = result.rowcount  # type: ignore[attr-defined]
+    result = connection.execute(_MARK_CHALLENGE_USED, {"id": challenge_id, "now_ms": now_ms})
+    rowcount: int = result.rowcount
     record = ChallengeRecord(
         challenge_id=row.challenge_id,
         terminal_id=row.terminal_id,
@@ -152,9 +172,11 @@ def delete_expired_challenges(session: Session, before_ms: int, limit: int) -> i
 
 
 def find_certificate(session: Session, sm3_hex: str) -> bytes | None:
-    der = session.execute(
-        select(CardCertificate.der).where(CardCertificate.sm3 == sm3_hex)
-    ).scalar_one_or_none()
+    der = (
+        session.connection()
+        .execute(select(CardCertificate.der).where(CardCertificate.sm3 == sm3_hex))
+        .scalar_one_or_none()
+    )
     return None if der is None else bytes(der)
 
 

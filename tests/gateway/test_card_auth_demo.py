@@ -240,3 +240,20 @@ def test_production_database_without_card_settings_has_no_trust(tmp_path: Path) 
             environ={},
             overrides={"data_dir": tmp_path, "card_trust_root_pem": str(tmp_path / "r.pem")},
         )
+
+
+def test_new_cardholders_after_the_demo_load_get_fresh_ids(migrated_engine: Engine) -> None:
+    # The demo rows carry explicit ids; on PostgreSQL the id sequence must be moved past them.
+    with Session(migrated_engine) as session, session.begin():
+        DemoCards(holders=30).load(session, SEED)
+    with Session(migrated_engine) as session, session.begin():
+        holder = Cardholder(
+            citizen_id="310101199001011237",
+            name="新人",
+            birth_date=dt.date(1990, 1, 1),
+            gender="1",
+            area_code="310101",
+        )
+        session.add(holder)
+        session.flush()
+        assert holder.id > 30
