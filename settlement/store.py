@@ -47,6 +47,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "LEDGER_APPEND_ONLY_DDL",
+    "AdmissionFeeLineRow",
+    "AdmissionRow",
+    "AdmissionStatus",
     "IdempotencyKey",
     "IdempotencyStatus",
     "Insurance",
@@ -55,6 +58,7 @@ __all__ = [
     "LedgerSide",
     "LedgerTransaction",
     "PersonalAccount",
+    "ReconciliationRun",
     "SettlementLineRow",
     "SettlementRow",
     "SettlementStatus",
@@ -105,6 +109,10 @@ class InsuredPersonRow(SettlementBase):
     name: Mapped[str] = mapped_column(String(30))
     birth_date: Mapped[dt.date] = mapped_column(Date)
     retired: Mapped[bool] = mapped_column(Boolean)  # 退休
+    # The card registry's cardholder id (what a card session names). No foreign key: the
+    # registry belongs to the issuance package (see the module docstring). NULL for a person
+    # who has no card yet.
+    holder_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
 
 
 class Insurance(SettlementBase):
@@ -239,6 +247,7 @@ class SettlementRow(SettlementBase):
     self_pay_band_added_fen: Mapped[int] = mapped_column(BigInteger)
     deductible_added_fen: Mapped[int] = mapped_column(BigInteger)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class SettlementLineRow(SettlementBase):
@@ -257,6 +266,69 @@ class SettlementLineRow(SettlementBase):
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price_fen: Mapped[int] = mapped_column(BigInteger)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class AdmissionStatus(enum.StrEnum):
+    OPEN = "open"  # 在院: fee lines may be uploaded
+    DISCHARGED = "discharged"  # 出院结算 done: settled, no more fee lines
+
+
+class AdmissionRow(SettlementBase):
+    """An inpatient stay (住院登记, 2401): fee lines accumulate while it is open; discharge
+    settles them all at once (2304) and links the settlement."""
+
+    __tablename__ = "admissions"
+    __table_args__ = (
+        CheckConstraint(
+            "(status = 'discharged') = (setl_id IS NOT NULL)", name="discharged_has_settlement"
+        ),
+        CheckConstraint("line_count >= 0", name="line_count_not_negative"),
+        Index("ix_admissions_fixmedins_code_admission_date", "fixmedins_code", "admission_date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    admission_id: Mapped[str] = mapped_column(String(40), unique=True)  # 就诊 ID (mdtrt_id)
+    person_id: Mapped[int] = mapped_column(ForeignKey("insured_persons.id"), index=True)
+    fixmedins_code: Mapped[str] = mapped_column(String(12))
+    admission_date: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[AdmissionStatus] = mapped_column(_enum(AdmissionStatus, "admission_status"))
+    # Lines uploaded so far: the bound on a stay is checked against it under the row lock.
+    line_count: Mapped[int] = mapped_column(Integer)
+    setl_id: Mapped[str | None] = mapped_column(ForeignKey("settlements.setl_id"), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AdmissionFeeLineRow(SettlementBase):
+    """One uploaded fee line of a stay (住院费用明细, 2301)."""
+
+    __tablename__ = "admission_fee_lines"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("unit_price_fen >= 0", name="unit_price_not_negative"),
+    )
+
+    admission_id: Mapped[int] = mapped_column(ForeignKey("admissions.id"), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    catalogue_code: Mapped[str] = mapped_column(String(50))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReconciliationRun(SettlementBase):
+    """One reconciliation request (3201 totals or 3202 details) and its outcome, kept so that
+    operations can list a day's mismatches. ``figures`` is the JSON answer, verbatim."""
+
+    __tablename__ = "reconciliation_runs"
+    __table_args__ = (Index("ix_reconciliation_runs_stmt_date_matched", "stmt_date", "matched"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    fixmedins_code: Mapped[str] = mapped_column(String(12))
+    stmt_date: Mapped[dt.date] = mapped_column(Date)
+    clr_type: Mapped[str] = mapped_column(String(2))
+    kind: Mapped[str] = mapped_column(String(10))  # "totals" (3201) or "details" (3202)
+    matched: Mapped[bool] = mapped_column(Boolean)
+    figures: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 class IdempotencyStatus(enum.StrEnum):

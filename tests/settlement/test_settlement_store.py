@@ -1,4 +1,4 @@
-"""settlement.store and settlement.ledger against the st0001 migration, on SQLite and (when
+"""settlement.store and settlement.ledger against the settlement migrations, on SQLite and (when
 reachable) PostgreSQL: the migrated schema equals the models, and the database itself
 refuses overdrafts, inexact splits, duplicate keys, double postings and edited ledger rows."""
 
@@ -60,6 +60,8 @@ from settlement.store import (
 
 NOW = dt.datetime(2024, 6, 1, 9, 30, tzinfo=dt.UTC)
 MIGRATION = "settlement.migrations.versions.st0001_settlement_ledger"
+# The settlement branch in order; upgrade runs them forwards, downgrade backwards.
+BRANCH = (MIGRATION, "settlement.migrations.versions.st0002_settlement_api")
 
 
 def _migration() -> ModuleType:
@@ -67,11 +69,15 @@ def _migration() -> ModuleType:
 
 
 def _run_migration(engine: Engine, step: str) -> None:
+    modules = [importlib.import_module(name) for name in BRANCH]
+    if step == "downgrade":
+        modules.reverse()
     with (
         engine.begin() as connection,
         Operations.context(MigrationContext.configure(connection)),
     ):
-        getattr(_migration(), step)()
+        for module in modules:
+            getattr(module, step)()
 
 
 def _sqlite_engine(path: Path) -> Engine:
@@ -86,7 +92,8 @@ def _sqlite_engine(path: Path) -> Engine:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An engine on a database migrated to st0001 (not create_all: the migration is tested)."""
+    """An engine on a database migrated to the branch head (not create_all: the migrations
+    are what is tested)."""
     if request.param == "sqlite":
         engine = _sqlite_engine(tmp_path / "settlement.db")
     else:

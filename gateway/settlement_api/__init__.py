@@ -1,0 +1,14 @@
+"""The settlement API (issue "Local settlement"): eligibility, pre-settle, settle, cancel,
+queries, inpatient admission → fee lines → discharge, and reconciliation (3201/3202).
+
+Module map::
+
+    gateway.settlement_api.models   request/response bodies and their bounds
+    gateway.settlement_api.service  units of work (one transaction each) over settlement.*
+    gateway.settlement_api.routes   SETTLEMENT_ROUTES and their thin handlers
+    gateway.settlement_api.demo     DEMO ONLY: insured persons for the demo cardholders
+
+The contract is docs/CONTRACTS.md "Settlement API". This package imports nothing on its own:
+gateway.demo imports the demo part from the serve supervisor, which must not import
+prometheus_client (via the routes) before it has set PROMETHEUS_MULTIPROC_DIR.
+"""

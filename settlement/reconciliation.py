@@ -1,0 +1,150 @@
+"""Reconciliation (对账): an institution's figures for a day against the gateway's ledger.
+
+Two national transactions, both per institution, statement day and clearing type
+(``clr_type``: 11 outpatient incl. emergency, 21 inpatient, 41 pharmacy):
+
+* 3201 totals (总额对账): count, total, fund, account and cash of the day's settlements;
+* 3202 details (明细对账): settlement by settlement, listing those that differ.
+
+What counts: settlements of the institution whose ``setl_time`` falls on the statement day
+(Beijing time, UTC+8, the day a clerk means) and that are not cancelled. A settlement and
+its cancel therefore net out of the statement altogether, the way both sides' detail files
+list valid settlements only [code: HIS integrations; our reading].
+
+Reads only; the caller decides what to store (the gateway keeps each run for operations).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Final
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from settlement.store import SettlementRow, SettlementStatus
+
+__all__ = [
+    "BEIJING",
+    "CLR_TYPE_VISIT_TYPES",
+    "DetailDifference",
+    "Figures",
+    "compare_details",
+    "day_bounds_utc",
+    "gateway_details",
+    "gateway_totals",
+]
+
+BEIJING: Final = dt.timezone(dt.timedelta(hours=8), "CST")
+# clr_type → the visit types it clears (national clearing types) [code].
+CLR_TYPE_VISIT_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
+    "11": ("outpatient", "emergency"),
+    "21": ("inpatient",),
+    "41": ("pharmacy",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One side's figures (all int fen). For one settlement ``count`` is 1."""
+
+    count: int
+    medfee_sumamt: int
+    fund_pay_sumamt: int
+    acct_pay: int
+    psn_cash_pay: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DetailDifference:
+    setl_id: str
+    reason: str  # missing_at_gateway | missing_at_institution | amounts_differ
+    institution: Figures | None
+    gateway: Figures | None
+
+
+def day_bounds_utc(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of ``day`` in Beijing time, as UTC instants."""
+    start = dt.datetime.combine(day, dt.time(), BEIJING).astimezone(dt.UTC)
+    return start, start + dt.timedelta(days=1)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite returns the naive UTC value it was given (see settlement.idempotency).
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _day_filter(fixmedins_code: str, day: dt.date, clr_type: str) -> tuple[object, ...]:
+    start, end = day_bounds_utc(day)
+    return (
+        SettlementRow.fixmedins_code == fixmedins_code,
+        SettlementRow.setl_time >= start,
+        SettlementRow.setl_time < end,
+        SettlementRow.visit_type.in_(CLR_TYPE_VISIT_TYPES[clr_type]),
+        SettlementRow.status == SettlementStatus.SETTLED,
+    )
+
+
+def gateway_totals(
+    session: Session, *, fixmedins_code: str, day: dt.date, clr_type: str
+) -> Figures:
+    row = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(SettlementRow.medfee_sumamt), 0),
+            func.coalesce(func.sum(SettlementRow.fund_pay_sumamt), 0),
+            func.coalesce(func.sum(SettlementRow.acct_pay), 0),
+            func.coalesce(func.sum(SettlementRow.psn_cash_pay), 0),
+        ).where(*_day_filter(fixmedins_code, day, clr_type))  # type: ignore[arg-type]
+    ).one()
+    return Figures(*(int(value) for value in row))
+
+
+def gateway_details(
+    session: Session, *, fixmedins_code: str, day: dt.date, clr_type: str, limit: int
+) -> dict[str, Figures]:
+    """The day's valid settlements by setl_id, at most ``limit`` (the caller bounds it)."""
+    rows = session.execute(
+        select(
+            SettlementRow.setl_id,
+            SettlementRow.medfee_sumamt,
+            SettlementRow.fund_pay_sumamt,
+            SettlementRow.acct_pay,
+            SettlementRow.psn_cash_pay,
+        )
+        .where(*_day_filter(fixmedins_code, day, clr_type))  # type: ignore[arg-type]
+        .order_by(SettlementRow.id)
+        .limit(limit)
+    )
+    return {
+        row.setl_id: Figures(
+            1, row.medfee_sumamt, row.fund_pay_sumamt, row.acct_pay, row.psn_cash_pay
+        )
+        for row in rows
+    }
+
+
+def compare_details(
+    institution: Mapping[str, Figures], gateway: Mapping[str, Figures]
+) -> list[DetailDifference]:
+    """Every settlement that is on one side only or whose amounts differ, by setl_id."""
+    differences: list[DetailDifference] = []
+    setl_ids: Iterable[str] = sorted(set(institution) | set(gateway))
+    for setl_id in setl_ids:
+        ours, theirs = gateway.get(setl_id), institution.get(setl_id)
+        if ours is None:
+            differences.append(DetailDifference(setl_id, "missing_at_gateway", theirs, None))
+        elif theirs is None:
+            differences.append(DetailDifference(setl_id, "missing_at_institution", None, ours))
+        elif ours != theirs:
+            differences.append(DetailDifference(setl_id, "amounts_differ", theirs, ours))
+    return differences
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    return _utc(value)
