@@ -1,0 +1,626 @@
+"""The issuance routes (申领、制卡、发放、开通、挂失、补换、热线查询、统计): models, thin handlers,
+and :data:`ISSUANCE_ROUTES`, appended to gateway.routes.ROUTES (router and OpenAPI follow).
+
+All routes are signed by the terminal. The terminal's institution acts in its issuance role
+(``issuance_agents``, see issuance.access): no agent row -> 403 ISSUANCE_FORBIDDEN; a record
+outside the role's scope -> 404, exactly like a record that does not exist.
+
+Citizen ids travel in bodies, never in paths or query strings (which reach access logs), and
+come back masked. An event the card's current state does not allow is a 409
+ILLEGAL_TRANSITION whose problem+json carries ``current_state``, ``event`` and
+``allowed_transitions``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
+
+from aiohttp import web
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+from sqlalchemy.orm import Session
+
+from gateway import metrics
+from gateway.errors import PROBLEM_CONTENT_TYPE, ErrorCode, GatewayError, problem_body
+from gateway.routing import Call, RequestModel, Route, Text
+from gateway.state import CLOCK, DATABASE, ERROR_CODE, REQUEST_ID, SETTINGS
+from issuance import service
+from issuance.access import Agent
+from issuance.errors import IllegalTransition, IssuanceForbidden, IssuingCaUnavailable
+from issuance.production import InMemoryPersonaliser, IssuingCa, demo_issuing_ca
+from issuance.programme import Channel, PhotoSource, default_programme
+
+__all__ = ["DEMO_PERSONALISER", "ISSUANCE_ROUTES"]
+
+T = TypeVar("T")
+
+# DEMO ONLY: where the demo world's new cards' keys go (a real deployment writes chips through
+# the card bureau's personalisation system; see issuance.production.Personaliser).
+DEMO_PERSONALISER: Final = InMemoryPersonaliser(limit=10_000)
+MAX_UPLOAD_BYTES: Final = 1024 * 1024
+CSV_CONTENT_TYPES: Final = ("text/csv", "application/csv")
+
+
+def _citizen_id(value: str) -> str:
+    value = value.upper()
+    if not service.valid_citizen_id(value):
+        raise ValueError("check digit does not match")
+    return value
+
+
+CitizenId = Annotated[
+    str,
+    Field(pattern=r"^[0-9]{17}[0-9Xx]$", description="社会保障号码 (18 characters)."),
+    AfterValidator(_citizen_id),
+]
+CardSnHex = Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{32}$", description="卡识别码.")]
+Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+class ApplicantIn(RequestModel):
+    citizen_id: CitizenId
+    name: Text = Field(min_length=1, max_length=30)
+    birth_date: dt.date
+    gender: Literal["1", "2"]
+    area_code: str = Field(pattern=r"^[0-9]{6}$", description="District of registration.")
+    hukou_shanghai: bool
+    insured_in_shanghai: bool
+
+
+class ApplicationIn(RequestModel):
+    applicant: ApplicantIn
+    cohort: Literal["retiree", "employee", "pupil", "first_card"]
+    channel: Channel
+    photo_source: PhotoSource
+    backup_centre: Code = Field(description="Institution code of the backup community centre.")
+    pension_bank: Code | None = None
+    salary_banks: list[Code] = Field(default_factory=list, max_length=20)
+    chosen_bank: Code | None = None
+
+
+class ApplicationOut(BaseModel):
+    application_id: int
+    citizen_id_masked: str
+    name_masked: str
+    cohort: str
+    channel: str
+    bank_code: str
+    stage: str
+    allowed_events: list[str]
+    card_sn: str | None
+    batch_id: int | None
+    replaces_card_sn: str | None
+    applied_at: dt.datetime
+
+    @classmethod
+    def of(cls, view: service.ApplicationView) -> Self:
+        return cls.model_validate(view, from_attributes=True)
+
+
+class StatusIn(RequestModel):
+    application_id: int | None = Field(default=None, ge=1)
+    citizen_id: CitizenId | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Self:
+        if (self.application_id is None) == (self.citizen_id is None):
+            raise ValueError("give exactly one of application_id, citizen_id")
+        return self
+
+
+class StatusOut(BaseModel):
+    applications: list[ApplicationOut]
+
+
+class HistoryIn(RequestModel):
+    card_sn: CardSnHex | None = None
+    citizen_id: CitizenId | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Self:
+        if (self.card_sn is None) == (self.citizen_id is None):
+            raise ValueError("give exactly one of card_sn, citizen_id")
+        return self
+
+
+class HistoryEntryOut(BaseModel):
+    at: dt.datetime
+    event: str
+    from_stage: str | None
+    to_stage: str
+    card_sn: str | None
+    application_id: int | None
+    actor: str
+    channel: str | None
+    note: str | None
+
+
+class HistoryOut(BaseModel):
+    events: list[HistoryEntryOut]
+
+
+class RowResultOut(BaseModel):
+    row: int
+    accepted: bool
+    application_id: int | None = None
+    code: str | None = None
+    reason: str | None = None
+
+
+class UploadOut(BaseModel):
+    accepted: int
+    rejected: int
+    rows: list[RowResultOut]
+
+
+class DeliveryIn(RequestModel):
+    outcome: Literal["delivered", "failed", "at_backup_centre", "picked_up"]
+
+
+class EmptyIn(RequestModel):
+    pass
+
+
+class ReplaceIn(RequestModel):
+    instant: bool = Field(description="即到即补: make and hand over the new card now.")
+    backup_centre: Code | None = None
+    chosen_bank: Code | None = Field(
+        default=None, description="Only when the old card has no bank on record (legacy)."
+    )
+
+
+class CardChangeOut(BaseModel):
+    card_sn: str
+    state: str
+    allowed_events: list[str]
+    superseded: list[str] = Field(default_factory=list)
+    revoked: str | None = None
+    new_application_id: int | None = None
+    new_card_sn: str | None = None
+
+
+class BatchesOut(BaseModel):
+    batch_ids: list[int]
+
+
+class BatchReportOut(BaseModel):
+    batch_id: int
+    channel: str
+    collected_on: dt.date
+    size: int
+    by_stage: dict[str, int]
+    by_cohort: dict[str, int]
+    by_bank: dict[str, int]
+    produced_at: dt.datetime | None
+
+
+class ApplicationCount(BaseModel):
+    channel: str
+    cohort: str
+    count: int
+
+
+class StatsOut(BaseModel):
+    day: dt.date
+    applications: list[ApplicationCount]
+    applications_counter: int
+    applications_online: int
+    cards: dict[str, int]
+    cards_cumulative: dict[str, int]
+
+
+# --- plumbing ------------------------------------------------------------------------------------
+
+
+def _now(call: Call[Any]) -> dt.datetime:
+    return dt.datetime.fromtimestamp(call.app[CLOCK](), dt.UTC)
+
+
+async def _agent(call: Call[Any]) -> Agent:
+    terminal = call.terminal
+    assert terminal is not None
+    agent = await call.app[DATABASE].read(
+        partial(
+            service.find_agent,
+            institution_code=terminal.institution_code,
+            terminal_id=terminal.terminal_id,
+        )
+    )
+    if agent is None:
+        raise IssuanceForbidden("this institution has no issuance role")
+    return agent
+
+
+def _issuing_ca(call: Call[Any]) -> IssuingCa:
+    settings = call.app[SETTINGS]
+    if not settings.should_load_demo_world():
+        raise IssuingCaUnavailable("no issuing CA key is configured for card production")
+    return demo_issuing_ca(settings.demo_seed)
+
+
+def _illegal(call: Call[Any], exc: IllegalTransition) -> web.Response:
+    code = ErrorCode.ILLEGAL_TRANSITION
+    body = problem_body(code, request_id=call.request[REQUEST_ID], detail=exc.message)
+    body.update(current_state=exc.current, event=exc.event, allowed_transitions=list(exc.allowed))
+    response = web.Response(
+        body=json.dumps(body, ensure_ascii=False).encode(),
+        status=409,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+    response[ERROR_CODE] = code
+    metrics.REJECTIONS.labels(code).inc()
+    return response
+
+
+async def _write(call: Call[Any], unit: Callable[[Session], T]) -> T | web.Response:
+    try:
+        return await call.app[DATABASE].write(unit)
+    except IllegalTransition as exc:
+        return _illegal(call, exc)
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+
+async def apply(call: Call[ApplicationIn]) -> ApplicationOut:
+    agent = await _agent(call)
+    body = call.body
+    a = body.applicant
+    request = service.ApplicationRequest(
+        applicant=service.Applicant(
+            citizen_id=a.citizen_id.upper(),
+            name=a.name,
+            birth_date=a.birth_date,
+            gender=a.gender,
+            area_code=a.area_code,
+            hukou_shanghai=a.hukou_shanghai,
+            insured_in_shanghai=a.insured_in_shanghai,
+        ),
+        cohort=body.cohort,
+        channel=body.channel,
+        photo_source=body.photo_source,
+        backup_centre=body.backup_centre,
+        pension_bank=body.pension_bank,
+        salary_banks=tuple(body.salary_banks),
+        chosen_bank=body.chosen_bank,
+    )
+    now = _now(call)
+    view = await call.app[DATABASE].write(
+        lambda s: service.apply(s, default_programme(), agent, request, now)
+    )
+    return ApplicationOut.of(view)
+
+
+async def upload(call: Call[None]) -> UploadOut:
+    request = call.request
+    if request.content_type not in CSV_CONTENT_TYPES:
+        raise GatewayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be text/csv")
+    raw = await request.read()
+    if len(raw) > MAX_UPLOAD_BYTES:
+        raise GatewayError(ErrorCode.BODY_TOO_LARGE, f"CSV is over {MAX_UPLOAD_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise GatewayError(ErrorCode.UPLOAD_INVALID, "CSV must be UTF-8") from None
+    if "\x00" in text:
+        raise GatewayError(ErrorCode.UPLOAD_INVALID, "CSV must not contain NUL characters")
+    agent = await _agent(call)
+    now = _now(call)
+    results = await call.app[DATABASE].write(
+        lambda s: service.upload_employees(s, default_programme(), agent, text, now)
+    )
+    accepted = sum(r.accepted for r in results)
+    return UploadOut(
+        accepted=accepted,
+        rejected=len(results) - accepted,
+        rows=[RowResultOut.model_validate(r, from_attributes=True) for r in results],
+    )
+
+
+async def status(call: Call[StatusIn]) -> StatusOut:
+    agent = await _agent(call)
+    body = call.body
+    views = await call.app[DATABASE].read(
+        lambda s: service.status(
+            s, agent, application_id=body.application_id, citizen_id=body.citizen_id
+        )
+    )
+    return StatusOut(applications=[ApplicationOut.of(v) for v in views])
+
+
+def _card_sn(call: Call[Any]) -> str:
+    sn = call.request.match_info["card_sn"]
+    if len(sn) != 32 or any(c not in "0123456789abcdefABCDEF" for c in sn):
+        raise GatewayError(ErrorCode.VALIDATION_FAILED, "card_sn must be 32 hex digits")
+    return sn.upper()
+
+
+async def delivery(call: Call[DeliveryIn]) -> ApplicationOut | web.Response:
+    agent, sn, now, outcome = await _agent(call), _card_sn(call), _now(call), call.body.outcome
+    result = await _write(call, lambda s: service.record_delivery(s, agent, sn, outcome, now))
+    return result if isinstance(result, web.Response) else ApplicationOut.of(result)
+
+
+def _change_out(result: service.CardChange | web.Response) -> CardChangeOut | web.Response:
+    if isinstance(result, web.Response):
+        return result
+    return CardChangeOut.model_validate(result, from_attributes=True)
+
+
+async def activate(call: Call[EmptyIn]) -> CardChangeOut | web.Response:
+    agent, sn, now = await _agent(call), _card_sn(call), _now(call)
+    return _change_out(await _write(call, lambda s: service.activate(s, agent, sn, now)))
+
+
+async def report_loss(call: Call[EmptyIn]) -> CardChangeOut | web.Response:
+    agent, sn, now = await _agent(call), _card_sn(call), _now(call)
+    return _change_out(await _write(call, lambda s: service.report_loss(s, agent, sn, now)))
+
+
+async def replace(call: Call[ReplaceIn]) -> CardChangeOut | web.Response:
+    agent, sn, now, body = await _agent(call), _card_sn(call), _now(call), call.body
+    ca = _issuing_ca(call) if body.instant else None
+    return _change_out(
+        await _write(
+            call,
+            lambda s: service.replace(
+                s,
+                agent,
+                sn,
+                now,
+                instant=body.instant,
+                backup_centre=body.backup_centre,
+                chosen_bank=body.chosen_bank,
+                programme=default_programme(),
+                ca=ca,
+                personaliser=DEMO_PERSONALISER,
+            ),
+        )
+    )
+
+
+async def card_history(call: Call[HistoryIn]) -> HistoryOut:
+    agent, body = await _agent(call), call.body
+    entries = await call.app[DATABASE].read(
+        lambda s: service.history(
+            s,
+            agent,
+            card_sn=None if body.card_sn is None else body.card_sn.upper(),
+            citizen_id=body.citizen_id,
+        )
+    )
+    return HistoryOut(
+        events=[HistoryEntryOut.model_validate(e, from_attributes=True) for e in entries]
+    )
+
+
+async def stats(call: Call[None]) -> StatsOut:
+    text = call.request.query.get("date", "")
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise GatewayError(ErrorCode.VALIDATION_FAILED, "date must be YYYY-MM-DD") from None
+    agent = await _agent(call)
+    result = await call.app[DATABASE].read(lambda s: service.daily_stats(s, agent, day))
+    return StatsOut(
+        day=result.day,
+        applications=[
+            ApplicationCount(channel=c, cohort=k, count=n) for c, k, n in result.applications
+        ],
+        applications_counter=result.applications_counter,
+        applications_online=result.applications_online,
+        cards=result.cards,
+        cards_cumulative=result.cards_cumulative,
+    )
+
+
+async def create_batches(call: Call[EmptyIn]) -> BatchesOut:
+    agent, now = await _agent(call), _now(call)
+    ids = await call.app[DATABASE].write(lambda s: service.create_batches(s, agent, now))
+    return BatchesOut(batch_ids=ids)
+
+
+def _batch_id(call: Call[Any]) -> int:
+    text = call.request.match_info["batch_id"]
+    if not text.isdigit() or len(text) > 12:
+        raise GatewayError(ErrorCode.VALIDATION_FAILED, "batch id must be a number")
+    return int(text)
+
+
+async def produce(call: Call[EmptyIn]) -> BatchReportOut | web.Response:
+    agent, now, batch_id, ca = await _agent(call), _now(call), _batch_id(call), _issuing_ca(call)
+    result = await _write(
+        call,
+        lambda s: service.produce_batch(
+            s, agent, batch_id, ca=ca, personaliser=DEMO_PERSONALISER, now=now
+        ),
+    )
+    if isinstance(result, web.Response):
+        return result
+    return BatchReportOut.model_validate(result, from_attributes=True)
+
+
+async def batch_report(call: Call[None]) -> BatchReportOut:
+    agent, batch_id = await _agent(call), _batch_id(call)
+    report = await call.app[DATABASE].read(lambda s: service.batch_report(s, agent, batch_id))
+    return BatchReportOut.model_validate(report, from_attributes=True)
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+_ACCESS: Final = (ErrorCode.ISSUANCE_FORBIDDEN,)
+_CARD: Final = (
+    *_ACCESS,
+    ErrorCode.ISSUANCE_CARD_NOT_FOUND,
+    ErrorCode.ILLEGAL_TRANSITION,
+    ErrorCode.VALIDATION_FAILED,
+)
+_REFUSED: Final = (
+    ErrorCode.NOT_ELIGIBLE,
+    ErrorCode.COHORT_WINDOW_CLOSED,
+    ErrorCode.CHANNEL_NOT_ALLOWED,
+    ErrorCode.PHOTO_SOURCE_NOT_ALLOWED,
+    ErrorCode.BANK_CHOICE_INVALID,
+    ErrorCode.APPLICATION_OPEN,
+    ErrorCode.HOLDER_MISMATCH,
+)
+_TAGS: Final = ("issuance",)
+
+ISSUANCE_ROUTES: Final[tuple[Route, ...]] = (
+    Route(
+        "POST",
+        "/v1/issuance/applications",
+        operation_id="issuance_apply",
+        summary="Take an application for a new card (申领).",
+        description="Eligibility, cohort window, channel, photo source and the bank rule are "
+        "checked against the programme (issuance/config/programme_2019.toml). Information is "
+        "collected with the application, so it is answered in stage info_collected.",
+        handler=apply,
+        request_model=ApplicationIn,
+        response_model=ApplicationOut,
+        response_status=201,
+        tags=_TAGS,
+        errors=(*_ACCESS, *_REFUSED),
+    ),
+    Route(
+        "POST",
+        "/v1/issuance/employer-batches",
+        operation_id="issuance_employer_batch",
+        summary="An employer's CSV of employees (text/csv, UTF-8): one result per row.",
+        description="Header: " + ",".join(service.UPLOAD_COLUMNS) + f". At most "
+        f"{service.MAX_UPLOAD_ROWS} rows and {MAX_UPLOAD_BYTES} bytes (and the gateway's body "
+        "limit). Each row is applied whole or not at all; a refused row names its reason.",
+        handler=upload,
+        response_model=UploadOut,
+        tags=_TAGS,
+        errors=(*_ACCESS, ErrorCode.UPLOAD_INVALID, ErrorCode.CHANNEL_NOT_ALLOWED),
+    ),
+    Route(
+        "POST",
+        "/v1/issuance/status",
+        operation_id="issuance_status",
+        summary="Applications by application id or citizen id (in the body, never the URL).",
+        handler=status,
+        request_model=StatusIn,
+        response_model=StatusOut,
+        tags=_TAGS,
+        errors=(*_ACCESS, ErrorCode.APPLICATION_NOT_FOUND),
+    ),
+    Route(
+        "POST",
+        "/v1/issuance/cards/{card_sn}/delivery",
+        operation_id="issuance_delivery",
+        summary="Record the post's outcome, or the pick-up at the backup community centre.",
+        handler=delivery,
+        request_model=DeliveryIn,
+        response_model=ApplicationOut,
+        tags=_TAGS,
+        errors=(*_CARD, ErrorCode.APPLICATION_NOT_FOUND),
+    ),
+    Route(
+        "POST",
+        "/v1/issuance/cards/{card_sn}/activate",
+        operation_id="issuance_activate",
+        summary="Activate (开通): the holder's legacy and older cards are voided atomically.",
+        handler=activate,
+        request_model=EmptyIn,
+        response_model=CardChangeOut,
+        tags=_TAGS,
+        errors=_CARD,
+    ),
+    Route(
+        "POST",
+        "/v1/issuance/cards/{card_sn}/loss",
+        operation_id="issuance_report_loss",
+        summary="Report the card lost (挂失): refused by card authentication from the next call.",
+        handler=report_loss,
+        request_model=EmptyIn,
+        response_model=CardChangeOut,
+        tags=_TAGS,
+        errors=_CARD,
+    ),
+    Route(
+        "POST",
+        "/v1/issuance/cards/{card_sn}/replace",
+        operation_id="issuance_replace",
+        summary="Replace (补换) the card; instant (即到即补) makes the new card at the desk.",
+        description="The old card is revoked. The new card gets a new SM2 key pair and "
+        "certificate from the issuing CA (now for instant replacement, else in the next batch).",
+        handler=replace,
+        request_model=ReplaceIn,
+        response_model=CardChangeOut,
+        tags=_TAGS,
+        errors=(
+            *_CARD,
+            ErrorCode.APPLICATION_OPEN,
+            ErrorCode.BANK_CHOICE_INVALID,
+            ErrorCode.ISSUING_CA_UNAVAILABLE,
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/issuance/history",
+        operation_id="issuance_history",
+        summary="Every transition of a card, or of a citizen's cards (hotline 962222).",
+        handler=card_history,
+        request_model=HistoryIn,
+        response_model=HistoryOut,
+        tags=_TAGS,
+        errors=(*_ACCESS, ErrorCode.ISSUANCE_CARD_NOT_FOUND, ErrorCode.APPLICATION_NOT_FOUND),
+    ),
+    Route(
+        "GET",
+        "/v1/issuance/stats",
+        operation_id="issuance_daily_stats",
+        summary="Daily statistics (?date=YYYY-MM-DD, Shanghai day): applications by channel "
+        "and cohort; cards produced, mailed, delivered, activated, replaced, lost.",
+        handler=stats,
+        response_model=StatsOut,
+        tags=_TAGS,
+        errors=(*_ACCESS, ErrorCode.VALIDATION_FAILED),
+    ),
+    Route(
+        "POST",
+        "/v1/issuance/batches",
+        operation_id="issuance_create_batches",
+        summary="Group collected applications into production batches (channel, date).",
+        handler=create_batches,
+        request_model=EmptyIn,
+        response_model=BatchesOut,
+        tags=_TAGS,
+        errors=_ACCESS,
+    ),
+    Route(
+        "POST",
+        "/v1/issuance/batches/{batch_id}/produce",
+        operation_id="issuance_produce_batch",
+        summary="Make and post every card of a batch; answers the batch report.",
+        handler=produce,
+        request_model=EmptyIn,
+        response_model=BatchReportOut,
+        tags=_TAGS,
+        errors=(
+            *_ACCESS,
+            ErrorCode.BATCH_NOT_FOUND,
+            ErrorCode.ISSUING_CA_UNAVAILABLE,
+            ErrorCode.ILLEGAL_TRANSITION,
+            ErrorCode.VALIDATION_FAILED,
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/issuance/batches/{batch_id}",
+        operation_id="issuance_batch_report",
+        summary="A production batch's report.",
+        handler=batch_report,
+        response_model=BatchReportOut,
+        tags=_TAGS,
+        errors=(*_ACCESS, ErrorCode.BATCH_NOT_FOUND, ErrorCode.VALIDATION_FAILED),
+    ),
+)

@@ -1,0 +1,388 @@
+"""The issuance API over HTTP, signed like every route, with the demo registry loaded: applying,
+batches, production, delivery, activation voiding the legacy card AT CARD AUTHENTICATION, loss
+report refused at the next authentication, instant replacement, history, stats and roles."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Final
+
+import pytest
+from card_auth_testkit import LEGACY_ACTIVE, NEW_ACTIVE, SEED, CardTerminal, load_registry
+from gateway_testkit import Client, FakeClock, Signer, assert_problem
+from sqlalchemy import Engine, insert, text
+from sqlalchemy.orm import Session
+
+from gateway.issuance_api.routes import DEMO_PERSONALISER
+from gateway.store import Institution, Terminal
+from issuance.store import IssuanceAgent
+from sscard import demo as sd
+from sscard.layout import CardIdentity, CardSn, HolderData, IssuerData, citizen_id_check_digit
+from sscard.softcard import SoftCard, make_third_gen_card
+
+# Issuance agents are institutions whose terminals call the issuance routes. The gateway's
+# institutions table only knows hospitals and pharmacies (kind check constraint), so these test
+# institutions are registered as pharmacies; their ROLE comes from issuance_agents.
+AGENTS: Final = {
+    # terminal: (institution, role, bank, employer, area)
+    "ISS-BANK-ICBC": ("B31ICBC0001", "bank", "ICBC", None, None),
+    "ISS-BANK-CCB": ("B31CCB00001", "bank", "CCB", None, None),
+    "ISS-EMPLOYER": ("E31ACME0001", "employer", "ICBC", "ACME", None),
+    "ISS-COMMUNITY": ("C31010400001", "community", None, None, "310104"),
+    "ISS-HOTLINE": ("HL962222", "hotline", None, None, None),
+    "ISS-CENTRE": ("CTR0000001", "centre", None, None, None),
+}
+DAY: Final = dt.date(2019, 3, 1)
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"demo_world": "on"}  # the demo PKI: card authentication and the issuing CA
+
+
+@pytest.fixture
+def world(engine: Engine, clock: FakeClock) -> Engine:
+    load_registry(engine)
+    with Session(engine) as session, session.begin():
+        if engine.dialect.name == "postgresql":
+            session.execute(text("SELECT setval(pg_get_serial_sequence('cardholders', 'id'), 20)"))
+        for n, (terminal, (code, role, bank, employer, area)) in enumerate(AGENTS.items()):
+            session.execute(
+                insert(Institution).values(code=code, name=f"issuance {role}", kind="pharmacy")
+            )
+            session.execute(
+                insert(Terminal).values(
+                    terminal_id=terminal,
+                    institution_code=code,
+                    secret=bytes([0x40 + n]) * 32,
+                    enabled=True,
+                )
+            )
+            session.execute(
+                insert(IssuanceAgent).values(
+                    institution_code=code,
+                    role=role,
+                    name=f"issuance {role}",
+                    bank_code=bank,
+                    employer_code=employer,
+                    area_code=area,
+                )
+            )
+    clock.now_s = dt.datetime(DAY.year, DAY.month, DAY.day, 2, tzinfo=dt.UTC).timestamp()
+    return engine
+
+
+def as_(client: Client, clock: FakeClock, terminal: str) -> Signer:
+    n = list(AGENTS).index(terminal)
+    return Signer(client, clock, terminal_id=terminal, secret=bytes([0x40 + n]) * 32)
+
+
+async def get(signer: Signer, path: str) -> Any:
+    headers = signer.headers("GET", path, b"")
+    return await signer.client.get(path, headers=headers)
+
+
+async def ok(response: Any, status: int = 200) -> Any:
+    assert response.status == status, await response.text()
+    return await response.json()
+
+
+def new_citizen_id(n: int) -> str:
+    first17 = f"310104{1950 + n % 9:04d}0101{n % 1000:03d}"
+    return first17 + citizen_id_check_digit(first17)
+
+
+def retiree(citizen_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "applicant": {
+            "citizen_id": citizen_id,
+            "name": "测试",
+            "birth_date": "1950-01-01",
+            "gender": "1",
+            "area_code": "310104",
+            "hukou_shanghai": True,
+            "insured_in_shanghai": False,
+        },
+        "cohort": "retiree",
+        "channel": "bank_branch",
+        "photo_source": "on_site",
+        "backup_centre": "C31010400001",
+        "pension_bank": "ICBC",
+        **extra,
+    }
+
+
+def demo_retiree(h: int) -> dict[str, Any]:
+    holder = sd.demo_holder(SEED, h)
+    body = retiree(holder.citizen_id)
+    body["applicant"].update(
+        name=holder.name,
+        birth_date=holder.birth_date.isoformat(),
+        gender=holder.gender.value,
+        area_code=holder.area_code,
+    )
+    return body
+
+
+async def issue_and_deliver(client: Client, clock: FakeClock, body: dict[str, Any]) -> str:
+    """Apply at ICBC, batch, produce, deliver; return the new card's card_sn."""
+    bank, centre = as_(client, clock, "ISS-BANK-ICBC"), as_(client, clock, "ISS-CENTRE")
+    app = await ok(await bank.post("/v1/issuance/applications", body), 201)
+    assert app["stage"] == "info_collected"
+    batches = (await ok(await centre.post("/v1/issuance/batches", {})))["batch_ids"]
+    assert len(batches) == 1
+    report = await ok(await centre.post(f"/v1/issuance/batches/{batches[0]}/produce", {}))
+    assert report["by_stage"] == {"mailed": 1}
+    [status] = (
+        await ok(await bank.post("/v1/issuance/status", {"application_id": app["application_id"]}))
+    )["applications"]
+    card_sn: str = status["card_sn"]
+    delivered = await ok(
+        await centre.post(f"/v1/issuance/cards/{card_sn}/delivery", {"outcome": "delivered"})
+    )
+    assert delivered["stage"] == "delivered"
+    assert delivered["allowed_events"] == ["activate", "report_loss", "replace", "expire"]
+    return card_sn
+
+
+async def test_activation_voids_the_legacy_card_at_card_authentication(
+    client: Client, clock: FakeClock, world: Engine, signer: Signer
+) -> None:
+    hospital = CardTerminal(signer)
+    assert (await hospital.authenticate(LEGACY_ACTIVE)).status == 200  # parallel use
+    card_sn = await issue_and_deliver(client, clock, demo_retiree(LEGACY_ACTIVE // 2))
+    # Not yet activated: the legacy card still works.
+    assert (await hospital.authenticate(LEGACY_ACTIVE)).status == 200
+    bank = as_(client, clock, "ISS-BANK-ICBC")
+    change = await ok(await bank.post(f"/v1/issuance/cards/{card_sn}/activate", {}))
+    legacy_sn = sd.demo_card(SEED, LEGACY_ACTIVE).card_sn
+    assert change["superseded"] == [legacy_sn]
+    await assert_problem(await hospital.authenticate(LEGACY_ACTIVE), 403, "CARD_SUPERSEDED")
+    # The new card, personalised with its own new key and certificate, authenticates.
+    new_card = new_soft_card(card_sn, LEGACY_ACTIVE // 2)
+    granted = await hospital.granted_challenge(card_sn, 3)
+    session = await ok(await hospital.respond(hospital.answer(new_card, granted)))
+    assert session["card_sn"] == card_sn
+
+
+def new_soft_card(card_sn: str, h: int) -> SoftCard:
+    """The chip the card bureau would have written: the personaliser's key and certificate."""
+    made = DEMO_PERSONALISER.cards[card_sn]
+    holder = sd.demo_holder(SEED, h)
+    identity = CardIdentity.from_parts(
+        IssuerData(
+            card_sn=CardSn.from_hex(card_sn),
+            card_type="3",
+            spec_version="3.00",
+            init_org="31" + "0" * 22,
+            issue_date=DAY,
+            expiry_date=made.expires_on,
+            card_no=made.card_no,
+        ),
+        HolderData(
+            citizen_id=holder.citizen_id,
+            name=holder.name,
+            gender=holder.gender,
+            nation="01",
+            birth_date=holder.birth_date,
+        ),
+    )
+    return make_third_gen_card(identity, made.key, made.certificate.der, sd.DEMO_PIN)
+
+
+async def test_loss_report_refuses_the_next_authentication(
+    client: Client, clock: FakeClock, world: Engine, signer: Signer
+) -> None:
+    hospital = CardTerminal(signer)
+    assert (await hospital.authenticate(NEW_ACTIVE)).status == 200
+    card_sn = sd.demo_card(SEED, NEW_ACTIVE).card_sn
+    hotline = as_(client, clock, "ISS-HOTLINE")
+    change = await ok(await hotline.post(f"/v1/issuance/cards/{card_sn}/loss", {}))
+    assert change == {
+        "card_sn": card_sn,
+        "state": "lost",
+        "allowed_events": ["replace"],
+        "superseded": [],
+        "revoked": None,
+        "new_application_id": None,
+        "new_card_sn": None,
+    }
+    await assert_problem(await hospital.authenticate(NEW_ACTIVE), 403, "CARD_LOST")
+
+    # Illegal next step: 409 with the current state and what is allowed.
+    body = await assert_problem(
+        await as_(client, clock, "ISS-CENTRE").post(f"/v1/issuance/cards/{card_sn}/activate", {}),
+        409,
+        "ILLEGAL_TRANSITION",
+    )
+    assert body["current_state"] == "lost"
+    assert body["event"] == "activate"
+    assert body["allowed_transitions"] == ["replace"]
+
+    # Instant replacement at a bank desk: a new card with a new key and certificate.
+    centre = as_(client, clock, "ISS-CENTRE")
+    replaced = await ok(
+        await centre.post(
+            f"/v1/issuance/cards/{card_sn}/replace", {"instant": True, "chosen_bank": "BOC"}
+        )
+    )
+    assert replaced["state"] == "revoked"
+    new_sn = replaced["new_card_sn"]
+    assert new_sn not in (None, card_sn)
+    assert DEMO_PERSONALISER.cards[new_sn].cert_sm3
+    await assert_problem(await hospital.authenticate(NEW_ACTIVE), 403, "CARD_REVOKED")
+    history = await ok(await centre.post("/v1/issuance/history", {"card_sn": new_sn}))
+    assert [e["event"] for e in history["events"]] == [
+        "apply",
+        "collect_info",
+        "add_to_batch",
+        "produce",
+        "hand_over",
+    ]
+    assert history["events"][0]["actor"] == "CTR0000001/ISS-CENTRE"
+
+
+async def test_roles_and_scopes(
+    client: Client, clock: FakeClock, world: Engine, signer: Signer
+) -> None:
+    # A hospital has no issuance role at all.
+    await assert_problem(
+        await signer.post("/v1/issuance/status", {"application_id": 1}), 403, "ISSUANCE_FORBIDDEN"
+    )
+    icbc, ccb = as_(client, clock, "ISS-BANK-ICBC"), as_(client, clock, "ISS-BANK-CCB")
+    cid = new_citizen_id(1)
+    app = await ok(await icbc.post("/v1/issuance/applications", retiree(cid)), 201)
+    assert cid not in str(app)
+    assert app["citizen_id_masked"] == cid[:4] + "*" * 12 + cid[-2:]
+    # The other bank: as if it did not exist, by id and by citizen id.
+    await assert_problem(
+        await ccb.post("/v1/issuance/status", {"application_id": app["application_id"]}),
+        404,
+        "APPLICATION_NOT_FOUND",
+    )
+    body = await assert_problem(
+        await ccb.post("/v1/issuance/status", {"citizen_id": cid}), 404, "APPLICATION_NOT_FOUND"
+    )
+    assert cid not in str(body)
+    # The hotline sees it; it cannot apply. An employer cannot take counter applications.
+    hotline = as_(client, clock, "ISS-HOTLINE")
+    assert (await ok(await hotline.post("/v1/issuance/status", {"citizen_id": cid})))[
+        "applications"
+    ]
+    await assert_problem(
+        await hotline.post("/v1/issuance/applications", retiree(new_citizen_id(2))),
+        403,
+        "ISSUANCE_FORBIDDEN",
+    )
+    await assert_problem(
+        await as_(client, clock, "ISS-EMPLOYER").post(
+            "/v1/issuance/applications", retiree(new_citizen_id(3))
+        ),
+        403,
+        "ISSUANCE_FORBIDDEN",
+    )
+    await assert_problem(await icbc.post("/v1/issuance/batches", {}), 403, "ISSUANCE_FORBIDDEN")
+    # Domain refusals keep their own codes.
+    await assert_problem(
+        await icbc.post("/v1/issuance/applications", retiree(cid)), 409, "APPLICATION_OPEN"
+    )
+    clock.now_s = dt.datetime(2019, 7, 2, tzinfo=dt.UTC).timestamp()
+    await assert_problem(
+        await icbc.post("/v1/issuance/applications", retiree(new_citizen_id(4))),
+        422,
+        "COHORT_WINDOW_CLOSED",
+    )
+
+
+CSV_HEADER: Final = (
+    "citizen_id,name,birth_date,gender,area_code,hukou_shanghai,insured_in_shanghai,"
+    "salary_banks,bank,photo_source,backup_centre"
+)
+
+
+def _row(citizen_id: str, insured: str = "1") -> str:
+    return f"{citizen_id},员工,1950-01-01,1,310104,0,{insured},ICBC,,on_site,C31010400001"
+
+
+async def test_employer_csv_upload(client: Client, clock: FakeClock, world: Engine) -> None:
+    clock.now_s = dt.datetime(2019, 8, 1, 2, tzinfo=dt.UTC).timestamp()
+    employer = as_(client, clock, "ISS-EMPLOYER")
+    good = new_citizen_id(11)
+    csv_text = "\n".join(
+        [CSV_HEADER, _row(good), _row("31010419500101999Z"), _row(new_citizen_id(12), "0"), ""]
+    )
+    result = await ok(
+        await employer.post(
+            "/v1/issuance/employer-batches", csv_text.encode(), content_type="text/csv"
+        )
+    )
+    assert (result["accepted"], result["rejected"]) == (1, 2)
+    assert [(r["row"], r["accepted"], r["code"]) for r in result["rows"]] == [
+        (1, True, None),
+        (2, False, "ROW_INVALID"),
+        (3, False, "NOT_ELIGIBLE"),
+    ]
+    await assert_problem(
+        await employer.post("/v1/issuance/employer-batches", csv_text.encode()),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
+    await assert_problem(
+        await employer.post(
+            "/v1/issuance/employer-batches", b"a,b\n1,2\n", content_type="text/csv"
+        ),
+        422,
+        "UPLOAD_INVALID",
+    )
+    # The employer sees its employee; the bank of the card too.
+    status = await ok(await employer.post("/v1/issuance/status", {"citizen_id": good}))
+    assert status["applications"][0]["channel"] == "employer_batch"
+    await ok(
+        await as_(client, clock, "ISS-BANK-ICBC").post("/v1/issuance/status", {"citizen_id": good})
+    )
+
+
+async def test_daily_stats_and_openapi(client: Client, clock: FakeClock, world: Engine) -> None:
+    await issue_and_deliver(client, clock, retiree(new_citizen_id(21)))
+    hotline = as_(client, clock, "ISS-HOTLINE")
+    stats = await ok(await get(hotline, f"/v1/issuance/stats?date={DAY.isoformat()}"))
+    assert stats["applications"] == [{"channel": "bank_branch", "cohort": "retiree", "count": 1}]
+    assert stats["cards"]["produced"] == stats["cards"]["delivered"] == 1
+    await assert_problem(
+        await get(hotline, "/v1/issuance/stats?date=yesterday"), 422, "VALIDATION_FAILED"
+    )
+    document = await (await client.get("/openapi.json")).json()
+    paths = [p for p in document["paths"] if p.startswith("/v1/issuance/")]
+    assert len(paths) == 12
+    responses = document["paths"]["/v1/issuance/cards/{card_sn}/activate"]["post"]["responses"]
+    assert "409" in responses
+
+
+async def test_times_are_utc_on_every_backend(
+    client: Client, clock: FakeClock, world: Engine
+) -> None:
+    bank = as_(client, clock, "ISS-BANK-ICBC")
+    app = await ok(await bank.post("/v1/issuance/applications", retiree(new_citizen_id(31))), 201)
+    assert dt.datetime.fromisoformat(app["applied_at"]) == dt.datetime.fromtimestamp(
+        clock.now_s, dt.UTC
+    )
+    history = await ok(
+        await as_(client, clock, "ISS-HOTLINE").post(
+            "/v1/issuance/history", {"citizen_id": new_citizen_id(31)}
+        )
+    )
+    assert all(dt.datetime.fromisoformat(e["at"]).tzinfo is not None for e in history["events"])
+
+
+async def test_csv_over_the_body_limit_is_refused_before_parsing(
+    client: Client, clock: FakeClock, world: Engine
+) -> None:
+    rows = [_row(new_citizen_id(n)) for n in range(1200)]  # ~90 KB > max_body_bytes (64 KiB)
+    body = "\n".join([CSV_HEADER, *rows]).encode()
+    await assert_problem(
+        await as_(client, clock, "ISS-EMPLOYER").post(
+            "/v1/issuance/employer-batches", body, content_type="text/csv"
+        ),
+        413,
+        "BODY_TOO_LARGE",
+    )
