@@ -1,4 +1,4 @@
-"""terminal_sdk: what HIS and POS integrators install to use the social security card.
+r"""terminal_sdk: what HIS and POS integrators install to use the social security card.
 
 Read a card in a few lines::
 
@@ -13,19 +13,38 @@ Read a card in a few lines::
         certificate = card.read_certificate()    # third generation: EF 0018, DER
         signature = card.internal_authenticate(challenge, terminal_id)
 
-Card authentication with the gateway (the HTTP part is the caller's for now)::
+Settle a visit with the gateway (async; :class:`SyncGatewayClient` has the same calls for
+code that is not async)::
 
-        body = challenge_request(card)            # POST /v1/card-auth/challenge
-        proof = prove(card, challenge, terminal_id)
-        body = proof.to_request(challenge_id)      # POST /v1/card-auth/response
+    async with GatewayClient(url, terminal_id, secret) as client:
+        visit = await outpatient_visit(client, card, lines, pin=pin)   # auth → ... → settle
+        print(visit.receipt.format(chinese=True))                      # yuan, Chinese labels
+
+The client signs every request, retries only where that is safe, keeps one Idempotency-Key
+per operation across retries, and raises :class:`GatewayProblem` subclasses named after the
+gateway's codes (docs/integration-guide.md).
 
 Everything raises :class:`TerminalError` subclasses, whose ``str()`` a clerk can act on
-(``message_zh`` in Chinese). The SDK talks to the gateway over HTTP only (DESIGN §3): it
-imports nothing of ``gateway``, ``settlement`` or ``issuance``.
+(``message_zh`` in Chinese); the gateway's refusals are GatewayProblem subclasses. The SDK
+talks to the gateway over HTTP only (DESIGN §3): it imports nothing of ``gateway``,
+``settlement`` or ``issuance``.
 """
 
 from terminal_sdk.card import BasicInfo, CardGeneration, SocialSecurityCard
 from terminal_sdk.card_auth import CardAuthProof, challenge_request, prove
+from terminal_sdk.client import (
+    CardSession,
+    Challenge,
+    Claim,
+    Eligibility,
+    FeeLine,
+    GatewayClient,
+    GatewayResponse,
+    PendingOperation,
+    RetryPolicy,
+    SyncGatewayClient,
+    new_idempotency_key,
+)
 from terminal_sdk.errors import (
     CardDataInvalid,
     CardError,
@@ -42,6 +61,34 @@ from terminal_sdk.errors import (
     UnsupportedCard,
     WrongPin,
 )
+from terminal_sdk.flows import (
+    VisitOutcome,
+    inpatient_admission,
+    inpatient_discharge,
+    outpatient_visit,
+    pharmacy_purchase,
+    recover_settlement,
+)
+from terminal_sdk.problems import (
+    CardAuthFailed,
+    CardNotAccepted,
+    CardNotGenuine,
+    CardSessionInvalid,
+    CertificateUnknown,
+    ChallengeFailed,
+    GatewayBusy,
+    GatewayInternalError,
+    GatewayProblem,
+    GatewayUnreachable,
+    IdempotencyConflict,
+    OutcomeUnknown,
+    RequestInvalid,
+    RouteUnavailable,
+    SettlementAlreadyCancelled,
+    SettlementNotFound,
+    SettlementRejected,
+    TerminalRejected,
+)
 from terminal_sdk.readers import (
     ApduTrace,
     ApduTransport,
@@ -55,11 +102,13 @@ from terminal_sdk.readers import (
     ReaderEvent,
     ReaderInfo,
 )
+from terminal_sdk.receipt import FundPayment, Receipt, yuan
 
 __all__ = [
     "ApduTrace",
     "ApduTransport",
     "BasicInfo",
+    "CardAuthFailed",
     "CardAuthProof",
     "CardDataInvalid",
     "CardError",
@@ -67,25 +116,62 @@ __all__ = [
     "CardInfo",
     "CardInterface",
     "CardLocked",
+    "CardNotAccepted",
+    "CardNotGenuine",
     "CardRefused",
     "CardRemoved",
+    "CardSession",
+    "CardSessionInvalid",
+    "CertificateUnknown",
+    "Challenge",
+    "ChallengeFailed",
+    "Claim",
+    "Eligibility",
     "EventKind",
     "EventStream",
+    "FeeLine",
+    "FundPayment",
+    "GatewayBusy",
+    "GatewayClient",
+    "GatewayInternalError",
+    "GatewayProblem",
+    "GatewayResponse",
+    "GatewayUnreachable",
+    "IdempotencyConflict",
     "MemoryReader",
     "NoCard",
     "NoReader",
+    "OutcomeUnknown",
     "PcscReader",
+    "PendingOperation",
     "PinBlocked",
     "Reader",
     "ReaderBusy",
     "ReaderError",
     "ReaderEvent",
     "ReaderInfo",
+    "Receipt",
+    "RequestInvalid",
+    "RetryPolicy",
+    "RouteUnavailable",
+    "SettlementAlreadyCancelled",
+    "SettlementNotFound",
+    "SettlementRejected",
     "SocialSecurityCard",
+    "SyncGatewayClient",
     "TerminalError",
+    "TerminalRejected",
     "TransmitFailed",
     "UnsupportedCard",
+    "VisitOutcome",
     "WrongPin",
     "challenge_request",
+    "inpatient_admission",
+    "inpatient_discharge",
+    "new_idempotency_key",
+    "outpatient_visit",
+    "pharmacy_purchase",
     "prove",
+    "recover_settlement",
+    "yuan",
 ]

@@ -322,6 +322,14 @@ class SocialSecurityCard:
     def card_sn(self) -> CardSn:
         return self.read_issuer_data().card_sn
 
+    def check_present(self) -> None:
+        """One SELECT: CardRemoved if the card left the reader (or was swapped) since connect.
+
+        Flows call it before committing money: a clerk who pulled the card meant to stop.
+        """
+        with _card_errors():
+            self._send(apdu.select_aid(SSSE_AID))
+
     # -- PIN ----------------------------------------------------------------------------------
 
     def verify_pin(self, pin: str) -> None:

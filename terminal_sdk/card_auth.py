@@ -1,7 +1,7 @@
 """The card's side of card authentication: what to ask the gateway for, and what to answer.
 
-The flow (docs/CONTRACTS.md, "Card authentication"), with the HTTP left to the caller (the
-GatewayClient will do it)::
+The flow (docs/CONTRACTS.md, "Card authentication"); :meth:`GatewayClient.authenticate_card
+<terminal_sdk.client.GatewayClient.authenticate_card>` runs it, HTTP included::
 
     card = SocialSecurityCard.connect(reader)
     ask = challenge_request(card)                      # {"card_sn", "generation"}

@@ -48,7 +48,9 @@ __all__ = [
 class TerminalError(Exception):
     """Base of every terminal_sdk error. ``str(error)`` is the clerk-readable message."""
 
-    code: ClassVar[str] = "TERMINAL_ERROR"
+    # Not a ClassVar: a gateway problem (terminal_sdk.problems) carries the code the gateway
+    # sent, which may be one this SDK version does not know.
+    code: str = "TERMINAL_ERROR"
     default_message: ClassVar[str] = "The terminal could not complete the operation."
     default_message_zh: ClassVar[str] = "终端无法完成操作。"
 

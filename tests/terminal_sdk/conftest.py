@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from fake_gateway import FakeGateway
 from sdk_testkit import Pki, make_pki
 
 from terminal_sdk import MemoryReader
@@ -21,3 +22,10 @@ def reader() -> Iterator[MemoryReader]:
     memory = MemoryReader()
     yield memory
     memory.close()
+
+
+@pytest.fixture
+def fake(pki: Pki) -> Iterator[FakeGateway]:
+    gateway = FakeGateway(pki).start()
+    yield gateway
+    gateway.stop()
