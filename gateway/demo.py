@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from gateway.card_auth.demo_cards import DemoCards
 from gateway.db import for_writes
 from gateway.logs import fields
+from gateway.settlement_api.demo import DemoSettlementPersons
 from gateway.store import Institution, InstitutionKind, Terminal
 from sscard import terminal_auth as ta
 
@@ -123,7 +124,11 @@ class InstitutionsAndTerminals:
 
 
 # Built in this order. EXTENSION POINT: append further parts here.
-DEMO_PARTS: Final[tuple[DemoPart, ...]] = (InstitutionsAndTerminals(), DemoCards())
+DEMO_PARTS: Final[tuple[DemoPart, ...]] = (
+    InstitutionsAndTerminals(),
+    DemoCards(),
+    DemoSettlementPersons(),
+)
 
 
 def load_demo_world(

@@ -103,6 +103,40 @@ class ErrorCode(StrEnum):
     CARD_SESSION_EXPIRED = "CARD_SESSION_EXPIRED"
     CARD_SESSION_WRONG_TERMINAL = "CARD_SESSION_WRONG_TERMINAL"
     CARD_AUTH_UNAVAILABLE = "CARD_AUTH_UNAVAILABLE"
+    # settlement (codes of settlement.errors, plus the settlement API's own)
+    INVALID_CLAIM = "INVALID_CLAIM"
+    INVALID_AMOUNT = "INVALID_AMOUNT"
+    UNKNOWN_CATALOGUE_CODE = "UNKNOWN_CATALOGUE_CODE"
+    TOO_MANY_LINES = "TOO_MANY_LINES"
+    INVALID_VISIT = "INVALID_VISIT"
+    INVALID_PERSON = "INVALID_PERSON"
+    POLICY_NOT_FOUND = "POLICY_NOT_FOUND"
+    PERSON_NOT_FOUND = "PERSON_NOT_FOUND"
+    SETTLEMENT_NOT_FOUND = "SETTLEMENT_NOT_FOUND"
+    SETTLEMENT_ALREADY_CANCELLED = "SETTLEMENT_ALREADY_CANCELLED"
+    IDEMPOTENCY_KEY_MISSING = "IDEMPOTENCY_KEY_MISSING"
+    IDEMPOTENCY_KEY_IN_USE = "IDEMPOTENCY_KEY_IN_USE"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    VISIT_TYPE_NOT_ALLOWED = "VISIT_TYPE_NOT_ALLOWED"
+    ADMISSION_NOT_FOUND = "ADMISSION_NOT_FOUND"
+    ADMISSION_CLOSED = "ADMISSION_CLOSED"
+    ADMISSION_OTHER_PERSON = "ADMISSION_OTHER_PERSON"
+    RECONCILIATION_FORBIDDEN = "RECONCILIATION_FORBIDDEN"
+    # issuance (codes of issuance.errors' service errors; gateway.issuance_api)
+    ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
+    NOT_ELIGIBLE = "NOT_ELIGIBLE"
+    COHORT_WINDOW_CLOSED = "COHORT_WINDOW_CLOSED"
+    CHANNEL_NOT_ALLOWED = "CHANNEL_NOT_ALLOWED"
+    PHOTO_SOURCE_NOT_ALLOWED = "PHOTO_SOURCE_NOT_ALLOWED"
+    BANK_CHOICE_INVALID = "BANK_CHOICE_INVALID"
+    APPLICATION_OPEN = "APPLICATION_OPEN"
+    HOLDER_MISMATCH = "HOLDER_MISMATCH"
+    APPLICATION_NOT_FOUND = "APPLICATION_NOT_FOUND"
+    ISSUANCE_CARD_NOT_FOUND = "ISSUANCE_CARD_NOT_FOUND"
+    BATCH_NOT_FOUND = "BATCH_NOT_FOUND"
+    ISSUANCE_FORBIDDEN = "ISSUANCE_FORBIDDEN"
+    UPLOAD_INVALID = "UPLOAD_INVALID"
+    ISSUING_CA_UNAVAILABLE = "ISSUING_CA_UNAVAILABLE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +165,9 @@ _NOT_GENUINE: Final = (
 _NOT_GENUINE_ZH: Final = (
     "该卡未通过真伪验证。请重新读卡；如仍失败，请勿受理，并请持卡人致电 962222。"
 )
+
+_CHECK_CLAIM: Final = "Check the visit and its fee lines, then try again."
+_CHECK_CLAIM_ZH: Final = "请核对就诊信息和费用明细后重试。"
 
 # THE table. A code's status never changes once published; add codes, do not repurpose them.
 ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType(
@@ -476,6 +513,221 @@ ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType(
             "The gateway cannot check cards right now (it is not configured for it). Call the "
             "gateway operator.",
             "网关暂时无法验卡（未完成配置）。请联系网关运维。",
+            retry_after_s=60,
+        ),
+        ErrorCode.INVALID_CLAIM: ErrorSpec(
+            422,
+            "Claim cannot be settled",
+            f"The claim cannot be settled as sent. {_CHECK_CLAIM}",
+            f"该笔费用无法按所报内容结算。{_CHECK_CLAIM_ZH}",
+        ),
+        ErrorCode.INVALID_AMOUNT: ErrorSpec(
+            422,
+            "Invalid amount or quantity",
+            f"A quantity or price is not a whole positive number or is too large. {_CHECK_CLAIM}",
+            f"数量或单价不是正整数或超出上限。{_CHECK_CLAIM_ZH}",
+        ),
+        ErrorCode.UNKNOWN_CATALOGUE_CODE: ErrorSpec(
+            422,
+            "Item not in the catalogue",
+            "An item code is not in the medical insurance catalogue. Check the item codes "
+            f"in the terminal's catalogue. {_CALL_IT}",
+            f"有项目编码不在医保目录中。请核对终端目录中的项目编码。{_CALL_IT_ZH}",
+        ),
+        ErrorCode.TOO_MANY_LINES: ErrorSpec(
+            422,
+            "Too many fee lines",
+            "The claim has too many (or no) fee lines. Split it into smaller claims.",
+            "费用明细条数过多（或为空）。请分笔结算。",
+        ),
+        ErrorCode.INVALID_VISIT: ErrorSpec(
+            422,
+            "Visit details invalid",
+            f"The visit's type or date is not valid (a date in the future?). {_CHECK_CLAIM}",
+            f"就诊类型或日期不正确（是否为未来日期？）。{_CHECK_CLAIM_ZH}",
+        ),
+        ErrorCode.INVALID_PERSON: ErrorSpec(
+            422,
+            "Insured person not covered",
+            "The cardholder's insurance does not cover this settlement. Settle in cash and ask "
+            "the holder to call 962218.",
+            "参保人的险种不适用本次结算。请按现金结算，并请参保人致电 962218。",
+        ),
+        ErrorCode.POLICY_NOT_FOUND: ErrorSpec(
+            422,
+            "No benefit policy for this date",
+            f"No benefit policy covers the visit date. Check the visit date. {_CALL_IT}",
+            f"没有适用于该就诊日期的待遇政策。请核对就诊日期。{_CALL_IT_ZH}",
+        ),
+        ErrorCode.PERSON_NOT_FOUND: ErrorSpec(
+            404,
+            "No insurance record",
+            "The cardholder has no medical insurance record at the gateway. Settle in cash and "
+            "ask the holder to call 962218.",
+            "网关中没有该持卡人的医保参保信息。请按现金结算，并请参保人致电 962218。",
+        ),
+        ErrorCode.SETTLEMENT_NOT_FOUND: ErrorSpec(
+            404,
+            "Settlement not found",
+            "This institution has no settlement with that number. Check the settlement number.",
+            "本机构没有该结算编号的结算记录。请核对结算编号。",
+        ),
+        ErrorCode.SETTLEMENT_ALREADY_CANCELLED: ErrorSpec(
+            409,
+            "Settlement already cancelled",
+            "This settlement was already cancelled; nothing was changed.",
+            "该笔结算已撤销，本次未作任何变更。",
+        ),
+        ErrorCode.IDEMPOTENCY_KEY_MISSING: ErrorSpec(
+            400,
+            "Idempotency-Key missing or malformed",
+            f"The request needs an Idempotency-Key header (1 to 255 visible characters). "
+            f"{_CALL_IT}",
+            f"请求缺少 Idempotency-Key 请求头（1 至 255 个可见字符）。{_CALL_IT_ZH}",
+        ),
+        ErrorCode.IDEMPOTENCY_KEY_IN_USE: ErrorSpec(
+            409,
+            "Request still running",
+            "The same request is still being processed. Wait a few seconds, then send it "
+            "again unchanged; it will not be charged twice.",
+            "同一笔请求仍在处理中。请稍候几秒后原样重发，不会重复扣费。",
+            retry_after_s=1,
+        ),
+        ErrorCode.IDEMPOTENCY_KEY_REUSED: ErrorSpec(
+            422,
+            "Idempotency-Key reused",
+            f"The terminal reused a request number for a different request. {_CALL_IT}",
+            f"终端对不同的请求使用了相同的请求编号。{_CALL_IT_ZH}",
+        ),
+        ErrorCode.VISIT_TYPE_NOT_ALLOWED: ErrorSpec(
+            422,
+            "Visit type not allowed here",
+            "This kind of visit cannot be settled at this institution or through this step "
+            "(pharmacy purchases at pharmacies; inpatient stays through admission and "
+            "discharge).",
+            "本机构或本环节不能办理该类就诊结算（药店购药在药店办理；住院须经入院登记和出院结算）。",
+        ),
+        ErrorCode.ADMISSION_NOT_FOUND: ErrorSpec(
+            404,
+            "Admission not found",
+            "This hospital has no inpatient admission with that number. Check the number.",
+            "本院没有该住院登记号。请核对登记号。",
+        ),
+        ErrorCode.ADMISSION_CLOSED: ErrorSpec(
+            409,
+            "Admission already settled",
+            "This stay was already settled at discharge; no more fees can be added to it.",
+            "该次住院已出院结算，不能再上传费用。",
+        ),
+        ErrorCode.ADMISSION_OTHER_PERSON: ErrorSpec(
+            403,
+            "Card of another patient",
+            "The card read belongs to a different patient than this admission. Read the "
+            "patient's own card.",
+            "所读社保卡与该住院登记的患者不符。请读取患者本人的社保卡。",
+        ),
+        ErrorCode.RECONCILIATION_FORBIDDEN: ErrorSpec(
+            403,
+            "Not allowed to view reconciliation",
+            "Only the healthcare security office's operations terminals may list every "
+            "institution's reconciliation mismatches.",
+            "只有医保经办机构的运维终端可以查看所有机构的对账差异。",
+        ),
+        ErrorCode.ILLEGAL_TRANSITION: ErrorSpec(
+            409,
+            "Not possible in the card's current state",
+            "This step is not possible for the card or application in its current state. The "
+            "answer lists the current state and the steps that are possible now.",
+            "该卡（申请）当前状态下不能办理此项业务。返回信息中列明了当前状态和可办理的业务。",
+        ),
+        ErrorCode.NOT_ELIGIBLE: ErrorSpec(
+            422,
+            "Not eligible for the new card",
+            "Only people with Shanghai household registration, or insured in Shanghai, can "
+            "apply for the Shanghai social security card.",
+            "只有本市户籍人员或在本市参加社会保险的人员可以申领上海社保卡。",
+        ),
+        ErrorCode.COHORT_WINDOW_CLOSED: ErrorSpec(
+            422,
+            "Outside the application period",
+            "This group's application period is not open on this date. First cards and "
+            "replacements are taken at community service centres all year.",
+            "该类人员不在换发时间段内。新办和补换可随时到社区事务受理服务中心办理。",
+        ),
+        ErrorCode.CHANNEL_NOT_ALLOWED: ErrorSpec(
+            422,
+            "Wrong channel for this applicant",
+            "This applicant cannot apply through this channel (bank branch, employer batch, "
+            "online or community centre). Direct them to the channel for their group.",
+            "该申请人不能通过此渠道申领（银行网点、单位批量、网上或社区）。请引导至对应渠道办理。",
+        ),
+        ErrorCode.PHOTO_SOURCE_NOT_ALLOWED: ErrorSpec(
+            422,
+            "Photo source not available",
+            "This photo source cannot be used here. Take the photo on site or use the ID-card "
+            "photo.",
+            "此照片来源在此不可用。请现场拍照或使用身份证照片。",
+        ),
+        ErrorCode.BANK_CHOICE_INVALID: ErrorSpec(
+            422,
+            "Bank choice not allowed",
+            "The bank for the new card follows the pension or salary bank when it is one of the "
+            "11 service banks; otherwise choose one of the 11.",
+            "新版社保卡开户银行：养老金或工资代发银行为11家服务银行之一的，使用该银行；否则从11家服务银行中选择1家。",
+        ),
+        ErrorCode.APPLICATION_OPEN: ErrorSpec(
+            409,
+            "Application already in progress",
+            "This person already has a card application in progress. Check its status instead "
+            "of applying again.",
+            "此人已有正在办理的申领。请查询办理进度，无需重复申请。",
+        ),
+        ErrorCode.HOLDER_MISMATCH: ErrorSpec(
+            422,
+            "Personal data differ from the registry",
+            "The name or date of birth differs from the registered cardholder. Check the ID card.",
+            "姓名或出生日期与登记信息不符。请核对身份证件。",
+        ),
+        ErrorCode.APPLICATION_NOT_FOUND: ErrorSpec(
+            404,
+            "Application not found",
+            "No such application is visible to this institution. Check the number, or ask the "
+            "holder to call 962222.",
+            "本机构查不到该申领记录。请核对编号，或请持卡人致电 962222。",
+        ),
+        ErrorCode.ISSUANCE_CARD_NOT_FOUND: ErrorSpec(
+            404,
+            "Card not found",
+            "No such card is visible to this institution. Check the card, or ask the holder to "
+            "call 962222.",
+            "本机构查不到该卡。请核对卡片，或请持卡人致电 962222。",
+        ),
+        ErrorCode.BATCH_NOT_FOUND: ErrorSpec(
+            404,
+            "Production batch not found",
+            "There is no such production batch.",
+            "不存在该制卡批次。",
+        ),
+        ErrorCode.ISSUANCE_FORBIDDEN: ErrorSpec(
+            403,
+            "Not allowed for this institution",
+            "This institution may not do this card service. Ask the card centre (962222) "
+            "which institutions can.",
+            "本机构无权办理此项社保卡业务。请向社保卡服务中心（962222）咨询办理机构。",
+        ),
+        ErrorCode.UPLOAD_INVALID: ErrorSpec(
+            422,
+            "Upload file unusable",
+            "The uploaded list could not be used as a whole (header, size or encoding). Fix the "
+            "file and upload it again.",
+            "上传的名单整体无法使用（表头、大小或编码有误）。请修改后重新上传。",
+        ),
+        ErrorCode.ISSUING_CA_UNAVAILABLE: ErrorSpec(
+            503,
+            "Card production unavailable",
+            "Cards cannot be made right now (no issuing key configured). Call the gateway "
+            "operator.",
+            "暂时无法制卡（未配置签发密钥）。请联系网关运维。",
             retry_after_s=60,
         ),
     }

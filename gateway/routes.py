@@ -17,7 +17,9 @@ from pydantic import BaseModel, Field
 from gateway import metrics
 from gateway.card_auth.routes import CARD_AUTH_ROUTES
 from gateway.errors import ErrorCode, GatewayError
+from gateway.issuance_api.routes import ISSUANCE_ROUTES
 from gateway.routing import Call, RequestModel, Route, Text
+from gateway.settlement_api.routes import SETTLEMENT_ROUTES
 from gateway.state import DATABASE, OPENAPI
 
 __all__ = ["ROUTES", "EchoRequest", "EchoResponse"]
@@ -138,4 +140,6 @@ ROUTES: Final[tuple[Route, ...]] = (
         tags=("diagnostics",),
     ),
     *CARD_AUTH_ROUTES,
+    *SETTLEMENT_ROUTES,
+    *ISSUANCE_ROUTES,
 )

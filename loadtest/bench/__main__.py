@@ -1,4 +1,4 @@
-"""``python -m loadtest.bench <name> [--json]``."""
+"""``python -m loadtest.bench <name> [--json] [--seconds S] [bench options]``."""
 
 from __future__ import annotations
 
@@ -8,20 +8,44 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from loadtest.bench import crypto
+from loadtest.bench import auth, crypto, issuance, settle
 
-BENCHES: dict[str, tuple[str, Callable[[argparse.Namespace], dict[str, Any]]]] = {
-    "crypto": ("SM2 sign/verify per backend beside `openssl speed sm2`", crypto.run),
+Runner = Callable[[argparse.Namespace], dict[str, Any]]
+AddArguments = Callable[[argparse.ArgumentParser], None]
+
+
+def _no_arguments(_parser: argparse.ArgumentParser) -> None:
+    return None
+
+
+BENCHES: dict[str, tuple[str, Runner, AddArguments]] = {
+    "crypto": ("SM2 sign/verify per backend beside `openssl speed sm2`", crypto.run, _no_arguments),
+    "auth": (
+        "full card authentications over HTTP against `python -m gateway serve`",
+        auth.run,
+        auth.add_arguments,
+    ),
+    "settle": (
+        "local settlements (pre-settle + settle) over HTTP against `python -m gateway serve`",
+        settle.run,
+        settle.add_arguments,
+    ),
+    "issuance": (
+        "100,000 applications taken, batched and a sample produced, in process (time, memory)",
+        issuance.run,
+        issuance.add_arguments,
+    ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__)
     sub = parser.add_subparsers(dest="bench", required=True)
-    for name, (help_text, _) in BENCHES.items():
-        p = sub.add_parser(name, help=help_text)
+    for name, (help_text, _, add_arguments) in BENCHES.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--json", action="store_true", help="also print one JSON object last")
         p.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+        add_arguments(p)
     args = parser.parse_args(argv)
     result = BENCHES[args.bench][1](args)
     if args.json:
