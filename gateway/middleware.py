@@ -107,7 +107,10 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     except Exception as exc:
         domain_code = domain_error_code(exc)
         if domain_code is not None:
-            detail = getattr(exc, "detail", None)
+            # Domain packages carry their specific sentence as ``detail`` (card auth) or
+            # ``message`` (settlement, issuance): either tells the clerk which line or card.
+            # Both are written without personal data.
+            detail = getattr(exc, "detail", None) or getattr(exc, "message", None)
             return _problem(request, domain_code, detail if isinstance(detail, str) else None)
         log.exception(
             "unhandled exception",

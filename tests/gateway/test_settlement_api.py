@@ -440,7 +440,8 @@ async def test_inpatient_admission_fee_lines_discharge(till: Till, world: Engine
     bad = await till.post(
         f"{path}/fee-lines", {"lines": [{"code": "NOPE", "quantity": 1, "unit_price_fen": 1}]}
     )
-    await assert_problem(bad, 422, "UNKNOWN_CATALOGUE_CODE")
+    problem = await assert_problem(bad, 422, "UNKNOWN_CATALOGUE_CODE")
+    assert "'NOPE'" in problem["detail"]  # the clerk learns which item code is wrong
     # Another patient's card cannot discharge this stay.
     other = Till(signer)
     await other.read_card(LEGACY_ACTIVE)
