@@ -180,7 +180,12 @@ async def _idempotent(
 async def eligibility(call: Call[EligibilityRequest]) -> EligibilityOut:
     session = _card_session(call)
     return await call.app[DATABASE].read(
-        partial(service.eligibility_unit, holder_id=session.holder_id, now=_now(call))
+        partial(
+            service.eligibility_unit,
+            card=_card_check(call, session),
+            holder_id=session.holder_id,
+            now=_now(call),
+        )
     )
 
 
@@ -190,6 +195,7 @@ async def pre_settle(call: Call[SettleRequest]) -> PreSettleOut:
     return await call.app[DATABASE].read(
         partial(
             service.pre_settle_unit,
+            card=_card_check(call, session),
             holder_id=session.holder_id,
             fixmedins_code=_terminal(call).institution_code,
             visit_type=call.body.visit_type,

@@ -126,6 +126,18 @@ class CardCheck:
     legacy_accepted_until: dt.date | None
 
 
+def _require_card_usable(session: Session, card: CardCheck, now: dt.datetime) -> None:
+    """Re-read the card's registry status inside the money transaction.
+
+    The card session proves the card was genuine and usable when it authenticated, up to
+    ``card_session_ttl_s`` ago; a loss report (挂失) since then must block the payment at once.
+    One primary-key read.
+    """
+    CardRegistry(session).require_usable(
+        card.card_sn, today=beijing_today(now), legacy_accepted_until=card.legacy_accepted_until
+    )
+
+
 def policies() -> PolicyBook:
     return shipped_policies()
 
@@ -326,7 +338,10 @@ def _new_id(prefix: str, now: dt.datetime) -> str:
 # --- units: eligibility and pre-settle (read only) --------------------------------------------
 
 
-def eligibility_unit(session: Session, *, holder_id: int, now: dt.datetime) -> EligibilityOut:
+def eligibility_unit(
+    session: Session, *, card: CardCheck, holder_id: int, now: dt.datetime
+) -> EligibilityOut:
+    _require_card_usable(session, card, now)
     today = beijing_today(now)
     person = _person(session, holder_id)
     insurance = _insurance(session, person.id, today)
@@ -363,6 +378,7 @@ def eligibility_unit(session: Session, *, holder_id: int, now: dt.datetime) -> E
 def pre_settle_unit(
     session: Session,
     *,
+    card: CardCheck,
     holder_id: int,
     fixmedins_code: str,
     visit_type: str,
@@ -370,6 +386,7 @@ def pre_settle_unit(
     lines: Sequence[ClaimLine],
     now: dt.datetime,
 ) -> PreSettleOut:
+    _require_card_usable(session, card, now)
     visit = _visit(session, fixmedins_code, visit_type, visit_date, beijing_today(now))
     person = _person(session, holder_id)
     _insurance(session, person.id, visit_date)
@@ -446,18 +463,6 @@ def _record(
     row = session.scalar(select(SettlementRow).where(SettlementRow.setl_id == setl_id))
     assert row is not None
     return row, result
-
-
-def _require_card_usable(session: Session, card: CardCheck, now: dt.datetime) -> None:
-    """Re-read the card's registry status inside the money transaction.
-
-    The card session proves the card was genuine and usable when it authenticated, up to
-    ``card_session_ttl_s`` ago; a loss report (挂失) since then must block the payment at once.
-    One primary-key read.
-    """
-    CardRegistry(session).require_usable(
-        card.card_sn, today=beijing_today(now), legacy_accepted_until=card.legacy_accepted_until
-    )
 
 
 def settle_unit(

@@ -145,6 +145,11 @@ async def test_card_reported_lost_after_authentication_cannot_settle(till: Till,
     response = await till.post("/v1/settlements", outpatient(), key="lost-1")
     await assert_problem(response, 403, "CARD_LOST")
     assert snapshot(world) == before
+    # Nor does it still show balances or estimates.
+    estimate = await till.post("/v1/settlements/pre-settle", outpatient())
+    await assert_problem(estimate, 403, "CARD_LOST")
+    eligibility = await till.post("/v1/eligibility", {})
+    await assert_problem(eligibility, 403, "CARD_LOST")
 
 
 async def test_pharmacy_is_paid_from_the_personal_account(pharmacy: Till):
