@@ -345,9 +345,16 @@ async def closed_loop(
 
 
 async def open_loop(
-    gen: Generator, rate: float, seconds: float, server_pgid: int | None = None
+    op: Callable[[int], Awaitable[None]],
+    rate: float,
+    seconds: float,
+    *,
+    server_pgid: int | None = None,
+    start_at: int = 0,
 ) -> Phase:
-    """Authentications started every 1/rate s on schedule; latency from the scheduled start."""
+    """``op(start_at + i)`` started every 1/rate s on schedule, whether or not earlier ones have
+    finished; latency from the scheduled start. ``op`` raises AuthFailed with a code on a refusal.
+    Shared by every HTTP benchmark (auth, settle)."""
     phase = Phase(concurrency=0)
     total = max(1, int(rate * seconds))
     tasks: set[asyncio.Task[None]] = set()
@@ -359,7 +366,7 @@ async def open_loop(
     async def one(i: int, scheduled: float) -> None:
         nonlocal last_done
         try:
-            await gen.authenticate(i)
+            await op(start_at + i)
         except AuthFailed as exc:
             phase.errors[exc.code] += 1
             return
@@ -668,7 +675,9 @@ async def _measure_gateway(m: _Measure, gateway: subprocess.Popen[bytes]) -> dic
     _top_up(gen.presignatures, int(args.rate * seconds * 1.05) + 100, pool)
     async with gen.connections(limit=MAX_OPEN_INFLIGHT):
         await closed_loop(gen.authenticate, 8, min(0.3, seconds))  # a few warm connections
-        steady = await open_loop(gen, float(args.rate), seconds, server_pgid=gateway.pid)
+        steady = await open_loop(
+            gen.authenticate, float(args.rate), seconds, server_pgid=gateway.pid
+        )
     result["auth_p50_ms_at_500"] = _round(_percentile(steady.latencies_ms, 50))
     result["auth_p99_ms_at_500"] = _round(_percentile(steady.latencies_ms, 99))
     result["auth_max_ms_at_500"] = _round(max(steady.latencies_ms, default=0.0))

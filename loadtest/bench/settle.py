@@ -137,49 +137,6 @@ class _Client:
             raise auth.AuthFailed(str(body.get("code", f"HTTP_{status}")))
 
 
-async def _open_loop(
-    op: Callable[[int], Awaitable[None]], rate: float, seconds: float, start_at: int
-) -> auth.Phase:
-    """``op`` started every 1/rate s on schedule; latency from the scheduled start."""
-    phase = auth.Phase(concurrency=0)
-    total = max(1, int(rate * seconds))
-    tasks: set[asyncio.Task[None]] = set()
-    start = time.perf_counter() + 0.05
-    last_done = start
-
-    async def one(i: int, scheduled: float) -> None:
-        nonlocal last_done
-        try:
-            await op(start_at + i)
-        except auth.AuthFailed as exc:
-            phase.errors[exc.code] += 1
-            return
-        now = time.perf_counter()
-        last_done = max(last_done, now)
-        phase.ok += 1
-        phase.latencies_ms.append((now - scheduled) * 1000)
-
-    for i in range(total):
-        scheduled = start + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if len(tasks) >= MAX_OPEN_INFLIGHT:
-            phase.errors["DROPPED"] += 1
-            continue
-        task = asyncio.create_task(one(i, scheduled))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    if tasks:
-        _, pending = await asyncio.wait(set(tasks), timeout=OPEN_DRAIN_S)
-        for task in pending:
-            task.cancel()
-            phase.errors["TIMEOUT"] += 1
-        await asyncio.gather(*pending, return_exceptions=True)
-    phase.elapsed_s = max(last_done - start, total / rate)
-    return phase
-
-
 async def _measure(
     args: argparse.Namespace, base: str, process: Any, log_path: Path, result: dict[str, Any]
 ) -> None:
@@ -215,7 +172,7 @@ async def _measure(
         result["settle_p50_ms_closed"] = auth._round(auth._percentile(best.latencies_ms, 50))
         result["settle_p99_ms_closed"] = auth._round(auth._percentile(best.latencies_ms, 99))
         result["settle_by_concurrency"] = [auth._phase_summary(p) for p in phases]
-        steady = await _open_loop(client.settle, float(args.rate), seconds, start_at=offset)
+        steady = await auth.open_loop(client.settle, float(args.rate), seconds, start_at=offset)
         result["settle_p50_ms_at_500"] = auth._round(auth._percentile(steady.latencies_ms, 50))
         result["settle_p99_ms_at_500"] = auth._round(auth._percentile(steady.latencies_ms, 99))
         result["achieved_rate_at_500"] = round(steady.per_s, 1)
