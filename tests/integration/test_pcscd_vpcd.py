@@ -12,6 +12,16 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from cardkit import (
+    CARD_SN,
+    LEGACY_SN,
+    MASTER_KEY,
+    PIN,
+    WRONG_PIN,
+    Pki,
+    make_identity,
+    make_pki,
+)
 from pcscd import (
     PcscdSession,
     PcscdUnavailable,
@@ -27,14 +37,11 @@ from smartcard.System import readers
 
 from sscard import apdu, layout
 from sscard.certs import (
-    build_card_certificate,
-    build_issuing_ca,
-    build_root_ca,
     load_der,
     verify_chain,
 )
-from sscard.crypto import SignatureInvalid, SM2PrivateKey, sm2_verify
-from sscard.layout import CardIdentity, CardSn, Gender, HolderData, IssuerData
+from sscard.crypto import SignatureInvalid, sm2_verify
+from sscard.layout import CardIdentity
 from sscard.softcard import (
     LegacyCard,
     ThirdGenCard,
@@ -55,66 +62,13 @@ from sscard.vpcd import (
 
 pytestmark = pytest.mark.integration
 
-PIN = "802613"
-WRONG_PIN = "802614"
-CARD_SN = "310000D1560000050123456789ABCDEF"
-LEGACY_SN = "310000D15600000500000000000A1B2C"
-MASTER_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 TERMINAL_ID = "POS-INTEG-01"
-T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-T1 = dt.datetime(2034, 1, 1, tzinfo=dt.UTC)
 NOW = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
-
-
-def make_identity(card_sn: str, spec_version: str) -> CardIdentity:
-    issuer = IssuerData(
-        card_sn=CardSn.from_hex(card_sn),
-        card_type="3",
-        spec_version=spec_version,
-        init_org="31000000000000000000000A",
-        issue_date=dt.date(2019, 1, 15),
-        expiry_date=dt.date(2029, 1, 15),
-        card_no="A12345678",
-    )
-    holder = HolderData(
-        citizen_id="11010519491231002X",
-        name="张三",
-        gender=Gender.MALE,
-        nation="01",
-        birth_date=dt.date(1949, 12, 31),
-    )
-    return CardIdentity.from_parts(issuer, holder)
-
-
-class Pki:
-    def __init__(self) -> None:
-        root_key, ca_key = SM2PrivateKey.generate(), SM2PrivateKey.generate()
-        self.card_key = SM2PrivateKey.generate()
-        self.root = build_root_ca(
-            root_key, [("C", "CN"), ("CN", "Test Root")], not_before=T0, not_after=T1
-        )
-        self.ca = build_issuing_ca(
-            ca_key.public_key,
-            [("C", "CN"), ("CN", "Test Issuing CA")],
-            issuer=self.root,
-            issuer_key=root_key,
-            not_before=T0,
-            not_after=T1,
-        )
-        self.card_cert = build_card_certificate(
-            self.card_key.public_key,
-            card_sn=CARD_SN,
-            common_name="A12345678",
-            issuer=self.ca,
-            issuer_key=ca_key,
-            not_before=T0,
-            not_after=T1,
-        )
 
 
 @pytest.fixture(scope="module")
 def pki() -> Pki:
-    return Pki()
+    return make_pki()
 
 
 @pytest.fixture(scope="module")

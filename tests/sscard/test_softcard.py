@@ -6,21 +6,30 @@ where the point is a malformed or unusual command, so both sides are checked aga
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 from collections.abc import Callable
 
 import pytest
+from cardkit import (
+    CARD_SN,
+    CITIZEN_ID,
+    LEGACY_SN,
+    MASTER_KEY,
+    NAME,
+    PIN,
+    WRONG_PIN,
+    make_identity,
+    make_pki,
+)
 
 from sscard import apdu, layout
-from sscard.certs import build_card_certificate, build_issuing_ca, build_root_ca, load_der
+from sscard.certs import load_der
 from sscard.crypto import (
     SignatureInvalid,
     SM2PrivateKey,
     get_backend,
     sm2_verify,
 )
-from sscard.layout import CardIdentity, CardSn, Gender, HolderData, IssuerData
 from sscard.softcard import (
     LEGACY_CRYPTOGRAM_LEN,
     LegacyCard,
@@ -44,61 +53,14 @@ from sscard.vpcd import (
     handle_message,
 )
 
-PIN = "802613"
-WRONG_PIN = "802614"
-CARD_SN = "310000D1560000050123456789ABCDEF"
-LEGACY_SN = "310000D15600000500000000000A1B2C"
-MASTER_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 TERMINAL_ID = "HIS-0001"
-NAME = "张三"
-CITIZEN_ID = "11010519491231002X"
-T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-T1 = dt.datetime(2034, 1, 1, tzinfo=dt.UTC)
-
-
-def make_identity(card_sn: str, spec_version: str) -> CardIdentity:
-    issuer = IssuerData(
-        card_sn=CardSn.from_hex(card_sn),
-        card_type="3",
-        spec_version=spec_version,
-        init_org="31000000000000000000000A",
-        issue_date=dt.date(2019, 1, 15),
-        expiry_date=dt.date(2029, 1, 15),
-        card_no="A12345678",
-    )
-    holder = HolderData(
-        citizen_id=CITIZEN_ID,
-        name=NAME,
-        gender=Gender.MALE,
-        nation="01",
-        birth_date=dt.date(1949, 12, 31),
-    )
-    return CardIdentity.from_parts(issuer, holder)
 
 
 @pytest.fixture(scope="module")
 def pki() -> tuple[SM2PrivateKey, bytes, bytes]:
     """(card key, card certificate DER, issuing CA certificate DER)."""
-    root_key, ca_key, card_key = (SM2PrivateKey.generate() for _ in range(3))
-    root = build_root_ca(root_key, [("C", "CN"), ("CN", "Test Root")], not_before=T0, not_after=T1)
-    ca = build_issuing_ca(
-        ca_key.public_key,
-        [("C", "CN"), ("CN", "Test Issuing CA")],
-        issuer=root,
-        issuer_key=root_key,
-        not_before=T0,
-        not_after=T1,
-    )
-    cert = build_card_certificate(
-        card_key.public_key,
-        card_sn=CARD_SN,
-        common_name="A12345678",
-        issuer=ca,
-        issuer_key=ca_key,
-        not_before=T0,
-        not_after=T1,
-    )
-    return card_key, cert.der, ca.der
+    made = make_pki()
+    return made.card_key, made.card_cert.der, made.ca.der
 
 
 def seeded_rng(seed: int = 7) -> Callable[[int], bytes]:

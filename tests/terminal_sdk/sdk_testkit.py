@@ -4,77 +4,29 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from sscard.certs import Certificate, build_card_certificate, build_issuing_ca, build_root_ca
-from sscard.crypto import SM2PrivateKey
-from sscard.layout import PKI_AID, CardIdentity, CardSn, Gender, HolderData, IssuerData
+from cardkit import (
+    CARD_SN,
+    CITIZEN_ID,
+    LEGACY_SN,
+    MASTER_KEY,
+    PIN,
+    T0,
+    T1,
+    WRONG_PIN,
+    Pki,
+    make_pki,
+)
+from cardkit import make_identity as _make_identity
+
+from sscard.layout import PKI_AID, CardIdentity
 from sscard.softcard import LegacyCard, ThirdGenCard, make_legacy_card, make_third_gen_card
 from sscard.vpcd import VirtualCard
 from terminal_sdk.readers.base import CardInfo, CardInterface
 
-PIN = "802613"
-WRONG_PIN = "802614"
-CARD_SN = "310000D1560000050123456789ABCDEF"
-LEGACY_SN = "310000D15600000500000000000A1B2C"
-MASTER_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 TERMINAL_ID = "POS-SDK-01"
-CITIZEN_ID = "11010519491231002X"
-NAME = "张三丰"
-T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-T1 = dt.datetime(2034, 1, 1, tzinfo=dt.UTC)
+NAME = "张三丰"  # longer than cardkit's, to check masking hides the length
 NOW = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
-
-
-def make_identity(card_sn: str, spec_version: str) -> CardIdentity:
-    issuer = IssuerData(
-        card_sn=CardSn.from_hex(card_sn),
-        card_type="3",
-        spec_version=spec_version,
-        init_org="31000000000000000000000A",
-        issue_date=dt.date(2019, 1, 15),
-        expiry_date=dt.date(2029, 1, 15),
-        card_no="A12345678",
-    )
-    holder = HolderData(
-        citizen_id=CITIZEN_ID,
-        name=NAME,
-        gender=Gender.MALE,
-        nation="01",
-        birth_date=dt.date(1949, 12, 31),
-    )
-    return CardIdentity.from_parts(issuer, holder)
-
-
-@dataclass(frozen=True)
-class Pki:
-    root: Certificate
-    ca: Certificate
-    card_key: SM2PrivateKey
-    card_cert: Certificate
-
-
-def make_pki() -> Pki:
-    root_key, ca_key, card_key = (SM2PrivateKey.generate() for _ in range(3))
-    root = build_root_ca(root_key, [("C", "CN"), ("CN", "Test Root")], not_before=T0, not_after=T1)
-    ca = build_issuing_ca(
-        ca_key.public_key,
-        [("C", "CN"), ("CN", "Test Issuing CA")],
-        issuer=root,
-        issuer_key=root_key,
-        not_before=T0,
-        not_after=T1,
-    )
-    card_cert = build_card_certificate(
-        card_key.public_key,
-        card_sn=CARD_SN,
-        common_name="A12345678",
-        issuer=ca,
-        issuer_key=ca_key,
-        not_before=T0,
-        not_after=T1,
-    )
-    return Pki(root, ca, card_key, card_cert)
 
 
 def third_gen_card(
@@ -181,3 +133,12 @@ class ScriptedReader:
         if not self.answers:
             raise AssertionError(f"unexpected command {apdu.hex().upper()}")
         return self.answers.pop(0)
+
+
+def make_identity(card_sn: str, spec_version: str) -> CardIdentity:
+    return _make_identity(card_sn, spec_version, name=NAME)
+
+
+# Re-exported: the SDK tests import these from here.
+__all__ = ["CARD_SN", "CITIZEN_ID", "LEGACY_SN", "MASTER_KEY", "PIN", "T0", "T1", "WRONG_PIN",
+           "Pki", "make_pki"]  # fmt: skip
