@@ -29,6 +29,7 @@ import settlement.store
 from gateway import store
 from gateway.card_auth import tables as _card_auth_tables  # noqa: F401 - registers its tables
 from gateway.db import for_writes
+from settlement.crossprov import store as _crossprov_tables  # noqa: F401 - registers its tables
 
 __all__ = [
     "MIGRATION_SOURCES",

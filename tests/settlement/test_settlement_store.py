@@ -22,6 +22,7 @@ from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import Session
 
 import settlement
+import settlement.crossprov.store  # its tables are on the settlement MetaData
 from settlement import errors
 from settlement.claim import ClaimLine, Visit
 from settlement.idempotency import (
@@ -61,7 +62,11 @@ from settlement.store import (
 NOW = dt.datetime(2024, 6, 1, 9, 30, tzinfo=dt.UTC)
 MIGRATION = "settlement.migrations.versions.st0001_settlement_ledger"
 # The settlement branch in order; upgrade runs them forwards, downgrade backwards.
-BRANCH = (MIGRATION, "settlement.migrations.versions.st0002_settlement_api")
+BRANCH = (
+    MIGRATION,
+    "settlement.migrations.versions.st0002_settlement_api",
+    "settlement.migrations.versions.st0003_cross_province",
+)
 
 
 def _migration() -> ModuleType:
