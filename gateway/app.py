@@ -27,6 +27,7 @@ from gateway.db import Database, make_engine
 from gateway.housekeeping import sweep_nonces_forever
 from gateway.middleware import observe, problems
 from gateway.openapi import build_openapi
+from gateway.ops.access import ops_context
 from gateway.rate_limit import TokenBuckets
 from gateway.routes import ROUTES
 from gateway.routing import Route, add_routes
@@ -73,6 +74,8 @@ def create_app(
     # Needs the database (the shared card-session key); before the sweepers.
     app.cleanup_ctx.append(card_auth_context)
     app.cleanup_ctx.append(_nonce_sweeper)
+    # The ops dashboard's credential (gateway.ops.access): resolved and announced at start-up.
+    app.cleanup_ctx.append(ops_context)
     return app
 
 

@@ -137,6 +137,8 @@ class ErrorCode(StrEnum):
     ISSUANCE_FORBIDDEN = "ISSUANCE_FORBIDDEN"
     UPLOAD_INVALID = "UPLOAD_INVALID"
     ISSUING_CA_UNAVAILABLE = "ISSUING_CA_UNAVAILABLE"
+    # operations dashboard (gateway.ops)
+    OPS_UNAUTHORIZED = "OPS_UNAUTHORIZED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -729,6 +731,16 @@ ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType(
             "operator.",
             "暂时无法制卡（未配置签发密钥）。请联系网关运维。",
             retry_after_s=60,
+        ),
+        ErrorCode.OPS_UNAUTHORIZED: ErrorSpec(
+            401,
+            "Ops token missing or wrong",
+            "The operations dashboard needs the gateway's ops token. Enter the token from the "
+            "gateway's ops_token setting (demo: the ops-token file in the data directory, "
+            "printed at start-up).",
+            "运维看板需要网关的运维令牌。请输入网关 ops_token 配置中的令牌（演示环境：数据目录中的 "
+            "ops-token 文件，启动时已打印）。",
+            headers={"WWW-Authenticate": 'Bearer realm="ssc-ops"'},
         ),
     }
 )

@@ -18,6 +18,7 @@ from gateway import metrics
 from gateway.card_auth.routes import CARD_AUTH_ROUTES
 from gateway.errors import ErrorCode, GatewayError
 from gateway.issuance_api.routes import ISSUANCE_ROUTES
+from gateway.ops.routes import OPS_ROUTES
 from gateway.routing import Call, RequestModel, Route, Text
 from gateway.settlement_api.routes import SETTLEMENT_ROUTES
 from gateway.state import DATABASE, OPENAPI
@@ -142,4 +143,5 @@ ROUTES: Final[tuple[Route, ...]] = (
     *CARD_AUTH_ROUTES,
     *SETTLEMENT_ROUTES,
     *ISSUANCE_ROUTES,
+    *OPS_ROUTES,
 )

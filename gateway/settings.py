@@ -42,7 +42,10 @@ SQLITE_FILE_NAME: Final = "gateway.sqlite3"
 # A config file larger than this is certainly a mistake (a wrong path), not a config.
 CONFIG_MAX_BYTES: Final = 1024 * 1024
 # Values of these fields can carry credentials or key material: never echoed in errors.
-_SENSITIVE_FIELDS: Final = frozenset({"db_url", "demo_seed"})
+_SENSITIVE_FIELDS: Final = frozenset({"db_url", "demo_seed", "ops_token"})
+# The ops token is a bearer secret: long enough that guessing it is hopeless (>= 128 bits of
+# randomness when made by `secrets.token_urlsafe(32)`), and plain enough for an HTTP header.
+OPS_TOKEN_MIN_CHARS: Final = 32
 
 
 class SettingsError(ValueError):
@@ -131,6 +134,13 @@ class Settings(BaseModel):
     # Any other terminal sees its own institution's only.
     reconciliation_ops_institutions: str = Field("", max_length=4096)
 
+    # -- operations dashboard (/ops) ------------------------------------------------------------
+    # Bearer token for /v1/ops/* (a browser cannot sign requests with a terminal key; the
+    # /ops page itself is static and holds no data).
+    # Empty: in the demo world a random token is kept in {data_dir}/ops-token and printed at
+    # start-up; otherwise the dashboard refuses everyone (401) until one is configured.
+    ops_token: str = Field("", max_length=256, pattern=r"^[\x21-\x7e]*$")
+
     # -- demo world (DEMO ONLY) -----------------------------------------------------------------
     # auto: load into an empty embedded (SQLite) database only; on: also into other databases;
     # off: never. Demo terminal secrets are derivable from the seed: never on a real deployment.
@@ -163,6 +173,8 @@ class Settings(BaseModel):
             )
         if self.card_trust_root_pem is not None and not self.card_issuing_ca_pems.strip():
             raise ValueError("card_trust_root_pem needs card_issuing_ca_pems as well")
+        if self.ops_token and len(self.ops_token) < OPS_TOKEN_MIN_CHARS:
+            raise ValueError(f"ops_token must be at least {OPS_TOKEN_MIN_CHARS} characters")
         if self.db_url and not self.db_url.startswith(("sqlite", "postgresql")):
             raise ValueError("db_url must be a sqlite:/// or postgresql+psycopg:// URL")
         return self

@@ -1,0 +1,159 @@
+"""The dashboard's routes: the static page and its assets (no data, no credential needed) and
+the summary JSON (ops bearer token). Thin: parse the day, check the token, read, render."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from importlib import resources
+from typing import Any, Final
+
+from aiohttp import web
+
+from gateway import metrics
+from gateway.errors import ErrorCode, GatewayError
+from gateway.ops.access import OPS_ACCESS
+from gateway.ops.counters import read_counters
+from gateway.ops.models import OpsSummary
+from gateway.ops.summary import day_summary
+from gateway.routing import Call, Route
+from gateway.state import CLOCK, DATABASE
+from settlement.reconciliation import BEIJING
+
+__all__ = ["CONTENT_SECURITY_POLICY", "OPS_ROUTES"]
+
+# Everything from this origin only, no inline script or style, no plugins, no framing, and no
+# form submission at all (the sign-in form is handled by script; if the script were blocked, a
+# plain submit must not put the token in a URL).
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_SECURITY_HEADERS: Final[Mapping[str, str]] = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+# The oldest day the summary answers for; anything older is surely a typo (and a year-1 date
+# would overflow the UTC conversion).
+FIRST_DAY: Final = dt.date(2000, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Asset:
+    path: str
+    file_name: str
+    media_type: str
+    body: bytes
+    etag: str
+
+
+def _asset(path: str, file_name: str, media_type: str) -> _Asset:
+    body = resources.files("gateway.ops").joinpath("static", file_name).read_bytes()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return _Asset(path, file_name, media_type, body, etag)
+
+
+_ASSETS: Final = (
+    _asset("/ops", "index.html", "text/html"),
+    _asset("/ops/static/ops.js", "ops.js", "text/javascript"),
+    _asset("/ops/static/ops.css", "ops.css", "text/css"),
+    _asset("/ops/static/favicon.svg", "favicon.svg", "image/svg+xml"),
+)
+
+
+def _serve(asset: _Asset) -> Callable[[Call[None]], Awaitable[web.StreamResponse]]:
+    async def handler(call: Call[None]) -> web.StreamResponse:
+        # no-cache = revalidate every time (cheap with the ETag): a page from an older gateway
+        # version never talks to a newer API.
+        headers = {**_SECURITY_HEADERS, "Cache-Control": "no-cache", "ETag": asset.etag}
+        if asset.etag in call.request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        return web.Response(
+            body=asset.body, headers={**headers, "Content-Type": f"{asset.media_type}"}
+        )
+
+    return handler
+
+
+def _day(call: Call[Any]) -> dt.date:
+    today = dt.datetime.fromtimestamp(call.app[CLOCK](), BEIJING).date()
+    raw = call.request.query.get("date")
+    if raw is None:
+        return today
+    try:
+        if len(raw) != 10:
+            raise ValueError
+        day = dt.date.fromisoformat(raw)
+    except ValueError:
+        day = None
+    if day is None or not FIRST_DAY <= day <= today + dt.timedelta(days=1):
+        raise GatewayError(
+            ErrorCode.VALIDATION_FAILED,
+            f"query parameter date must be YYYY-MM-DD, from {FIRST_DAY} to tomorrow",
+            errors=[{"field": "date", "problem": "must be YYYY-MM-DD", "type": "date_parsing"}],
+        )
+    return day
+
+
+async def ops_summary(call: Call[None]) -> web.Response:
+    call.app[OPS_ACCESS].check(call.request.headers.get("Authorization"))
+    day = _day(call)
+    # Multiprocess mode reads one file per worker: off the event loop, as /metrics does.
+    exposition = await asyncio.get_running_loop().run_in_executor(None, metrics.render_latest)
+    now = dt.datetime.fromtimestamp(call.app[CLOCK](), dt.UTC)
+    summary = await call.app[DATABASE].read(
+        partial(day_summary, day=day, now=now, counters=read_counters(exposition))
+    )
+    return web.Response(
+        body=summary.model_dump_json().encode(),
+        content_type="application/json",
+        # Operational figures behind a credential: no cache, shared or private, may keep them.
+        headers={**_SECURITY_HEADERS, "Cache-Control": "no-store"},
+    )
+
+
+_TAGS: Final = ("ops dashboard",)
+
+OPS_ROUTES: Final[tuple[Route, ...]] = (
+    *(
+        Route(
+            "GET",
+            asset.path,
+            operation_id=f"ops_static_{asset.file_name.replace('.', '_')}",
+            summary=f"Ops dashboard: {asset.file_name} (static, no data, no credential).",
+            description="Part of the settlement ops page; it reads /v1/ops/summary.",
+            handler=_serve(asset),
+            response_media_type=asset.media_type,
+            response_schema={"type": "string"},
+            tags=_TAGS,
+            signed=False,
+        )
+        for asset in _ASSETS
+    ),
+    Route(
+        "GET",
+        "/v1/ops/summary",
+        operation_id="ops_summary",
+        summary="A day's settlement operations figures (?date=YYYY-MM-DD, default today).",
+        description="For the /ops page and operators. NOT signed by a terminal: send "
+        "`Authorization: Bearer <ops token>` (setting `ops_token`; in the demo world the file "
+        "`{data_dir}/ops-token`). Day in Beijing time. Amounts in int fen. Rejections and card "
+        "authentication are counters since start-up. No personal data. `Cache-Control: "
+        "no-store`.",
+        handler=ops_summary,
+        response_model=OpsSummary,
+        tags=_TAGS,
+        signed=False,
+        errors=(
+            ErrorCode.OPS_UNAUTHORIZED,
+            ErrorCode.VALIDATION_FAILED,
+            ErrorCode.DB_UNAVAILABLE,
+        ),
+    ),
+)
