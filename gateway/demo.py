@@ -3,7 +3,10 @@
 The world is 400 hospitals (levels 1/2/3), 800 pharmacies and two terminals each (2,400),
 from sscard.terminal_auth's DEMO section: terminal ids follow a fixed layout and each secret is
 HMAC-SM3(seed, b"terminal-secret:" + terminal_id). Any tool (terminal_sdk, loadtest) can act
-as demo terminal ``n`` with ``demo_terminal(seed, n)`` and no file from the gateway. Because
+as demo terminal ``n`` with ``demo_terminal(seed, n)`` and no file from the gateway. The
+issuing institutions (11 service banks, employers, community centres, online service, the
+hotline, the card centre: sscard.demo.demo_issuers) are a part of their own, with two terminals
+each and their issuance roles (gateway.issuance_api.demo). Because
 the secrets follow from a seed, the demo world must never be loaded into a real deployment:
 ``Settings.demo_world = "auto"`` loads it into an embedded SQLite database only.
 
@@ -24,7 +27,9 @@ from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from gateway.card_auth.demo_cards import DemoCards
+from gateway.crossprov.demo import DemoRemotePersons
 from gateway.db import for_writes
+from gateway.issuance_api.demo import DemoIssuingInstitutions
 from gateway.logs import fields
 from gateway.settlement_api.demo import DemoSettlementPersons
 from gateway.store import Institution, InstitutionKind, Terminal
@@ -126,8 +131,11 @@ class InstitutionsAndTerminals:
 # Built in this order. EXTENSION POINT: append further parts here.
 DEMO_PARTS: Final[tuple[DemoPart, ...]] = (
     InstitutionsAndTerminals(),
+    DemoIssuingInstitutions(),
     DemoCards(),
     DemoSettlementPersons(),
+    # After the Shanghai persons: moves a dedicated range of them to the hub's provinces.
+    DemoRemotePersons(),
 )
 
 

@@ -135,6 +135,7 @@ class ErrorCode(StrEnum):
     ISSUANCE_CARD_NOT_FOUND = "ISSUANCE_CARD_NOT_FOUND"
     BATCH_NOT_FOUND = "BATCH_NOT_FOUND"
     ISSUANCE_FORBIDDEN = "ISSUANCE_FORBIDDEN"
+    INSTITUTION_KIND_NOT_ALLOWED = "INSTITUTION_KIND_NOT_ALLOWED"
     UPLOAD_INVALID = "UPLOAD_INVALID"
     ISSUING_CA_UNAVAILABLE = "ISSUING_CA_UNAVAILABLE"
     # operations dashboard (gateway.ops)
@@ -716,6 +717,15 @@ ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType(
             "This institution may not do this card service. Ask the card centre (962222) "
             "which institutions can.",
             "本机构无权办理此项社保卡业务。请向社保卡服务中心（962222）咨询办理机构。",
+        ),
+        ErrorCode.INSTITUTION_KIND_NOT_ALLOWED: ErrorSpec(
+            403,
+            "Not for this kind of institution",
+            "This terminal's institution cannot use this service: medical settlement is for "
+            "hospitals and pharmacies only, card services for banks, employers and centres. "
+            "Use a terminal of the right institution.",
+            "本机构类型不能使用此项业务：医疗结算仅限定点医院和药店，社保卡业务由银行、单位和服务中心办理。"
+            "请使用相应机构的终端。",
         ),
         ErrorCode.UPLOAD_INVALID: ErrorSpec(
             422,

@@ -8,6 +8,7 @@ done that), calls a domain service, and returns a response model.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from typing import Final, Literal
 
@@ -22,6 +23,7 @@ from gateway.ops.routes import OPS_ROUTES
 from gateway.routing import Call, RequestModel, Route, Text
 from gateway.settlement_api.routes import SETTLEMENT_ROUTES
 from gateway.state import DATABASE, OPENAPI
+from gateway.store import MEDICAL_KINDS
 
 __all__ = ["ROUTES", "EchoRequest", "EchoResponse"]
 
@@ -141,7 +143,12 @@ ROUTES: Final[tuple[Route, ...]] = (
         tags=("diagnostics",),
     ),
     *CARD_AUTH_ROUTES,
-    *SETTLEMENT_ROUTES,
+    # Money moves for hospitals and pharmacies only: a bank's, employer's or centre's terminal
+    # (issuance) is refused here with 403 INSTITUTION_KIND_NOT_ALLOWED before any handler runs.
+    *(
+        dataclasses.replace(route, institution_kinds=frozenset(MEDICAL_KINDS))
+        for route in SETTLEMENT_ROUTES
+    ),
     *ISSUANCE_ROUTES,
     *OPS_ROUTES,
 )

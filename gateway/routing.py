@@ -6,9 +6,12 @@ route with a wrapper that runs the same pipeline for every request, in this orde
 unauthenticated checks first; nothing is written before the request is known to be good):
 
 1. in-flight bound (503 OVERLOADED)             routes with ``bounded=True``
-2. body size, before and while reading (413)    routes that are signed or take a body
+2. body size, before and while reading (413)    routes that are signed or take a body; the
+                                                limit is the route's ``max_body_bytes`` or
+                                                the setting
 3. terminal signature (401 …), rate limit (429) ``signed=True``: headers, clock skew, terminal
-                                                lookup (cached), HMAC-SM3 in constant time
+                                                lookup (cached), HMAC-SM3 in constant time;
+   institution kind (403)                       routes with ``institution_kinds``
 4. content type (415), JSON (400), schema (422) routes with a ``request_model``
 5. nonce, inserted in the database (401         ``signed=True``: the only write before the
    REQUEST_REPLAYED if already used)            handler, and only for a fully valid request
@@ -160,6 +163,12 @@ class Route:
     errors: tuple[str, ...] = ()
     # The handler inserts the request nonce in its own first write unit (module docstring).
     nonce_in_handler: bool = False
+    # This route's body limit; None: the max_body_bytes setting. Only for routes that take
+    # files (an employer's CSV): the request is read with this limit instead of the app's.
+    max_body_bytes: int | None = None
+    # Institution kinds (gateway.store.InstitutionKind values) whose terminals may call this
+    # route; None: any. Checked right after the signature: 403 INSTITUTION_KIND_NOT_ALLOWED.
+    institution_kinds: frozenset[str] | None = None
 
     def error_codes(self) -> tuple[str, ...]:
         """Every code this route can answer with, in a stable order."""
@@ -168,6 +177,8 @@ class Route:
             codes.append(ErrorCode.OVERLOADED)
         if self.signed:
             codes.extend(_AUTH_ERRORS)
+        if self.institution_kinds is not None:
+            codes.append(ErrorCode.INSTITUTION_KIND_NOT_ALLOWED)
         if self.request_model is not None:
             codes.extend(_BODY_ERRORS)
         codes.extend(self.errors)
@@ -199,12 +210,17 @@ async def _dispatch(route: Route, request: web.Request) -> web.StreamResponse:
 
 async def _pipeline(route: Route, request: web.Request) -> web.StreamResponse:
     body = b""
+    if route.max_body_bytes is not None:
+        # The handler gets the clone, which has read the body under this route's limit.
+        request = request.clone(client_max_size=route.max_body_bytes)
     if route.signed or route.request_model is not None:
-        body = await _read_body(request)
+        body = await _read_body(request, route.max_body_bytes)
     terminal = None
     headers = None
     if route.signed:
         headers, terminal = await _authenticate(request, body)
+        if route.institution_kinds is not None:
+            _check_institution_kind(route.institution_kinds, terminal)
     payload = None
     if route.request_model is not None:
         payload = _parse_body(route.request_model, request, body)
@@ -229,12 +245,13 @@ async def _pipeline(route: Route, request: web.Request) -> web.StreamResponse:
     return result
 
 
-async def _read_body(request: web.Request) -> bytes:
-    limit = request.app[SETTINGS].max_body_bytes
+async def _read_body(request: web.Request, route_limit: int | None = None) -> bytes:
+    limit = request.app[SETTINGS].max_body_bytes if route_limit is None else route_limit
     if request.content_length is not None and request.content_length > limit:
         raise GatewayError(ErrorCode.BODY_TOO_LARGE, f"body is over {limit} bytes")
     try:
-        # client_max_size (= max_body_bytes) also stops a chunked body without Content-Length.
+        # client_max_size (= max_body_bytes, or the route's limit on its clone of the request)
+        # also stops a chunked body without Content-Length.
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise GatewayError(ErrorCode.BODY_TOO_LARGE, f"body is over {limit} bytes") from None
@@ -307,6 +324,15 @@ async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeade
             headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
         )
     return headers, terminal
+
+
+def _check_institution_kind(kinds: frozenset[str], terminal: TerminalRecord) -> None:
+    if terminal.institution_kind not in kinds:
+        raise GatewayError(
+            ErrorCode.INSTITUTION_KIND_NOT_ALLOWED,
+            f"this route is for {' and '.join(sorted(kinds))} terminals; this terminal's "
+            f"institution is a {terminal.institution_kind}",
+        )
 
 
 def _parse_body(model: type[BaseModel], request: web.Request, body: bytes) -> BaseModel:

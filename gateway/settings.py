@@ -141,6 +141,12 @@ class Settings(BaseModel):
     # start-up; otherwise the dashboard refuses everyone (401) until one is configured.
     ops_token: str = Field("", max_length=256, pattern=r"^[\x21-\x7e]*$")
 
+    # -- card issuance --------------------------------------------------------------------------
+    # The change-over programme (cohorts and their windows, channels, photo sources, the 11
+    # banks): a TOML file shaped like issuance/config/programme_2019.toml, checked at start-up.
+    # Unset: that file.
+    issuance_programme_file: Path | None = None
+
     # -- demo world (DEMO ONLY) -----------------------------------------------------------------
     # auto: load into an empty embedded (SQLite) database only; on: also into other databases;
     # off: never. Demo terminal secrets are derivable from the seed: never on a real deployment.
@@ -175,6 +181,8 @@ class Settings(BaseModel):
             raise ValueError("card_trust_root_pem needs card_issuing_ca_pems as well")
         if self.ops_token and len(self.ops_token) < OPS_TOKEN_MIN_CHARS:
             raise ValueError(f"ops_token must be at least {OPS_TOKEN_MIN_CHARS} characters")
+        if self.issuance_programme_file is not None:
+            _check_programme_file(self.issuance_programme_file)
         if self.db_url and not self.db_url.startswith(("sqlite", "postgresql")):
             raise ValueError("db_url must be a sqlite:/// or postgresql+psycopg:// URL")
         return self
@@ -203,6 +211,15 @@ class Settings(BaseModel):
 
     def should_load_demo_world(self) -> bool:
         return self.demo_world == "on" or (self.demo_world == "auto" and self.is_embedded_db)
+
+
+def _check_programme_file(path: Path) -> None:
+    from issuance.programme import load_programme  # here: settings stays light to import
+
+    try:
+        load_programme(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # tomllib's error is a ValueError
+        raise ValueError(f"issuance_programme_file {path}: {exc!r}") from None
 
 
 def load_settings(

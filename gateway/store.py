@@ -35,6 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 __all__ = [
+    "KIND_LEVEL_CHECK",
+    "MEDICAL_KINDS",
     "Institution",
     "InstitutionKind",
     "RequestNonce",
@@ -66,10 +68,30 @@ class GatewayBase(DeclarativeBase):
 class InstitutionKind(StrEnum):
     HOSPITAL = "hospital"  # 定点医疗机构
     PHARMACY = "pharmacy"  # 定点零售药店
+    # Card issuance only (migration gw0003): their terminals call the issuance API in the role
+    # their issuance_agents row gives them, and are refused by every settlement route.
+    SERVICE_BANK = "service_bank"  # 服务银行网点
+    EMPLOYER = "employer"  # 用人单位
+    COMMUNITY_CENTRE = "community_centre"  # 社区事务受理中心
+    ONLINE_SERVICE = "online_service"  # 网上服务（网站、微信、App）
+    HOTLINE = "hotline"  # 962222
+    CARD_CENTRE = "card_centre"  # 市民服务信息中心 (production, post)
+
+
+# Institutions that settle medical costs; every other kind is refused by the settlement routes.
+MEDICAL_KINDS: Final = frozenset({InstitutionKind.HOSPITAL, InstitutionKind.PHARMACY})
+# The CHECK constraint's text (migration gw0003 writes the same string).
+KIND_LEVEL_CHECK: Final = (
+    "(kind = 'hospital' AND level IS NOT NULL AND level IN (1, 2, 3)) OR (kind IN ("
+    "'pharmacy', 'service_bank', 'employer', 'community_centre', 'online_service', 'hotline', "
+    "'card_centre') AND level IS NULL)"
+)
 
 
 class Institution(GatewayBase):
-    """A designated medical institution (定点医药机构): a hospital (level 1–3) or a pharmacy."""
+    """An institution whose terminals call the gateway: a designated medical institution
+    (定点医药机构: a hospital, level 1–3, or a pharmacy), or one that only issues cards (a service
+    bank, an employer, a community centre, online service, the hotline, the card centre)."""
 
     __tablename__ = "institutions"
 
@@ -79,12 +101,7 @@ class Institution(GatewayBase):
     # Hospital grade (医院等级) 1, 2 or 3; None for pharmacies.
     level: Mapped[int | None] = mapped_column(SmallInteger)
 
-    __table_args__ = (
-        CheckConstraint(
-            "(kind = 'hospital' AND level IN (1, 2, 3)) OR (kind = 'pharmacy' AND level IS NULL)",
-            name="kind_level",
-        ),
-    )
+    __table_args__ = (CheckConstraint(KIND_LEVEL_CHECK, name="kind_level"),)
 
 
 class Terminal(GatewayBase):

@@ -46,6 +46,7 @@ from sscard.layout import (
     IssuerData,
     citizen_id_check_digit,
 )
+from sscard.terminal_auth import demo_terminal_secret
 
 DEFAULT_DEMO_SEED: Final = "ssc-demo-2019"
 DEMO_HOLDER_COUNT: Final = 20_000
@@ -304,3 +305,109 @@ def demo_card_certificate(seed: str | bytes, m: int, pki: DemoPki) -> Certificat
         not_after=dt.datetime(expires.year, expires.month, expires.day, tzinfo=dt.UTC),
         serial_number=m + 1000,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# DEMO ONLY. Institutions that issue cards (no settlement): the 11 service banks, employers,
+# one community centre per demo district, online service, the 962222 hotline and the card
+# centre, two terminals each. Secrets follow sscard.terminal_auth's demo rule
+# (HMAC-SM3(seed, b"terminal-secret:" + terminal_id)), so a tool acts as "demo bank terminal
+# n" with ``demo_issuing_terminal(seed, "service_bank", n)`` and no file from the gateway.
+# ---------------------------------------------------------------------------------------------
+
+# The 11 service banks, in the seed's order (codes as in issuance/config/programme_2019.toml).
+DEMO_SERVICE_BANKS: Final = (
+    "BOSH", "SPDB", "SRCB", "ICBC", "ABC", "CCB", "PSBC", "BOCOM", "BOC", "CMB", "CEB",
+)  # fmt: skip
+DEMO_EMPLOYER_COUNT: Final = 20
+DEMO_ISSUER_TERMINALS_PER_INSTITUTION: Final = 2
+
+# kind (gateway institutions.kind) -> (institution code prefix, issuance role)
+_ISSUER_KINDS: Final = {
+    "service_bank": ("B", "bank"),
+    "employer": ("E", "employer"),
+    "community_centre": ("C", "community"),
+    "online_service": ("O", "online"),
+    "hotline": ("L", "hotline"),
+    "card_centre": ("X", "centre"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DemoIssuer:
+    """An issuing institution: its gateway row (code, name, kind) and its issuance role."""
+
+    institution_code: str
+    name: str
+    kind: str  # gateway institutions.kind
+    role: str  # issuance_agents.role
+    bank_code: str | None = None  # a bank's own code; an employer's partner bank
+    employer_code: str | None = None
+    area_code: str | None = None  # a community centre's district
+
+
+def _issuer_code(kind: str, index: int) -> str:
+    return f"{_ISSUER_KINDS[kind][0]}{DEMO_AREA_CODE}{index + 1:05d}"
+
+
+def demo_issuers(kind: str | None = None) -> tuple[DemoIssuer, ...]:
+    """DEMO ONLY. Every issuing institution (or those of one ``kind``), in a fixed order.
+
+    >>> [i.institution_code for i in demo_issuers("service_bank")][3:4]
+    ['B31000000004']
+    >>> demo_issuers("service_bank")[3].bank_code, demo_issuers("hotline")[0].role
+    ('ICBC', 'hotline')
+    """
+    issuers: list[DemoIssuer] = []
+    for i, bank in enumerate(DEMO_SERVICE_BANKS):
+        code = _issuer_code("service_bank", i)
+        issuers.append(DemoIssuer(code, f"演示服务银行 {bank}", "service_bank", "bank", bank))
+    for i in range(DEMO_EMPLOYER_COUNT):
+        issuers.append(
+            DemoIssuer(
+                _issuer_code("employer", i),
+                f"演示单位{i + 1:02d} Demo Employer {i + 1}",
+                "employer",
+                "employer",
+                bank_code=DEMO_SERVICE_BANKS[i % len(DEMO_SERVICE_BANKS)],
+                employer_code=f"EMP{i + 1:05d}",
+            )
+        )
+    for i, district in enumerate(_DISTRICTS):
+        code = _issuer_code("community_centre", i)
+        name = f"演示社区事务受理中心 {district}"
+        issuers.append(DemoIssuer(code, name, "community_centre", "community", area_code=district))
+    online = _issuer_code("online_service", 0)
+    issuers.append(DemoIssuer(online, "演示网上服务", "online_service", "online"))
+    issuers.append(DemoIssuer(_issuer_code("hotline", 0), "演示热线 962222", "hotline", "hotline"))
+    issuers.append(
+        DemoIssuer(_issuer_code("card_centre", 0), "演示市民服务信息中心", "card_centre", "centre")
+    )
+    return tuple(i for i in issuers if kind is None or i.kind == kind)
+
+
+def demo_community_centre(area_code: str) -> DemoIssuer:
+    """DEMO ONLY. The demo community centre of a district (every demo holder's district has one);
+    the natural backup centre (备用社区受理网点) of a holder registered there."""
+    for issuer in demo_issuers("community_centre"):
+        if issuer.area_code == area_code:
+            return issuer
+    raise ValueError(f"no demo community centre in district {area_code}")
+
+
+def demo_issuer_terminal_id(institution_code: str, k: int = 0) -> str:
+    """DEMO ONLY. Terminal ``k`` (0 or 1) of an issuing institution: ``<code>-01``, ``-02``."""
+    if not 0 <= k < DEMO_ISSUER_TERMINALS_PER_INSTITUTION:
+        raise ValueError(f"demo issuing terminal number out of range: {k}")
+    return f"{institution_code}-{k + 1:02d}"
+
+
+def demo_issuing_terminal(seed: str | bytes, kind: str, n: int) -> tuple[str, bytes]:
+    """DEMO ONLY. ``(terminal_id, secret)`` of demo terminal ``n`` of the issuing institutions of
+    ``kind``: terminal ``n % 2`` of institution ``n // 2`` (``demo_issuers(kind)`` order)."""
+    issuers = demo_issuers(kind)
+    per = DEMO_ISSUER_TERMINALS_PER_INSTITUTION
+    if not 0 <= n < len(issuers) * per:
+        raise ValueError(f"demo {kind} terminal number out of range: {n}")
+    terminal_id = demo_issuer_terminal_id(issuers[n // per].institution_code, n % per)
+    return terminal_id, demo_terminal_secret(seed, terminal_id)

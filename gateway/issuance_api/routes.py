@@ -14,9 +14,11 @@ ILLEGAL_TRANSITION whose problem+json carries ``current_state``, ``event`` and
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
 from aiohttp import web
@@ -31,7 +33,7 @@ from issuance import service
 from issuance.access import Agent
 from issuance.errors import IllegalTransition, IssuanceForbidden, IssuingCaUnavailable
 from issuance.production import InMemoryPersonaliser, IssuingCa, demo_issuing_ca
-from issuance.programme import Channel, PhotoSource, default_programme
+from issuance.programme import Channel, PhotoSource, Programme, default_programme, load_programme
 
 __all__ = ["DEMO_PERSONALISER", "ISSUANCE_ROUTES"]
 
@@ -40,7 +42,10 @@ T = TypeVar("T")
 # DEMO ONLY: where the demo world's new cards' keys go (a real deployment writes chips through
 # the card bureau's personalisation system; see issuance.production.Personaliser).
 DEMO_PERSONALISER: Final = InMemoryPersonaliser(limit=10_000)
-MAX_UPLOAD_BYTES: Final = 1024 * 1024
+# The CSV route's own body limit (gateway.routing: Route.max_body_bytes), above the gateway's
+# JSON limit: 5,000 rows of ~100 bytes need ~0.5 MiB; rows beyond MAX_UPLOAD_ROWS are refused
+# as a whole anyway (UPLOAD_INVALID), so a few MiB bound the work without cutting real files.
+MAX_UPLOAD_BYTES: Final = 4 * 1024 * 1024
 CSV_CONTENT_TYPES: Final = ("text/csv", "application/csv")
 
 
@@ -237,6 +242,18 @@ async def _agent(call: Call[Any]) -> Agent:
     return agent
 
 
+@functools.cache
+def _programme_file(path: Path) -> Programme:
+    # Checked when the settings were loaded; read once per process.
+    return load_programme(path)
+
+
+def _programme(call: Call[Any]) -> Programme:
+    """The programme of the ``issuance_programme_file`` setting, else the built-in 2019 one."""
+    path = call.app[SETTINGS].issuance_programme_file
+    return default_programme() if path is None else _programme_file(path)
+
+
 def _issuing_ca(call: Call[Any]) -> IssuingCa:
     settings = call.app[SETTINGS]
     if not settings.should_load_demo_world():
@@ -290,9 +307,9 @@ async def apply(call: Call[ApplicationIn]) -> ApplicationOut:
         salary_banks=tuple(body.salary_banks),
         chosen_bank=body.chosen_bank,
     )
-    now = _now(call)
+    now, programme = _now(call), _programme(call)
     view = await call.app[DATABASE].write(
-        lambda s: service.apply(s, default_programme(), agent, request, now)
+        lambda s: service.apply(s, programme, agent, request, now)
     )
     return ApplicationOut.of(view)
 
@@ -301,19 +318,16 @@ async def upload(call: Call[None]) -> UploadOut:
     request = call.request
     if request.content_type not in CSV_CONTENT_TYPES:
         raise GatewayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be text/csv")
-    raw = await request.read()
-    if len(raw) > MAX_UPLOAD_BYTES:
-        raise GatewayError(ErrorCode.BODY_TOO_LARGE, f"CSV is over {MAX_UPLOAD_BYTES} bytes")
+    raw = await request.read()  # already read by the pipeline, under MAX_UPLOAD_BYTES
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise GatewayError(ErrorCode.UPLOAD_INVALID, "CSV must be UTF-8") from None
     if "\x00" in text:
         raise GatewayError(ErrorCode.UPLOAD_INVALID, "CSV must not contain NUL characters")
-    agent = await _agent(call)
-    now = _now(call)
+    agent, now, programme = await _agent(call), _now(call), _programme(call)
     results = await call.app[DATABASE].write(
-        lambda s: service.upload_employees(s, default_programme(), agent, text, now)
+        lambda s: service.upload_employees(s, programme, agent, text, now)
     )
     accepted = sum(r.accepted for r in results)
     return UploadOut(
@@ -366,6 +380,7 @@ async def report_loss(call: Call[EmptyIn]) -> CardChangeOut | web.Response:
 async def replace(call: Call[ReplaceIn]) -> CardChangeOut | web.Response:
     agent, sn, now, body = await _agent(call), _card_sn(call), _now(call), call.body
     ca = _issuing_ca(call) if body.instant else None
+    programme = _programme(call)
     return _change_out(
         await _write(
             call,
@@ -377,7 +392,7 @@ async def replace(call: Call[ReplaceIn]) -> CardChangeOut | web.Response:
                 instant=body.instant,
                 backup_centre=body.backup_centre,
                 chosen_bank=body.chosen_bank,
-                programme=default_programme(),
+                programme=programme,
                 ca=ca,
                 personaliser=DEMO_PERSONALISER,
             ),
@@ -494,9 +509,11 @@ ISSUANCE_ROUTES: Final[tuple[Route, ...]] = (
         operation_id="issuance_employer_batch",
         summary="An employer's CSV of employees (text/csv, UTF-8): one result per row.",
         description="Header: " + ",".join(service.UPLOAD_COLUMNS) + f". At most "
-        f"{service.MAX_UPLOAD_ROWS} rows and {MAX_UPLOAD_BYTES} bytes (and the gateway's body "
-        "limit). Each row is applied whole or not at all; a refused row names its reason.",
+        f"{service.MAX_UPLOAD_ROWS} rows and {MAX_UPLOAD_BYTES} bytes (this route's own body "
+        "limit; a larger body is 413 BODY_TOO_LARGE and nothing is stored). Each row is "
+        "applied whole or not at all; a refused row names its reason.",
         handler=upload,
+        max_body_bytes=MAX_UPLOAD_BYTES,
         response_model=UploadOut,
         tags=_TAGS,
         errors=(*_ACCESS, ErrorCode.UPLOAD_INVALID, ErrorCode.CHANNEL_NOT_ALLOWED),

@@ -31,7 +31,8 @@ BENCHES: dict[str, tuple[str, Runner, AddArguments]] = {
         settle.add_arguments,
     ),
     "issuance": (
-        "100,000 applications taken, batched and a sample produced, in process (time, memory)",
+        "100,000 applications uploaded as employer CSV, batched and every card produced, over "
+        "HTTP against `python -m gateway serve` (time, server and bench peak RSS)",
         issuance.run,
         issuance.add_arguments,
     ),

@@ -1,182 +1,289 @@
-"""Issuance at programme scale: N applications (default 100,000) taken, grouped into
-production batches, and a sample of them produced (new SM2 key pair and certificate per card).
+"""Issuance at programme scale, over HTTP against the real server: N applications (default
+100,000) uploaded by employers as CSV, grouped into production batches, and every card made.
 
-Runs in process on a fresh migrated SQLite database (WAL, the gateway's engine) in a temporary
-directory, or on ``--db URL``. Three timed phases:
+``python -m loadtest.bench issuance [--applications N] [--chunk ROWS] [--db URL] [--json]``
 
-* apply      ``issuance.service.apply`` per application (eligibility, window, bank rule, holder,
-             history rows), ``--chunk`` applications per transaction, as counters would send;
-* batch      ``create_batches``: every collected application into (channel, day) batches of at
-             most 10,000, one transaction, with its history rows;
-* produce    ``produce_batch`` for the first ``--produce`` cards (keys + certificates dominate).
+1. starts ``python -m gateway serve`` (one worker; embedded SQLite with synchronous=FULL and the
+   demo world, or ``--db URL`` with ``GATEWAY_DEMO_WORLD=on``) on a free 127.0.0.1 port. The
+   server's clock is today's, so the bench hands it a programme file (setting
+   ``issuance_programme_file``) equal to the built-in one but with the employees' window
+   around today: the 2019 window is long closed;
+2. upload: the N employees as CSV files of ``--chunk`` rows (at most 5,000, the route's row
+   limit), each sent by a demo employer terminal (``sscard.demo.demo_issuing_terminal``,
+   employers in turn): ``POST /v1/issuance/employer-batches``, one result per row;
+3. batch: the demo card centre's terminal groups every collected application into production
+   batches (``POST /v1/issuance/batches``: per channel and collection day, at most 10,000);
+4. produce: ``POST /v1/issuance/batches/{id}/produce`` for each batch (``--produce-batches``
+   limits how many): a new SM2 key pair and certificate per card, then the card is posted.
+   Production is an HTTP operation of the card centre's role, not an internal job.
 
-Peak memory: the batch step's Python allocations (tracemalloc, on for that phase only: it slows
-what it traces) and the process's peak RSS (``resource.getrusage``).
+Figures: seconds and rate per phase; peak memory as the server's peak RSS (VmHWM of the
+gateway processes, from /proc) and the bench's own (``getrusage``). Only HTTP is used; the
+request signing is sscard.terminal_auth's, as every terminal's.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import datetime as dt
+import json
+import re
 import resource
+import secrets
+import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+import aiohttp
 
-from issuance import service
-from issuance.access import Agent, Role
-from issuance.production import InMemoryPersonaliser, demo_issuing_ca
-from issuance.programme import Channel, PhotoSource, default_programme
-from issuance.store import Application, ProductionBatch
+from loadtest.bench.auth import _clean_env, _free_port, _process, _wait_ready
+from sscard import demo as sd
+from sscard import terminal_auth as ta
 from sscard.layout import citizen_id_check_digit
 
-T = TypeVar("T")
+__all__ = ["add_arguments", "run"]
 
-CENTRE = Agent("BENCH-CENTRE", Role.CENTRE, terminal_id="bench")
-_CHANNELS = (Channel.BANK_BRANCH, Channel.COMMUNITY_CENTRE)
-_BANKS = ("BOSH", "SPDB", "SRCB", "ICBC", "ABC", "CCB", "PSBC", "BOCOM", "BOC", "CMB", "CEB")
+UPLOAD_PATH: Final = "/v1/issuance/employer-batches"
+MAX_CSV_ROWS: Final = 5_000  # the route's row limit (issuance.service.MAX_UPLOAD_ROWS)
+CSV_HEADER: Final = (
+    "citizen_id,name,birth_date,gender,area_code,hukou_shanghai,insured_in_shanghai,"
+    "salary_banks,bank,photo_source,backup_centre"
+)
+# One request may run for minutes (a batch of 10,000 cards is made in one transaction).
+REQUEST_TIMEOUT_S: Final = 1800.0
+PROGRAMME_FILE: Final = (
+    Path(__file__).resolve().parents[2] / "issuance" / "config" / "programme_2019.toml"
+)
+_EMPLOYEE_WINDOW: Final = re.compile(r"(\[cohorts\.employee\][^\[]*?window = )\[[^\]]*\]")
+SHANGHAI: Final = dt.timezone(dt.timedelta(hours=8))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--applications", type=int, default=100_000)
-    parser.add_argument("--chunk", type=int, default=1_000, help="applications per transaction")
-    parser.add_argument("--produce", type=int, default=500, help="cards to personalise")
-    parser.add_argument("--db", default=None, help="SQLAlchemy URL (default: temp SQLite)")
+    parser.add_argument("--chunk", type=int, default=MAX_CSV_ROWS, help="CSV rows per upload")
+    parser.add_argument(
+        "--produce-batches", type=int, default=None, help="produce at most this many batches"
+    )
+    parser.add_argument("--db", default=None, help="database URL (default: embedded SQLite)")
+    parser.add_argument("--seed", default=sd.DEFAULT_DEMO_SEED, help="demo world seed")
+
+
+# -- the applications ---------------------------------------------------------------------------
 
 
 def _citizen_id(n: int) -> str:
-    birth = dt.date(1940, 1, 1) + dt.timedelta(days=n % 7000)
-    # Unique per n: 7,000 birth days times 1,000 sequence numbers.
-    assert n < 7_000_000
+    birth = dt.date(1960, 1, 1) + dt.timedelta(days=n % 7000)
+    if n >= 7_000_000:  # 7,000 birth days times 1,000 sequence numbers
+        raise ValueError("at most 7,000,000 distinct applicants")
     first17 = f"310104{birth:%Y%m%d}{n // 7000:03d}"
     return first17 + citizen_id_check_digit(first17)
 
 
-def _request(n: int) -> service.ApplicationRequest:
-    birth = dt.date(1940, 1, 1) + dt.timedelta(days=n % 7000)
-    return service.ApplicationRequest(
-        applicant=service.Applicant(
-            citizen_id=_citizen_id(n),
-            name=f"测试{n % 100}",
-            birth_date=birth,
-            gender="1" if n % 2 else "2",
-            area_code="310104",
-            hukou_shanghai=True,
-            insured_in_shanghai=True,
-        ),
-        cohort="retiree",
-        channel=_CHANNELS[n % 2],
-        photo_source=PhotoSource.ID_CARD_SHARED,
-        backup_centre="C31010400001",
-        pension_bank=_BANKS[n % 11],
+def _row(n: int, bank: str) -> str:
+    birth = dt.date(1960, 1, 1) + dt.timedelta(days=n % 7000)
+    return (
+        f"{_citizen_id(n)},员工{n % 100},{birth.isoformat()},{1 + n % 2},310104,1,1,"
+        f"{bank},,id_card_shared,{sd.demo_community_centre('310104').institution_code}"
     )
 
 
-def _phase(name: str, work: Callable[[], T], *, trace: bool) -> tuple[T, dict[str, Any]]:
-    """Time ``work``; with ``trace``, also its peak Python heap (tracemalloc slows it ~2x)."""
-    if trace:
-        tracemalloc.start()
-    started = time.perf_counter()
-    result = work()
-    elapsed = time.perf_counter() - started
-    figures: dict[str, Any] = {"seconds": round(elapsed, 3)}
-    line = f"{name:8s} {elapsed:8.2f} s"
-    if trace:
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        figures["peak_python_mib"] = round(peak / 2**20, 1)
-        line += f"   peak Python heap {peak / 2**20:7.1f} MiB (tracemalloc on)"
-    print(line, flush=True)
-    return result, figures
+def csv_chunk(start: int, stop: int, bank: str) -> bytes:
+    """Applicants ``start`` .. ``stop - 1`` as one employer CSV (UTF-8)."""
+    return "\n".join([CSV_HEADER, *(_row(n, bank) for n in range(start, stop))]).encode()
 
 
-def _engine(url: str | None, data_dir: Path) -> Engine:
-    from gateway import migrate
-    from gateway.db import for_writes, make_engine
-    from gateway.settings import load_settings
+def programme_for_today(text: str, today: dt.date) -> str:
+    """The programme TOML with the employees' window moved around ``today``."""
+    window = f'["{today - dt.timedelta(days=30)}", "{today + dt.timedelta(days=365)}"]'
+    moved, count = _EMPLOYEE_WINDOW.subn(lambda m: m.group(1) + window, text)
+    if count != 1:
+        raise RuntimeError(f"{PROGRAMME_FILE}: no single employee window to move")
+    return moved
 
-    db_url = url or f"sqlite:///{data_dir / 'issuance-bench.sqlite3'}"
-    settings = load_settings(environ={}, overrides={"data_dir": data_dir, "db_url": db_url})
-    engine = make_engine(settings)
-    migrate.upgrade(engine)
-    return for_writes(engine)
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Terminal:
+    terminal_id: str
+    secret: bytes
+
+    def headers(self, method: str, path: str, body: bytes, content_type: str) -> dict[str, str]:
+        return {
+            **ta.signed_headers(
+                self.secret,
+                self.terminal_id,
+                method,
+                path,
+                body,
+                timestamp=int(time.time()),
+                nonce=secrets.token_hex(16),
+            ),
+            "Content-Type": content_type,
+        }
+
+
+async def _call(
+    http: aiohttp.ClientSession,
+    url: str,
+    terminal: Terminal,
+    path: str,
+    body: bytes,
+    *,
+    content_type: str = "application/json",
+    method: str = "POST",
+) -> Any:
+    headers = terminal.headers(method, path, body, content_type)
+    async with http.request(method, url + path, data=body, headers=headers) as response:
+        text = await response.text()
+        if response.status != 200:
+            raise RuntimeError(f"{method} {path}: {response.status} {text[:2000]}")
+        return json.loads(text)
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+def _kib(status: str, field: str) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def _group_processes(pgid: int) -> Iterator[tuple[int, str]]:
+    """(pid, /proc/<pid>/status) of the gateway's processes (its group; not the hub)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            # Field 5 is the process group; the command may hold spaces: split after ")".
+            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            if b"gateway" not in (entry / "cmdline").read_bytes():
+                continue
+            yield int(entry.name), (entry / "status").read_text()
+
+
+def server_peak_rss_mib(pgid: int) -> float:
+    """The largest peak RSS (VmHWM) among the gateway's processes, in MiB."""
+    peaks = [_kib(status, "VmHWM") for _, status in _group_processes(pgid)]
+    return round(max(peaks, default=0) / 1024, 1)
+
+
+def _bench_rss_mib() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if sys.platform == "darwin":  # bytes there, KiB on Linux
+        rss //= 1024
+    return round(rss / 1024, 1)
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+async def _drive(
+    url: str, args: argparse.Namespace, gateway: subprocess.Popen[bytes], log_path: Path
+) -> dict[str, Any]:
+    count, chunk = int(args.applications), int(args.chunk)
+    await _wait_ready(url + "/readyz", gateway, log_path)
+    employers = [
+        (Terminal(*sd.demo_issuing_terminal(args.seed, "employer", 2 * i)), issuer.bank_code)
+        for i, issuer in enumerate(sd.demo_issuers("employer"))
+    ]
+    centre = Terminal(*sd.demo_issuing_terminal(args.seed, "card_centre", 0))
+    figures: dict[str, Any] = {}
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        started, accepted, rejected = time.perf_counter(), 0, 0
+        for number, start in enumerate(range(0, count, chunk)):
+            terminal, bank = employers[number % len(employers)]
+            body = csv_chunk(start, min(count, start + chunk), bank or "ICBC")
+            result = await _call(http, url, terminal, UPLOAD_PATH, body, content_type="text/csv")
+            accepted, rejected = accepted + result["accepted"], rejected + result["rejected"]
+            if result["rejected"]:
+                first = next(r for r in result["rows"] if not r["accepted"])
+                raise RuntimeError(f"upload refused rows, first: {first}")
+        figures["upload"] = _phase(started, count, accepted=accepted, uploads=number + 1)
+        figures["server_rss_after_upload_mib"] = server_peak_rss_mib(gateway.pid)
+
+        started = time.perf_counter()
+        batches = (await _call(http, url, centre, "/v1/issuance/batches", b"{}"))["batch_ids"]
+        figures["batch"] = _phase(started, count, batches=len(batches))
+
+        started, produced = time.perf_counter(), 0
+        for batch_id in batches[: args.produce_batches]:
+            path = f"/v1/issuance/batches/{batch_id}/produce"
+            report = await _call(http, url, centre, path, b"{}")
+            produced += report["by_stage"].get("mailed", 0)
+        figures["produce"] = _phase(started, produced, cards=produced)
+        figures["server_peak_rss_mib"] = server_peak_rss_mib(gateway.pid)
+        day = dt.datetime.now(SHANGHAI).date().isoformat()
+        stats_path = f"/v1/issuance/stats?date={day}"
+        stats = await _call(http, url, centre, stats_path, b"", method="GET")
+    figures.update(
+        applications=accepted,
+        rejected=rejected,
+        batches=len(batches),
+        produced=produced,
+        stats_cards=stats["cards_cumulative"],
+    )
+    return figures
+
+
+def _phase(started: float, items: int, **extra: Any) -> dict[str, Any]:
+    seconds = time.perf_counter() - started
+    rate = round(items / seconds, 1) if seconds > 0 and items else 0.0
+    return {"seconds": round(seconds, 2), "per_second": rate, **extra}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    count, chunk = int(args.applications), max(1, int(args.chunk))
-    programme = default_programme()
-    ca = demo_issuing_ca("ssc-demo-2019")
-    now = dt.datetime(2019, 3, 1, 2, tzinfo=dt.UTC)
-    with tempfile.TemporaryDirectory(prefix="issuance-bench-") as tmp:
-        engine = _engine(args.db, Path(tmp))
-
-        def apply_all() -> int:
-            for start in range(0, count, chunk):
-                with Session(engine) as session, session.begin():
-                    for n in range(start, min(count, start + chunk)):
-                        service.apply(session, programme, CENTRE, _request(n), now)
-            return count
-
-        def batch_all() -> list[int]:
-            with Session(engine) as session, session.begin():
-                return service.create_batches(session, CENTRE, now)
-
-        _, apply_figures = _phase("apply", apply_all, trace=False)
-        batches, batch_figures = _phase("batch", batch_all, trace=True)
-
-        def produce_sample() -> int:
-            personaliser = InMemoryPersonaliser(limit=1)
-            with Session(engine) as session, session.begin():
-                ids = session.execute(
-                    select(Application.id)
-                    .where(Application.batch_id == batches[0])
-                    .order_by(Application.id)
-                    .offset(args.produce)
-                ).scalars()
-                # Produce only the first --produce cards of the first batch: move the rest to a
-                # batch of their own so produce_batch works on exactly the sample.
-                rest = ProductionBatch(
-                    channel="bench_rest", collected_on=now.date(), seq=1, size=0, created_at=now
-                )
-                session.add(rest)
-                session.flush()
-                session.execute(
-                    Application.__table__.update()  # type: ignore[attr-defined]
-                    .where(Application.id.in_(list(ids)))
-                    .values(batch_id=rest.id)
-                )
-            with Session(engine) as session, session.begin():
-                report = service.produce_batch(
-                    session, CENTRE, batches[0], ca=ca, personaliser=personaliser, now=now
-                )
-            return report.by_stage.get("mailed", 0)
-
-        produced, produce_figures = _phase("produce", produce_sample, trace=False)
-        engine.dispose()
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if sys.platform == "darwin":  # bytes there, KiB on Linux
-        rss_kib //= 1024
+    if args.applications < 1 or not 1 <= args.chunk <= MAX_CSV_ROWS:
+        raise SystemExit(f"--applications must be positive, --chunk 1..{MAX_CSV_ROWS}")
+    with tempfile.TemporaryDirectory(prefix="bench-issuance-") as tmp:
+        tmp_path = Path(tmp)
+        programme = tmp_path / "programme.toml"
+        today = dt.datetime.now(SHANGHAI).date()
+        programme.write_text(programme_for_today(PROGRAMME_FILE.read_text("utf-8"), today))
+        env = _clean_env()
+        env.update(GATEWAY_DEMO_SEED=args.seed, GATEWAY_ISSUANCE_PROGRAMME_FILE=str(programme))
+        port, log_path = _free_port(), tmp_path / "gateway.log"
+        argv = [sys.executable, "-m", "gateway", "serve", "--workers", "1", "--port", str(port),
+                "--data-dir", str(tmp_path / "var")]  # fmt: skip
+        if args.db:
+            argv += ["--db", args.db]
+            env["GATEWAY_DEMO_WORLD"] = "on"
+        started = time.perf_counter()
+        with _process(argv, log_path, env) as gateway:
+            figures = asyncio.run(_drive(f"http://127.0.0.1:{port}", args, gateway, log_path))
+        total_s = round(time.perf_counter() - started, 2)
     result = {
-        "applications": count,
-        "batches": len(batches),
-        "produced": produced,
-        "apply": {**apply_figures, "per_second": round(count / apply_figures["seconds"], 1)},
-        "batch": {**batch_figures, "per_second": round(count / batch_figures["seconds"], 1)},
-        "produce": {
-            **produce_figures,
-            "per_second": round(produced / produce_figures["seconds"], 1) if produced else 0.0,
-        },
-        "peak_rss_mib": round(rss_kib / 1024, 1),
+        "bench": "issuance",
+        "transport": "http",
+        "chunk_rows": int(args.chunk),
+        **figures,
+        "total_seconds_with_server_start": total_s,
+        "bench_peak_rss_mib": _bench_rss_mib(),
     }
-    print(
-        f"{count} applications -> {len(batches)} batches; produced {produced} cards; "
-        f"peak RSS {result['peak_rss_mib']} MiB"
-    )
+    _print_report(result)
     return result
+
+
+def _print_report(r: dict[str, Any]) -> None:
+    print(
+        f"issuance over HTTP: {r['applications']} applications in {r['upload']['uploads']} CSV "
+        f"uploads of <= {r['chunk_rows']} rows\n"
+        f"  upload   {r['upload']['seconds']:9.2f} s  {r['upload']['per_second']:9.1f} rows/s\n"
+        f"  batch    {r['batch']['seconds']:9.2f} s  -> {r['batches']} production batches\n"
+        f"  produce  {r['produce']['seconds']:9.2f} s  {r['produce']['per_second']:9.1f} cards/s"
+        f"  ({r['produced']} cards: new SM2 key + certificate each, then posted)\n"
+        f"  peak RSS: server {r['server_peak_rss_mib']} MiB (after upload "
+        f"{r['server_rss_after_upload_mib']} MiB), bench {r['bench_peak_rss_mib']} MiB",
+        flush=True,
+    )

@@ -63,8 +63,10 @@ def test_never_mixed_into_a_database_with_real_institutions(engine: Engine):
     # The `engine` fixture already holds two (test) institutions.
     assert load_demo_world(engine, SEED) == {
         "institutions_and_terminals": 0,
+        "issuing_institutions": 0,
         "cardholders_and_cards": 0,
         "settlement_persons": 0,
+        "crossprov_persons": 0,
     }
     with Session(engine) as session:
         assert session.execute(select(func.count()).select_from(Institution)).scalar_one() == 2

@@ -5,6 +5,8 @@ report refused at the next authentication, instant replacement, history, stats a
 from __future__ import annotations
 
 import datetime as dt
+import io
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import pytest
@@ -374,15 +376,45 @@ async def test_times_are_utc_on_every_backend(
     assert all(dt.datetime.fromisoformat(e["at"]).tzinfo is not None for e in history["events"])
 
 
-async def test_csv_over_the_body_limit_is_refused_before_parsing(
+async def test_a_csv_of_5000_rows_is_taken_and_a_larger_body_refused_whole(
     client: Client, clock: FakeClock, world: Engine
 ) -> None:
-    rows = [_row(new_citizen_id(n)) for n in range(1200)]  # ~90 KB > max_body_bytes (64 KiB)
+    """The CSV route has its own body limit (4 MiB), far above the 64 KiB JSON limit."""
+    clock.now_s = dt.datetime(2019, 8, 1, 2, tzinfo=dt.UTC).timestamp()
+    employer = as_(client, clock, "ISS-EMPLOYER")
+    rows = [_row(new_citizen_id(n)) for n in range(5000)]  # ~370 KB
     body = "\n".join([CSV_HEADER, *rows]).encode()
+    assert len(body) > 64 * 1024
+    result = await ok(
+        await employer.post("/v1/issuance/employer-batches", body, content_type="text/csv")
+    )
+    assert (result["accepted"], result["rejected"]) == (5000, 0)
+    assert [r["row"] for r in result["rows"]] == list(range(1, 5001))
+    assert len({r["application_id"] for r in result["rows"]}) == 5000
+
+    def stored() -> int:
+        with Session(world) as session:
+            return int(session.execute(text("SELECT count(*) FROM applications")).scalar_one())
+
+    before = stored()
+    # Over the route's limit: refused before anything is parsed, nothing stored.
+    huge = "\n".join([CSV_HEADER, *[_row(new_citizen_id(5000 + n)) for n in range(3000)]])
+    padded = (huge + "\n" + "#" * (4 * 1024 * 1024)).encode()
+    path = "/v1/issuance/employer-batches"
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(padded), 256 * 1024):
+            yield padded[start : start + 256 * 1024]
+
+    # With Content-Length (refused before reading), and chunked (refused while reading).
+    for data in (io.BytesIO(padded), chunks()):
+        headers = {**employer.headers("POST", path, padded), "Content-Type": "text/csv"}
+        response = await client.post(path, data=data, headers=headers)
+        await assert_problem(response, 413, "BODY_TOO_LARGE")
+    assert stored() == before
+    # Every other route keeps the gateway's own limit.
     await assert_problem(
-        await as_(client, clock, "ISS-EMPLOYER").post(
-            "/v1/issuance/employer-batches", body, content_type="text/csv"
-        ),
+        await employer.post("/v1/issuance/status", b"{" + b" " * (64 * 1024) + b"}"),
         413,
         "BODY_TOO_LARGE",
     )
