@@ -51,6 +51,9 @@ log = logging.getLogger("settlement.hub")
 
 MAX_BODY_BYTES: Final = 1024 * 1024
 Clock = Callable[[], dt.datetime]
+# The injected latency's sleep, as a module attribute so a unit test can observe it without
+# timing anything.
+_sleep = asyncio.sleep
 
 
 def utc_now() -> dt.datetime:
@@ -108,17 +111,16 @@ class Listener:
             for handler in server.connections:
                 handler.close()
 
-    def refuse_for(self, seconds: float) -> None:
-        """Refuse connections for ``seconds``, then listen again (in the background)."""
+    async def refuse_for(self, seconds: float) -> None:
+        """Stop listening now (before the caller answers, so whoever asked meets the outage on
+        their next connection), and listen again after ``seconds`` in the background."""
         if self._refusal is not None and not self._refusal.done():
             self._refusal.cancel()
-        self._refusal = asyncio.get_running_loop().create_task(self._refuse(seconds))
-
-    async def _refuse(self, seconds: float) -> None:
-        # Let the admin response that asked for this reach its client first.
-        await asyncio.sleep(0)
         await self.stop_listening()
         log.warning("refusing connections", extra=_fields(seconds=seconds, port=self._port))
+        self._refusal = asyncio.get_running_loop().create_task(self._listen_after(seconds))
+
+    async def _listen_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         while self._site is None:
             try:
@@ -180,7 +182,7 @@ async def _hub_call(request: web.Request) -> web.Response:
         return _problem(400, exc.code, str(exc), "X-Hub-Fault")
     decision = app[FAULTS].decide(forced)
     if decision.latency_ms:
-        await asyncio.sleep(decision.latency_ms / 1000)
+        await _sleep(decision.latency_ms / 1000)
     if decision.error_5xx:
         log.info("injected 503", extra=_fields(infno=path_infno))
         return _problem(503, "HUB_FAULT_5XX", "injected fault: nothing was processed")
@@ -238,7 +240,7 @@ async def _put_faults(request: web.Request) -> web.Response:
         return _problem(400, exc.code, str(exc))
     log.warning("faults changed", extra=_fields(**request.app[FAULTS].as_json()))
     if refuse_s > 0 and listener is not None:
-        listener.refuse_for(refuse_s)
+        await listener.refuse_for(refuse_s)
     return _json({**request.app[FAULTS].as_json(), "refuse_connections_s": refuse_s})
 
 
