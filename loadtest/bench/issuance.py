@@ -63,6 +63,9 @@ PROGRAMME_FILE: Final = (
 )
 _EMPLOYEE_WINDOW: Final = re.compile(r"(\[cohorts\.employee\][^\[]*?window = )\[[^\]]*\]")
 SHANGHAI: Final = dt.timezone(dt.timedelta(hours=8))
+# Applicants are registered in Chongming, a district the demo world's 20,000 holders are never
+# from, so no generated citizen id can be a demo holder's (whose name would not match).
+AREA: Final = "310151"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,15 +85,18 @@ def _citizen_id(n: int) -> str:
     birth = dt.date(1960, 1, 1) + dt.timedelta(days=n % 7000)
     if n >= 7_000_000:  # 7,000 birth days times 1,000 sequence numbers
         raise ValueError("at most 7,000,000 distinct applicants")
-    first17 = f"310104{birth:%Y%m%d}{n // 7000:03d}"
+    first17 = f"{AREA}{birth:%Y%m%d}{n // 7000:03d}"
     return first17 + citizen_id_check_digit(first17)
+
+
+_BACKUP_CENTRE: Final = sd.demo_community_centre("310104").institution_code
 
 
 def _row(n: int, bank: str) -> str:
     birth = dt.date(1960, 1, 1) + dt.timedelta(days=n % 7000)
     return (
-        f"{_citizen_id(n)},员工{n % 100},{birth.isoformat()},{1 + n % 2},310104,1,1,"
-        f"{bank},,id_card_shared,{sd.demo_community_centre('310104').institution_code}"
+        f"{_citizen_id(n)},员工{n % 100},{birth.isoformat()},{1 + n % 2},{AREA},1,1,"
+        f"{bank},,id_card_shared,{_BACKUP_CENTRE}"
     )
 
 
