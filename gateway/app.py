@@ -23,6 +23,7 @@ from aiohttp import web
 
 from gateway import migrate
 from gateway.card_auth.service import card_auth_context
+from gateway.crossprov.hub import hub_context
 from gateway.db import Database, make_engine
 from gateway.housekeeping import sweep_nonces_forever
 from gateway.middleware import observe, problems
@@ -74,6 +75,8 @@ def create_app(
     # Needs the database (the shared card-session key); before the sweepers.
     app.cleanup_ctx.append(card_auth_context)
     app.cleanup_ctx.append(_nonce_sweeper)
+    # The national hub's client and this worker's reversal task (needs the database).
+    app.cleanup_ctx.append(hub_context)
     # The ops dashboard's credential (gateway.ops.access): resolved and announced at start-up.
     app.cleanup_ctx.append(ops_context)
     return app

@@ -122,6 +122,11 @@ class ErrorCode(StrEnum):
     ADMISSION_CLOSED = "ADMISSION_CLOSED"
     ADMISSION_OTHER_PERSON = "ADMISSION_OTHER_PERSON"
     RECONCILIATION_FORBIDDEN = "RECONCILIATION_FORBIDDEN"
+    # cross-province settlement through the national hub (gateway.crossprov)
+    FILING_REQUIRED = "FILING_REQUIRED"
+    HUB_UNAVAILABLE = "HUB_UNAVAILABLE"
+    HUB_OUTCOME_UNKNOWN = "HUB_OUTCOME_UNKNOWN"
+    HUB_REFUSED = "HUB_REFUSED"
     # issuance (codes of issuance.errors' service errors; gateway.issuance_api)
     ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
     NOT_ELIGIBLE = "NOT_ELIGIBLE"
@@ -635,6 +640,39 @@ ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType(
             "Only the healthcare security office's operations terminals may list every "
             "institution's reconciliation mismatches.",
             "只有医保经办机构的运维终端可以查看所有机构的对账差异。",
+        ),
+        ErrorCode.FILING_REQUIRED: ErrorSpec(
+            422,
+            "Cross-province filing required",
+            "This patient is insured in another province and has no valid filing (备案) for "
+            "settling here: a resettled-retiree or long-term-resident filing, or a referral to "
+            "this institution. Ask the patient to file with their insured place, or settle in "
+            "cash; emergencies count as filed.",
+            "该患者为外省参保人员，尚无有效的异地就医备案（异地安置退休、异地长期居住，或转诊至本机构）。"
+            "请患者向参保地办理备案，或按现金结算；急诊抢救视同已备案。",
+        ),
+        ErrorCode.HUB_UNAVAILABLE: ErrorSpec(
+            503,
+            "National hub unavailable",
+            "The national cross-province platform cannot be reached right now; nothing was "
+            "charged. Try again in a moment, or settle in cash.",
+            "暂时无法连接国家异地就医结算平台，未发生任何扣费。请稍后重试，或按现金结算。",
+            retry_after_s=10,
+        ),
+        ErrorCode.HUB_OUTCOME_UNKNOWN: ErrorSpec(
+            503,
+            "Settlement not confirmed",
+            "The settlement was not confirmed by the national platform; it is being reversed "
+            "and nothing was charged. Settle again.",
+            "国家平台未确认该笔结算，系统正在自动冲正，未发生扣费。请重新结算。",
+            retry_after_s=1,
+        ),
+        ErrorCode.HUB_REFUSED: ErrorSpec(
+            422,
+            "Refused by the insured place",
+            "The national platform refused this settlement; the reason from the insured place "
+            "is in the detail. Nothing was charged.",
+            "国家平台（参保地）拒绝了该笔结算，原因见详细信息。未发生扣费。",
         ),
         ErrorCode.ILLEGAL_TRANSITION: ErrorSpec(
             409,

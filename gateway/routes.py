@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from gateway import metrics
 from gateway.card_auth.routes import CARD_AUTH_ROUTES
+from gateway.crossprov.routes import CROSSPROV_ROUTES
 from gateway.errors import ErrorCode, GatewayError
 from gateway.issuance_api.routes import ISSUANCE_ROUTES
 from gateway.ops.routes import OPS_ROUTES
@@ -149,6 +150,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         dataclasses.replace(route, institution_kinds=frozenset(MEDICAL_KINDS))
         for route in SETTLEMENT_ROUTES
     ),
+    *CROSSPROV_ROUTES,
     *ISSUANCE_ROUTES,
     *OPS_ROUTES,
 )

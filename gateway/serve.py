@@ -10,7 +10,10 @@ Start-up, in the supervisor, once, before any worker exists:
    everything it imports at module level stay clear of prometheus_client, which reads the
    variable when first imported);
 3. run the migrations, so that N workers never race to migrate;
-4. load the demo world into an empty embedded database (gateway.demo).
+4. load the demo world into an empty embedded database (gateway.demo);
+5. with the demo world on and no ``hub_url``, start the national hub simulator as a child
+   process on a free local port and hand its URL to the workers (gateway.crossprov.embedded);
+   it is stopped after the workers.
 
 Then it starts the workers (``spawn``: a fresh interpreter, no inherited threads or locks).
 Each worker binds its own listening socket with SO_REUSEPORT, so the kernel spreads incoming
@@ -43,6 +46,7 @@ from typing import Any, Final
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import migrate
+from gateway.crossprov.embedded import embedded_hub
 from gateway.db import make_engine
 from gateway.demo import load_demo_world
 from gateway.logs import configure_logging, fields
@@ -82,7 +86,10 @@ def serve(settings: Settings) -> int:
             )
             return 1
         port = guard.getsockname()[1]
-        return _Supervisor(settings, port).run()
+        with embedded_hub(settings) as hub_url:
+            if hub_url:
+                settings = settings.model_copy(update={"hub_url": hub_url})
+            return _Supervisor(settings, port).run()
     finally:
         guard.close()
 

@@ -134,18 +134,36 @@ class Settings(BaseModel):
     # Any other terminal sees its own institution's only.
     reconciliation_ops_institutions: str = Field("", max_length=4096)
 
+    # -- card issuance --------------------------------------------------------------------------
+    # The change-over programme (cohorts and their windows, channels, photo sources, the 11
+    # banks): a TOML file shaped like issuance/config/programme_2019.toml, checked at start-up.
+    # Unset: that file.
+    issuance_programme_file: Path | None = None
+
+    # -- cross-province settlement through the national hub (docs/cross-province.md) ----------
+    # Base URL of the hub (http://host:port). Empty: with the demo world on, `serve` starts the
+    # hub simulator (python -m settlement.hub) as a child process on a free local port;
+    # without it, cross-province settlements answer 503 HUB_UNAVAILABLE.
+    hub_url: str = Field("", max_length=2048)
+    # One attempt's budget; a call makes 1 + hub_retries attempts with the same msgid.
+    hub_timeout_ms: int = Field(3000, ge=50, le=60_000)
+    hub_retries: int = Field(2, ge=0, le=5)
+    # Per worker: this many consecutive connection failures open the circuit for
+    # hub_breaker_open_s; then one trial call decides.
+    hub_breaker_failures: int = Field(5, ge=1, le=1000)
+    hub_breaker_open_s: float = Field(10.0, gt=0, le=3600)
+    # Reversal queue (2601): first retry after hub_reversal_backoff_s, doubling up to the cap;
+    # each worker polls for due rows every hub_reversal_poll_s.
+    hub_reversal_backoff_s: float = Field(1.0, gt=0, le=3600)
+    hub_reversal_backoff_max_s: float = Field(300.0, gt=0, le=86_400)
+    hub_reversal_poll_s: float = Field(1.0, gt=0, le=600)
+
     # -- operations dashboard (/ops) ------------------------------------------------------------
     # Bearer token for /v1/ops/* (a browser cannot sign requests with a terminal key; the
     # /ops page itself is static and holds no data).
     # Empty: in the demo world a random token is kept in {data_dir}/ops-token and printed at
     # start-up; otherwise the dashboard refuses everyone (401) until one is configured.
     ops_token: str = Field("", max_length=256, pattern=r"^[\x21-\x7e]*$")
-
-    # -- card issuance --------------------------------------------------------------------------
-    # The change-over programme (cohorts and their windows, channels, photo sources, the 11
-    # banks): a TOML file shaped like issuance/config/programme_2019.toml, checked at start-up.
-    # Unset: that file.
-    issuance_programme_file: Path | None = None
 
     # -- demo world (DEMO ONLY) -----------------------------------------------------------------
     # auto: load into an empty embedded (SQLite) database only; on: also into other databases;
@@ -181,6 +199,10 @@ class Settings(BaseModel):
             raise ValueError("card_trust_root_pem needs card_issuing_ca_pems as well")
         if self.ops_token and len(self.ops_token) < OPS_TOKEN_MIN_CHARS:
             raise ValueError(f"ops_token must be at least {OPS_TOKEN_MIN_CHARS} characters")
+        if self.hub_url and not self.hub_url.startswith(("http://", "https://")):
+            raise ValueError("hub_url must be an http:// or https:// URL")
+        if self.hub_reversal_backoff_max_s < self.hub_reversal_backoff_s:
+            raise ValueError("hub_reversal_backoff_max_s must be at least hub_reversal_backoff_s")
         if self.issuance_programme_file is not None:
             _check_programme_file(self.issuance_programme_file)
         if self.db_url and not self.db_url.startswith(("sqlite", "postgresql")):

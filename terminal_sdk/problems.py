@@ -16,6 +16,11 @@ Hierarchy (all are :class:`terminal_sdk.errors.TerminalError`)::
      ├── RequestInvalid            4xx the terminal software caused (a bug to report)
      ├── RouteUnavailable          404/405 on the route itself: the gateway lacks the feature
      ├── GatewayBusy               429/503 with Retry-After (.retry_after_s)
+     │    ├── HubUnavailable       HUB_UNAVAILABLE: the national hub is unreachable; nothing
+     │    │                        was charged (the client retries after Retry-After)
+     │    └── HubOutcomeUnknown    HUB_OUTCOME_UNKNOWN: not confirmed, being reversed,
+     │                             nothing charged; the client retries with the same key,
+     │                             which settles afresh
      ├── GatewayInternalError      500
      ├── CardAuthFailed            card authentication did not succeed
      │    ├── ChallengeFailed      the challenge's own state (unknown, expired, reused, ...)
@@ -24,6 +29,8 @@ Hierarchy (all are :class:`terminal_sdk.errors.TerminalError`)::
      │    └── CardNotAccepted      genuine but may not be used (lost, expired, superseded, ...)
      ├── CardSessionInvalid        the card session is invalid, expired or of another terminal
      ├── SettlementRejected        the claim cannot be settled as sent (catalogue, amounts, ...)
+     │    ├── FilingRequired       FILING_REQUIRED: insured in another province, no filing
+     │    └── HubRefused           HUB_REFUSED: the insured place refused (reason in .detail)
      ├── SettlementNotFound
      ├── SettlementAlreadyCancelled
      └── IdempotencyConflict       same key still running (409) or used for another body (422)
@@ -48,10 +55,14 @@ __all__ = [
     "CardSessionInvalid",
     "CertificateUnknown",
     "ChallengeFailed",
+    "FilingRequired",
     "GatewayBusy",
     "GatewayInternalError",
     "GatewayProblem",
     "GatewayUnreachable",
+    "HubOutcomeUnknown",
+    "HubRefused",
+    "HubUnavailable",
     "IdempotencyConflict",
     "OutcomeUnknown",
     "RequestInvalid",
@@ -162,6 +173,20 @@ class GatewayBusy(GatewayProblem):
     default_message_zh = "网关繁忙。请稍候几秒再试。"
 
 
+class HubUnavailable(GatewayBusy):
+    """The national cross-province hub cannot be reached; nothing was charged."""
+
+    code = "HUB_UNAVAILABLE"
+
+
+class HubOutcomeUnknown(GatewayBusy):
+    """The hub did not confirm the settlement; the gateway is reversing it and nothing was
+    charged. Retrying with the SAME Idempotency-Key is safe: the gateway released the key, so
+    the retry settles afresh (the client does this by itself while Retry-After is short)."""
+
+    code = "HUB_OUTCOME_UNKNOWN"
+
+
 class GatewayInternalError(GatewayProblem):
     code = "INTERNAL"
 
@@ -196,6 +221,18 @@ class CardSessionInvalid(GatewayProblem):
 
 class SettlementRejected(GatewayProblem):
     code = "SETTLEMENT_REJECTED"
+
+
+class FilingRequired(SettlementRejected):
+    """A patient insured in another province has no valid filing (备案) for this visit."""
+
+    code = "FILING_REQUIRED"
+
+
+class HubRefused(SettlementRejected):
+    """The insured place refused the settlement through the hub; ``detail`` says why."""
+
+    code = "HUB_REFUSED"
 
 
 class SettlementNotFound(GatewayProblem):
@@ -245,6 +282,10 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "REQUEST_REPLAYED",
         ),
         GatewayBusy: ("RATE_LIMITED", "OVERLOADED", "DB_UNAVAILABLE", "CARD_AUTH_UNAVAILABLE"),
+        HubUnavailable: ("HUB_UNAVAILABLE",),
+        HubOutcomeUnknown: ("HUB_OUTCOME_UNKNOWN",),
+        FilingRequired: ("FILING_REQUIRED",),
+        HubRefused: ("HUB_REFUSED",),
         GatewayInternalError: ("INTERNAL",),
         ChallengeFailed: (
             "CHALLENGE_UNKNOWN",

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from gateway.card_auth.service import CARD_AUTH
 from gateway.card_auth.session import CardSession
+from gateway.crossprov import dispatch as crossprov
 from gateway.errors import ErrorCode, GatewayError
 from gateway.routing import JSON_CONTENT_TYPE, Call, Route
 from gateway.settlement_api import service
@@ -48,7 +49,9 @@ from gateway.settlement_api.models import (
 )
 from gateway.state import CLOCK, DATABASE, SETTINGS
 from gateway.store import TerminalRecord
-from settlement.errors import IdempotencyKeyInUse
+from settlement.claim import ClaimLine
+from settlement.crossprov.routing import RemoteInsuredPlace
+from settlement.errors import IdempotencyKeyInUse, SettlementNotFound
 
 __all__ = ["CARD_SESSION_HEADER", "IDEMPOTENCY_HEADER", "SETTLEMENT_ROUTES"]
 
@@ -81,6 +84,13 @@ _CLAIM_ERRORS: Final = (
     ErrorCode.INVALID_CLAIM,
     ErrorCode.VISIT_TYPE_NOT_ALLOWED,
     ErrorCode.POLICY_NOT_FOUND,
+)
+# Persons insured in another province settle through the national hub (gateway.crossprov).
+_HUB_ERRORS: Final = (
+    ErrorCode.FILING_REQUIRED,
+    ErrorCode.HUB_UNAVAILABLE,
+    ErrorCode.HUB_OUTCOME_UNKNOWN,
+    ErrorCode.HUB_REFUSED,
 )
 _KEY_ERRORS: Final = (
     ErrorCode.IDEMPOTENCY_KEY_MISSING,
@@ -179,19 +189,34 @@ async def _idempotent(
 
 async def eligibility(call: Call[EligibilityRequest]) -> EligibilityOut:
     session = _card_session(call)
-    return await call.app[DATABASE].read(
-        partial(
-            service.eligibility_unit,
-            card=_card_check(call, session),
-            holder_id=session.holder_id,
-            now=_now(call),
+    try:
+        return await call.app[DATABASE].read(
+            partial(
+                service.eligibility_unit,
+                card=_card_check(call, session),
+                holder_id=session.holder_id,
+                now=_now(call),
+            )
         )
-    )
+    except RemoteInsuredPlace as place:  # insured elsewhere: ask the insured place (1101)
+        return await crossprov.eligibility(call, place)
 
 
 async def pre_settle(call: Call[SettleRequest]) -> PreSettleOut:
     session = _card_session(call)
     lines = service.claim_lines(call.body.lines)
+    try:
+        return await _pre_settle_local(call, session, lines)
+    except RemoteInsuredPlace as place:
+        await crossprov.pre_settle(
+            call, place, visit_type=call.body.visit_type, visit_date=call.body.visit_date
+        )
+        raise AssertionError("unreachable: a remote pre-settle always answers an error") from None
+
+
+async def _pre_settle_local(
+    call: Call[SettleRequest], session: CardSession, lines: list[ClaimLine]
+) -> PreSettleOut:
     return await call.app[DATABASE].read(
         partial(
             service.pre_settle_unit,
@@ -216,6 +241,23 @@ def _card_check(call: Call[Any], session: CardSession) -> service.CardCheck:
 async def settle(call: Call[SettleRequest]) -> web.Response:
     session = _card_session(call)
     lines = service.claim_lines(call.body.lines)
+    try:
+        return await _settle_local(call, session, lines)
+    except RemoteInsuredPlace as place:  # insured elsewhere: through the hub
+        return await crossprov.settle(
+            call,
+            place,
+            operation="POST /v1/settlements",
+            subject=session.holder_id,
+            visit_type=call.body.visit_type,
+            visit_date=call.body.visit_date,
+            lines=lines,
+        )
+
+
+async def _settle_local(
+    call: Call[SettleRequest], session: CardSession, lines: list[ClaimLine]
+) -> web.Response:
     return await _idempotent(
         call,
         operation="POST /v1/settlements",
@@ -234,6 +276,15 @@ async def settle(call: Call[SettleRequest]) -> web.Response:
 
 async def cancel(call: Call[CancelRequest]) -> web.Response:
     setl_id = _path_id(call, "setl_id", ErrorCode.SETTLEMENT_NOT_FOUND)
+    if IDEMPOTENCY_HEADER in call.request.headers and _KEY_PATTERN.fullmatch(
+        call.request.headers[IDEMPOTENCY_HEADER]
+    ):
+        # A settlement through the hub is cancelled through the hub (one read first).
+        remote = await crossprov.cancel(
+            call, setl_id, operation=f"POST /v1/settlements/{setl_id}/cancel"
+        )
+        if remote is not None:
+            return remote
     return await _idempotent(
         call,
         operation=f"POST /v1/settlements/{setl_id}/cancel",
@@ -249,13 +300,16 @@ async def cancel(call: Call[CancelRequest]) -> web.Response:
 
 async def get_settlement(call: Call[None]) -> SettlementOut:
     setl_id = _path_id(call, "setl_id", ErrorCode.SETTLEMENT_NOT_FOUND)
-    return await call.app[DATABASE].read(
-        partial(
-            service.get_settlement_unit,
-            fixmedins_code=_terminal(call).institution_code,
-            setl_id=setl_id,
+    try:
+        return await call.app[DATABASE].read(
+            partial(
+                service.get_settlement_unit,
+                fixmedins_code=_terminal(call).institution_code,
+                setl_id=setl_id,
+            )
         )
-    )
+    except SettlementNotFound:
+        return await crossprov.get_settlement(call, setl_id)  # or 404 as well
 
 
 async def list_settlements(call: Call[None]) -> SettlementList:
@@ -317,6 +371,21 @@ async def upload_fee_lines(call: Call[FeeLinesRequest]) -> FeeLinesOut | web.Res
 async def discharge(call: Call[DischargeRequest]) -> web.Response:
     admission_id = _path_id(call, "admission_id", ErrorCode.ADMISSION_NOT_FOUND)
     session = _card_session(call)
+    try:
+        return await _discharge_local(call, session, admission_id)
+    except RemoteInsuredPlace as place:  # insured elsewhere: the stay settles through the hub
+        return await crossprov.discharge(
+            call,
+            place,
+            admission_id=admission_id,
+            operation=f"POST /v1/admissions/{admission_id}/discharge",
+            subject=session.holder_id,
+        )
+
+
+async def _discharge_local(
+    call: Call[DischargeRequest], session: CardSession, admission_id: str
+) -> web.Response:
     return await _idempotent(
         call,
         operation=f"POST /v1/admissions/{admission_id}/discharge",
@@ -397,7 +466,7 @@ SETTLEMENT_ROUTES: Final[tuple[Route, ...]] = (
         request_model=EligibilityRequest,
         response_model=EligibilityOut,
         tags=_TAGS,
-        errors=_SESSION_ERRORS,
+        errors=(*_SESSION_ERRORS, ErrorCode.HUB_UNAVAILABLE, ErrorCode.HUB_REFUSED),
     ),
     Route(
         "POST",
@@ -408,7 +477,7 @@ SETTLEMENT_ROUTES: Final[tuple[Route, ...]] = (
         request_model=SettleRequest,
         response_model=PreSettleOut,
         tags=_TAGS,
-        errors=(*_SESSION_ERRORS, *_CLAIM_ERRORS),
+        errors=(*_SESSION_ERRORS, *_CLAIM_ERRORS, ErrorCode.FILING_REQUIRED),
     ),
     Route(
         "POST",
@@ -422,7 +491,7 @@ SETTLEMENT_ROUTES: Final[tuple[Route, ...]] = (
         response_model=SettlementOut,
         response_status=201,
         tags=_TAGS,
-        errors=(*_SESSION_ERRORS, *_CLAIM_ERRORS, *_KEY_ERRORS),
+        errors=(*_SESSION_ERRORS, *_CLAIM_ERRORS, *_KEY_ERRORS, *_HUB_ERRORS),
     ),
     Route(
         "POST",
@@ -438,6 +507,8 @@ SETTLEMENT_ROUTES: Final[tuple[Route, ...]] = (
             ErrorCode.SETTLEMENT_NOT_FOUND,
             ErrorCode.SETTLEMENT_ALREADY_CANCELLED,
             *_KEY_ERRORS,
+            ErrorCode.HUB_UNAVAILABLE,
+            ErrorCode.HUB_REFUSED,
         ),
     ),
     Route(
@@ -510,6 +581,7 @@ SETTLEMENT_ROUTES: Final[tuple[Route, ...]] = (
             ErrorCode.ADMISSION_NOT_FOUND,
             ErrorCode.ADMISSION_CLOSED,
             ErrorCode.ADMISSION_OTHER_PERSON,
+            *_HUB_ERRORS,
         ),
     ),
     Route(

@@ -58,6 +58,7 @@ from issuance.registry import CardRegistry
 from settlement import reconciliation as recon
 from settlement.catalogue import Catalogue, load_catalogue
 from settlement.claim import AccountBalances, ClaimLine, InsuredPerson, Visit, YearToDate
+from settlement.crossprov.routing import require_local
 from settlement.engine import age_on, benefit_category, settle
 from settlement.errors import (
     IdempotencyKeyInUse,
@@ -345,6 +346,7 @@ def eligibility_unit(
     today = beijing_today(now)
     person = _person(session, holder_id)
     insurance = _insurance(session, person.id, today)
+    require_local(person.psn_no, insurance.insuplc_admdvs)  # else through the hub
     account = session.get(PersonalAccount, person.id)
     if account is None:
         raise PersonNotFound("the insured person has no personal account")
@@ -389,7 +391,7 @@ def pre_settle_unit(
     _require_card_usable(session, card, now)
     visit = _visit(session, fixmedins_code, visit_type, visit_date, beijing_today(now))
     person = _person(session, holder_id)
-    _insurance(session, person.id, visit_date)
+    require_local(person.psn_no, _insurance(session, person.id, visit_date).insuplc_admdvs)
     account = session.get(PersonalAccount, person.id)
     if account is None:
         raise PersonNotFound("the insured person has no personal account")
@@ -489,7 +491,7 @@ def settle_unit(
     _require_card_usable(session, card, now)
     visit = _visit(session, fixmedins_code, visit_type, visit_date, beijing_today(now))
     person = _person(session, holder_id)
-    _insurance(session, person.id, visit_date)
+    require_local(person.psn_no, _insurance(session, person.id, visit_date).insuplc_admdvs)
     row, result = _record(
         session,
         person=person,
@@ -708,7 +710,7 @@ def discharge_unit(
         beijing_today(keyed.now),
         via_admission=True,
     )
-    _insurance(session, person.id, discharge_date)
+    require_local(person.psn_no, _insurance(session, person.id, discharge_date).insuplc_admdvs)
     fee_rows = session.scalars(
         select(AdmissionFeeLineRow)
         .where(AdmissionFeeLineRow.admission_id == admission.id)

@@ -232,6 +232,7 @@ class ReversalJob:
     omsgid: str
     oinfno: str
     insuplc_admdvs: str
+    fixmedins_code: str
     attempts: int
 
 
@@ -240,8 +241,9 @@ def claim_due_reversals(
 ) -> list[ReversalJob]:
     """Lease up to ``limit`` due reversals to ``owner``. A lease that ran out (its worker
     died) is due again; a live lease keeps other workers away."""
-    rows = session.scalars(
-        select(HubReversalRow)
+    rows = session.execute(
+        select(HubReversalRow, RemoteSettlementRow.fixmedins_code)
+        .join(RemoteSettlementRow, RemoteSettlementRow.msgid == HubReversalRow.omsgid)
         .where(
             HubReversalRow.status == ReversalStatus.PENDING,
             HubReversalRow.next_attempt_at <= now,
@@ -249,13 +251,16 @@ def claim_due_reversals(
         )
         .order_by(HubReversalRow.next_attempt_at, HubReversalRow.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=HubReversalRow)
     ).all()
-    for row in rows:
+    for row, _ in rows:
         row.lease_owner = owner
         row.lease_until = now + lease
     session.flush()
-    return [ReversalJob(r.omsgid, r.oinfno, r.insuplc_admdvs, r.attempts) for r in rows]
+    return [
+        ReversalJob(row.omsgid, row.oinfno, row.insuplc_admdvs, code, row.attempts)
+        for row, code in rows
+    ]
 
 
 def _leased(session: Session, omsgid: str, owner: str) -> HubReversalRow | None:

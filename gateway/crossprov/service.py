@@ -1,0 +1,603 @@
+"""Settling, cancelling and looking up a person insured elsewhere, through the hub.
+
+A settle is three short steps, never one long transaction (the hub call must not hold the
+database's write lock):
+
+1. **intent** (one write): claim the Idempotency-Key and insert ``remote_settlements`` with
+   status ``intent`` and the input about to be sent. Committed before anything leaves.
+2. **call** the hub: bounded attempts with the same msgid (gateway.crossprov.client).
+3. **outcome** (one write): ``confirmed`` + setlinfo verbatim + ledger + the stored answer;
+   or ``failed`` (key released, like a local 4xx); or ``unknown`` + a reversal queued + key
+   released, answered 503 HUB_OUTCOME_UNKNOWN so the terminal's retry with the same key
+   settles afresh under a new msgid.
+
+A crash between 1 and 3 leaves an ``intent`` (and an in-progress key, so a retry meanwhile
+gets 409): the reversal task turns it into ``unknown`` once older than the longest call,
+queues its reversal and releases the key (gateway.crossprov.hub).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any, Final
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.crossprov.client import CallOutcome
+from gateway.crossprov.hub import HUB, HubContext
+from gateway.crossprov.models import RemoteEligibilityOut, RemoteSettlementOut
+from gateway.errors import ErrorCode, GatewayError
+from gateway.routing import JSON_CONTENT_TYPE, NonceClaim
+from gateway.settlement_api.models import FundPaymentOut, InsuranceOut
+from gateway.settlement_api.service import KeyedRequest, Stored
+from gateway.state import DATABASE
+from gateway.store import Institution
+from settlement.claim import ClaimLine
+from settlement.crossprov import remote, wire
+from settlement.crossprov.filings import filing_for_visit, filings_of
+from settlement.crossprov.routing import RemoteInsuredPlace
+from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
+from settlement.errors import SettlementAlreadyCancelled, SettlementNotFound
+from settlement.idempotency import begin_request, finish_request, release_request
+from settlement.result import FUND_POOLING, FUND_SUPPLEMENTARY
+
+__all__ = ["cancel_remote", "eligibility_remote", "find_remote", "settle_remote"]
+
+REPLAYED_HEADER: Final = "Idempotent-Replayed"
+_MSGID_DRAWS: Final = 3
+
+
+def _hub(app: web.Application) -> HubContext:
+    return app[HUB]
+
+
+def require_client(context: HubContext) -> None:
+    if context.client is None:
+        raise GatewayError(ErrorCode.HUB_UNAVAILABLE, "no national hub is configured")
+    breaker = context.client.breaker
+    if breaker.state.name == "OPEN":
+        raise GatewayError(
+            ErrorCode.HUB_UNAVAILABLE,
+            "the hub circuit is open after repeated connection failures",
+            headers={"Retry-After": str(breaker.retry_after_s())},
+        )
+
+
+def unavailable(context: HubContext, error: str) -> GatewayError:
+    assert context.client is not None
+    return GatewayError(
+        ErrorCode.HUB_UNAVAILABLE,
+        f"nothing reached the hub ({error[:80]})",
+        headers={"Retry-After": str(context.client.breaker.retry_after_s())},
+    )
+
+
+def _response(stored: Stored) -> web.Response:
+    return web.Response(
+        text=stored.body,
+        status=stored.status,
+        content_type=JSON_CONTENT_TYPE,
+        headers={REPLAYED_HEADER: "true"} if stored.replayed else None,
+    )
+
+
+# --- settle -----------------------------------------------------------------------------------
+
+
+def _plan_unit(
+    session: Session,
+    *,
+    psn_no: str,
+    fixmedins_code: str,
+    visit_type: str,
+    visit_date: dt.date,
+) -> tuple[str, int]:
+    """The filing this visit settles under (or FILING_REQUIRED) and the hospital level."""
+    filing = filing_for_visit(
+        filings_of(session, psn_no),
+        visit_type=visit_type,
+        visit_date=visit_date,
+        fixmedins_code=fixmedins_code,
+    )
+    level = session.scalar(select(Institution.level).where(Institution.code == fixmedins_code))
+    return filing.value, int(level or 1)
+
+
+def _intent_unit(
+    session: Session, *, keyed: KeyedRequest, row: RemoteSettlementRow, nonce: NonceClaim | None
+) -> Stored | None:
+    if nonce is not None:
+        nonce.claim(session)  # first: a replayed request stops here
+    outcome = begin_request(
+        session,
+        client_id=keyed.client_id,
+        idempotency_key=keyed.idempotency_key,
+        request_sha256=keyed.request_hash,
+        now=keyed.now,
+    )
+    if outcome.replay:
+        assert outcome.response_status is not None
+        assert outcome.response_body is not None
+        return Stored(outcome.response_status, outcome.response_body, replayed=True)
+    remote.begin_intent(session, row)
+    return None
+
+
+def _fen(setlinfo: Mapping[str, Any], name: str) -> int:
+    value = setlinfo.get(name)
+    return wire.yuan_to_fen(value, field=name) if isinstance(value, str) else 0
+
+
+def _view(row: RemoteSettlementRow, setlinfo: Mapping[str, Any], route: str) -> RemoteSettlementOut:
+    assert row.setl_id is not None
+    assert row.setl_time is not None
+    acct_pay = _fen(setlinfo, "acct_pay")
+    hifp_pay, hifob_pay = _fen(setlinfo, "hifp_pay"), _fen(setlinfo, "hifob_pay")
+    return RemoteSettlementOut(
+        setl_id=row.setl_id,
+        mdtrt_id=row.mdtrt_id,
+        psn_no=row.psn_no,
+        fixmedins_code=row.fixmedins_code,
+        status="cancelled" if row.status is RemoteStatus.CANCELLED else "settled",
+        visit_type=row.visit_type,
+        visit_date=row.visit_date,
+        setl_time=row.setl_time.astimezone(dt.UTC),
+        policy_id=f"hub:{row.insuplc_admdvs}",
+        medfee_sumamt=_fen(setlinfo, "medfee_sumamt"),
+        fulamt_ownpay_amt=_fen(setlinfo, "fulamt_ownpay_amt"),
+        preselfpay_amt=_fen(setlinfo, "preselfpay_amt"),
+        inscp_scp_amt=_fen(setlinfo, "inscp_scp_amt"),
+        act_pay_dedc=_fen(setlinfo, "act_pay_dedc"),
+        hifp_pay=hifp_pay,
+        pool_prop_selfpay=_fen(setlinfo, "pool_prop_selfpay"),
+        hifob_pay=hifob_pay,
+        fund_pay_sumamt=_fen(setlinfo, "fund_pay_sumamt"),
+        psn_part_amt=_fen(setlinfo, "psn_part_amt"),
+        acct_pay=acct_pay,
+        # The insured place's account is not split into years on the wire.
+        acct_pay_current_year_fen=acct_pay,
+        acct_pay_past_years_fen=0,
+        psn_cash_pay=_fen(setlinfo, "psn_cash_pay"),
+        balc=_fen(setlinfo, "balc"),
+        setldetail=[
+            FundPaymentOut(fund_pay_type=code, fund_name=name, fund_payamt=amount)
+            for (code, name), amount in ((FUND_POOLING, hifp_pay), (FUND_SUPPLEMENTARY, hifob_pay))
+            if amount > 0
+        ],
+        cancelled_at=None if row.cancelled_at is None else row.cancelled_at.astimezone(dt.UTC),
+        cancel_reason=row.cancel_reason,
+        explanation=None,
+        route=route,  # type: ignore[arg-type]
+        msgid=row.msgid,
+        insuplc_admdvs=row.insuplc_admdvs,
+        filing_type=row.filing_type,
+        setlinfo=dict(setlinfo),
+    )
+
+
+def _confirm_unit(
+    session: Session,
+    *,
+    keyed: KeyedRequest,
+    msgid: str,
+    setlinfo: Mapping[str, Any],
+    settled: remote.HubSettlement,
+    route: str,
+) -> Stored:
+    row = remote.confirm(
+        session,
+        msgid=msgid,
+        # Verbatim: the hub's object re-serialised key for key, never recomputed.
+        setlinfo_json=json.dumps(setlinfo, ensure_ascii=False, separators=(",", ":")),
+        settled=settled,
+        now=keyed.now,
+    )
+    body = _view(row, setlinfo, route).model_dump_json()
+    finish_request(
+        session,
+        client_id=keyed.client_id,
+        idempotency_key=keyed.idempotency_key,
+        response_status=201,
+        response_body=body,
+    )
+    return Stored(201, body)
+
+
+def _fail_unit(
+    session: Session, *, keyed: KeyedRequest, msgid: str, err_code: str, err_msg: str
+) -> None:
+    remote.fail(session, msgid=msgid, err_code=err_code, err_msg=err_msg, now=keyed.now)
+    release_request(session, client_id=keyed.client_id, idempotency_key=keyed.idempotency_key)
+
+
+def _parse_settled(answer_output: Mapping[str, Any]) -> tuple[dict[str, Any], remote.HubSettlement]:
+    setlinfo = answer_output.get("setlinfo")
+    amounts = wire.setlinfo_amounts_fen(setlinfo)  # WireError unless complete and exact
+    assert isinstance(setlinfo, Mapping)
+    settled = remote.HubSettlement(
+        setl_id=str(setlinfo["setl_id"])[:40],
+        setl_time=wire.parse_inf_time(setlinfo["setl_time"], field="setlinfo.setl_time"),
+        medfee_sumamt=amounts["medfee_sumamt"],
+        fund_pay_sumamt=amounts["fund_pay_sumamt"],
+        acct_pay=amounts["acct_pay"],
+        psn_cash_pay=amounts["psn_cash_pay"],
+    )
+    return dict(setlinfo), settled
+
+
+async def settle_remote(
+    app: web.Application,
+    *,
+    place: RemoteInsuredPlace,
+    keyed: KeyedRequest,
+    fixmedins_code: str,
+    visit_type: str,
+    visit_date: dt.date,
+    lines: Sequence[ClaimLine],
+    mdtrt_id: str | None = None,
+    nonce: NonceClaim | None = None,
+) -> web.Response:
+    """Settle through the hub (the three steps of the module docstring)."""
+    db = app[DATABASE]
+    context = _hub(app)
+    filing_type, level = await db.read(
+        partial(
+            _plan_unit,
+            psn_no=place.psn_no,
+            fixmedins_code=fixmedins_code,
+            visit_type=visit_type,
+            visit_date=visit_date,
+        )
+    )
+    require_client(context)
+    client = context.client
+    assert client is not None
+    infno = wire.SETTLE_INFNO_FOR_VISIT_TYPE[visit_type]
+    mdtrt_id = mdtrt_id or f"M{visit_date:%Y%m%d}{secrets.token_hex(8)}"
+    payload = {
+        "psn_no": place.psn_no,
+        "mdtrt_id": mdtrt_id,
+        "visit_type": visit_type,
+        "hospital_level": level,
+        "visit_date": visit_date.isoformat(),
+        "filing_type": filing_type,
+        "lines": [
+            {
+                "list_code": line.catalogue_code,
+                "qty": line.quantity,
+                "pric": wire.fen_to_yuan(line.unit_price_fen),
+            }
+            for line in lines
+        ],
+    }
+    msgid = ""
+    for draw in range(1, _MSGID_DRAWS + 1):
+        msgid = client.msgids.next(fixmedins_code)
+        row = RemoteSettlementRow(
+            msgid=msgid,
+            infno=infno,
+            route=place.route.value,
+            status=RemoteStatus.INTENT,
+            psn_no=place.psn_no,
+            insuplc_admdvs=place.insuplc_admdvs,
+            fixmedins_code=fixmedins_code,
+            mdtrt_id=mdtrt_id,
+            visit_type=visit_type,
+            visit_date=visit_date,
+            filing_type=filing_type,
+            client_id=keyed.client_id,
+            idempotency_key=keyed.idempotency_key,
+            request_json=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+            created_at=keyed.now,
+        )
+        try:
+            stored = await db.write(partial(_intent_unit, keyed=keyed, row=row, nonce=nonce))
+        except IntegrityError:
+            if draw == _MSGID_DRAWS:
+                raise
+            continue  # a msgid drawn twice in one second: draw again
+        if stored is not None:
+            return _response(stored)
+        break
+    outcome = await client.call(
+        infno=infno,
+        msgid=msgid,
+        insuplc_admdvs=place.insuplc_admdvs,
+        fixmedins_code=fixmedins_code,
+        payload=payload,
+    )
+    return await _settle_outcome(
+        app, context, keyed=keyed, msgid=msgid, outcome=outcome, route=place.route.value
+    )
+
+
+async def _settle_outcome(
+    app: web.Application,
+    context: HubContext,
+    *,
+    keyed: KeyedRequest,
+    msgid: str,
+    outcome: CallOutcome,
+    route: str,
+) -> web.Response:
+    db = app[DATABASE]
+    if outcome.outcome == "ok":
+        assert outcome.answer is not None
+        try:
+            setlinfo, settled = _parse_settled(outcome.answer.output)
+        except wire.WireError as exc:
+            # The hub said yes with figures we cannot book: treat it as unknown, reverse it.
+            return await _unknown(app, context, keyed, msgid, f"unusable setlinfo: {exc.message}")
+        try:
+            stored = await db.write(
+                partial(
+                    _confirm_unit,
+                    keyed=keyed,
+                    msgid=msgid,
+                    setlinfo=setlinfo,
+                    settled=settled,
+                    route=route,
+                )
+            )
+        except remote.OutcomeOverridden:
+            # Found stale while the call ran: already unknown and queued for reversal.
+            raise GatewayError(ErrorCode.HUB_OUTCOME_UNKNOWN, "answered too late") from None
+        return _response(stored)
+    if outcome.outcome == "refused":
+        assert outcome.answer is not None
+        answer = outcome.answer
+        await _fail_or_overridden(
+            db, keyed=keyed, msgid=msgid, err_code=answer.err_code, err_msg=answer.err_msg
+        )
+        raise GatewayError(ErrorCode.HUB_REFUSED, f"{answer.err_code}: {answer.err_msg}"[:300])
+    if outcome.outcome == "not_sent":
+        await _fail_or_overridden(
+            db, keyed=keyed, msgid=msgid, err_code="NOT_SENT", err_msg=outcome.error
+        )
+        raise unavailable(context, outcome.error)
+    return await _unknown(app, context, keyed, msgid, outcome.error)
+
+
+async def _fail_or_overridden(
+    db: Any, *, keyed: KeyedRequest, msgid: str, err_code: str, err_msg: str
+) -> None:
+    try:
+        await db.write(
+            partial(_fail_unit, keyed=keyed, msgid=msgid, err_code=err_code, err_msg=err_msg)
+        )
+    except remote.OutcomeOverridden:
+        raise GatewayError(ErrorCode.HUB_OUTCOME_UNKNOWN, "answered too late") from None
+
+
+async def _unknown(
+    app: web.Application, context: HubContext, keyed: KeyedRequest, msgid: str, error: str
+) -> web.Response:
+    await app[DATABASE].write(partial(remote.mark_unknown, msgid=msgid, error=error, now=keyed.now))
+    context.wake.set()  # send the reversal now rather than at the next poll
+    raise GatewayError(
+        ErrorCode.HUB_OUTCOME_UNKNOWN, f"no confirmed answer from the hub ({error[:80]})"
+    )
+
+
+# --- lookups and cancel -----------------------------------------------------------------------
+
+
+def find_remote_unit(
+    session: Session, *, fixmedins_code: str, setl_id: str
+) -> RemoteSettlementRow | None:
+    return session.scalar(
+        select(RemoteSettlementRow).where(
+            RemoteSettlementRow.setl_id == setl_id,
+            RemoteSettlementRow.fixmedins_code == fixmedins_code,
+        )
+    )
+
+
+def remote_view(row: RemoteSettlementRow) -> RemoteSettlementOut:
+    assert row.setlinfo_json is not None
+    return _view(row, json.loads(row.setlinfo_json), row.route)
+
+
+async def find_remote(
+    app: web.Application, *, fixmedins_code: str, setl_id: str
+) -> RemoteSettlementRow | None:
+    return await app[DATABASE].read(
+        partial(find_remote_unit, fixmedins_code=fixmedins_code, setl_id=setl_id)
+    )
+
+
+def _begin_cancel_unit(
+    session: Session, *, keyed: KeyedRequest, msgid: str, new_msgid: str, reason: str
+) -> Stored | str:
+    outcome = begin_request(
+        session,
+        client_id=keyed.client_id,
+        idempotency_key=keyed.idempotency_key,
+        request_sha256=keyed.request_hash,
+        now=keyed.now,
+    )
+    if outcome.replay:
+        assert outcome.response_status is not None
+        assert outcome.response_body is not None
+        return Stored(outcome.response_status, outcome.response_body, replayed=True)
+    row = session.scalar(
+        select(RemoteSettlementRow).where(RemoteSettlementRow.msgid == msgid).with_for_update()
+    )
+    assert row is not None
+    if row.status is RemoteStatus.CANCELLED:
+        raise SettlementAlreadyCancelled(f"settlement {row.setl_id} is already cancelled")
+    if row.status is not RemoteStatus.CONFIRMED:
+        raise SettlementNotFound("this institution has no settlement with this setl_id")
+    return remote.begin_cancel(session, row=row, cancel_msgid=new_msgid, reason=reason)
+
+
+def _confirm_cancel_unit(
+    session: Session, *, keyed: KeyedRequest, msgid: str, cancel_json: str
+) -> Stored:
+    row = remote.confirm_cancel(session, msgid=msgid, cancel_json=cancel_json, now=keyed.now)
+    body = remote_view(row).model_dump_json()
+    finish_request(
+        session,
+        client_id=keyed.client_id,
+        idempotency_key=keyed.idempotency_key,
+        response_status=200,
+        response_body=body,
+    )
+    return Stored(200, body)
+
+
+def _cancel_failed_unit(
+    session: Session, *, keyed: KeyedRequest, msgid: str, forget_cancel_msgid: bool
+) -> None:
+    """The cancel did not happen (refused, or nothing sent): release the key; forget the
+    cancel msgid only when the hub never committed anything under it."""
+    if forget_cancel_msgid:
+        row = session.scalar(
+            select(RemoteSettlementRow).where(RemoteSettlementRow.msgid == msgid).with_for_update()
+        )
+        assert row is not None
+        if row.status is RemoteStatus.CONFIRMED:
+            row.cancel_msgid = None
+            row.cancel_reason = None
+    release_request(session, client_id=keyed.client_id, idempotency_key=keyed.idempotency_key)
+    session.flush()
+
+
+async def cancel_remote(
+    app: web.Application, *, row: RemoteSettlementRow, keyed: KeyedRequest, reason: str
+) -> web.Response:
+    """Cancel a confirmed remote settlement (2208/2103/2305). The cancel msgid is written
+    before the call and reused by every retry, so the hub cancels at most once; an unknown
+    outcome answers 503 HUB_UNAVAILABLE and the retry (same key) resends the same msgid."""
+    db = app[DATABASE]
+    context = _hub(app)
+    require_client(context)
+    client = context.client
+    assert client is not None
+    started = await db.write(
+        partial(
+            _begin_cancel_unit,
+            keyed=keyed,
+            msgid=row.msgid,
+            new_msgid=client.msgids.next(row.fixmedins_code, odd=True),
+            reason=reason,
+        )
+    )
+    if isinstance(started, Stored):
+        return _response(started)
+    cancel_msgid = started
+    outcome = await client.call(
+        infno=wire.CANCEL_FOR_SETTLE[row.infno],
+        msgid=cancel_msgid,
+        insuplc_admdvs=row.insuplc_admdvs,
+        fixmedins_code=row.fixmedins_code,
+        payload={"psn_no": row.psn_no, "setl_id": row.setl_id},
+    )
+    if outcome.outcome == "ok":
+        assert outcome.answer is not None
+        cancel_json = json.dumps(
+            outcome.answer.output.get("setlinfo"), ensure_ascii=False, separators=(",", ":")
+        )
+        stored = await db.write(
+            partial(_confirm_cancel_unit, keyed=keyed, msgid=row.msgid, cancel_json=cancel_json)
+        )
+        return _response(stored)
+    await db.write(
+        partial(
+            _cancel_failed_unit,
+            keyed=keyed,
+            msgid=row.msgid,
+            forget_cancel_msgid=outcome.outcome in ("refused", "not_sent"),
+        )
+    )
+    if outcome.outcome == "refused":
+        assert outcome.answer is not None
+        detail = f"{outcome.answer.err_code}: {outcome.answer.err_msg}"[:300]
+        raise GatewayError(ErrorCode.HUB_REFUSED, detail)
+    raise unavailable(context, outcome.error)
+
+
+# --- eligibility (1101) -----------------------------------------------------------------------
+
+
+def _filings_today_unit(
+    session: Session, *, psn_no: str, fixmedins_code: str, today: dt.date
+) -> list[str]:
+    return sorted(
+        {
+            f.filing_type.value
+            for f in filings_of(session, psn_no)
+            if f.covers(today, fixmedins_code)
+        }
+    )
+
+
+async def eligibility_remote(
+    app: web.Application,
+    *,
+    place: RemoteInsuredPlace,
+    fixmedins_code: str,
+    today: dt.date,
+) -> RemoteEligibilityOut:
+    """Person information from the insured place (1101); read only, nothing to reverse."""
+    context = _hub(app)
+    require_client(context)
+    client = context.client
+    assert client is not None
+    outcome = await client.call(
+        infno=wire.INFNO_PERSON_INFO,
+        msgid=client.msgids.next(fixmedins_code, odd=True),
+        insuplc_admdvs=place.insuplc_admdvs,
+        fixmedins_code=fixmedins_code,
+        payload={"psn_no": place.psn_no},
+    )
+    if outcome.outcome == "refused":
+        assert outcome.answer is not None
+        raise GatewayError(
+            ErrorCode.HUB_REFUSED, f"{outcome.answer.err_code}: {outcome.answer.err_msg}"[:300]
+        )
+    if outcome.outcome != "ok" or outcome.answer is None:
+        raise unavailable(context, outcome.error)
+    filing_types = await app[DATABASE].read(
+        partial(
+            _filings_today_unit, psn_no=place.psn_no, fixmedins_code=fixmedins_code, today=today
+        )
+    )
+    output = outcome.answer.output
+    try:
+        base = output["baseinfo"]
+        insurances = output["insuinfo"]
+        age = int(base["age"])
+        insuinfo = [
+            InsuranceOut(
+                insutype=str(item["insutype"]),
+                insuplc_admdvs=str(item["insuplc_admdvs"]),
+                psn_type=str(item["psn_type"]),
+                balc=wire.yuan_to_fen(item["balc"], field="balc"),
+                current_year_balance_fen=wire.yuan_to_fen(item["balc"], field="balc"),
+                past_years_balance_fen=0,
+            )
+            for item in insurances
+        ]
+    except (KeyError, TypeError, ValueError):
+        raise unavailable(context, "unreadable 1101 answer") from None
+    retired = any(item.psn_type.startswith("2") for item in insuinfo)
+    return RemoteEligibilityOut(
+        psn_no=place.psn_no,
+        age_years=age,
+        retired=retired,
+        benefit_category="insured_place",
+        insuinfo=insuinfo,
+        self_pay_band_consumed_fen=0,
+        deductible_consumed_fen=0,
+        pooling_fund_paid_fen=0,
+        route=place.route.value,  # type: ignore[arg-type]
+        filing_types=filing_types,
+    )
