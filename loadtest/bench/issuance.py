@@ -163,8 +163,14 @@ def _kib(status: str, field: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+# Processes of the server's group that are not the gateway: the hub simulator the demo world
+# starts, and multiprocessing's resource tracker. The workers are spawned processes whose
+# command line does not name the gateway, so they are found by their group, not their name.
+_NOT_GATEWAY: Final = (b"settlement.hub", b"resource_tracker")
+
+
 def _group_processes(pgid: int) -> Iterator[tuple[int, str]]:
-    """(pid, /proc/<pid>/status) of the gateway's processes (its group; not the hub)."""
+    """(pid, /proc/<pid>/status) of the gateway's processes: supervisor and workers."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -173,13 +179,15 @@ def _group_processes(pgid: int) -> Iterator[tuple[int, str]]:
             # Field 5 is the process group; the command may hold spaces: split after ")".
             if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
                 continue
-            if b"gateway" not in (entry / "cmdline").read_bytes():
+            command = (entry / "cmdline").read_bytes()
+            if any(name in command for name in _NOT_GATEWAY):
                 continue
             yield int(entry.name), (entry / "status").read_text()
 
 
 def server_peak_rss_mib(pgid: int) -> float:
-    """The largest peak RSS (VmHWM) among the gateway's processes, in MiB."""
+    """The largest peak RSS (VmHWM) among the gateway's processes (with one worker: the
+    worker's), in MiB."""
     peaks = [_kib(status, "VmHWM") for _, status in _group_processes(pgid)]
     return round(max(peaks, default=0) / 1024, 1)
 

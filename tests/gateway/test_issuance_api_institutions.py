@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from card_auth_testkit import NEW_ACTIVE, CardTerminal, load_registry
+from card_auth_testkit import NEW_ACTIVE, SEED, CardTerminal, load_registry
 from gateway_testkit import (
     HOSPITAL,
     OK_TERMINAL,
@@ -24,9 +24,13 @@ from sqlalchemy.orm import Session
 
 from gateway import migrate
 from gateway.db import for_writes, make_engine
+from gateway.demo import InstitutionsAndTerminals, load_demo_world
+from gateway.issuance_api.demo import DemoIssuingInstitutions
 from gateway.routes import ROUTES
 from gateway.settings import Settings
 from gateway.store import MEDICAL_KINDS, Institution, InstitutionKind, Terminal
+from issuance.store import IssuanceAgent
+from sscard import demo as sd
 
 BANK = "B31ICBC0001"
 BANK_TERMINAL = "B31ICBC0001-01"
@@ -198,3 +202,57 @@ async def test_medical_terminals_still_settle_routes_open(
     # route's own checks: here no card session).
     response = await signer.post("/v1/eligibility", {})
     await assert_problem(response, 401, "CARD_SESSION_INVALID")
+
+
+# --- the demo world's issuing institutions -------------------------------------------------------
+
+
+def test_demo_issuing_institutions_load_once_beside_the_demo_world(
+    migrated_engine: Engine,
+) -> None:
+    parts = (InstitutionsAndTerminals(), DemoIssuingInstitutions())
+    issuers = sd.demo_issuers()
+    assert len(sd.demo_issuers("service_bank")) == 11
+    assert [i.bank_code for i in sd.demo_issuers("service_bank")] == list(sd.DEMO_SERVICE_BANKS)
+    loaded = load_demo_world(migrated_engine, SEED, parts)
+    assert loaded["issuing_institutions"] == 4 * len(issuers)  # institution, 2 terminals, agent
+    assert load_demo_world(migrated_engine, SEED, parts)["issuing_institutions"] == 0
+    roles = {
+        "service_bank": "bank",
+        "employer": "employer",
+        "community_centre": "community",
+        "online_service": "online",
+        "hotline": "hotline",
+        "card_centre": "centre",
+    }
+    with Session(migrated_engine) as session:
+        for kind, role in roles.items():
+            for n in range(2 * len(sd.demo_issuers(kind))):
+                terminal_id, secret = sd.demo_issuing_terminal(SEED, kind, n)
+                terminal = session.get(Terminal, terminal_id)
+                assert terminal is not None
+                assert (terminal.secret, terminal.enabled) == (secret, True)
+                institution = session.get(Institution, terminal.institution_code)
+                agent = session.get(IssuanceAgent, terminal.institution_code)
+                assert institution is not None
+                assert agent is not None
+                assert (institution.kind, institution.level, agent.role) == (
+                    kind,
+                    None,
+                    role,
+                )
+        # Every demo holder's district has its community centre (their backup centre).
+        for h in range(200):
+            area = sd.demo_holder(SEED, h).area_code
+            assert sd.demo_community_centre(area).area_code == area
+    with pytest.raises(ValueError, match="out of range"):
+        sd.demo_issuing_terminal(SEED, "hotline", 2)
+
+
+def test_demo_issuing_institutions_never_join_a_database_without_the_demo_world(
+    engine: Engine,
+) -> None:
+    # The `engine` fixture holds two test institutions and no demo hospital.
+    assert load_demo_world(engine, SEED, (DemoIssuingInstitutions(),)) == {
+        "issuing_institutions": 0
+    }
