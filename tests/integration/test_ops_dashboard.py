@@ -195,9 +195,11 @@ def _card_session(gw: Gateway) -> str:
     return token
 
 
-def _settle_a_few(gw: Gateway) -> None:
+def _settle_a_few(gw: Gateway) -> dt.date:
+    """Three settlements of today (Beijing), one of them cancelled; returns the day."""
     session = _card_session(gw)
-    today = dt.datetime.now(BEIJING).date().isoformat()
+    day = dt.datetime.now(BEIJING).date()
+    today = day.isoformat()
     claims = [
         ("outpatient", [{"code": "DEMO-A-002", "quantity": 1, "unit_price_fen": 2_501}]),
         ("outpatient", [{"code": "DEMO-B-001", "quantity": 3, "unit_price_fen": 3_333}]),
@@ -224,6 +226,7 @@ def _settle_a_few(gw: Gateway) -> None:
     assert status == 200, raw
     # One refused request, so that the rejections table has a row to show.
     assert _request(gw, "GET", "/v1/settlements/none", signed=False)[0] == 401
+    return day
 
 
 @dataclass(frozen=True)
@@ -236,11 +239,11 @@ class Expected:
     cancelled: int
 
 
-def _database_figures(gw: Gateway) -> tuple[dict[str, Expected], list[str]]:
-    """Valid settlements of today (Beijing) by visit type, read straight from the database;
+def _database_figures(gw: Gateway, day: dt.date) -> tuple[dict[str, Expected], list[str]]:
+    """Valid settlements of ``day`` (Beijing) by visit type, read straight from the database;
     and the personal data of the insured persons who settled (must not be on the page)."""
     engine = create_engine(f"sqlite:///{gw.data_dir / 'gateway.sqlite3'}")
-    start, end = day_bounds_utc(dt.datetime.now(BEIJING).date())
+    start, end = day_bounds_utc(day)
     try:
         with Session(engine) as session:
             rows = session.execute(
@@ -327,8 +330,8 @@ def test_dashboard_shows_the_databases_figures(gateway: Gateway, browser: Any) -
     token_path = gateway.data_dir / "ops-token"
     token = token_path.read_text().strip()
     assert token in gateway.log()  # DEMO ONLY: printed at start-up for the operator
-    _settle_a_few(gateway)
-    expected, personal = _database_figures(gateway)
+    day = _settle_a_few(gateway)
+    expected, personal = _database_figures(gateway, day)
     assert set(expected) == {"outpatient", "emergency"}
 
     browser.get(f"{gateway.url}/ops")
@@ -345,6 +348,15 @@ def test_dashboard_shows_the_databases_figures(gateway: Gateway, browser: Any) -
     assert not browser.find_element("id", "dashboard").is_displayed()
 
     _sign_in(browser, token)
+    _wait_state(browser, "ready")
+    # The day is chosen through the page's own date form (so a Beijing midnight between the
+    # settlements and the page cannot make them disagree): the page then shows that day.
+    browser.execute_script("document.getElementById('day').value = arguments[0]", str(day))
+    browser.find_element("id", "show-day").click()
+    WebDriverWait(browser, RENDER_TIMEOUT_S).until(
+        lambda d: d.find_element("id", "heading-day").text == f"Day {day} (Beijing time)",
+        message="the chosen day was never shown",
+    )
     _wait_state(browser, "ready")
     for visit_type, figures in expected.items():
         row = f"#activity tbody tr[data-route='local'][data-visit-type='{visit_type}']"
