@@ -201,6 +201,10 @@ class Database:
     kernel the moment the lock is free instead of polling in the busy handler (other programs
     that write without it are still covered by busy_timeout).
 
+    Which units may be grouped: :attr:`writes_are_serial` tells callers whether units that
+    read, decide and update (a settlement: its own rows plus one person's account) may be
+    grouped too; the settle route groups them on SQLite only.
+
     ``durable=False`` marks a unit whose loss in a power cut is harmless (a freshly issued
     challenge and the nonce of the request that asked for it). A batch of only such units
     commits with SQLite ``synchronous=NORMAL`` (no fsync: survives a crash of the process, may
@@ -227,6 +231,11 @@ class Database:
         self._lock_path = None if path is None else path.with_name(path.name + _LOCK_SUFFIX)
         self._lock_fd: int | None = None
         self.batches = 0  # write transactions committed or attempted (tests, diagnostics)
+        # SQLite: one write transaction at a time across every process, so units that read
+        # and then lock rows (a settlement) can share a batch without ever deadlocking; on
+        # PostgreSQL two batches could take two persons' rows in opposite orders, and its own
+        # WAL flush already groups concurrent commits, so such units run alone there.
+        self.writes_are_serial = engine.dialect.name == "sqlite"
 
     async def write(
         self, unit: Callable[[Session], T], *, durable: bool = True, grouped: bool = False

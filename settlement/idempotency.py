@@ -13,6 +13,15 @@ key, exactly one wins; the other sees the winner's row and gets IDEMPOTENCY_KEY_
 until it is done, then the stored response. The same key with another request body gets
 IDEMPOTENCY_KEY_REUSED (422). Keys live at least ``DEFAULT_TTL`` (24 h); an expired key is
 treated as new.
+
+One transaction instead (the settlement API's hot path): when the work and its answer commit
+together, the IN_PROGRESS row is never visible to anyone else, so writing it first and
+updating it last is two writes of one row for nothing. :func:`lookup_request` (one
+primary-key read: replay, 422, 409 or "new") and :func:`store_response` (one INSERT of the
+DONE row, after the work) do the same job in the work's transaction; the caller must make
+sure no other transaction runs the same key meanwhile (the gateway: one writer at a time on
+SQLite, a transaction-scoped advisory lock on PostgreSQL). Racing inserts still meet the
+primary key: the loser fails with IntegrityError and nothing it did is committed.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,7 +42,9 @@ __all__ = [
     "IdempotencyOutcome",
     "begin_request",
     "finish_request",
+    "lookup_request",
     "release_request",
+    "store_response",
 ]
 
 DEFAULT_TTL: Final = dt.timedelta(hours=24)
@@ -108,6 +119,89 @@ def begin_request(
         )
     return IdempotencyOutcome(
         replay=True, response_status=existing.response_status, response_body=existing.response_body
+    )
+
+
+_LOOKUP: Final = select(
+    IdempotencyKey.request_sha256,
+    IdempotencyKey.status,
+    IdempotencyKey.expires_at,
+    IdempotencyKey.response_status,
+    IdempotencyKey.response_body,
+).where(
+    IdempotencyKey.client_id == bindparam("client_id"),
+    IdempotencyKey.idempotency_key == bindparam("idempotency_key"),
+)
+
+
+_INSERT_KEY: Final = insert(IdempotencyKey)
+
+
+def lookup_request(
+    session: Session,
+    *,
+    client_id: str,
+    idempotency_key: str,
+    request_sha256: str,
+    now: dt.datetime,
+) -> IdempotencyOutcome | None:
+    """None when the key is new (an expired key is deleted and counts as new); else the
+    stored answer to replay. Raises IdempotencyKeyReused for another request under the key and
+    IdempotencyKeyInUse while a two-transaction caller (:func:`begin_request`) still runs it."""
+    assert 1 <= len(idempotency_key) <= MAX_KEY_LENGTH
+    assert len(request_sha256) == 64
+    assert now.tzinfo is not None
+    key = {"client_id": client_id, "idempotency_key": idempotency_key}
+    # Core on the session's connection: no ORM execution layer for a plain row read.
+    existing = session.connection().execute(_LOOKUP, key).one_or_none()
+    if existing is None:
+        return None
+    if _utc(existing.expires_at) <= now:
+        session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.client_id == client_id,
+                IdempotencyKey.idempotency_key == idempotency_key,
+            )
+        )
+        return None
+    if existing.request_sha256 != request_sha256:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was already used for a different request; use a new key"
+        )
+    if existing.status is IdempotencyStatus.IN_PROGRESS:
+        raise IdempotencyKeyInUse(
+            "the first request with this Idempotency-Key is still running; retry shortly"
+        )
+    return IdempotencyOutcome(
+        replay=True, response_status=existing.response_status, response_body=existing.response_body
+    )
+
+
+def store_response(
+    session: Session,
+    *,
+    client_id: str,
+    idempotency_key: str,
+    request_sha256: str,
+    now: dt.datetime,
+    response_status: int,
+    response_body: str,
+    ttl: dt.timedelta = DEFAULT_TTL,
+) -> None:
+    """Insert the key as DONE with its answer, in the work's transaction (after
+    :func:`lookup_request` said it was new). IntegrityError if the key was taken meanwhile."""
+    session.connection().execute(
+        _INSERT_KEY,
+        {
+            "client_id": client_id,
+            "idempotency_key": idempotency_key,
+            "request_sha256": request_sha256,
+            "status": IdempotencyStatus.DONE,
+            "response_status": response_status,
+            "response_body": response_body,
+            "created_at": now,
+            "expires_at": now + ttl,
+        },
     )
 
 

@@ -3,8 +3,8 @@
 Every movement of money is one :class:`~settlement.store.LedgerTransaction` whose entries
 sum to zero (total debits = total credits). A posted entry is never edited: a cancellation
 posts the mirror transaction (:func:`reversal_postings`). :func:`post_transaction` refuses an
-unbalanced transaction with ``LEDGER_UNBALANCED`` and re-reads the entries it wrote to check
-the sum in the database, inside the caller's transaction (it flushes, never commits).
+unbalanced transaction with ``LEDGER_UNBALANCED`` and then checks the sum of what it stored with
+one aggregate on the new transaction id, inside the caller's transaction (never commits).
 
 Chart of accounts (account names are strings, one per holder of money)::
 
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import Case
 
@@ -138,27 +138,36 @@ def post_transaction(
     imbalance_fen = _debits_minus_credits_fen(postings)
     if imbalance_fen != 0:
         raise LedgerUnbalanced(f"transaction {txn_id} is off by {imbalance_fen} fen")
-    session.add(
-        LedgerTransaction(
-            txn_id=txn_id,
-            kind=kind,
-            settlement_id=settlement_id,
-            reverses_txn_id=reverses_txn_id,
-            posted_at=posted_at,
-        )
-    )
-    session.flush()  # the transaction row first: entries reference it
-    session.add_all(
-        LedgerEntry(
-            txn_id=txn_id, account=posting.account, side=posting.side, amount_fen=posting.amount_fen
-        )
-        for posting in postings
-    )
+    # Core INSERTs (one row, then one executemany), not ORM units of work: the same rows at a
+    # fraction of the CPU; pending ORM objects they reference (a new settlement) go first.
     session.flush()
-    # Postcondition, read back from the database: the transaction sums to zero.
-    stored_fen = session.scalar(
-        select(func.coalesce(func.sum(_signed_amount()), 0)).where(LedgerEntry.txn_id == txn_id)
+    connection = session.connection()
+    connection.execute(
+        _INSERT_TRANSACTION,
+        {
+            "txn_id": txn_id,
+            "kind": kind,
+            "settlement_id": settlement_id,
+            "reverses_txn_id": reverses_txn_id,
+            "posted_at": posted_at,
+        },
     )
+    if postings:
+        connection.execute(
+            _INSERT_ENTRY,
+            [
+                {
+                    "txn_id": txn_id,
+                    "account": posting.account,
+                    "side": posting.side,
+                    "amount_fen": posting.amount_fen,
+                }
+                for posting in postings
+            ],
+        )
+    # Postcondition, read back from the database (one aggregate on the txn_id index): what was
+    # stored sums to zero, whatever the driver or a trigger did to the rows on the way.
+    stored_fen = connection.execute(_STORED_SUM, {"txn_id": txn_id}).scalar_one()
     assert stored_fen == 0, (txn_id, stored_fen)
 
 
@@ -168,6 +177,14 @@ def _signed_amount() -> Case[int]:
         (LedgerEntry.side == LedgerSide.DEBIT, LedgerEntry.amount_fen),
         else_=-LedgerEntry.amount_fen,
     )
+
+
+# Built once: SQLAlchemy then finds each compiled statement in its cache without rebuilding it.
+_INSERT_TRANSACTION: Final = insert(LedgerTransaction)
+_INSERT_ENTRY: Final = insert(LedgerEntry)
+_STORED_SUM: Final = select(func.coalesce(func.sum(_signed_amount()), 0)).where(
+    LedgerEntry.txn_id == bindparam("txn_id")
+)
 
 
 def account_balance_fen(session: Session, account: str) -> int:

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from settlement.catalogue import Catalogue
 from settlement.claim import AccountBalances, ClaimLine, InsuredPerson, Visit, YearToDate
 from settlement.engine import settle
 from settlement.errors import PersonNotFound, SettlementAlreadyCancelled, SettlementNotFound
 from settlement.ledger import post_transaction, reversal_postings, settlement_postings
-from settlement.policy import PolicyBook
+from settlement.policy import Policy, PolicyBook
 from settlement.result import SettlementResult
 from settlement.store import (
     InsuredPersonRow,
@@ -36,33 +39,114 @@ from settlement.store import (
     YearToDateTotals,
 )
 
-__all__ = ["cancel_settlement", "record_settlement"]
+__all__ = [
+    "Holdings",
+    "cancel_settlement",
+    "load_holdings",
+    "record_settlement",
+    "write_settlement",
+    "year_to_date_of",
+]
 
 
-def _person_and_account(session: Session, psn_no: str) -> tuple[InsuredPersonRow, PersonalAccount]:
-    person = session.scalar(select(InsuredPersonRow).where(InsuredPersonRow.psn_no == psn_no))
-    if person is None:
-        raise PersonNotFound(f"no insured person with psn_no {psn_no[:4]}…")
-    account = session.get(PersonalAccount, person.id, with_for_update=True)
-    if account is None:
-        raise PersonNotFound(f"insured person {psn_no[:4]}… has no personal account")
-    return person, account
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    """What a settlement reads before it runs the engine: the person, their balances and
+    their year's totals, read (and on PostgreSQL locked, see :func:`load_holdings`) inside the
+    settling transaction. ``totals_exist`` tells whether the year's totals row exists yet."""
+
+    person_id: int
+    psn_no: str
+    person: InsuredPerson
+    balances: AccountBalances
+    year_to_date: YearToDate
+    totals_exist: bool
 
 
-def _year_totals(session: Session, person_id: int, year: int) -> YearToDateTotals:
-    totals = session.get(YearToDateTotals, (person_id, year), with_for_update=True)
-    if totals is None:
-        # First settlement of the year. Two racing first settlements both insert; the primary
-        # key lets one win and the other fail with IntegrityError (the caller retries).
-        totals = YearToDateTotals(
-            person_id=person_id,
-            year=year,
-            self_pay_band_consumed_fen=0,
-            deductible_consumed_fen=0,
-            pooling_fund_paid_fen=0,
-        )
-        session.add(totals)
-    return totals
+_SELECT_PERSON_ACCOUNT: Final = (
+    select(
+        InsuredPersonRow.id,
+        InsuredPersonRow.retired,
+        InsuredPersonRow.birth_date,
+        PersonalAccount.current_year_fen,
+        PersonalAccount.past_years_fen,
+    )
+    .join(PersonalAccount, PersonalAccount.person_id == InsuredPersonRow.id)
+    .where(InsuredPersonRow.psn_no == bindparam("psn_no"))
+)
+_SELECT_TOTALS: Final = select(
+    YearToDateTotals.self_pay_band_consumed_fen,
+    YearToDateTotals.deductible_consumed_fen,
+    YearToDateTotals.pooling_fund_paid_fen,
+).where(
+    YearToDateTotals.person_id == bindparam("person_id"), YearToDateTotals.year == bindparam("year")
+)
+_INSERT_SETTLEMENT: Final = insert(SettlementRow).returning(SettlementRow.id)
+_INSERT_LINE: Final = insert(SettlementLineRow)
+# Relative updates under the row lock: the CHECK (>= 0) constraints still hold the line even
+# if a caller forgot the lock.
+_DEBIT_ACCOUNT: Final = (
+    update(PersonalAccount)
+    .where(PersonalAccount.person_id == bindparam("p_id"))
+    .values(
+        current_year_fen=PersonalAccount.current_year_fen - bindparam("current_year_paid"),
+        past_years_fen=PersonalAccount.past_years_fen - bindparam("past_years_paid"),
+    )
+)
+_ADD_TO_TOTALS: Final = (
+    update(YearToDateTotals)
+    .where(
+        YearToDateTotals.person_id == bindparam("p_id"),
+        YearToDateTotals.year == bindparam("p_year"),
+    )
+    .values(
+        self_pay_band_consumed_fen=YearToDateTotals.self_pay_band_consumed_fen + bindparam("band"),
+        deductible_consumed_fen=YearToDateTotals.deductible_consumed_fen + bindparam("deductible"),
+        pooling_fund_paid_fen=YearToDateTotals.pooling_fund_paid_fen + bindparam("fund"),
+    )
+)
+_INSERT_TOTALS: Final = insert(YearToDateTotals)
+
+
+def year_to_date_of(row: Any) -> YearToDate:
+    """The year's totals from a row of (band, deductible, fund), or zeros for no row."""
+    if row is None:
+        return YearToDate()
+    return YearToDate(
+        self_pay_band_consumed_fen=row.self_pay_band_consumed_fen,
+        deductible_consumed_fen=row.deductible_consumed_fen,
+        pooling_fund_paid_fen=row.pooling_fund_paid_fen,
+    )
+
+
+def load_holdings(session: Session, *, psn_no: str, year: int) -> Holdings:
+    """Read the person's account and the year's totals for settling, FOR UPDATE on PostgreSQL.
+
+    Two statements on purpose: the account row lock is the per-person mutex every settle and
+    cancel takes first; the totals are read after it is held, so under READ COMMITTED they
+    are the values the previous holder committed (a single joined read would re-check the
+    locked account row but could still see an older totals row).
+    """
+    lock = session.get_bind().dialect.name == "postgresql"
+    query = (
+        _SELECT_PERSON_ACCOUNT.with_for_update(of=PersonalAccount)
+        if lock
+        else _SELECT_PERSON_ACCOUNT
+    )
+    connection = session.connection()
+    found = connection.execute(query, {"psn_no": psn_no}).one_or_none()
+    if found is None:
+        raise PersonNotFound(f"no insured person with psn_no {psn_no[:4]}… or no account")
+    totals_query = _SELECT_TOTALS.with_for_update() if lock else _SELECT_TOTALS
+    totals = connection.execute(totals_query, {"person_id": found.id, "year": year}).one_or_none()
+    return Holdings(
+        person_id=found.id,
+        psn_no=psn_no,
+        person=InsuredPerson(retired=found.retired, birth_date=found.birth_date),
+        balances=AccountBalances(found.current_year_fen, found.past_years_fen),
+        year_to_date=year_to_date_of(totals),
+        totals_exist=totals is not None,
+    )
 
 
 def record_settlement(
@@ -79,83 +163,159 @@ def record_settlement(
     now: dt.datetime,
 ) -> SettlementResult:
     """Settle and write everything in the caller's transaction; return the engine's result."""
-    person, account = _person_and_account(session, psn_no)
-    totals = _year_totals(session, person.id, visit.visit_date.year)
-    year_to_date = YearToDate(
-        self_pay_band_consumed_fen=totals.self_pay_band_consumed_fen,
-        deductible_consumed_fen=totals.deductible_consumed_fen,
-        pooling_fund_paid_fen=totals.pooling_fund_paid_fen,
-    )
-    result = settle(
-        lines=lines,
-        person=InsuredPerson(retired=person.retired, birth_date=person.birth_date),
-        visit=visit,
+    holdings = load_holdings(session, psn_no=psn_no, year=visit.visit_date.year)
+    _row, result = write_settlement(
+        session,
+        holdings=holdings,
         policy=policies.for_date(visit.visit_date),
         catalogue=catalogue,
-        year_to_date=year_to_date,
-        balances=AccountBalances(
-            current_year_fen=account.current_year_fen, past_years_fen=account.past_years_fen
-        ),
-    )
-    after = result.year_to_date_after
-    row = SettlementRow(
         setl_id=setl_id,
         mdtrt_id=mdtrt_id,
-        person_id=person.id,
         fixmedins_code=fixmedins_code,
-        insutype="310",
-        visit_type=str(visit.visit_type),
-        hospital_level=int(visit.hospital_level),
-        visit_date=visit.visit_date,
-        setl_time=now,
-        policy_id=result.policy_id,
-        status=SettlementStatus.SETTLED,
-        medfee_sumamt=result.medfee_sumamt,
-        fulamt_ownpay_amt=result.fulamt_ownpay_amt,
-        preselfpay_amt=result.preselfpay_amt,
-        inscp_scp_amt=result.inscp_scp_amt,
-        act_pay_dedc=result.act_pay_dedc,
-        hifp_pay=result.hifp_pay,
-        pool_prop_selfpay=result.pool_prop_selfpay,
-        hifob_pay=result.hifob_pay,
-        fund_pay_sumamt=result.fund_pay_sumamt,
-        acct_pay=result.acct_pay,
-        acct_pay_current_year_fen=result.acct_detail.current_year_fen,
-        acct_pay_past_years_fen=result.acct_detail.past_years_fen,
-        psn_cash_pay=result.psn_cash_pay,
-        balc=result.balc,
-        self_pay_band_added_fen=(
-            after.self_pay_band_consumed_fen - year_to_date.self_pay_band_consumed_fen
-        ),
-        deductible_added_fen=after.deductible_consumed_fen - year_to_date.deductible_consumed_fen,
+        visit=visit,
+        lines=lines,
+        now=now,
     )
-    session.add(row)
-    session.flush()
-    session.add_all(
-        SettlementLineRow(
-            settlement_id=row.id,
-            line_no=number,
-            catalogue_code=line.catalogue_code,
-            quantity=line.quantity,
-            unit_price_fen=line.unit_price_fen,
-            amount_fen=line.quantity * line.unit_price_fen,
+    return result
+
+
+def write_settlement(
+    session: Session,
+    *,
+    holdings: Holdings,
+    policy: Policy,
+    catalogue: Catalogue,
+    setl_id: str,
+    mdtrt_id: str,
+    fixmedins_code: str,
+    visit: Visit,
+    lines: Sequence[ClaimLine],
+    now: dt.datetime,
+) -> tuple[SettlementRow, SettlementResult]:
+    """Run the engine on ``holdings`` (read by :func:`load_holdings` or an equivalent read
+    in this transaction) and write the settlement, its lines, the balances, the year's totals
+    and the ledger transaction. Returns the written settlement as a detached row (its
+    ``id`` set) and the engine's result.
+
+    Core statements, no ORM unit of work: one INSERT … RETURNING id, one executemany per
+    kind of line, relative UPDATEs only for what changed (a cash-only settlement leaves the
+    account alone), the ledger through :func:`settlement.ledger.post_transaction`.
+    """
+    before = holdings.year_to_date
+    result = settle(
+        lines=lines,
+        person=holdings.person,
+        visit=visit,
+        policy=policy,
+        catalogue=catalogue,
+        year_to_date=before,
+        balances=holdings.balances,
+    )
+    after = result.year_to_date_after
+    band_added = after.self_pay_band_consumed_fen - before.self_pay_band_consumed_fen
+    deductible_added = after.deductible_consumed_fen - before.deductible_consumed_fen
+    fund_added = after.pooling_fund_paid_fen - before.pooling_fund_paid_fen
+    values: dict[str, Any] = {
+        "setl_id": setl_id,
+        "mdtrt_id": mdtrt_id,
+        "person_id": holdings.person_id,
+        "fixmedins_code": fixmedins_code,
+        "insutype": "310",
+        "visit_type": str(visit.visit_type),
+        "hospital_level": int(visit.hospital_level),
+        "visit_date": visit.visit_date,
+        "setl_time": now,
+        "policy_id": result.policy_id,
+        "status": SettlementStatus.SETTLED,
+        "medfee_sumamt": result.medfee_sumamt,
+        "fulamt_ownpay_amt": result.fulamt_ownpay_amt,
+        "preselfpay_amt": result.preselfpay_amt,
+        "inscp_scp_amt": result.inscp_scp_amt,
+        "act_pay_dedc": result.act_pay_dedc,
+        "hifp_pay": result.hifp_pay,
+        "pool_prop_selfpay": result.pool_prop_selfpay,
+        "hifob_pay": result.hifob_pay,
+        "fund_pay_sumamt": result.fund_pay_sumamt,
+        "acct_pay": result.acct_pay,
+        "acct_pay_current_year_fen": result.acct_detail.current_year_fen,
+        "acct_pay_past_years_fen": result.acct_detail.past_years_fen,
+        "psn_cash_pay": result.psn_cash_pay,
+        "balc": result.balc,
+        "self_pay_band_added_fen": band_added,
+        "deductible_added_fen": deductible_added,
+        "cancelled_at": None,
+        "cancel_reason": None,
+    }
+    session.flush()  # pending ORM rows of the caller first (statements below bypass the ORM)
+    connection = session.connection()
+    settlement_id = connection.execute(_INSERT_SETTLEMENT, values).scalar_one()
+    if lines:
+        connection.execute(
+            _INSERT_LINE,
+            [
+                {
+                    "settlement_id": settlement_id,
+                    "line_no": number,
+                    "catalogue_code": line.catalogue_code,
+                    "quantity": line.quantity,
+                    "unit_price_fen": line.unit_price_fen,
+                    "amount_fen": line.quantity * line.unit_price_fen,
+                }
+                for number, line in enumerate(lines, start=1)
+            ],
         )
-        for number, line in enumerate(lines, start=1)
-    )
-    account.current_year_fen = result.balances_after.current_year_fen
-    account.past_years_fen = result.balances_after.past_years_fen
-    totals.self_pay_band_consumed_fen = after.self_pay_band_consumed_fen
-    totals.deductible_consumed_fen = after.deductible_consumed_fen
-    totals.pooling_fund_paid_fen = after.pooling_fund_paid_fen
+    if result.acct_pay:
+        connection.execute(
+            _DEBIT_ACCOUNT,
+            {
+                "p_id": holdings.person_id,
+                "current_year_paid": result.acct_detail.current_year_fen,
+                "past_years_paid": result.acct_detail.past_years_fen,
+            },
+        )
+    year = visit.visit_date.year
+    if not holdings.totals_exist:
+        # First settlement of the year. Two racing first settlements both insert; the primary
+        # key lets one win and the other fail with IntegrityError (the caller retries).
+        connection.execute(
+            _INSERT_TOTALS,
+            {
+                "person_id": holdings.person_id,
+                "year": year,
+                "self_pay_band_consumed_fen": after.self_pay_band_consumed_fen,
+                "deductible_consumed_fen": after.deductible_consumed_fen,
+                "pooling_fund_paid_fen": after.pooling_fund_paid_fen,
+            },
+        )
+    elif band_added or deductible_added or fund_added:
+        connection.execute(
+            _ADD_TO_TOTALS,
+            {
+                "p_id": holdings.person_id,
+                "p_year": year,
+                "band": band_added,
+                "deductible": deductible_added,
+                "fund": fund_added,
+            },
+        )
     post_transaction(
         session,
         txn_id=f"settle:{setl_id}",
         kind="settle",
-        postings=settlement_postings(result, psn_no=psn_no, fixmedins_code=fixmedins_code),
+        postings=settlement_postings(result, psn_no=holdings.psn_no, fixmedins_code=fixmedins_code),
         posted_at=now,
-        settlement_id=row.id,
+        settlement_id=settlement_id,
     )
-    return result
+    # ORM copies of the rows updated above (a caller that loaded them earlier in this session)
+    # would now be stale: expire them so the next access reads the database.
+    for mapped, ident in (
+        (PersonalAccount, (holdings.person_id,)),
+        (YearToDateTotals, (holdings.person_id, year)),
+    ):
+        cached = session.identity_map.get(identity_key(mapped, ident))
+        if cached is not None:
+            session.expire(cached)
+    return SettlementRow(id=settlement_id, **values), result
 
 
 def cancel_settlement(session: Session, *, setl_id: str, now: dt.datetime) -> None:

@@ -136,10 +136,12 @@ def _query_date(call: Call[Any]) -> dt.date:
         ) from None
 
 
-async def _write_retrying(call: Call[Any], unit: Callable[[Session], _T]) -> _T:
+async def _write_retrying(
+    call: Call[Any], unit: Callable[[Session], _T], *, grouped: bool = False
+) -> _T:
     for attempt in range(1, _WRITE_ATTEMPTS + 1):
         try:
-            return await call.app[DATABASE].write(unit)
+            return await call.app[DATABASE].write(unit, grouped=grouped)
         except IntegrityError:
             if attempt == _WRITE_ATTEMPTS:
                 raise
@@ -152,6 +154,7 @@ async def _idempotent(
     operation: str,
     subject: object,
     unit: Callable[..., service.Stored],
+    grouped: bool = False,
 ) -> web.Response:
     """Run ``unit(session, keyed=…)`` once per Idempotency-Key and answer its stored response."""
     key = call.request.headers.get(IDEMPOTENCY_HEADER)
@@ -173,7 +176,7 @@ async def _idempotent(
         raise IdempotencyKeyInUse("the first request with this key is still running")
     _IN_FLIGHT.add(slot)
     try:
-        stored = await _write_retrying(call, partial(unit, keyed=keyed))
+        stored = await _write_retrying(call, partial(unit, keyed=keyed), grouped=grouped)
     finally:
         _IN_FLIGHT.discard(slot)
     return web.Response(
@@ -270,7 +273,10 @@ async def _settle_local(
             visit_type=call.body.visit_type,
             visit_date=call.body.visit_date,
             lines=lines,
+            nonce=call.nonce,  # the route is nonce_in_handler: one transaction per settle
         ),
+        # Group-committed where writers are serial anyway (SQLite): one fsync for a batch.
+        grouped=call.app[DATABASE].writes_are_serial,
     )
 
 
@@ -492,6 +498,7 @@ SETTLEMENT_ROUTES: Final[tuple[Route, ...]] = (
         response_status=201,
         tags=_TAGS,
         errors=(*_SESSION_ERRORS, *_CLAIM_ERRORS, *_KEY_ERRORS, *_HUB_ERRORS),
+        nonce_in_handler=True,
     ),
     Route(
         "POST",

@@ -1,39 +1,57 @@
 """Local settlements per second against the real server, beside an aiohttp "hello".
 
-``python -m loadtest.bench.settle [--json] [--seconds S] [--workers N] [--concurrency 16,32]``
-(and ``python -m loadtest.bench settle`` once registered in ``loadtest/bench/__main__.py``).
+``python -m loadtest.bench settle [--json] [--seconds S] [--workers N] [--concurrency 16,32]
+[--db postgresql+psycopg://@127.0.0.1:5432/test] [--ledger-entries 10000,1000000]``
 
-1. starts ``python -m gateway serve --workers N`` (embedded SQLite, synchronous=FULL, the demo
-   world with its insured persons) on a free port, card sessions valid for an hour;
+1. starts ``python -m gateway serve --workers N`` on a free port, card sessions valid for an
+   hour, with the demo world and its insured persons: on embedded SQLite (synchronous=FULL) in
+   a temporary data dir, or with ``--db`` on PostgreSQL, in a schema of its own
+   (``bench_settle_<random>``, created here and dropped at the end: nothing shared is
+   touched);
 2. reads ``--cards`` demo cards once each at a hospital terminal of their own (full SM2 card
    authentication), keeping the card sessions;
-3. (a) closed loop at each concurrency: settle an outpatient visit (2 lines) with a fresh
-   Idempotency-Key, back to back for S seconds; the best rate is ``settle_per_s``;
-4. (b) open loop at ``--rate`` (500/s): latency from the scheduled start (no coordinated
-   omission) → ``settle_p99_ms_at_500``;
-5. (c) the hello yardstick of :mod:`loadtest.bench.auth` with the same workers and client.
+3. (a) closed loop at each concurrency: one *settlement* is a pre-settle followed by a settle
+   of the same outpatient visit (2 lines) with a fresh Idempotency-Key, back to back for S
+   seconds; the best rate is ``settle_per_s``, with the server's CPU per settlement
+   (``server_cpu_ms_per_settlement``: user + system time of the gateway's processes / count,
+   which machine noise does not move the way it moves rates);
+4. (b) open loop at ``--rate`` (500/s) settlements: latency from the scheduled start (no
+   coordinated omission) → ``settle_p99_ms_at_500``;
+5. (c) with ``--ledger-entries``: for each size in turn, the ledger is first filled up to that
+   many historical entries (balanced 4-entry transactions over 20,000 persons' and 400
+   institutions' accounts, inserted in batches by executemany, or COPY on PostgreSQL, then
+   ANALYZE), then settles alone run open loop at ``--steady-rate`` (100/s):
+   ``ledger_growth`` lists settle p50/p99 and server CPU per settle per size, so a slope
+   shows at once;
+6. (d) the hello yardstick of :mod:`loadtest.bench.auth` with the same workers and client.
 
-Each settle is one write transaction (key, engine, settlement, balances, ledger, stored
-answer) plus the request nonce; accounts run dry during the run, after which settlements are
-paid in cash, which is still a full settlement. Only the public HTTP API is used.
+Each settle is one write transaction (request nonce, key, engine, settlement, balances,
+ledger, stored answer), group-committed with its neighbours on SQLite; pre-settle is a read.
+Accounts run dry during the run, after which settlements are paid in cash, which is still a
+full settlement. Settlements go through the public HTTP API only; the ledger preload (5) is
+test-data setup and writes the tables directly with SQLAlchemy Core, not the project's code.
+On PostgreSQL the server CPU excludes PostgreSQL's own backends.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from loadtest.bench import auth
 from loadtest.bench.cards import BenchCard, make_cards
@@ -45,6 +63,7 @@ from sscard.layout import card_auth_message
 __all__ = ["add_arguments", "run"]
 
 SETTLE_PATH: Final = "/v1/settlements"
+PRE_SETTLE_PATH: Final = "/v1/settlements/pre-settle"
 HOSPITAL_TERMINALS: Final = 800  # demo terminals 0..799 belong to the 400 hospitals
 BEIJING: Final = dt.timezone(dt.timedelta(hours=8))
 LINES: Final = (
@@ -61,6 +80,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop offered settle/s")
     parser.add_argument("--cards", type=int, default=100, help="demo cards (one terminal each)")
     parser.add_argument("--seed", default=sd.DEFAULT_DEMO_SEED, help="demo seed")
+    parser.add_argument(
+        "--db",
+        default="",
+        help="a postgresql+psycopg:// URL: run the gateway there, in a schema of its own "
+        "(default: embedded SQLite)",
+    )
+    parser.add_argument(
+        "--ledger-entries",
+        default="",
+        help="comma-separated ledger sizes (e.g. 10000,1000000): fill the ledger up to each "
+        "and measure settle latency at --steady-rate",
+    )
+    parser.add_argument(
+        "--steady-rate", type=float, default=100.0, help="settles/s for the ledger-size phases"
+    )
 
 
 @dataclass
@@ -125,20 +159,43 @@ class _Client:
             raise auth.AuthFailed(str(body.get("code")))
         self.tills.append(_Till(terminal, body["card_session"]))
 
+    def _visit(self) -> dict[str, Any]:
+        return {"visit_type": "outpatient", "visit_date": self.visit_date, "lines": list(LINES)}
+
     async def settle(self, i: int) -> None:
+        """Settle alone (a new Idempotency-Key)."""
         till = self.tills[i % len(self.tills)]
         status, body = await self.post(
             SETTLE_PATH,
-            {"visit_type": "outpatient", "visit_date": self.visit_date, "lines": list(LINES)},
+            self._visit(),
             till.terminal,
             {"X-Card-Session": till.card_session, "Idempotency-Key": f"b{self.run_id}-{i}"},
         )
         if status != 201:
             raise auth.AuthFailed(str(body.get("code", f"HTTP_{status}")))
 
+    async def settlement(self, i: int) -> None:
+        """One settlement at the counter: pre-settle (the estimate shown), then settle."""
+        till = self.tills[i % len(self.tills)]
+        status, body = await self.post(
+            PRE_SETTLE_PATH,
+            self._visit(),
+            till.terminal,
+            {"X-Card-Session": till.card_session},
+        )
+        if status != 200:
+            raise auth.AuthFailed("PRE_" + str(body.get("code", f"HTTP_{status}")))
+        await self.settle(i)
+
 
 async def _measure(
-    args: argparse.Namespace, base: str, process: Any, log_path: Path, result: dict[str, Any]
+    args: argparse.Namespace,
+    base: str,
+    process: Any,
+    log_path: Path,
+    result: dict[str, Any],
+    *,
+    db_url: str,
 ) -> None:
     seconds = float(args.seconds)
     concurrencies = auth._concurrencies(args)
@@ -153,15 +210,15 @@ async def _measure(
             await client.read_card(card, ta.demo_terminal(args.seed, n % HOSPITAL_TERMINALS))
         offset = 0  # every call gets its own Idempotency-Key: no replays are measured
 
-        def settle_from(start: int) -> Callable[[int], Awaitable[None]]:
-            return lambda i: client.settle(start + i)
+        def settlement_from(start: int) -> Callable[[int], Awaitable[None]]:
+            return lambda i: client.settlement(start + i)
 
         phases: list[auth.Phase] = []
         for concurrency in concurrencies:
-            await auth.closed_loop(settle_from(offset), concurrency, min(0.3, seconds))
+            await auth.closed_loop(settlement_from(offset), concurrency, min(0.3, seconds))
             offset += 10_000_000
             phase = await auth.closed_loop(
-                settle_from(offset), concurrency, seconds, server_pgid=process.pid
+                settlement_from(offset), concurrency, seconds, server_pgid=process.pid
             )
             offset += 10_000_000
             phases.append(phase)
@@ -171,12 +228,170 @@ async def _measure(
         result["settle_errors"] = dict(best.errors)
         result["settle_p50_ms_closed"] = auth._round(auth._percentile(best.latencies_ms, 50))
         result["settle_p99_ms_closed"] = auth._round(auth._percentile(best.latencies_ms, 99))
+        result["server_cpu_ms_per_settlement"] = auth._server_cpu_ms(best)
         result["settle_by_concurrency"] = [auth._phase_summary(p) for p in phases]
-        steady = await auth.open_loop(client.settle, float(args.rate), seconds, start_at=offset)
+        steady = await auth.open_loop(
+            client.settlement, float(args.rate), seconds, start_at=offset, server_pgid=process.pid
+        )
+        offset += 10_000_000
         result["settle_p50_ms_at_500"] = auth._round(auth._percentile(steady.latencies_ms, 50))
         result["settle_p99_ms_at_500"] = auth._round(auth._percentile(steady.latencies_ms, 99))
         result["achieved_rate_at_500"] = round(steady.per_s, 1)
         result["errors_at_500"] = dict(steady.errors)
+        result["server_cpu_ms_per_settlement_at_500"] = auth._server_cpu_ms(steady)
+        growth: list[dict[str, Any]] = []
+        for entries in _ledger_sizes(args):
+            loaded = await asyncio.to_thread(fill_ledger, db_url, entries)
+            await auth.closed_loop(client.settle, 8, min(0.5, seconds), limit=50)  # warm caches
+            phase = await auth.open_loop(
+                client.settle,
+                float(args.steady_rate),
+                max(seconds, 3.0),
+                start_at=offset,
+                server_pgid=process.pid,
+            )
+            offset += 10_000_000
+            growth.append(
+                {
+                    "ledger_entries": loaded["entries"],
+                    "fill_s": loaded["seconds"],
+                    "rate": float(args.steady_rate),
+                    "ok": phase.ok,
+                    "errors": dict(phase.errors),
+                    "settle_p50_ms": auth._round(auth._percentile(phase.latencies_ms, 50)),
+                    "settle_p99_ms": auth._round(auth._percentile(phase.latencies_ms, 99)),
+                    "server_cpu_ms_per_settle": auth._server_cpu_ms(phase),
+                }
+            )
+        if growth:
+            result["ledger_growth"] = growth
+
+
+def _ledger_sizes(args: argparse.Namespace) -> list[int]:
+    sizes = [int(n) for n in str(args.ledger_entries).split(",") if n.strip()]
+    if any(n < 0 for n in sizes) or sizes != sorted(sizes):
+        raise SystemExit("--ledger-entries: ascending non-negative integers, comma-separated")
+    return sizes
+
+
+# -- ledger history (test-data setup, straight into the tables) --------------------------------
+
+HISTORY_PREFIX: Final = "hist:"
+HISTORY_BATCH_TXNS: Final = 10_000  # 40,000 entries per transaction
+HISTORY_PERSONS: Final = 20_000
+HISTORY_INSTITUTIONS: Final = 400
+HISTORY_POSTED_AT: Final = "2026-01-02 03:04:05.000000"  # SQLAlchemy's SQLite text format
+
+
+Rows = list[tuple[Any, ...]]
+
+
+def _history_rows(first_txn: int, count: int) -> tuple[Rows, Rows]:
+    """Balanced 4-entry transactions: fund and personal account and cash pay the fees."""
+    txns: Rows = []
+    entries: Rows = []
+    for n in range(first_txn, first_txn + count):
+        txn_id = f"{HISTORY_PREFIX}{n}"
+        psn = f"person:31{n % HISTORY_PERSONS:013d}:current_year"
+        inst = f"institution:H{n % HISTORY_INSTITUTIONS:011d}"
+        fund, account, cash = 1_000 + n % 5_000, 500 + n % 700, 100 + n % 300
+        txns.append((txn_id, "history", HISTORY_POSTED_AT))
+        entries.extend(
+            (
+                (txn_id, "fund:pooling", "debit", fund),
+                (txn_id, psn, "debit", account),
+                (txn_id, inst + ":cash", "debit", cash),
+                (txn_id, inst + ":fees", "credit", fund + account + cash),
+            )
+        )
+    return txns, entries
+
+
+def fill_ledger(db_url: str, entries: int) -> dict[str, Any]:
+    """Add history until the ledger holds at least ``entries`` entries (4 per transaction);
+    returns the count reached and the seconds it took."""
+    started = time.perf_counter()
+    engine = create_engine(db_url, connect_args={"timeout": 60} if "sqlite" in db_url else {})
+    try:
+        with engine.connect() as connection:
+            have = connection.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one()
+            done = connection.execute(
+                text("SELECT count(*) FROM ledger_transactions WHERE kind = 'history'")
+            ).scalar_one()
+            connection.rollback()
+            missing_txns = max(0, -(-(entries - have) // 4))
+            while missing_txns > 0:
+                batch = min(HISTORY_BATCH_TXNS, missing_txns)
+                txns, rows = _history_rows(done, batch)
+                _insert_history(connection, txns, rows)
+                done += batch
+                missing_txns -= batch
+            connection.exec_driver_sql("ANALYZE")
+            connection.commit()
+            total = connection.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one()
+            connection.rollback()
+    finally:
+        engine.dispose()
+    return {"entries": int(total), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _insert_history(connection: Any, txns: Rows, rows: Rows) -> None:
+    driver = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        with driver.cursor() as cursor:
+            with cursor.copy(
+                "COPY ledger_transactions (txn_id, kind, posted_at) FROM STDIN"
+            ) as copy:
+                for row in txns:
+                    copy.write_row(row)
+            with cursor.copy(
+                "COPY ledger_entries (txn_id, account, side, amount_fen) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        driver.commit()
+        return
+    cursor = driver.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.executemany(
+            "INSERT INTO ledger_transactions (txn_id, kind, posted_at) VALUES (?, ?, ?)", txns
+        )
+        cursor.executemany(
+            "INSERT INTO ledger_entries (txn_id, account, side, amount_fen) VALUES (?, ?, ?, ?)",
+            rows,
+        )
+        cursor.execute("COMMIT")
+    finally:
+        cursor.close()
+
+
+# -- a PostgreSQL schema of the bench's own ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _database(args: argparse.Namespace, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(the gateway's db URL, a label): embedded SQLite in tmp_path, or a fresh schema on
+    ``--db``, dropped afterwards (only that schema: others share the database)."""
+    if not args.db:
+        yield f"sqlite:///{tmp_path / 'db' / 'bench.sqlite3'}", "sqlite"
+        return
+    url = make_url(args.db)
+    if url.get_backend_name() != "postgresql":
+        raise SystemExit("--db: a postgresql+psycopg:// URL (SQLite is the default)")
+    schema = f"bench_settle_{secrets.token_hex(6)}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        scoped = url.update_query_dict({"options": f"-csearch_path={schema}"})
+        try:
+            yield scoped.render_as_string(hide_password=False), "postgresql"
+        finally:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    finally:
+        admin.dispose()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -190,28 +405,44 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cards": args.cards,
         "offered_rate": args.rate,
     }
-    with tempfile.TemporaryDirectory(prefix="bench-settle-") as tmp:
+    _ledger_sizes(args)  # refuse a bad list before anything starts
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-settle-") as tmp,
+        _database(args, Path(tmp)) as (db_url, backend),
+    ):
         tmp_path = Path(tmp)
+        result["database"] = backend
         env = auth._clean_env()
         env["GATEWAY_DEMO_SEED"] = args.seed
-        env["GATEWAY_CARD_SESSION_TTL_S"] = "3600"
+        server_env = dict(env)
+        server_env["GATEWAY_DB_URL"] = db_url
+        server_env["GATEWAY_DEMO_WORLD"] = "on"
+        server_env["GATEWAY_CARD_SESSION_TTL_S"] = "3600"
         # Far above what the bench offers per terminal: the limiter is not what is measured.
-        env["GATEWAY_TERMINAL_RATE_PER_S"] = "10000"
-        env["GATEWAY_TERMINAL_BURST"] = "10000"
+        server_env["GATEWAY_TERMINAL_RATE_PER_S"] = "10000"
+        server_env["GATEWAY_TERMINAL_BURST"] = "10000"
         port = auth._free_port()
         log_path = tmp_path / "gateway.log"
         argv = [sys.executable, "-m", "gateway", "serve", "--workers", str(args.workers),
                 "--port", str(port), "--data-dir", str(tmp_path / "var")]  # fmt: skip
-        with auth._process(argv, log_path, env) as process:
+        with auth._process(argv, log_path, server_env) as process:
             base = f"http://127.0.0.1:{port}"
-            asyncio.run(_measure(args, base, process, log_path, result))
+            asyncio.run(_measure(args, base, process, log_path, result, db_url=db_url))
         auth._run_hello(args, result, tmp_path, env)
     hello_per_s = result["hello_per_s"]
     result["ratio_settle_to_hello"] = (
         round(result["settle_per_s"] / hello_per_s, 3) if hello_per_s else None
     )
+    for size in result.get("ledger_growth", []):
+        print(
+            f"ledger {size['ledger_entries']:,} entries: settle p50 {size['settle_p50_ms']} ms, "
+            f"p99 {size['settle_p99_ms']} ms at {size['rate']:.0f}/s, server CPU "
+            f"{size['server_cpu_ms_per_settle']} ms/settle"
+        )
     print(
-        f"settle/s = {result['settle_per_s']:,.0f} at c={result['concurrency']} "
+        f"[{result['database']}] settlements/s (pre-settle + settle) = "
+        f"{result['settle_per_s']:,.0f} at c={result['concurrency']}, server CPU "
+        f"{result['server_cpu_ms_per_settlement']} ms each "
         f"(p99 {result['settle_p99_ms_closed']} ms); open loop {args.rate:.0f}/s: p99 "
         f"{result['settle_p99_ms_at_500']} ms, achieved {result['achieved_rate_at_500']}/s, "
         f"errors {result['errors_at_500'] or 0}; hello {hello_per_s:,.0f}/s; "
