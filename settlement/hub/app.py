@@ -173,6 +173,30 @@ def _problem(status: int, code: str, message: str, field: str | None = None) -> 
     return _json(body, status)
 
 
+async def _read_json(request: web.Request) -> Any:
+    """The body as JSON; ValueError for anything that is not (bad UTF-8, or nesting too deep
+    for the parser, included), HTTPRequestEntityTooLarge above MAX_BODY_BYTES."""
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError("not JSON") from exc
+
+
+async def _envelope(request: web.Request, path_infno: str) -> wire.HubRequest | web.Response:
+    """The parsed request envelope, or the 400/413 answer that refuses it."""
+    try:
+        data = await _read_json(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _problem(413, "ENVELOPE_TOO_LARGE", f"the body is over {MAX_BODY_BYTES} bytes")
+    except ValueError:
+        return _problem(400, "ENVELOPE_INVALID", "the body is not JSON")
+    try:
+        return wire.parse_request(data, path_infno=path_infno)
+    except WireError as exc:
+        return _problem(400, "ENVELOPE_INVALID", exc.message, exc.field)
+
+
 async def _hub_call(request: web.Request) -> web.Response:
     app = request.app
     path_infno = request.match_info["infno"]
@@ -186,14 +210,9 @@ async def _hub_call(request: web.Request) -> web.Response:
     if decision.error_5xx:
         log.info("injected 503", extra=_fields(infno=path_infno))
         return _problem(503, "HUB_FAULT_5XX", "injected fault: nothing was processed")
-    try:
-        data = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        return _problem(400, "ENVELOPE_INVALID", "the body is not JSON")
-    try:
-        envelope = wire.parse_request(data, path_infno=path_infno)
-    except WireError as exc:
-        return _problem(400, "ENVELOPE_INVALID", exc.message, exc.field)
+    envelope = await _envelope(request, path_infno)
+    if isinstance(envelope, web.Response):
+        return envelope
     response = app[STATE].handle(envelope, now=app[CLOCK]())
     log.info(
         "call",
@@ -225,8 +244,10 @@ async def _get_faults(request: web.Request) -> web.Response:
 
 async def _put_faults(request: web.Request) -> web.Response:
     try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+        body = await _read_json(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _problem(413, FaultSpecInvalid.code, f"the body is over {MAX_BODY_BYTES} bytes")
+    except ValueError:
         return _problem(400, FaultSpecInvalid.code, "the body is not JSON")
     listener = request.app[LISTENER].listener
     wants_refusal = isinstance(body, dict) and body.get("refuse_connections_s", 0) not in (0, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -132,6 +133,15 @@ async def test_a_body_that_is_not_json_is_400(client: TestClient[Any, Any]) -> N
         assert (await response.json())["code"] == "ENVELOPE_INVALID"
     async with client.post("/hub/v1/22071", json={}) as response:
         assert response.status == 404  # not a transaction path at all
+    for body in (b"[" * 100_000, b"\xff\xfe", b'{"infno": NaN}'):
+        async with client.post("/hub/v1/2207", data=body) as response:
+            assert response.status == 400
+            assert (await response.json())["code"] == "ENVELOPE_INVALID"
+    async with client.post("/hub/v1/2207", data=io.BytesIO(b" " * (1024 * 1024 + 1))) as response:
+        assert response.status == 413
+        assert (await response.json())["code"] == "ENVELOPE_TOO_LARGE"
+    async with client.put("/hub/admin/faults", data=b"[" * 100_000) as response:
+        assert response.status == 400
 
 
 # --- faults per request ------------------------------------------------------------------------
