@@ -146,11 +146,12 @@ ROUTES: Final[tuple[Route, ...]] = (
     *CARD_AUTH_ROUTES,
     # Money moves for hospitals and pharmacies only: a bank's, employer's or centre's terminal
     # (issuance) is refused here with 403 INSTITUTION_KIND_NOT_ALLOWED before any handler runs.
+    # (Operations terminals of the settlement and cross-province listings are hospitals' or
+    # pharmacies' today; an office kind of its own would be added to these kinds.)
     *(
         dataclasses.replace(route, institution_kinds=frozenset(MEDICAL_KINDS))
-        for route in SETTLEMENT_ROUTES
+        for route in (*SETTLEMENT_ROUTES, *CROSSPROV_ROUTES)
     ),
-    *CROSSPROV_ROUTES,
     *ISSUANCE_ROUTES,
     *OPS_ROUTES,
 )

@@ -156,11 +156,16 @@ SETTLEMENT_CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/reconciliation/totals", {}),
     ("POST", "/v1/reconciliation/details", {}),
     ("GET", "/v1/reconciliation/mismatches?date=2019-03-01", None),
+    ("POST", "/v1/crossprov/filings", {}),
+    ("GET", "/v1/crossprov/filings", None),
+    ("GET", "/v1/crossprov/settlements?date=2019-03-01", None),
+    ("GET", "/v1/crossprov/reversals", None),
+    ("GET", "/v1/crossprov/clearing?date=2019-03-01", None),
 ]
 
 
 def _settlement_paths() -> set[tuple[str, str]]:
-    return {(r.method, r.path) for r in ROUTES if "settlement" in r.tags}
+    return {(r.method, r.path) for r in ROUTES if {"settlement", "cross-province"} & set(r.tags)}
 
 
 async def test_every_settlement_route_refuses_an_issuing_institution(
