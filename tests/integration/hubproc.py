@@ -48,6 +48,8 @@ DEFAULT_INSTITUTION = "H31000000001"
 START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+# No proxies: an http_proxy in the environment must not route 127.0.0.1 elsewhere.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class HubStartError(RuntimeError):
@@ -101,7 +103,7 @@ class HubProcess:
             self.url + path, data=data, method=method, headers=sent_headers
         )
         try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as response:
+            with _OPENER.open(req, timeout=timeout_s) as response:
                 return response.status, _json_or_none(response.read())
         except urllib.error.HTTPError as error:
             with error:
