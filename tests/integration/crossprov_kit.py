@@ -115,7 +115,12 @@ class Gateway:
 
 @contextlib.contextmanager
 def running_gateway(
-    tmp_path: Path, hub_url: str, *, workers: int = 2, **settings: str
+    tmp_path: Path,
+    hub_url: str,
+    *,
+    workers: int = 2,
+    extra: Mapping[str, str] | None = None,
+    **settings: str,
 ) -> Iterator[Gateway]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
     ops_institution = demo_institution_code(OPS_TERMINAL // 2)
@@ -127,7 +132,9 @@ def running_gateway(
             "GATEWAY_LOG_LEVEL": "WARNING",
         }
     )
-    env.update({f"GATEWAY_{name.upper()}": value for name, value in settings.items()})
+    env.update(
+        {f"GATEWAY_{name.upper()}": value for name, value in {**(extra or {}), **settings}.items()}
+    )
     gateway = Gateway(tmp_path / "var", free_port(), tmp_path / "gateway.log", env)
     gateway.start(workers)
     try:
