@@ -17,9 +17,11 @@
    limits how many): a new SM2 key pair and certificate per card, then the card is posted.
    Production is an HTTP operation of the card centre's role, not an internal job.
 
-Figures: seconds and rate per phase; peak memory as the server's peak RSS (VmHWM of the
-gateway processes, from /proc) and the bench's own (``getrusage``). Only HTTP is used; the
-request signing is sscard.terminal_auth's, as every terminal's.
+Figures: seconds and rate per phase, and the server's CPU seconds per phase (user + system of
+its process group, from /proc: unlike the wall clock, it does not move when other programs
+share the cores) with CPU milliseconds per row or card; peak memory as the server's peak RSS
+(VmHWM of the gateway processes, from /proc) and the bench's own (``getrusage``). Only HTTP is
+used; the request signing is sscard.terminal_auth's, as every terminal's.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from loadtest.bench.auth import _clean_env, _free_port, _process, _wait_ready
+from loadtest.bench.auth import _clean_env, _free_port, _group_cpu_s, _process, _wait_ready
 from sscard import demo as sd
 from sscard import terminal_auth as ta
 from sscard.layout import citizen_id_check_digit
@@ -215,6 +217,7 @@ async def _drive(
     figures: dict[str, Any] = {}
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as http:
+        cpu = _group_cpu_s(gateway.pid)
         started, accepted, rejected = time.perf_counter(), 0, 0
         for number, start in enumerate(range(0, count, chunk)):
             terminal, bank = employers[number % len(employers)]
@@ -224,19 +227,20 @@ async def _drive(
             if result["rejected"]:
                 first = next(r for r in result["rows"] if not r["accepted"])
                 raise RuntimeError(f"upload refused rows, first: {first}")
-        figures["upload"] = _phase(started, count, accepted=accepted, uploads=number + 1)
+        figures["upload"], cpu = _phase(started, count, cpu, gateway.pid)
+        figures["upload"].update(accepted=accepted, uploads=number + 1)
         figures["server_rss_after_upload_mib"] = server_peak_rss_mib(gateway.pid)
 
         started = time.perf_counter()
         batches = (await _call(http, url, centre, "/v1/issuance/batches", b"{}"))["batch_ids"]
-        figures["batch"] = _phase(started, count, batches=len(batches))
+        figures["batch"], cpu = _phase(started, count, cpu, gateway.pid)
 
         started, produced = time.perf_counter(), 0
         for batch_id in batches[: args.produce_batches]:
             path = f"/v1/issuance/batches/{batch_id}/produce"
             report = await _call(http, url, centre, path, b"{}")
             produced += report["by_stage"].get("mailed", 0)
-        figures["produce"] = _phase(started, produced, cards=produced)
+        figures["produce"], cpu = _phase(started, produced, cpu, gateway.pid)
         figures["server_peak_rss_mib"] = server_peak_rss_mib(gateway.pid)
         day = dt.datetime.now(SHANGHAI).date().isoformat()
         stats_path = f"/v1/issuance/stats?date={day}"
@@ -251,10 +255,19 @@ async def _drive(
     return figures
 
 
-def _phase(started: float, items: int, **extra: Any) -> dict[str, Any]:
+def _phase(
+    started: float, items: int, cpu_before: float | None, pgid: int
+) -> tuple[dict[str, Any], float | None]:
+    """The phase's figures, and the server's CPU seconds so far (the next phase's start)."""
     seconds = time.perf_counter() - started
     rate = round(items / seconds, 1) if seconds > 0 and items else 0.0
-    return {"seconds": round(seconds, 2), "per_second": rate, **extra}
+    cpu_now = _group_cpu_s(pgid)
+    figures: dict[str, Any] = {"seconds": round(seconds, 2), "per_second": rate}
+    if cpu_before is not None and cpu_now is not None:
+        figures["server_cpu_s"] = round(cpu_now - cpu_before, 2)
+        if items:
+            figures["server_cpu_ms_per_item"] = round(1000 * (cpu_now - cpu_before) / items, 3)
+    return figures, cpu_now
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -289,14 +302,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _cpu(phase: dict[str, Any], unit: str) -> str:
+    per = phase.get("server_cpu_ms_per_item")
+    return "" if per is None else f"  server CPU {phase['server_cpu_s']} s = {per} ms/{unit}"
+
+
 def _print_report(r: dict[str, Any]) -> None:
     print(
         f"issuance over HTTP: {r['applications']} applications in {r['upload']['uploads']} CSV "
         f"uploads of <= {r['chunk_rows']} rows\n"
-        f"  upload   {r['upload']['seconds']:9.2f} s  {r['upload']['per_second']:9.1f} rows/s\n"
-        f"  batch    {r['batch']['seconds']:9.2f} s  -> {r['batches']} production batches\n"
+        f"  upload   {r['upload']['seconds']:9.2f} s  {r['upload']['per_second']:9.1f} rows/s"
+        f"{_cpu(r['upload'], 'row')}\n"
+        f"  batch    {r['batch']['seconds']:9.2f} s  -> {r['batches']} production batches"
+        f"{_cpu(r['batch'], 'application')}\n"
         f"  produce  {r['produce']['seconds']:9.2f} s  {r['produce']['per_second']:9.1f} cards/s"
-        f"  ({r['produced']} cards: new SM2 key + certificate each, then posted)\n"
+        f"{_cpu(r['produce'], 'card')}\n"
+        f"           ({r['produced']} cards: a new SM2 key + certificate each, then posted)\n"
         f"  peak RSS: server {r['server_peak_rss_mib']} MiB (after upload "
         f"{r['server_rss_after_upload_mib']} MiB), bench {r['bench_peak_rss_mib']} MiB",
         flush=True,

@@ -51,5 +51,10 @@ def test_issuance_bench_over_http_prints_json_last_line() -> None:
     assert report["batches"] == 1  # one channel, one collection day
     assert report["produced"] == 120
     assert report["stats_cards"]["produced"] == report["stats_cards"]["mailed"] == 120
+    # CPU comes in clock ticks (10 ms): the tiny batch step may measure 0.
+    for phase in ("upload", "batch", "produce"):
+        assert report[phase]["server_cpu_ms_per_item"] >= 0, phase
+    assert report["upload"]["server_cpu_s"] > 0
+    assert report["produce"]["server_cpu_s"] > 0
     for key in ("server_peak_rss_mib", "bench_peak_rss_mib", "server_rss_after_upload_mib"):
         assert report[key] > 0, key
