@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from gateway.card_auth import checks
 from gateway.card_auth.keys import KeyManager, SoftwareKeyManager, load_master_key_file
+from gateway.card_auth.registry import read_card
 from gateway.card_auth.session import (
     SESSION_KEY_LEN,
     CardSession,
@@ -57,7 +58,7 @@ from gateway.logs import fields
 from gateway.routing import NonceClaim
 from gateway.settings import Settings
 from gateway.state import CLOCK, DATABASE, SETTINGS
-from issuance.registry import CardRecord, CardRegistry
+from issuance.registry import CardRecord
 from sscard import demo as sscard_demo
 from sscard.certs import VerifiedCertificate, fingerprint_sm3
 from sscard.layout import CHALLENGE_LEN_GEN2, CHALLENGE_LEN_GEN3, MAX_TERMINAL_ID_LEN
@@ -349,7 +350,7 @@ def consume_and_read(
         return LoadedAttempt(found, None, None)
     # The registry row is read here, never cached, so a card reported lost a moment ago is
     # refused now.
-    card = CardRegistry(session).get(card_sn)
+    card = read_card(session, card_sn)
     der = None if certificate_sm3_hex is None else find_certificate(session, certificate_sm3_hex)
     return LoadedAttempt(found, card, der)
 

@@ -21,24 +21,20 @@ timezone conversion in between.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Final
 
 from sqlalchemy import (
     BigInteger,
     LargeBinary,
     SmallInteger,
     String,
-    Table,
-    bindparam,
     delete,
-    insert,
     select,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from gateway.store import GatewayBase
+from gateway.store import DriverStatement, GatewayBase
 from sscard.certs import MAX_CERTIFICATE_DER_BYTES
 
 __all__ = [
@@ -101,37 +97,34 @@ class ConsumedChallenge:
     consumed: bool
 
 
-# Hot-path statements run on the session's connection (Core): the same SQL as through the
-# ORM, at a fraction of the CPU cost per statement.
-_CHALLENGES = cast(Table, CardChallenge.__table__)
-_INSERT_CHALLENGE = insert(_CHALLENGES)
-_SELECT_CHALLENGE = select(
-    _CHALLENGES.c.challenge_id,
-    _CHALLENGES.c.terminal_id,
-    _CHALLENGES.c.card_sn,
-    _CHALLENGES.c.generation,
-    _CHALLENGES.c.challenge,
-    _CHALLENGES.c.expires_at_ms,
-).where(_CHALLENGES.c.challenge_id == bindparam("id"))
-_MARK_CHALLENGE_USED = (
-    update(_CHALLENGES)
-    .where(_CHALLENGES.c.challenge_id == bindparam("id"), _CHALLENGES.c.used_at_ms.is_(None))
-    .values(used_at_ms=bindparam("now_ms"))
+# Hot-path statements on the driver's cursor (gateway.store.DriverStatement): the same SQL
+# SQLAlchemy would send, at a fraction of the CPU per statement.
+_INSERT_CHALLENGE: Final = DriverStatement(
+    "INSERT INTO card_challenges (challenge_id, terminal_id, card_sn, generation, challenge, "
+    "expires_at_ms, used_at_ms) VALUES (?, ?, ?, ?, ?, ?, NULL)"
 )
+_SELECT_CHALLENGE: Final = DriverStatement(
+    "SELECT terminal_id, card_sn, generation, challenge, expires_at_ms FROM card_challenges "
+    "WHERE challenge_id = ?"
+)
+# Single use: only the statement that changed the row (rowcount 1) owns the challenge.
+_MARK_CHALLENGE_USED: Final = DriverStatement(
+    "UPDATE card_challenges SET used_at_ms = ? WHERE challenge_id = ? AND used_at_ms IS NULL"
+)
+_SELECT_CERTIFICATE: Final = DriverStatement("SELECT der FROM card_certificates WHERE sm3 = ?")
 
 
 def insert_challenge(session: Session, record: ChallengeRecord) -> None:
-    session.connection().execute(
-        _INSERT_CHALLENGE,
-        {
-            "challenge_id": record.challenge_id,
-            "terminal_id": record.terminal_id,
-            "card_sn": record.card_sn,
-            "generation": record.generation,
-            "challenge": record.challenge,
-            "expires_at_ms": record.expires_at_ms,
-            "used_at_ms": None,
-        },
+    _INSERT_CHALLENGE.execute(
+        session,
+        (
+            record.challenge_id,
+            record.terminal_id,
+            record.card_sn,
+            record.generation,
+            record.challenge,
+            record.expires_at_ms,
+        ),
     )
 
 
@@ -141,19 +134,18 @@ def consume_challenge(session: Session, challenge_id: str, now_ms: int) -> Consu
     The caller judges the result with :func:`gateway.card_auth.checks.check_challenge` AFTER
     this transaction committed, so that a rejected attempt still burns the challenge.
     """
-    connection = session.connection()
-    row = connection.execute(_SELECT_CHALLENGE, {"id": challenge_id}).one_or_none()
+    row = _SELECT_CHALLENGE.execute(session, (challenge_id,)).fetchone()
     if row is None:
         return ConsumedChallenge(None, consumed=False)
-    result = connection.execute(_MARK_CHALLENGE_USED, {"id": challenge_id, "now_ms": now_ms})
-    rowcount: int = result.rowcount
+    rowcount: int = _MARK_CHALLENGE_USED.execute(session, (now_ms, challenge_id)).rowcount
+    terminal_id, card_sn, generation, challenge, expires_at_ms = row
     record = ChallengeRecord(
-        challenge_id=row.challenge_id,
-        terminal_id=row.terminal_id,
-        card_sn=row.card_sn,
-        generation=row.generation,
-        challenge=bytes(row.challenge),
-        expires_at_ms=row.expires_at_ms,
+        challenge_id=challenge_id,
+        terminal_id=terminal_id,
+        card_sn=card_sn,
+        generation=int(generation),
+        challenge=bytes(challenge),
+        expires_at_ms=int(expires_at_ms),
     )
     return ConsumedChallenge(record, consumed=rowcount == 1)
 
@@ -172,12 +164,8 @@ def delete_expired_challenges(session: Session, before_ms: int, limit: int) -> i
 
 
 def find_certificate(session: Session, sm3_hex: str) -> bytes | None:
-    der = (
-        session.connection()
-        .execute(select(CardCertificate.der).where(CardCertificate.sm3 == sm3_hex))
-        .scalar_one_or_none()
-    )
-    return None if der is None else bytes(der)
+    row = _SELECT_CERTIFICATE.execute(session, (sm3_hex,)).fetchone()
+    return None if row is None else bytes(row[0])
 
 
 def _insert_ignoring_duplicates(
