@@ -143,8 +143,12 @@ def _require_card_usable(session: Session, card: CardCheck, now: dt.datetime) ->
     One primary-key read.
     """
     found = session.connection().execute(_CARD, {"card_sn": card.card_sn}).one_or_none()
+    _judge_card(card, None if found is None else CardRecord(*found), now)
+
+
+def _judge_card(card: CardCheck, record: CardRecord | None, now: dt.datetime) -> None:
     card_usability(
-        None if found is None else CardRecord(*found),
+        record,
         card_sn=card.card_sn,
         today=beijing_today(now),
         legacy_accepted_until=card.legacy_accepted_until,
@@ -283,8 +287,12 @@ def _holder_facts(session: Session, holder_id: int, day: dt.date) -> _HolderFact
     """One indexed read (holder_id, then primary keys) instead of four; the same checks, in
     the same order, as reading person, insurance and account one by one."""
     parameters = {"holder_id": holder_id, "year": day.year}
-    row = session.connection().execute(_HOLDER_FACTS, parameters).one_or_none()
-    if row is None:
+    return _facts_of(session.connection().execute(_HOLDER_FACTS, parameters).one_or_none(), day)
+
+
+def _facts_of(row: Any, day: dt.date) -> _HolderFacts:
+    """Judge a row of :data:`_HOLDER_FACTS`' columns (None or ``id`` NULL: no person)."""
+    if row is None or row.id is None:
         raise PersonNotFound("no insured person is linked to this cardholder")
     if row.valid_from is None or row.valid_from > day:
         raise InvalidPerson("no employee insurance (310) on this date")
@@ -320,6 +328,73 @@ def _holdings(session: Session, facts: _HolderFacts, year: int) -> Holdings:
     )
 
 
+# Everything settle and pre-settle read before the engine runs, in ONE statement: the
+# terminal's institution (always one row) left-joined with the card, the cardholder's person,
+# employee insurance, account and the year's totals, each by primary key or unique index.
+_COUNTER_READ: Final = (
+    select(
+        Institution.kind,
+        Institution.level,
+        Card.card_sn,
+        Card.generation,
+        Card.state,
+        Card.holder_id,
+        Card.expires_on,
+        Card.cert_sm3,
+        Card.superseded_by,
+        *_HOLDER_FACTS.selected_columns,
+    )
+    .select_from(Institution)
+    .outerjoin(Card, Card.card_sn == bindparam("card_sn"))
+    .outerjoin(InsuredPersonRow, InsuredPersonRow.holder_id == bindparam("holder_id"))
+    .outerjoin(
+        Insurance,
+        and_(Insurance.person_id == InsuredPersonRow.id, Insurance.insutype == INSUTYPE_EMPLOYEE),
+    )
+    .outerjoin(PersonalAccount, PersonalAccount.person_id == InsuredPersonRow.id)
+    .outerjoin(
+        YearToDateTotals,
+        and_(
+            YearToDateTotals.person_id == InsuredPersonRow.id,
+            YearToDateTotals.year == bindparam("year"),
+        ),
+    )
+    .where(Institution.code == bindparam("code"))
+)
+_CARD_COLUMNS: Final = slice(2, 9)  # the CardRecord fields, in order
+
+
+def _at_the_counter(
+    session: Session,
+    *,
+    card: CardCheck,
+    holder_id: int,
+    fixmedins_code: str,
+    visit_type: str,
+    visit_date: dt.date,
+    now: dt.datetime,
+) -> tuple[Visit, _HolderFacts]:
+    """Settle's and pre-settle's checks on one read (:data:`_COUNTER_READ`), in the order
+    of the separate reads they replace: card usable, visit allowed here, person insured."""
+    row = (
+        session.connection()
+        .execute(
+            _COUNTER_READ,
+            {
+                "code": fixmedins_code,
+                "card_sn": card.card_sn,
+                "holder_id": holder_id,
+                "year": visit_date.year,
+            },
+        )
+        .one()  # the terminal's institution exists (foreign key)
+    )
+    found = row[_CARD_COLUMNS]
+    _judge_card(card, None if found[0] is None else CardRecord(*found), now)
+    visit = _visit_at(row.kind, row.level, visit_type, visit_date, beijing_today(now))
+    return visit, _facts_of(row, visit_date)
+
+
 _INSTITUTION: Final = select(Institution.kind, Institution.level).where(
     Institution.code == bindparam("code")
 )
@@ -334,24 +409,48 @@ def _visit(
     *,
     via_admission: bool = False,
 ) -> Visit:
-    """The visit, if this institution may settle it: pharmacy purchases at pharmacies only,
-    outpatient and emergency at hospitals, inpatient only through an admission."""
+    """The visit, if this institution may settle it (:func:`_visit_at`)."""
     # The terminal's institution: it exists (foreign key), so exactly one row.
     institution = session.connection().execute(_INSTITUTION, {"code": fixmedins_code}).one()
-    if institution.kind == "pharmacy":
+    return _visit_at(
+        institution.kind,
+        institution.level,
+        visit_type,
+        visit_date,
+        today,
+        via_admission=via_admission,
+    )
+
+
+def _visit_at(
+    kind: str,
+    level: int | None,
+    visit_type: str,
+    visit_date: dt.date,
+    today: dt.date,
+    *,
+    via_admission: bool = False,
+) -> Visit:
+    """The visit, if an institution of this kind may settle it: pharmacy purchases at
+    pharmacies only, outpatient and emergency at hospitals, inpatient only through an
+    admission."""
+    if kind == "pharmacy":
         allowed = {"pharmacy"}
     else:
         allowed = {"inpatient"} if via_admission else {"outpatient", "emergency"}
     if visit_type not in allowed:
         raise VisitTypeNotAllowed(
-            f"a {institution.kind} settles {', '.join(sorted(allowed))} here, not {visit_type}"
+            f"a {kind} settles {', '.join(sorted(allowed))} here, not {visit_type}"
         )
     if visit_date > today:
         raise InvalidVisit("the visit date is in the future")
     # A pharmacy has no hospital grade; the pharmacy rules pay no fund share, so the level
     # only fills the record's required column.
-    level = HospitalLevel(institution.level or 1)
-    return Visit(visit_date=visit_date, visit_type=VisitType(visit_type), hospital_level=level)
+    return Visit(
+        visit_date=visit_date,
+        visit_type=VisitType(visit_type),
+        hospital_level=HospitalLevel(level or 1),
+    )
 
 
 def _fund_rows(hifp_pay: int, hifob_pay: int) -> list[FundPaymentOut]:
@@ -513,9 +612,15 @@ def pre_settle_unit(
     lines: Sequence[ClaimLine],
     now: dt.datetime,
 ) -> PreSettleOut:
-    _require_card_usable(session, card, now)
-    visit = _visit(session, fixmedins_code, visit_type, visit_date, beijing_today(now))
-    facts = _holder_facts(session, holder_id, visit_date)
+    visit, facts = _at_the_counter(
+        session,
+        card=card,
+        holder_id=holder_id,
+        fixmedins_code=fixmedins_code,
+        visit_type=visit_type,
+        visit_date=visit_date,
+        now=now,
+    )
     result = settle(
         lines=lines,
         person=facts.person,
@@ -598,9 +703,15 @@ def settle_unit(
     stored = _claim_key(session, keyed)
     if stored is not None:
         return stored
-    _require_card_usable(session, card, now)
-    visit = _visit(session, fixmedins_code, visit_type, visit_date, beijing_today(now))
-    facts = _holder_facts(session, holder_id, visit_date)
+    visit, facts = _at_the_counter(
+        session,
+        card=card,
+        holder_id=holder_id,
+        fixmedins_code=fixmedins_code,
+        visit_type=visit_type,
+        visit_date=visit_date,
+        now=now,
+    )
     row, result = _record(
         session,
         facts=facts,
