@@ -1,0 +1,359 @@
+"""Cross-province, gateway side, pure and on SQLite: routing by insured place, which filing a
+visit settles under, the remote-settlement state machine (intent → confirmed / failed /
+unknown → reversed, cancel), the reversal queue's leases and backoff, and the clearing
+comparison with the hub's per-message statuses."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy.orm import Session
+
+from settlement.crossprov import clearing, remote
+from settlement.crossprov.filings import (
+    Filing,
+    FilingInvalid,
+    FilingRequired,
+    filing_for_visit,
+    register_filing,
+)
+from settlement.crossprov.routing import RemoteInsuredPlace, Route, require_local, route_for
+from settlement.crossprov.store import (
+    FilingType,
+    HubReversalRow,
+    RemoteSettlementRow,
+    RemoteStatus,
+    ReversalStatus,
+)
+from settlement.idempotency import begin_request
+from settlement.ledger import account_balance_fen, unbalanced_transactions
+from settlement.store import IdempotencyKey, metadata
+
+NOW = dt.datetime(2026, 6, 1, 2, 0, tzinfo=dt.UTC)  # 10:00 in Beijing
+DAY = dt.date(2026, 6, 1)
+HOSPITAL = "H31000000001"
+OTHER = "H31000000002"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'crossprov.db'}")
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+# --- routing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("treatment", "insured", "route"),
+    [
+        ("310000", "310000", Route.LOCAL),
+        ("310000", "310115", Route.LOCAL),  # Shanghai pools city-wide
+        ("320100", "320100", Route.LOCAL),
+        ("320100", "320102", Route.LOCAL),  # same prefecture
+        ("320100", "320500", Route.IN_PROVINCE_REMOTE),  # Nanjing / Suzhou
+        ("310000", "320000", Route.CROSS_PROVINCE),
+        ("440300", "110000", Route.CROSS_PROVINCE),
+        ("500000", "500230", Route.LOCAL),  # Chongqing pools city-wide
+    ],
+)
+def test_route_follows_the_insured_place(treatment: str, insured: str, route: Route) -> None:
+    assert route_for(treatment, insured) is route
+    assert route.via_hub is (route is not Route.LOCAL)
+
+
+@pytest.mark.parametrize("bad", ["", "31000", "3100000", "x10000", "010000"])
+def test_route_refuses_malformed_codes(bad: str) -> None:
+    with pytest.raises(ValueError, match="admdvs"):
+        route_for("310000", bad)
+
+
+def test_require_local_signals_the_hub_route() -> None:
+    require_local("31000000000000001", "310104")
+    with pytest.raises(RemoteInsuredPlace) as raised:
+        require_local("32000000000000001", "320000")
+    assert (raised.value.route, raised.value.insuplc_admdvs) == (Route.CROSS_PROVINCE, "320000")
+    assert not hasattr(raised.value, "code")  # never rendered: dispatched, or a 500 bug
+
+
+# --- filings ----------------------------------------------------------------------------------
+
+LONG_TERM = Filing(FilingType.LONG_TERM_RESIDENT, dt.date(2020, 1, 1), None, None)
+REFERRAL = Filing(FilingType.REFERRAL, dt.date(2026, 5, 1), dt.date(2026, 7, 1), HOSPITAL)
+
+
+@pytest.mark.parametrize(
+    ("filings", "visit_type", "day", "where", "expected"),
+    [
+        ((LONG_TERM,), "outpatient", DAY, OTHER, FilingType.LONG_TERM_RESIDENT),
+        ((REFERRAL,), "outpatient", DAY, HOSPITAL, FilingType.REFERRAL),
+        ((REFERRAL, LONG_TERM), "outpatient", DAY, HOSPITAL, FilingType.LONG_TERM_RESIDENT),
+        ((), "emergency", DAY, OTHER, FilingType.EMERGENCY),
+        ((REFERRAL,), "emergency", DAY, OTHER, FilingType.EMERGENCY),
+    ],
+)
+def test_the_filing_a_visit_settles_under(
+    filings: tuple[Filing, ...], visit_type: str, day: dt.date, where: str, expected: FilingType
+) -> None:
+    assert (
+        filing_for_visit(filings, visit_type=visit_type, visit_date=day, fixmedins_code=where)
+        is expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("filings", "day", "where"),
+    [
+        ((), DAY, HOSPITAL),
+        ((REFERRAL,), DAY, OTHER),  # a referral names its target
+        ((REFERRAL,), dt.date(2026, 7, 2), HOSPITAL),  # and its own validity
+        ((Filing(FilingType.RESETTLED_RETIREE, dt.date(2027, 1, 1), None, None),), DAY, HOSPITAL),
+    ],
+)
+def test_no_valid_filing_names_the_filings_that_would_do(
+    filings: tuple[Filing, ...], day: dt.date, where: str
+) -> None:
+    with pytest.raises(FilingRequired) as raised:
+        filing_for_visit(filings, visit_type="pharmacy", visit_date=day, fixmedins_code=where)
+    assert raised.value.code == "FILING_REQUIRED"
+    for name in ("resettled_retiree", "long_term_resident", "referral", "emergencies"):
+        assert name in raised.value.message
+
+
+def test_registering_a_referral_needs_its_own_validity(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        common = {
+            "psn_no": "320000000000001",
+            "insuplc_admdvs": "320000",
+            "filing_type": FilingType.REFERRAL,
+            "valid_from": DAY,
+            "target_fixmedins_code": None,
+            "registered_by": HOSPITAL,
+            "now": NOW,
+        }
+        with pytest.raises(FilingInvalid, match="valid_to"):
+            register_filing(session, valid_to=None, **common)  # type: ignore[arg-type]
+        with pytest.raises(FilingInvalid, match="at most"):
+            register_filing(session, valid_to=DAY + dt.timedelta(days=400), **common)  # type: ignore[arg-type]
+        row = register_filing(session, valid_to=DAY + dt.timedelta(days=30), **common)  # type: ignore[arg-type]
+        assert row.target_fixmedins_code == HOSPITAL  # the registering hospital by default
+
+
+# --- the state machine ------------------------------------------------------------------------
+
+
+def _intent(session: Session, msgid: str, *, key: str | None = None) -> None:
+    if key is not None:
+        begin_request(
+            session, client_id=HOSPITAL, idempotency_key=key, request_sha256="a" * 64, now=NOW
+        )
+    remote.begin_intent(
+        session,
+        RemoteSettlementRow(
+            msgid=msgid,
+            infno="2207",
+            route="cross_province",
+            status=RemoteStatus.INTENT,
+            psn_no="320000000000001",
+            insuplc_admdvs="320000",
+            fixmedins_code=HOSPITAL,
+            mdtrt_id="M1",
+            visit_type="outpatient",
+            visit_date=DAY,
+            filing_type="long_term_resident",
+            client_id=HOSPITAL if key else None,
+            idempotency_key=key,
+            request_json="{}",
+            created_at=NOW,
+        ),
+    )
+
+
+SETTLED = remote.HubSettlement(
+    setl_id="S320000000001",
+    setl_time=NOW,
+    medfee_sumamt=10_000,
+    fund_pay_sumamt=6_000,
+    acct_pay=1_500,
+    psn_cash_pay=2_500,
+)
+
+
+def _msgid(n: int) -> str:
+    return f"{HOSPITAL}20260601100000{n:04d}"
+
+
+def test_confirm_stores_setlinfo_verbatim_and_books_a_receivable(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        _intent(session, _msgid(2), key="k1")
+    with Session(engine) as session, session.begin():
+        row = remote.confirm(
+            session,
+            msgid=_msgid(2),
+            setlinfo_json='{"setl_id":"S320000000001"}',
+            settled=SETTLED,
+            now=NOW,
+        )
+        assert row.status is RemoteStatus.CONFIRMED
+        assert row.setlinfo_json == '{"setl_id":"S320000000001"}'
+    with Session(engine) as session:
+        assert account_balance_fen(session, "receivable:province:320000") == 7_500
+        assert account_balance_fen(session, f"institution:{HOSPITAL}:cash") == 2_500
+        assert account_balance_fen(session, f"institution:{HOSPITAL}:fees") == -10_000
+        assert unbalanced_transactions(session) == []
+    with Session(engine) as session, session.begin():
+        remote.confirm_cancel(session, msgid=_msgid(2), cancel_json="{}", now=NOW)
+    with Session(engine) as session:
+        assert account_balance_fen(session, "receivable:province:320000") == 0
+        assert account_balance_fen(session, f"institution:{HOSPITAL}:fees") == 0
+
+
+def test_a_late_success_cannot_overtake_a_decision_already_written(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        _intent(session, _msgid(4), key="k2")
+    with Session(engine) as session, session.begin():
+        stale = remote.stale_intents_to_unknown(
+            session, older_than=NOW + dt.timedelta(seconds=1), now=NOW, limit=10
+        )
+        assert stale == [_msgid(4)]
+    with Session(engine) as session, session.begin(), pytest.raises(remote.OutcomeOverridden):
+        remote.confirm(session, msgid=_msgid(4), setlinfo_json="{}", settled=SETTLED, now=NOW)
+    with Session(engine) as session:
+        assert account_balance_fen(session, "receivable:province:320000") == 0
+        # Unknown: queued for reversal, and the key released so the retry settles afresh.
+        queued = session.scalars(select(HubReversalRow)).all()
+        assert [(q.omsgid, q.status) for q in queued] == [(_msgid(4), ReversalStatus.PENDING)]
+        assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
+
+
+def test_unknown_is_reversed_by_lease_with_capped_backoff(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        _intent(session, _msgid(6), key="k3")
+        assert remote.mark_unknown(session, msgid=_msgid(6), error="dropped", now=NOW)
+        assert not remote.mark_unknown(session, msgid=_msgid(6), error="again", now=NOW)
+    lease = dt.timedelta(seconds=30)
+    with Session(engine) as session, session.begin():
+        jobs = remote.claim_due_reversals(session, owner="w1", now=NOW, lease=lease, limit=10)
+        assert [(j.omsgid, j.oinfno, j.fixmedins_code) for j in jobs] == [
+            (_msgid(6), "2207", HOSPITAL)
+        ]
+        # Held by w1: another worker finds nothing due.
+        assert remote.claim_due_reversals(session, owner="w2", now=NOW, lease=lease, limit=10) == []
+    later = NOW + dt.timedelta(seconds=31)
+    with Session(engine) as session, session.begin():
+        # w1 died: its lease ran out, so w2 takes the row over ...
+        (job,) = remote.claim_due_reversals(session, owner="w2", now=later, lease=lease, limit=10)
+        # ... and a late word from w1 changes nothing.
+        assert not remote.reversal_done(
+            session, omsgid=job.omsgid, owner="w1", hub_reversed=True, now=later
+        )
+        remote.reversal_retry(
+            session,
+            omsgid=job.omsgid,
+            owner="w2",
+            error="timeout",
+            next_attempt_at=later + dt.timedelta(seconds=2),
+        )
+        assert remote.queue_depth(session) == 1
+        assert (
+            remote.claim_due_reversals(session, owner="w2", now=later, lease=lease, limit=10) == []
+        )
+    due = later + dt.timedelta(seconds=2)
+    with Session(engine) as session, session.begin():
+        (job,) = remote.claim_due_reversals(session, owner="w2", now=due, lease=lease, limit=10)
+        assert job.attempts == 1
+        assert remote.reversal_done(
+            session, omsgid=job.omsgid, owner="w2", hub_reversed=False, now=due
+        )
+    with Session(engine) as session:
+        row = session.scalar(select(RemoteSettlementRow))
+        assert row is not None
+        assert row.status is RemoteStatus.REVERSED
+        assert remote.queue_depth(session) == 0
+        assert account_balance_fen(session, "receivable:province:320000") == 0
+
+
+def test_failed_posts_nothing(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        _intent(session, _msgid(8))
+        remote.fail(session, msgid=_msgid(8), err_code="PERSON_NOT_FOUND", err_msg="no", now=NOW)
+    with Session(engine) as session:
+        row = session.scalar(select(RemoteSettlementRow))
+        assert row is not None
+        assert (row.status, row.err_code) == (RemoteStatus.FAILED, "PERSON_NOT_FOUND")
+        assert remote.queue_depth(session) == 0
+        assert account_balance_fen(session, "receivable:province:320000") == 0
+
+
+# --- clearing ---------------------------------------------------------------------------------
+
+ONE = clearing.Figures(1, 10_000, 6_000, 1_500, 2_500)
+
+
+def _compare(
+    ours: list[clearing.HubMessage], theirs: list[clearing.HubMessage]
+) -> clearing.Statement:
+    hub_settled = clearing.Figures()
+    for message in theirs:
+        if message.status == "settled":
+            hub_settled = hub_settled.plus(message.figures)
+    return clearing.compare(
+        insuplc_admdvs="320000",
+        begin=DAY,
+        end=DAY,
+        ours=ours,
+        hub_settled=hub_settled,
+        hub_details=theirs,
+    )
+
+
+def test_a_clean_period_matches() -> None:
+    statement = _compare(
+        [
+            clearing.HubMessage("m1", "confirmed", "S1", ONE),
+            clearing.HubMessage("m2", "reversed"),  # never committed at the hub
+            clearing.HubMessage("m3", "reversed"),  # committed, then reversed there
+            clearing.HubMessage("m4", "cancelled", "S4", ONE),
+            clearing.HubMessage("m5", "failed"),
+        ],
+        [
+            clearing.HubMessage("m1", "settled", "S1", ONE),
+            clearing.HubMessage("m3", "reversed", "S3", ONE),
+            clearing.HubMessage("m4", "cancelled", "S4", ONE),
+        ],
+    )
+    assert statement.matched
+    assert statement.settled == ONE
+    assert statement.settled.fronted_fen == 7_500
+    assert (statement.reversed_count, statement.cancelled.count) == (2, 1)
+
+
+def test_every_kind_of_disagreement_is_listed_by_msgid() -> None:
+    other = clearing.Figures(1, 10_000, 6_001, 1_499, 2_500)
+    statement = _compare(
+        [
+            clearing.HubMessage("m1", "confirmed", "S1", ONE),  # amounts differ
+            clearing.HubMessage("m2", "confirmed", "S2", ONE),  # the hub has nothing
+            clearing.HubMessage("m3", "reversed"),  # the hub still has it settled
+            clearing.HubMessage("m5", "unknown"),  # not final yet
+        ],
+        [
+            clearing.HubMessage("m1", "settled", "S1", other),
+            clearing.HubMessage("m3", "settled", "S3", ONE),
+            clearing.HubMessage("m4", "settled", "S4", ONE),  # the gateway has nothing
+        ],
+    )
+    assert not statement.matched
+    assert statement.unresolved_count == 1
+    assert [(m.msgid, m.reason) for m in statement.mismatches] == [
+        ("m1", "amounts_differ"),
+        ("m2", "missing_at_hub"),
+        ("m3", "status_differs"),
+        ("m4", "missing_at_gateway"),
+    ]
