@@ -39,9 +39,12 @@ HOSPITAL = "H31000000001"
 OTHER = "H31000000002"
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'crossprov.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'crossprov.db'}")
+    else:
+        engine = create_engine(request.getfixturevalue("postgres_schema_url"))
     metadata.create_all(engine)
     yield engine
     engine.dispose()
