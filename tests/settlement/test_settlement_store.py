@@ -30,7 +30,9 @@ from settlement.idempotency import (
     IdempotencyOutcome,
     begin_request,
     finish_request,
+    lookup_request,
     release_request,
+    store_response,
 )
 from settlement.ledger import (
     FUND_POOLING_ACCOUNT,
@@ -492,6 +494,69 @@ def test_idempotency_new_in_progress_mismatch_replay_expiry(engine: Engine) -> N
         _begin(engine, HASH_B)
     # After the TTL the key is free again.
     assert _begin(engine, HASH_B, NOW + DEFAULT_TTL) == IdempotencyOutcome(replay=False)
+
+
+def _lookup(engine: Engine, request_sha256: str, now: dt.datetime = NOW) -> Any:
+    with Session(engine) as session, session.begin():
+        return lookup_request(
+            session,
+            client_id="terminal-1",
+            idempotency_key="key-1",
+            request_sha256=request_sha256,
+            now=now,
+        )
+
+
+def _store(engine: Engine, request_sha256: str, body: str, now: dt.datetime = NOW) -> None:
+    with Session(engine) as session, session.begin():
+        store_response(
+            session,
+            client_id="terminal-1",
+            idempotency_key="key-1",
+            request_sha256=request_sha256,
+            now=now,
+            response_status=201,
+            response_body=body,
+        )
+
+
+def test_idempotency_in_one_transaction_new_replay_mismatch_expiry(engine: Engine) -> None:
+    assert _lookup(engine, HASH_A) is None  # new: nothing written by looking
+    assert _lookup(engine, HASH_A) is None
+    _store(engine, HASH_A, '{"setl_id":"S1"}')
+    assert _lookup(engine, HASH_A) == IdempotencyOutcome(
+        replay=True, response_status=201, response_body='{"setl_id":"S1"}'
+    )
+    with pytest.raises(errors.IdempotencyKeyReused):
+        _lookup(engine, HASH_B)
+    # A second answer under a taken key is refused by the primary key, not overwritten.
+    with pytest.raises(IntegrityError):
+        _store(engine, HASH_A, '{"setl_id":"S2"}')
+    assert _lookup(engine, HASH_A).response_body == '{"setl_id":"S1"}'
+    # After the TTL the key counts as new (the stale row is deleted) and can be stored again.
+    later = NOW + DEFAULT_TTL
+    assert _lookup(engine, HASH_B, later) is None
+    with Session(engine) as session, session.begin():
+        assert lookup_request(
+            session, client_id="terminal-1", idempotency_key="key-1", request_sha256=HASH_B,
+            now=later,
+        ) is None  # fmt: skip
+        store_response(
+            session,
+            client_id="terminal-1",
+            idempotency_key="key-1",
+            request_sha256=HASH_B,
+            now=later,
+            response_status=201,
+            response_body='{"setl_id":"S3"}',
+        )
+    assert _lookup(engine, HASH_B, later).response_body == '{"setl_id":"S3"}'
+
+
+def test_idempotency_lookup_sees_a_two_transaction_runner_as_in_use(engine: Engine) -> None:
+    assert not _begin(engine, HASH_A).replay  # IN_PROGRESS, committed (begin_request's way)
+    with pytest.raises(errors.IdempotencyKeyInUse):
+        _lookup(engine, HASH_A)
 
 
 def test_idempotency_release_lets_the_retry_run(engine: Engine) -> None:
