@@ -51,7 +51,7 @@ async def till(signer: Signer, world: Engine) -> Till:
     return till
 
 
-async def test_a_settle_is_one_transaction_with_its_nonce(till: Till, world: Engine):
+async def test_a_settle_is_one_transaction_with_its_nonce(till: Till, world: Engine) -> None:
     assert till.card_session is not None
     body = json.dumps(outpatient()).encode()
     headers = {
@@ -74,7 +74,7 @@ async def test_a_settle_is_one_transaction_with_its_nonce(till: Till, world: Eng
 
 async def test_settles_are_group_committed_only_where_writers_are_serial(
     till: Till, app: web.Application, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     database = app[DATABASE]
     seen: list[bool] = []
     write = database.write
@@ -90,7 +90,9 @@ async def test_settles_are_group_committed_only_where_writers_are_serial(
     assert seen == [serial]  # one write: the nonce went inside it
 
 
-async def test_a_settle_sends_a_bounded_number_of_statements(till: Till, app: web.Application):
+async def test_a_settle_sends_a_bounded_number_of_statements(
+    till: Till, app: web.Application
+) -> None:
     engine = app[DATABASE].engine
     statements: list[str] = []
 
