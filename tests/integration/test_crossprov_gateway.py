@@ -7,8 +7,11 @@ gets a clear 503 with Retry-After, while nothing is recorded as settled."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -284,3 +287,37 @@ async def test_hub_down_opens_the_circuit_and_the_terminal_gets_a_clear_503(
                 "reversed",
                 "none",
             )
+
+
+async def test_serve_embeds_the_hub_simulator_when_no_hub_is_configured(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    with running_gateway(tmp_path, "", workers=1) as gateway:
+        started = [
+            json.loads(line)
+            for line in gateway.log().splitlines()
+            if "DEMO hub simulator started" in line
+        ]
+        assert len(started) == 1
+        hub_pid = int(started[0]["hub_pid"])
+        os.kill(hub_pid, 0)  # alive
+        h = holder("320000", FilingType.RESETTLED_RETIREE, 2)
+        terminal = Terminal(http, gateway, 120)
+        token = await card_session(terminal, h)
+        answer = await terminal.request(
+            "POST", "/v1/settlements", claim(), {"X-Card-Session": token, "Idempotency-Key": "e1"}
+        )
+        assert answer.status == 201, answer
+        assert answer.body["route"] == "cross_province"
+        gateway.stop()  # SIGTERM: the supervisor stops its workers, then the simulator
+        assert gateway.process is not None
+        assert gateway.process.returncode == 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(hub_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the embedded hub simulator outlived the gateway")
