@@ -15,7 +15,7 @@ ErrorCode, ``status`` an HTTP status. Never a raw path, a terminal id or anythin
 from __future__ import annotations
 
 import os
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -35,8 +35,11 @@ __all__ = [
     "REJECTIONS",
     "REQUESTS",
     "REQUEST_SECONDS",
+    "TERMINAL_HITS",
     "TERMINAL_LOOKUPS",
+    "TERMINAL_MISSES",
     "UNMATCHED_ROUTE",
+    "count_request",
     "render_latest",
 ]
 
@@ -69,6 +72,25 @@ TERMINAL_LOOKUPS: Final = Counter(
     "Terminal directory lookups, by result (hit: served from the in-process cache).",
     ["result"],
 )
+# Labelled children used on every request, looked up once: ``labels()`` takes a lock and
+# builds its key each call, which cost as much as the increment itself in multiprocess mode.
+TERMINAL_HITS: Final = TERMINAL_LOOKUPS.labels("hit")
+TERMINAL_MISSES: Final = TERMINAL_LOOKUPS.labels("miss")
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def count_request(route: str, method: str, status: int, elapsed_s: float) -> None:
+    """One answered request: REQUESTS and REQUEST_SECONDS. The labels are bounded (route
+    template, known method, HTTP status), and so is the cache of their children."""
+    key = (route, method, status)
+    children = _REQUEST_CHILDREN.get(key)
+    if children is None:
+        children = (REQUESTS.labels(route, method, str(status)), REQUEST_SECONDS.labels(route))
+        _REQUEST_CHILDREN[key] = children
+    children[0].inc()
+    children[1].observe(elapsed_s)
+
+
 NONCES_SWEPT: Final = Counter(
     "gateway_nonces_swept",
     "Expired request nonces deleted.",

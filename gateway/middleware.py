@@ -13,8 +13,8 @@ import asyncio
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -30,7 +30,7 @@ from gateway.errors import (
     domain_error_code,
     problem_body,
 )
-from gateway.logs import fields
+from gateway.logs import fields, log_fast
 from gateway.state import ERROR_CODE, REQUEST_ID
 
 __all__ = ["observe", "problems"]
@@ -52,8 +52,13 @@ _STATUS_CODES: Final[Mapping[int, ErrorCode]] = {
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
+    incoming = request.headers.get(REQUEST_ID_HEADER)
+    # 128 random bits as 32 hex digits (4x cheaper than uuid4().hex; nothing parses it).
+    request_id = (
+        incoming
+        if incoming is not None and _REQUEST_ID_RE.fullmatch(incoming)
+        else secrets.token_hex(16)
+    )
     request[REQUEST_ID] = request_id
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else metrics.UNMATCHED_ROUTE
@@ -71,20 +76,20 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     finally:
         elapsed_s = time.perf_counter() - started
         metrics.INFLIGHT.dec()
-        metrics.REQUESTS.labels(route, method, str(status)).inc()
-        metrics.REQUEST_SECONDS.labels(route).observe(elapsed_s)
+        metrics.count_request(route, method, status, elapsed_s)
         # No query string, body or header values: nothing personal in the access log.
-        log.log(
+        log_fast(
+            log,
             logging.ERROR if status >= 500 else logging.INFO,
             "request",
-            extra=fields(
-                request_id=request_id,
-                method=method,
-                route=route,
-                status=status,
-                code=code or None,
-                duration_ms=round(elapsed_s * 1000, 3),
-            ),
+            {
+                "request_id": request_id,
+                "method": method,
+                "route": route,
+                "status": status,
+                "code": code or None,
+                "duration_ms": round(elapsed_s * 1000, 3),
+            },
         )
 
 

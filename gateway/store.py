@@ -25,7 +25,6 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
-    bindparam,
     delete,
     func,
     select,
@@ -142,33 +141,6 @@ class TerminalRecord:
     enabled: bool
 
 
-_FIND_TERMINAL: Final = (
-    select(
-        Terminal.terminal_id,
-        Terminal.institution_code,
-        Institution.kind,
-        Terminal.secret,
-        Terminal.enabled,
-    )
-    .join(Institution, Institution.code == Terminal.institution_code)
-    .where(Terminal.terminal_id == bindparam("terminal_id"))
-)
-
-
-def find_terminal(session: Session, terminal_id: str) -> TerminalRecord | None:
-    # Built once, run on the connection (Core): every terminal-cache miss pays for it.
-    row = session.connection().execute(_FIND_TERMINAL, {"terminal_id": terminal_id}).one_or_none()
-    if row is None:
-        return None
-    return TerminalRecord(
-        terminal_id=row.terminal_id,
-        institution_code=row.institution_code,
-        institution_kind=row.kind,
-        secret=bytes(row.secret),
-        enabled=bool(row.enabled),
-    )
-
-
 class DriverStatement:
     """One hot-path statement, run straight on the DBAPI cursor of the unit's connection.
 
@@ -207,6 +179,27 @@ class DriverStatement:
                 sql, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
             ) from exc
         return cursor
+
+
+_FIND_TERMINAL: Final = DriverStatement(
+    "SELECT t.institution_code, i.kind, t.secret, t.enabled FROM terminals AS t "
+    "JOIN institutions AS i ON i.code = t.institution_code WHERE t.terminal_id = ?"
+)
+
+
+def find_terminal(session: Session, terminal_id: str) -> TerminalRecord | None:
+    # On the driver's cursor: every terminal-cache miss pays for it.
+    row = _FIND_TERMINAL.execute(session, (terminal_id,)).fetchone()
+    if row is None:
+        return None
+    institution_code, kind, secret, enabled = row
+    return TerminalRecord(
+        terminal_id=terminal_id,
+        institution_code=institution_code,
+        institution_kind=kind,
+        secret=bytes(secret),
+        enabled=bool(enabled),
+    )
 
 
 _INSERT_NONCE: Final = DriverStatement(

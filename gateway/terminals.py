@@ -48,9 +48,9 @@ class TerminalDirectory:
         entry = self._entries.get(terminal_id)
         if entry is not None and entry[0] > now:
             self._entries.move_to_end(terminal_id)
-            metrics.TERMINAL_LOOKUPS.labels("hit").inc()
+            metrics.TERMINAL_HITS.inc()
             return entry[1]
-        metrics.TERMINAL_LOOKUPS.labels("miss").inc()
+        metrics.TERMINAL_MISSES.inc()
         task = self._loading.get(terminal_id)
         if task is None:
             # The load runs in its own task so that a caller cancelled mid-way (client gone)

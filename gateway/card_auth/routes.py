@@ -15,11 +15,11 @@ from typing import Annotated, Final, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from gateway.card_auth.checks import card_sn_from_hex
 from gateway.card_auth.service import CARD_AUTH, AuthAttempt
 from gateway.errors import ErrorCode
 from gateway.routing import Call, RequestModel, Route
 from sscard.certs import MAX_CERTIFICATE_DER_BYTES
-from sscard.layout import CardSn
 
 __all__ = [
     "CARD_AUTH_ROUTES",
@@ -33,7 +33,7 @@ __all__ = [
 def _card_sn(value: str) -> str:
     # Structure beyond the hex digits (area code BCD, RID): CardDataError is a ValueError,
     # so a bad card_sn is a 422 naming the field. Normalised to upper case.
-    return CardSn.from_hex(value).hex
+    return card_sn_from_hex(value).hex
 
 
 def _base64_der(value: str) -> str:

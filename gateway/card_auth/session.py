@@ -28,9 +28,9 @@ import hmac
 from dataclasses import dataclass
 from typing import Final
 
+from gateway.card_auth.checks import card_sn_from_hex
 from gateway.errors import ErrorCode, GatewayError
 from sscard.crypto import hmac_sm3
-from sscard.layout import CardSn
 
 __all__ = ["CardSession", "issue_card_session", "require_card_session"]
 
@@ -65,7 +65,7 @@ def issue_card_session(key: bytes, session: CardSession) -> str:
         bytes([TOKEN_VERSION, session.generation])
         + session.expires_at_s.to_bytes(8, "big")
         + session.holder_id.to_bytes(8, "big")
-        + CardSn.from_hex(session.card_sn).raw
+        + card_sn_from_hex(session.card_sn).raw
         + bytes([len(terminal)])
         + terminal
     )
