@@ -14,6 +14,7 @@ __all__ = [
     "CardAuthOutcomes",
     "CodeCount",
     "CrossProvince",
+    "HubCallCount",
     "MismatchRow",
     "OpsSummary",
     "ProvinceReceivable",
@@ -105,11 +106,19 @@ class ProvinceReceivable(BaseModel):
     day_net_fen: int = Field(description="Movement on the day.")
 
 
+class HubCallCount(BaseModel):
+    infno: str
+    outcome: str = Field(description="ok | refused | not_sent | unknown")
+    count: int
+
+
 class CrossProvince(BaseModel):
     remote_available: bool = Field(description="remote_settlements table present.")
     remote_by_status: list[RemoteStatusCount]
     reversal_queue: ReversalQueue | None = Field(description="None: hub_reversals absent.")
     receivables: list[ProvinceReceivable]
+    hub_calls: list[HubCallCount] = Field(description="Counters since start-up.")
+    breaker_open_workers: int = Field(description="Workers whose hub circuit is open now.")
     notes: list[str]
 
 

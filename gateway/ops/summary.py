@@ -42,6 +42,8 @@ def day_summary(
             remote_by_status=remote_view.by_status,
             reversal_queue=queue,
             receivables=remote.province_receivables(session, day),
+            hub_calls=counters.hub_calls,
+            breaker_open_workers=counters.breaker_open_workers,
             notes=[*remote_view.notes, *queue_notes],
         ),
     )

@@ -354,6 +354,14 @@ async def test_day_summary_puts_it_together_without_personal_data(till: Till, wo
         b'gateway_requests_total{route="/v1/card-auth/response",method="POST",status="403"} 2\n'
         b'gateway_requests_total{route="/v1/card-auth/response",method="POST",status="401"} 1\n'
         b'gateway_requests_total{route="/v1/echo",method="POST",status="200"} 9\n'
+        b"# TYPE ssc_hub_calls counter\n"
+        b'ssc_hub_calls_total{infno="2207",outcome="ok"} 6.0\n'
+        b'ssc_hub_calls_total{infno="2207",outcome="unknown"} 1.0\n'
+        b'ssc_hub_calls_total{infno="2601",outcome="ok"} 0.0\n'
+        b"# TYPE ssc_hub_breaker_state gauge\n"
+        b'ssc_hub_breaker_state{pid="11"} 2.0\n'
+        b'ssc_hub_breaker_state{pid="12"} 1.0\n'
+        b'ssc_hub_breaker_state{pid="13"} 0.0\n'
     )
     counters = read_counters(exposition)
     assert [(r.code, r.count) for r in counters.rejections] == [
@@ -363,6 +371,11 @@ async def test_day_summary_puts_it_together_without_personal_data(till: Till, wo
     auth = counters.card_auth
     assert (auth.challenges_issued, auth.authenticated, auth.refused) == (4, 3, 3)
     assert [r.code for r in auth.refusals_by_code] == ["CARD_LOST"]
+    assert [(c.infno, c.outcome, c.count) for c in counters.hub_calls] == [
+        ("2207", "ok", 6),
+        ("2207", "unknown", 1),
+    ]
+    assert counters.breaker_open_workers == 1
 
     with Session(world) as session:
         summary = day_summary(session, day=DAY, now=NOW, counters=counters)
@@ -382,3 +395,82 @@ async def test_day_summary_puts_it_together_without_personal_data(till: Till, wo
         ).one()
     for personal in (person.psn_no, person.citizen_id, person.name):
         assert personal not in text
+
+
+def test_the_real_cross_province_tables_are_read(world: Engine):
+    """settlement.crossprov.store's own rows (the schema as migrated), not the test's shape."""
+    from settlement.crossprov.store import (
+        HubReversalRow,
+        RemoteSettlementRow,
+        RemoteStatus,
+        ReversalStatus,
+    )
+
+    def message(n: int, status: RemoteStatus, medfee: int | None) -> RemoteSettlementRow:
+        confirmed = status in (RemoteStatus.CONFIRMED, RemoteStatus.CANCELLED)
+        fund = None if medfee is None else medfee // 2
+        return RemoteSettlementRow(
+            msgid=f"H31000099001{n:018d}",
+            infno="2207",
+            route="cross_province",
+            status=status,
+            psn_no=f"32{n:013d}",
+            insuplc_admdvs="320000",
+            fixmedins_code="H31000099001",
+            mdtrt_id=f"M{n}",
+            visit_type="outpatient",
+            visit_date=DAY,
+            filing_type="long_term_resident",
+            request_json="{}",
+            setlinfo_json="{}" if confirmed else None,
+            setl_id=f"S{n}" if confirmed else None,
+            setl_time=NOW if confirmed else None,
+            medfee_sumamt=medfee,
+            fund_pay_sumamt=fund,
+            acct_pay=None if medfee is None else 0,
+            psn_cash_pay=None if medfee is None or fund is None else medfee - fund,
+            created_at=NOW,
+            cancelled_at=NOW if status is RemoteStatus.CANCELLED else None,
+        )
+
+    with Session(world) as session, session.begin():
+        session.add_all(
+            [
+                message(1, RemoteStatus.CONFIRMED, 12_345),
+                message(2, RemoteStatus.CANCELLED, 1_000),
+                message(3, RemoteStatus.UNKNOWN, None),
+            ]
+        )
+        session.flush()
+        session.add(
+            HubReversalRow(
+                omsgid=f"H31000099001{3:018d}",
+                oinfno="2207",
+                insuplc_admdvs="320000",
+                status=ReversalStatus.PENDING,
+                attempts=2,
+                next_attempt_at=NOW,
+                created_at=NOW,
+            )
+        )
+    view = _read(world, remote.remote_view, DAY)
+    assert view.available
+    assert view.notes == []
+    [row] = view.rows
+    assert (row.route, row.count, row.cancelled_count, row.medfee_sumamt) == (
+        "cross_province",
+        1,
+        1,
+        12_345,
+    )
+    assert {(s.status, s.count) for s in view.by_status} == {
+        ("confirmed", 1),
+        ("cancelled", 1),
+        ("unknown", 1),
+    }
+    cancels = _read(world, remote.remote_cancellations, DAY)
+    assert [(c.route, c.count, c.medfee_sumamt) for c in cancels] == [("cross_province", 1, 1_000)]
+    queue, notes = _read(world, remote.reversal_queue)
+    assert notes == []
+    assert queue is not None
+    assert (queue.depth, queue.oldest_at) == (1, NOW)

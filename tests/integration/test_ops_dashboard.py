@@ -321,9 +321,35 @@ def _sign_in(driver: Any, token: str) -> None:
     driver.find_element("id", "sign-in").click()
 
 
-def _cell(driver: Any, selector: str, field: str) -> str:
-    text: str = driver.find_element("css selector", f"{selector} td[data-field='{field}']").text
-    return text
+def _renders(driver: Any) -> int:
+    return int(driver.execute_script("return document.body.dataset.renders || '0'"))
+
+
+# Every figure the test checks, read in one go: {route/visit_type: {field: text}} per table.
+_SNAPSHOT_JS = """
+const rows = (selector) => {
+  const out = {};
+  for (const tr of document.querySelectorAll(selector)) {
+    const cells = {};
+    for (const td of tr.querySelectorAll("td[data-field]")) {
+      cells[td.dataset.field] = td.textContent;
+    }
+    out[tr.dataset.route + "/" + tr.dataset.visitType] = cells;
+  }
+  return out;
+};
+return {
+  state: document.body.dataset.state,
+  heading: document.getElementById("heading-day").textContent,
+  activity: rows("#activity tr[data-route]"),
+  cancellations: rows("#cancellations tr[data-route]"),
+  authenticated: document.getElementById("card-authenticated").textContent,
+  rejections: Array.from(document.querySelectorAll("#rejections tr[data-code]"),
+    (tr) => tr.dataset.code),
+  reversal_depth: document.getElementById("reversal-depth").textContent,
+  html: document.documentElement.outerHTML,
+};
+"""
 
 
 def test_dashboard_shows_the_databases_figures(gateway: Gateway, browser: Any) -> None:
@@ -351,34 +377,34 @@ def test_dashboard_shows_the_databases_figures(gateway: Gateway, browser: Any) -
     _wait_state(browser, "ready")
     # The day is chosen through the page's own date form (so a Beijing midnight between the
     # settlements and the page cannot make them disagree): the page then shows that day.
+    renders = _renders(browser)
     browser.execute_script("document.getElementById('day').value = arguments[0]", str(day))
     browser.find_element("id", "show-day").click()
     WebDriverWait(browser, RENDER_TIMEOUT_S).until(
-        lambda d: d.find_element("id", "heading-day").text == f"Day {day} (Beijing time)",
-        message="the chosen day was never shown",
+        lambda d: _renders(d) > renders, message="the chosen day was never rendered"
     )
-    _wait_state(browser, "ready")
+    # One script call reads the whole page at once: a refresh cannot land between two reads.
+    shown = browser.execute_script(_SNAPSHOT_JS)
+    assert shown["state"] == "ready"
+    assert shown["heading"] == f"Day {day} (Beijing time)"
+    activity = shown["activity"]
     for visit_type, figures in expected.items():
-        row = f"#activity tbody tr[data-route='local'][data-visit-type='{visit_type}']"
-        assert _cell(browser, row, "count") == str(figures.count)
-        assert _cell(browser, row, "cancelled_count") == str(figures.cancelled)
+        row = activity[f"local/{visit_type}"]
+        assert row["count"] == str(figures.count)
+        assert row["cancelled_count"] == str(figures.cancelled)
         for field in ("medfee_sumamt", "fund_pay_sumamt", "acct_pay", "psn_cash_pay"):
-            assert _cell(browser, row, field) == _yuan_on_page(getattr(figures, field)), field
-    total = "#activity tfoot tr"
-    assert _cell(browser, total, "count") == str(sum(f.count for f in expected.values()))
-    assert _cell(browser, total, "medfee_sumamt") == _yuan_on_page(
-        sum(f.medfee_sumamt for f in expected.values())
-    )
-    cancel_row = "#cancellations tbody tr[data-route='local'][data-visit-type='outpatient']"
-    assert _cell(browser, cancel_row, "count") == "1"
-    assert int(browser.find_element("id", "card-authenticated").text) >= 1
-    assert browser.find_elements("css selector", "#rejections tr[data-code='SIGNATURE_MISSING']")
+            assert row[field] == _yuan_on_page(getattr(figures, field)), field
+    total = activity["all/all"]
+    assert total["count"] == str(sum(f.count for f in expected.values()))
+    assert total["medfee_sumamt"] == _yuan_on_page(sum(f.medfee_sumamt for f in expected.values()))
+    assert shown["cancellations"]["local/outpatient"]["count"] == "1"
+    assert int(shown["authenticated"]) >= 1
+    assert "SIGNATURE_MISSING" in shown["rejections"]
     # Cross-province: whatever the schema holds now, the page says something definite.
-    assert browser.find_element("id", "reversal-depth").text != ""
-
-    page = browser.page_source
+    assert shown["reversal_depth"] != ""
     for value in personal:
-        assert value not in page
+        assert value not in shown["html"]
+
     # Strict CSP and local assets only: the console shows no violation and no failed load.
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     # The one expected entry: the wrong token's 401 that the page handled.

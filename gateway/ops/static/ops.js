@@ -80,6 +80,8 @@
   }
 
   function render(s) {
+    // A render count: a test (or a curious operator) can tell one rendering from the next.
+    document.body.dataset.renders = String(Number(document.body.dataset.renders || "0") + 1);
     $("heading-day").textContent = "Day " + s.date + " (Beijing time)";
     $("generated").textContent = "generated " + s.generated_at + " · refreshes every minute";
     $("day").value = s.date;
@@ -136,6 +138,13 @@
     if (xp.reversal_queue !== null && xp.reversal_queue.oldest_at !== null) {
       pair(xdl, "Oldest pending reversal", xp.reversal_queue.oldest_at, "reversal-oldest", true);
     }
+    pair(xdl, "Hub circuit open on", xp.breaker_open_workers + " worker(s)", "breaker-open",
+      xp.breaker_open_workers > 0);
+    fill($("hub-calls").tBodies[0], xp.hub_calls.map((c) => {
+      const tr = document.createElement("tr");
+      tr.append(cell(c.infno), cell(c.outcome), cell(c.count, { num: true, field: "count" }));
+      return tr;
+    }), "No hub calls since start-up.", 3);
     fill($("remote-status").tBodies[0], xp.remote_by_status.map((r) => {
       const tr = document.createElement("tr");
       tr.dataset.status = r.status;
