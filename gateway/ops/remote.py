@@ -3,9 +3,10 @@ Shanghai fronted for each insured province. Read-only (see gateway.ops.activity 
 gateway reads domain tables here).
 
 The tables ``remote_settlements`` and ``hub_reversals`` belong to ``settlement.crossprov``
-(contract: docs/cross-province.md), which was being built at the same time as this view. So
-they are READ BY REFLECTION and may be absent: an absent table is reported as not available,
-never an error. What this module assumes about their columns (the contract names no columns):
+(contract: docs/cross-province.md), which was built at the same time as this view. So they
+are READ BY REFLECTION and may be absent (a schema before that migration): an absent table is
+reported as not available, never an error. The columns read (the contract named none; they
+match settlement.crossprov.store, checked by tests/gateway/test_ops_summary.py):
 
 * ``remote_settlements``: ``status`` (``intent | confirmed | failed | unknown | reversed |
   cancelled``; ``settled`` is read as ``confirmed``); optional ``route`` and ``visit_type``;
