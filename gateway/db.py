@@ -201,9 +201,13 @@ class Database:
     kernel the moment the lock is free instead of polling in the busy handler (other programs
     that write without it are still covered by busy_timeout).
 
-    Which units may be grouped: :attr:`writes_are_serial` tells callers whether units that
-    read, decide and update (a settlement: its own rows plus one person's account) may be
-    grouped too; the settle route groups them on SQLite only.
+    ``concurrent=True`` (units that read, decide and update under row locks, such as a
+    settlement: its own rows plus one person's account): where writers can run side by side
+    (PostgreSQL, :attr:`writes_are_serial` False), the unit skips the queue and runs in a
+    transaction of its own on the pool, like a read; row locks and unique keys order it
+    against other writers, and concurrent commits share the server's WAL flush. Where writes
+    are serial (SQLite) the flag is ignored and ``grouped`` applies: one writer at a time means
+    a batch of such units cannot deadlock, and it turns N fsyncs into one.
 
     ``durable=False`` marks a unit whose loss in a power cut is harmless (a freshly issued
     challenge and the nonce of the request that asked for it). A batch of only such units
@@ -238,8 +242,18 @@ class Database:
         self.writes_are_serial = engine.dialect.name == "sqlite"
 
     async def write(
-        self, unit: Callable[[Session], T], *, durable: bool = True, grouped: bool = False
+        self,
+        unit: Callable[[Session], T],
+        *,
+        durable: bool = True,
+        grouped: bool = False,
+        concurrent: bool = False,
     ) -> T:
+        if concurrent and not self.writes_are_serial:
+            # PostgreSQL: its own transaction on the pool, beside the writer queue, so writes
+            # of different persons overlap and the server's WAL flush groups their commits.
+            assert durable, "relaxed durability is only for queued units"
+            return await self._run(self._write_engine, unit)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         # Retrieved even if the caller has gone away, so no "never retrieved" warning.

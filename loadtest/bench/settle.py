@@ -20,13 +20,14 @@
 5. (c) with ``--ledger-entries``: for each size in turn, the ledger is first filled up to that
    many historical entries (balanced 4-entry transactions over 20,000 persons' and 400
    institutions' accounts, inserted in batches by executemany, or COPY on PostgreSQL, then
-   ANALYZE), then settles alone run open loop at ``--steady-rate`` (100/s):
+   ANALYZE and a checkpoint), then settles alone run open loop at ``--steady-rate`` (100/s):
    ``ledger_growth`` lists settle p50/p99 and server CPU per settle per size, so a slope
    shows at once;
 6. (d) the hello yardstick of :mod:`loadtest.bench.auth` with the same workers and client.
 
 Each settle is one write transaction (request nonce, key, engine, settlement, balances,
-ledger, stored answer), group-committed with its neighbours on SQLite; pre-settle is a read.
+ledger, stored answer), group-committed with its neighbours on SQLite, run concurrently with
+other persons' settles on PostgreSQL; pre-settle is a read.
 Accounts run dry during the run, after which settlements are paid in cash, which is still a
 full settlement. Settlements go through the public HTTP API only; the ledger preload (5) is
 test-data setup and writes the tables directly with SQLAlchemy Core, not the project's code.
@@ -326,13 +327,26 @@ def fill_ledger(db_url: str, entries: int) -> dict[str, Any]:
                 _insert_history(connection, txns, rows)
                 done += batch
                 missing_txns -= batch
-            connection.exec_driver_sql("ANALYZE")
-            connection.commit()
             total = connection.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one()
             connection.rollback()
+        _settle_down(engine)
     finally:
         engine.dispose()
     return {"entries": int(total), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _settle_down(engine: Any) -> None:
+    """After a bulk load: fresh planner statistics, and the load's WAL written out, so that
+    the measurement does not pay for the preload (a long SQLite WAL slows every read; a
+    PostgreSQL checkpoint after a million rows slows every commit for a while)."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("VACUUM (ANALYZE) ledger_transactions, ledger_entries")
+            with contextlib.suppress(Exception):  # CHECKPOINT needs a privileged role
+                connection.exec_driver_sql("CHECKPOINT")
+        else:
+            connection.exec_driver_sql("ANALYZE")
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _insert_history(connection: Any, txns: Rows, rows: Rows) -> None:

@@ -1,7 +1,7 @@
 """How a settle reaches the database (the shape the settle benchmark depends on), on SQLite and
-(mark ``postgres``) PostgreSQL: one transaction holding the request nonce, group commit only
-where writers are serial, a bounded number of Core statements, and a replayed request that
-stops at its nonce and writes nothing."""
+(mark ``postgres``) PostgreSQL: one transaction holding the request nonce, group-committed on
+SQLite and run beside the writer queue on PostgreSQL, a bounded number of Core statements,
+and a replayed request that stops at its nonce and writes nothing."""
 
 from __future__ import annotations
 
@@ -72,22 +72,26 @@ async def test_a_settle_is_one_transaction_with_its_nonce(till: Till, world: Eng
     assert nonce_count(world) == nonces + 1
 
 
-async def test_settles_are_group_committed_only_where_writers_are_serial(
+async def test_settles_are_grouped_on_sqlite_and_concurrent_on_postgresql(
     till: Till, app: web.Application, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = app[DATABASE]
-    seen: list[bool] = []
+    seen: list[dict[str, Any]] = []
     write = database.write
 
     async def spy(unit: Any, **options: Any) -> Any:
-        seen.append(bool(options.get("grouped")))
+        seen.append(options)
         return await write(unit, **options)
 
     monkeypatch.setattr(database, "write", spy)
+    batches = database.batches
     await till.settled(outpatient())
+    # One write (the nonce went inside it), marked for both ways of going fast.
+    assert seen == [{"grouped": True, "concurrent": True}]
     serial = database.engine.dialect.name == "sqlite"
     assert database.writes_are_serial is serial
-    assert seen == [serial]  # one write: the nonce went inside it
+    # SQLite: through the writer queue (one batch); PostgreSQL: beside it, on the pool.
+    assert database.batches == batches + (1 if serial else 0)
 
 
 async def test_a_settle_sends_a_bounded_number_of_statements(
