@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from gateway.app import create_app
-from gateway.ops.access import OPS_TOKEN_FILE, resolve_ops_access
+from gateway.ops.access import OPS_TOKEN_FILE, _demo_token, resolve_ops_access
 from gateway.ops.routes import CONTENT_SECURITY_POLICY
 from gateway.settings import Settings, SettingsError, load_settings
 from settlement.money import format_yuan
@@ -159,6 +161,23 @@ async def test_demo_world_makes_one_token_file_and_keeps_it(
     assert sorted(p.name for p in path.parent.iterdir() if "ops-token" in p.name) == [
         OPS_TOKEN_FILE
     ]
+
+
+def test_workers_starting_at_once_agree_on_one_demo_token(tmp_path: Path):
+    """Eight threads race to make the file (as N workers do): one wins, all read its token,
+    and no half-written file or leftover candidate is ever seen."""
+    path = tmp_path / "var" / OPS_TOKEN_FILE
+    start = threading.Barrier(8)
+
+    def race(_: int) -> tuple[str, bool]:
+        start.wait()
+        return _demo_token(path)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(race, range(8)))
+    assert len({token for token, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert [p.name for p in path.parent.iterdir()] == [OPS_TOKEN_FILE]
 
 
 def test_a_configured_token_wins_and_short_tokens_are_refused_unechoed(tmp_path: Path):
