@@ -15,7 +15,9 @@ citizen ids and names leave this module masked (:func:`mask_citizen_id`, :func:`
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
+import enum
 import io
 from collections import Counter
 from collections.abc import Sequence
@@ -307,6 +309,13 @@ def _move_application(
     return new
 
 
+class _Unknown(enum.Enum):
+    TOKEN = 0
+
+
+_UNKNOWN: Final = _Unknown.TOKEN
+
+
 def _move_card(
     session: Session,
     card: Card,
@@ -315,14 +324,17 @@ def _move_card(
     now: dt.datetime,
     *,
     note: str | None = None,
+    app: Application | _Unknown | None = _UNKNOWN,
 ) -> Stage:
+    """``app``: the card's application when the caller holds it (saves a lookup per card)."""
     current = Stage(card.state.value)
     new = transition(current, event)
     card.state = new.card_state()
     card.state_changed_at = now
-    app = session.execute(
-        select(Application).where(Application.card_sn == card.card_sn)
-    ).scalar_one_or_none()
+    if isinstance(app, _Unknown):
+        app = session.execute(
+            select(Application).where(Application.card_sn == card.card_sn)
+        ).scalar_one_or_none()
     if app is not None:
         app.stage = new.value
         app.updated_at = now
@@ -627,12 +639,32 @@ def upload_employees(
     now: dt.datetime,
 ) -> list[RowResult]:
     """An employer's batch: one result per row; each row is applied whole or not at all."""
+    require_uploader(agent)
+    return upload_rows(session, programme, agent, parse_upload(text), now)
+
+
+def require_uploader(agent: Agent) -> None:
     require(agent, Action.BATCH_UPLOAD)
     if agent.role is not Role.CENTRE and agent.employer_code is None:
         raise ChannelNotAllowed("only an employer uploads employee batches")
-    rows = parse_upload(text)
+
+
+def upload_rows(
+    session: Session,
+    programme: Programme,
+    agent: Agent,
+    rows: Sequence[dict[str, str]],
+    now: dt.datetime,
+    *,
+    first_row: int = 1,
+) -> list[RowResult]:
+    """Rows of a parsed upload (:func:`parse_upload`), numbered from ``first_row``: one result
+    per row, each row applied whole or not at all (its own SAVEPOINT). A caller may split a
+    file into several calls, each its own transaction, so that a large file does not hold the
+    database's writer for its whole length; a row is never split."""
+    require_uploader(agent)
     results: list[RowResult] = []
-    for number, raw in enumerate(rows, start=1):
+    for number, raw in enumerate(rows, start=first_row):
         try:
             if "__extra__" in raw:
                 raise ValueError("row has more fields than the header")
@@ -761,23 +793,38 @@ def produce_batch(
     personaliser: Personaliser,
     now: dt.datetime,
     mail: bool = True,
+    limit: int | None = None,
 ) -> BatchReport:
-    """Make every card of a batch (new key pair and certificate each), then post them."""
+    """Make the cards of a batch still to be made (new key pair and certificate each), then
+    post them. ``limit``: at most that many in this call (this transaction), so that a large
+    batch is made in several short transactions instead of one that holds the database's
+    writer for minutes; call again until the report has no ``in_batch`` left. Resumable: what
+    a failed call left in ``in_batch`` is made by the next. ``produced_at`` is set once the
+    last card is made."""
     require(agent, Action.PRODUCE)
+    assert limit is None or limit >= 1
     batch = session.get(ProductionBatch, batch_id, with_for_update=True)
     if batch is None:
         raise BatchNotFound(f"no production batch {batch_id}")
-    apps = session.execute(
-        select(Application)
-        .where(Application.batch_id == batch_id, Application.stage == Stage.IN_BATCH.value)
-        .order_by(Application.id)
-    ).scalars()
+    apps = (
+        session.execute(
+            select(Application)
+            .where(Application.batch_id == batch_id, Application.stage == Stage.IN_BATCH.value)
+            .order_by(Application.id)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     for app in apps:
         card = _produce_one(session, app, agent, ca=ca, personaliser=personaliser, now=now)
         if mail:
-            _move_card(session, card, Event.MAIL, agent, now, note=f"batch {batch_id}")
-    batch.produced_at = now
-    return batch_report(session, agent, batch_id)
+            _move_card(session, card, Event.MAIL, agent, now, note=f"batch {batch_id}", app=app)
+    report = batch_report(session, agent, batch_id)
+    if batch.produced_at is None and report.by_stage.get(Stage.IN_BATCH.value, 0) == 0:
+        batch.produced_at = now
+        report = dataclasses.replace(report, produced_at=now)
+    return report
 
 
 def batch_report(session: Session, agent: Agent, batch_id: int) -> BatchReport:

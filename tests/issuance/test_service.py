@@ -22,6 +22,7 @@ from issuance_testkit import (
     OTHER_EMPLOYER,
     applicant,
     at,
+    citizen_id,
     request,
 )
 from sqlalchemy import Engine, select
@@ -653,3 +654,64 @@ def service_upload(engine: Engine, programme: Programme, text: str) -> list[serv
         engine,
         lambda s: service.upload_employees(s, programme, EMPLOYER, text, at(dt.date(2019, 8, 1))),
     )
+
+
+def test_production_in_bounded_units_is_resumable_and_dated_at_the_end(
+    engine: Engine, programme: Programme, ca: IssuingCa, personaliser: InMemoryPersonaliser
+) -> None:
+    now = at(dt.date(2019, 3, 1))
+    for n in range(5):
+        req = request(applicant(300 + n), "retiree", Channel.BANK_BRANCH, pension_bank="ICBC")
+        run(engine, lambda s, r=req: service.apply(s, programme, BANK_ICBC, r, now))
+    [batch_id] = run(engine, lambda s: service.create_batches(s, CENTRE, now))
+
+    def produce(limit: int) -> service.BatchReport:
+        return run(
+            engine,
+            lambda s: service.produce_batch(
+                s, CENTRE, batch_id, ca=ca, personaliser=personaliser, now=now, limit=limit
+            ),
+        )
+
+    first = produce(2)
+    assert first.by_stage == {"mailed": 2, "in_batch": 3}
+    assert first.produced_at is None
+    second = produce(2)
+    assert second.by_stage == {"mailed": 4, "in_batch": 1}
+    last = produce(2)
+    assert last.by_stage == {"mailed": 5}
+    assert last.produced_at == now
+    # Nothing left: another call makes nothing and keeps the date.
+    later = at(dt.date(2019, 3, 2))
+    again = run(
+        engine,
+        lambda s: service.produce_batch(
+            s, CENTRE, batch_id, ca=ca, personaliser=personaliser, now=later, limit=2
+        ),
+    )
+    assert (again.by_stage, again.produced_at) == ({"mailed": 5}, now)
+    assert len(personaliser.cards) == 5
+
+
+def test_upload_rows_numbers_rows_of_a_split_file(engine: Engine, programme: Programme) -> None:
+    now = at(dt.date(2019, 8, 1))
+    header = ",".join(service.UPLOAD_COLUMNS)
+    lines = [
+        f"{citizen_id(400 + n)},员工,1980-01-01,1,310104,1,1,ICBC,,on_site,C-310104-01"
+        for n in range(4)
+    ]
+    rows = service.parse_upload("\n".join([header, *lines, lines[0]]))
+    first = run(engine, lambda s: service.upload_rows(s, programme, EMPLOYER, rows[:3], now))
+    rest = run(
+        engine,
+        lambda s: service.upload_rows(s, programme, EMPLOYER, rows[3:], now, first_row=4),
+    )
+    assert [(r.row, r.accepted, r.code) for r in first + rest] == [
+        (1, True, None),
+        (2, True, None),
+        (3, True, None),
+        (4, True, None),
+        (5, False, "APPLICATION_OPEN"),  # the first row again: taken once
+    ]
+    with pytest.raises(errors.IssuanceForbidden):
+        run(engine, lambda s: service.upload_rows(s, programme, BANK_ICBC, rows, now))
