@@ -1,15 +1,16 @@
 """Cross-province routes: filings (备案, as 2501), ops listings of remote settlements and of
 the reversal queue, and clearing statements (清算) against the hub's 3201/3202.
 
-Every route is signed. Filings: any terminal registers and lists (its institution is
-recorded as the registrant). Listings: a terminal sees its own institution's remote
-settlements; ``scope=all``, the reversal queue and clearing statements are for operations
-terminals (institutions in the ``reconciliation_ops_institutions`` setting), else 403
-RECONCILIATION_FORBIDDEN, as for the reconciliation mismatches.
+Every route is signed and for hospital and pharmacy terminals. Filings: any of them registers
+and lists (its institution is recorded as the registrant). Listings: a terminal sees its own
+institution's remote settlements; ``scope=all``, the reversal queue and clearing statements
+are for operations terminals (institutions in the ``reconciliation_ops_institutions``
+setting), else 403 RECONCILIATION_FORBIDDEN, as for the reconciliation mismatches.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from gateway.crossprov.service import require_client, unavailable
 from gateway.errors import ErrorCode, GatewayError
 from gateway.routing import Call, Route
 from gateway.state import CLOCK, DATABASE, SETTINGS
+from gateway.store import MEDICAL_KINDS
 from settlement.crossprov import clearing, remote, wire
 from settlement.crossprov.filings import register_filing
 from settlement.crossprov.routing import SHANGHAI_ADMDVS, route_for
@@ -376,7 +378,7 @@ async def clearing_statement(call: Call[None]) -> models.ClearingOut:
 
 _OPS: Final = (ErrorCode.RECONCILIATION_FORBIDDEN, ErrorCode.VALIDATION_FAILED)
 
-CROSSPROV_ROUTES: Final[tuple[Route, ...]] = (
+_ROUTES: Final[tuple[Route, ...]] = (
     Route(
         "POST",
         "/v1/crossprov/filings",
@@ -433,4 +435,10 @@ CROSSPROV_ROUTES: Final[tuple[Route, ...]] = (
         tags=_TAGS,
         errors=(*_OPS, ErrorCode.HUB_UNAVAILABLE, ErrorCode.HUB_REFUSED),
     ),
+)
+
+# Hospitals and pharmacies only, as the settlement routes: a bank's or employer's terminal
+# (issuance) is refused with 403 INSTITUTION_KIND_NOT_ALLOWED before any handler runs.
+CROSSPROV_ROUTES: Final[tuple[Route, ...]] = tuple(
+    dataclasses.replace(route, institution_kinds=frozenset(MEDICAL_KINDS)) for route in _ROUTES
 )

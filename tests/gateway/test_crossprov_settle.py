@@ -13,8 +13,17 @@ from typing import Any
 import pytest
 from aiohttp import web
 from card_auth_testkit import NEW_ACTIVE
-from gateway_testkit import HOSPITAL, Client, FakeClock, Signer, assert_problem
-from settlement_api_testkit import Till, load_insured_world, outpatient
+from gateway_testkit import (
+    HOSPITAL,
+    OTHER_TERMINAL,
+    SECRETS,
+    Client,
+    FakeClock,
+    Signer,
+    assert_problem,
+)
+from prometheus_client import REGISTRY
+from settlement_api_testkit import TODAY, Till, load_insured_world, outpatient
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
@@ -313,3 +322,26 @@ async def test_a_replayed_request_cannot_settle_twice_through_the_hub(
     )
     await assert_problem(replayed, 401, "REQUEST_REPLAYED")
     assert [r.status for r in _rows(world)] == [RemoteStatus.UNKNOWN]
+
+
+async def test_ops_views_are_for_ops_terminals_and_count_hub_calls(
+    till: Till, world: Engine, hub: FakeHub, client: Client, clock: FakeClock
+) -> None:
+    before = (
+        REGISTRY.get_sample_value("ssc_hub_calls_total", {"infno": "2207", "outcome": "ok"}) or 0.0
+    )
+    settled = await till.settled(outpatient())
+    after = REGISTRY.get_sample_value("ssc_hub_calls_total", {"infno": "2207", "outcome": "ok"})
+    assert after == before + 1
+    pharmacy = Signer(client, clock, OTHER_TERMINAL, SECRETS[OTHER_TERMINAL])
+    for path in ("/v1/crossprov/reversals", f"/v1/crossprov/settlements?date={TODAY}&scope=all"):
+        response = await pharmacy.client.get(path, headers=pharmacy.headers("GET", path, b""))
+        await assert_problem(response, 403, "RECONCILIATION_FORBIDDEN")
+    # The institution's own listing needs no ops rights and shows every status.
+    path = f"/v1/crossprov/settlements?date={TODAY}"
+    own = await till.get(path)
+    assert own.status == 200, await own.text()
+    items = (await own.json())["items"]
+    assert [(i["msgid"], i["status"]) for i in items] == [(settled["msgid"], "confirmed")]
+    queue = await till.get("/v1/crossprov/reversals?status=pending")
+    assert (await queue.json())["depth"] == 0
