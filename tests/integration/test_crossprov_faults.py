@@ -39,7 +39,8 @@ from hubproc import HubProcess, start_hub
 from settlement.crossprov.store import FilingType
 from settlement.crossprov.wire import yuan_to_fen
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Well under a minute each on a quiet 2-core machine; room for a loaded CI run beside others.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 SETTLEMENTS = 1_000
 IN_FLIGHT = 24  # one till (terminal + card session) each
