@@ -17,6 +17,10 @@
    limits how many): a new SM2 key pair and certificate per card, then the card is posted.
    Production is an HTTP operation of the card centre's role, not an internal job.
 
+Meanwhile a hospital terminal sends a signed ``/v1/echo`` (whose nonce is a database write)
+every 100 ms: its latency during upload and production shows whether issuance holds the one
+database writer that settlements share (figures ``probe_*``).
+
 Figures: seconds and rate per phase, and the server's CPU seconds per phase (user + system of
 its process group, from /proc: unlike the wall clock, it does not move when other programs
 share the cores) with CPU milliseconds per row or card; peak memory as the server's peak RSS
@@ -45,7 +49,15 @@ from typing import Any, Final
 
 import aiohttp
 
-from loadtest.bench.auth import _clean_env, _free_port, _group_cpu_s, _process, _wait_ready
+from loadtest.bench.auth import (
+    ECHO_PATH,
+    _clean_env,
+    _free_port,
+    _group_cpu_s,
+    _percentile,
+    _process,
+    _wait_ready,
+)
 from sscard import demo as sd
 from sscard import terminal_auth as ta
 from sscard.layout import citizen_id_check_digit
@@ -201,13 +213,49 @@ def _bench_rss_mib() -> float:
     return round(rss / 1024, 1)
 
 
+# -- the writer probe ---------------------------------------------------------------------------
+
+PROBE_INTERVAL_S: Final = 0.1
+
+
+class WriterProbe:
+    """A hospital terminal's signed echo every PROBE_INTERVAL_S; latencies per phase (ms)."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, terminal: Terminal) -> None:
+        self.http, self.url, self.terminal = http, url, terminal
+        self.phase = "start"
+        self.latencies_ms: dict[str, list[float]] = {}
+        self.failures = 0
+
+    async def run(self) -> None:
+        body = json.dumps({"message": "probe"}).encode()
+        while True:
+            phase, started = self.phase, time.perf_counter()
+            try:
+                await _call(self.http, self.url, self.terminal, ECHO_PATH, body)
+            except (RuntimeError, aiohttp.ClientError, TimeoutError):
+                self.failures += 1
+            else:
+                elapsed_ms = 1000 * (time.perf_counter() - started)
+                self.latencies_ms.setdefault(phase, []).append(elapsed_ms)
+            await asyncio.sleep(PROBE_INTERVAL_S)
+
+    def figures(self, phase: str) -> dict[str, Any]:
+        values = self.latencies_ms.get(phase, [])
+        p99 = _percentile(values, 99)
+        return {
+            "probe_count": len(values),
+            "probe_p99_ms": None if p99 is None else round(p99, 1),
+            "probe_max_ms": round(max(values), 1) if values else None,
+        }
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
 async def _drive(
     url: str, args: argparse.Namespace, gateway: subprocess.Popen[bytes], log_path: Path
 ) -> dict[str, Any]:
-    count, chunk = int(args.applications), int(args.chunk)
     await _wait_ready(url + "/readyz", gateway, log_path)
     employers = [
         (Terminal(*sd.demo_issuing_terminal(args.seed, "employer", 2 * i)), issuer.bank_code)
@@ -217,34 +265,63 @@ async def _drive(
     figures: dict[str, Any] = {}
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        cpu = _group_cpu_s(gateway.pid)
-        started, accepted, rejected = time.perf_counter(), 0, 0
-        for number, start in enumerate(range(0, count, chunk)):
-            terminal, bank = employers[number % len(employers)]
-            body = csv_chunk(start, min(count, start + chunk), bank or "ICBC")
-            result = await _call(http, url, terminal, UPLOAD_PATH, body, content_type="text/csv")
-            accepted, rejected = accepted + result["accepted"], rejected + result["rejected"]
-            if result["rejected"]:
-                first = next(r for r in result["rows"] if not r["accepted"])
-                raise RuntimeError(f"upload refused rows, first: {first}")
-        figures["upload"], cpu = _phase(started, count, cpu, gateway.pid)
-        figures["upload"].update(accepted=accepted, uploads=number + 1)
-        figures["server_rss_after_upload_mib"] = server_peak_rss_mib(gateway.pid)
+        probe = WriterProbe(http, url, Terminal(*ta.demo_terminal(args.seed, 0)))
+        probing = asyncio.create_task(probe.run())
+        try:
+            await _phases(http, url, args, gateway, employers, centre, probe, figures)
+        finally:
+            probing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probing
+        for phase in ("upload", "batch", "produce"):
+            figures[phase].update(probe.figures(phase))
+        figures["probe_failures"] = probe.failures
+    return figures
 
-        started = time.perf_counter()
-        batches = (await _call(http, url, centre, "/v1/issuance/batches", b"{}"))["batch_ids"]
-        figures["batch"], cpu = _phase(started, count, cpu, gateway.pid)
 
-        started, produced = time.perf_counter(), 0
-        for batch_id in batches[: args.produce_batches]:
-            path = f"/v1/issuance/batches/{batch_id}/produce"
-            report = await _call(http, url, centre, path, b"{}")
-            produced += report["by_stage"].get("mailed", 0)
-        figures["produce"], cpu = _phase(started, produced, cpu, gateway.pid)
-        figures["server_peak_rss_mib"] = server_peak_rss_mib(gateway.pid)
-        day = dt.datetime.now(SHANGHAI).date().isoformat()
-        stats_path = f"/v1/issuance/stats?date={day}"
-        stats = await _call(http, url, centre, stats_path, b"", method="GET")
+async def _phases(  # noqa: PLR0917 - one run's shared state, passed once
+    http: aiohttp.ClientSession,
+    url: str,
+    args: argparse.Namespace,
+    gateway: subprocess.Popen[bytes],
+    employers: list[tuple[Terminal, str | None]],
+    centre: Terminal,
+    probe: WriterProbe,
+    figures: dict[str, Any],
+) -> None:
+    count, chunk = int(args.applications), int(args.chunk)
+    probe.phase = "upload"
+    cpu = _group_cpu_s(gateway.pid)
+    started, accepted, rejected = time.perf_counter(), 0, 0
+    for number, start in enumerate(range(0, count, chunk)):
+        terminal, bank = employers[number % len(employers)]
+        body = csv_chunk(start, min(count, start + chunk), bank or "ICBC")
+        result = await _call(http, url, terminal, UPLOAD_PATH, body, content_type="text/csv")
+        accepted, rejected = accepted + result["accepted"], rejected + result["rejected"]
+        if result["rejected"]:
+            first = next(r for r in result["rows"] if not r["accepted"])
+            raise RuntimeError(f"upload refused rows, first: {first}")
+    figures["upload"], cpu = _phase(started, count, cpu, gateway.pid)
+    figures["upload"].update(accepted=accepted, uploads=number + 1)
+    figures["server_rss_after_upload_mib"] = server_peak_rss_mib(gateway.pid)
+
+    probe.phase = "batch"
+    started = time.perf_counter()
+    batches = (await _call(http, url, centre, "/v1/issuance/batches", b"{}"))["batch_ids"]
+    figures["batch"], cpu = _phase(started, count, cpu, gateway.pid)
+
+    probe.phase = "produce"
+    started, produced = time.perf_counter(), 0
+    for batch_id in batches[: args.produce_batches]:
+        path = f"/v1/issuance/batches/{batch_id}/produce"
+        report = await _call(http, url, centre, path, b"{}")
+        produced += report["by_stage"].get("mailed", 0)
+    figures["produce"], cpu = _phase(started, produced, cpu, gateway.pid)
+    probe.phase = "end"
+    figures["server_peak_rss_mib"] = server_peak_rss_mib(gateway.pid)
+    day = dt.datetime.now(SHANGHAI).date().isoformat()
+    stats_path = f"/v1/issuance/stats?date={day}"
+    stats = await _call(http, url, centre, stats_path, b"", method="GET")
     figures.update(
         applications=accepted,
         rejected=rejected,
@@ -252,7 +329,6 @@ async def _drive(
         produced=produced,
         stats_cards=stats["cards_cumulative"],
     )
-    return figures
 
 
 def _phase(
@@ -319,6 +395,11 @@ def _print_report(r: dict[str, Any]) -> None:
         f"{_cpu(r['produce'], 'card')}\n"
         f"           ({r['produced']} cards: a new SM2 key + certificate each, then posted)\n"
         f"  peak RSS: server {r['server_peak_rss_mib']} MiB (after upload "
-        f"{r['server_rss_after_upload_mib']} MiB), bench {r['bench_peak_rss_mib']} MiB",
+        f"{r['server_rss_after_upload_mib']} MiB), bench {r['bench_peak_rss_mib']} MiB\n"
+        "  a hospital's signed echo meanwhile (ms, p99/max): "
+        + ", ".join(
+            f"{phase} {r[phase]['probe_p99_ms']}/{r[phase]['probe_max_ms']}"
+            for phase in ("upload", "batch", "produce")
+        ),
         flush=True,
     )
