@@ -23,14 +23,18 @@ SQLite (the embedded default)
       committed nonce, ledger entry or settlement survives a power cut. NORMAL is ~7× faster
       (~24,000 vs ~3,400 commits/s measured on the target machine) but may lose the last
       commits on power loss, which for money and one-time nonces means "processed twice".
-      Batch commits if the settle rate ever needs more.
+      So commits are batched instead (group commit, below; settles included): one fsync per
+      batch, every unit of it durable before any is answered.
     * SQLAlchemy, not the sqlite3 module, emits BEGIN, because the module's legacy mode skips
       BEGIN before SELECT. Write units use ``BEGIN IMMEDIATE`` to take the write lock up
       front: a deferred transaction that reads and then writes can fail with SQLITE_BUSY
       that busy_timeout cannot resolve.
 
 PostgreSQL: ``postgresql+psycopg://`` with the same pool bound and pre-ping (a connection
-dropped by a failover is replaced instead of failing one request).
+dropped by a failover is replaced instead of failing one request). Settles skip the writer
+queue there (``write(concurrent=True)``): concurrent transactions ordered by row locks, their
+commits flushed together by the server (``synchronous_commit`` stays at the server default,
+``on``).
 """
 
 from __future__ import annotations

@@ -15,6 +15,19 @@ Why one unit per settle
     SQLite writers are serialised (one write transaction at a time, across processes), so
     there the second request simply runs after the first and replays its stored response.
 
+    Since the key row is only ever seen committed, it is written once, with the answer, at
+    the end (settlement.idempotency.lookup_request / store_response): one primary-key read
+    first, one INSERT last.
+
+How a settle stays cheap (it is the hot path; docs in README "Benchmarks")
+    The request nonce is claimed inside the same unit (the route is ``nonce_in_handler``),
+    so a settle is one transaction; on SQLite it is group-committed with the settles queued
+    beside it, on PostgreSQL it runs beside the writer queue. Card, institution, person,
+    insurance, account and the year's totals come from ONE indexed read
+    (:data:`_COUNTER_READ`); the writes are Core statements (settlement.recording
+    .write_settlement). About ten statements in all, each a primary-key or unique-index
+    lookup or an insert, so the cost does not grow with the ledger.
+
 Reads (eligibility, pre-settle, queries) run in read units and write nothing; pre-settle
 runs the same engine on the same inputs as settle without locking anything.
 """
