@@ -140,20 +140,21 @@ def _now(clock: Callable[[], float]) -> dt.datetime:
 
 
 async def run_reversals_once(context: HubContext, db: Database, clock: Callable[[], float]) -> int:
-    """One round: stale intents → unknown, then the due reversals. Returns reversals done."""
+    """One round: stale intents → unknown, then the due reversals. Returns reversals done.
+    Writes only when a cheap read found work, so an idle gateway never takes the write lock."""
     now = _now(clock)
-    stale = await db.write(
-        partial(
-            remote.stale_intents_to_unknown,
-            older_than=now - context.stale_after,
-            now=now,
-            limit=STALE_BATCH,
+    older_than = now - context.stale_after
+    work = await db.read(partial(remote.pending_work, older_than=older_than, now=now))
+    if work.stale_intents:
+        stale = await db.write(
+            partial(
+                remote.stale_intents_to_unknown, older_than=older_than, now=now, limit=STALE_BATCH
+            )
         )
-    )
-    if stale:
-        log.warning("stale intents queued for reversal", extra=fields(count=len(stale)))
+        if stale:
+            log.warning("stale intents queued for reversal", extra=fields(count=len(stale)))
     done = 0
-    if context.client is not None:
+    if context.client is not None and (work.due_reversals or work.stale_intents):
         jobs = await db.write(
             partial(
                 remote.claim_due_reversals,
@@ -165,8 +166,8 @@ async def run_reversals_once(context: HubContext, db: Database, clock: Callable[
         )
         results = await asyncio.gather(*(_reverse(context, db, clock, job) for job in jobs))
         done = sum(results)
-    depth = await db.read(remote.queue_depth)
-    metrics.REVERSAL_QUEUE_DEPTH.set(depth)
+        work = await db.read(partial(remote.pending_work, older_than=older_than, now=now))
+    metrics.REVERSAL_QUEUE_DEPTH.set(work.queue_depth)
     if context.client is not None:
         metrics.BREAKER_STATE.set(int(context.client.breaker.state))
     return done

@@ -46,6 +46,7 @@ from settlement.store import LedgerSide
 __all__ = [
     "HubSettlement",
     "OutcomeOverridden",
+    "PendingWork",
     "ReversalJob",
     "begin_cancel",
     "begin_intent",
@@ -54,6 +55,7 @@ __all__ = [
     "confirm_cancel",
     "fail",
     "mark_unknown",
+    "pending_work",
     "province_receivable",
     "queue_depth",
     "reversal_done",
@@ -315,6 +317,36 @@ def reversal_retry(
     job.lease_owner = None
     job.lease_until = None
     session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class PendingWork:
+    stale_intents: bool
+    due_reversals: bool
+    queue_depth: int
+
+
+def pending_work(session: Session, *, older_than: dt.datetime, now: dt.datetime) -> PendingWork:
+    """Is there anything for the reversal task to write? Read only, so an idle gateway's
+    task never takes the database's write lock."""
+    stale = session.scalar(
+        select(RemoteSettlementRow.id)
+        .where(
+            RemoteSettlementRow.status == RemoteStatus.INTENT,
+            RemoteSettlementRow.created_at < older_than,
+        )
+        .limit(1)
+    )
+    due = session.scalar(
+        select(HubReversalRow.id)
+        .where(
+            HubReversalRow.status == ReversalStatus.PENDING,
+            HubReversalRow.next_attempt_at <= now,
+            or_(HubReversalRow.lease_until.is_(None), HubReversalRow.lease_until <= now),
+        )
+        .limit(1)
+    )
+    return PendingWork(stale is not None, due is not None, queue_depth(session))
 
 
 def queue_depth(session: Session) -> int:
