@@ -54,6 +54,8 @@ def test_issuance_bench_over_http_prints_json_last_line() -> None:
     # CPU comes in clock ticks (10 ms): the tiny batch step may measure 0.
     for phase in ("upload", "batch", "produce"):
         assert report[phase]["server_cpu_ms_per_item"] >= 0, phase
+    assert report["probe_failures"] == 0
+    assert report["upload"]["probe_count"] > 0  # the hospital's echo answered meanwhile
     assert report["upload"]["server_cpu_s"] > 0
     assert report["produce"]["server_cpu_s"] > 0
     for key in ("server_peak_rss_mib", "bench_peak_rss_mib", "server_rss_after_upload_mib"):
