@@ -264,7 +264,9 @@ async def test_hub_down_opens_the_circuit_and_the_terminal_gets_a_clear_503(
     assert all("circuit" in a.body["detail"] for a in answers[-4:])
     assert "nothing was charged" in answers[-1].body["message"]
     metrics = await terminal.request("GET", "/metrics")
-    assert 'ssc_hub_calls_total{infno="2207",outcome="not_sent"}' in metrics.body
+    # Refused connections were counted (by the settle's or the reversal task's own calls: the
+    # worker's breaker is shared by both, whichever met the closed port first).
+    assert 'outcome="not_sent"}' in metrics.body
     assert "ssc_hub_breaker_state" in metrics.body
     # Back up: once the circuit lets a trial through, the very same request settles.
     deadline = time.monotonic() + 20
