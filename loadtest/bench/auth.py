@@ -53,11 +53,13 @@ from itertools import count
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from loadtest.bench.cards import BenchCard, Presignature, make_cards, make_presignatures
 from loadtest.bench.crypto import _rate
+from loadtest.bench.lean_http import LeanHttpClient, LeanHttpError
 from sscard import demo as sd
 from sscard import terminal_auth as ta
 from sscard.crypto import SM2PrivateKey, sm2_sign, sm2_verify
@@ -225,25 +227,30 @@ class Generator:
         self.presignatures = presignatures
         self.live_signatures = 0
         self._keys: dict[int, SM2PrivateKey] = {}
-        self.session: aiohttp.ClientSession | None = None
+        self.client: LeanHttpClient | None = None
 
     @contextlib.asynccontextmanager
     async def connections(self, limit: int) -> Any:
-        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
-        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            self.session = session
+        url = urlsplit(self.base_url)
+        assert url.hostname is not None
+        assert url.port is not None
+        async with LeanHttpClient(
+            url.hostname, url.port, limit=limit, timeout_s=REQUEST_TIMEOUT_S
+        ) as client:
+            self.client = client
             try:
-                yield session
+                yield client
             finally:
-                self.session = None
+                self.client = None
 
     async def post(
         self, path: str, payload: dict[str, Any], terminal: tuple[str, bytes]
     ) -> tuple[int, dict[str, Any]]:
-        assert self.session is not None
+        assert self.client is not None
         body = json.dumps(payload, separators=(",", ":")).encode()
         terminal_id, secret = terminal
+        # Signed afresh for every request, as a terminal does: SM3 of the body, HMAC-SM3 over
+        # method, path, timestamp, a new nonce and that hash (sscard.terminal_auth).
         headers = ta.signed_headers(
             secret,
             terminal_id,
@@ -255,11 +262,9 @@ class Generator:
         )
         headers["Content-Type"] = "application/json"
         try:
-            async with self.session.post(self.base_url + path, data=body, headers=headers) as resp:
-                data = await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise AuthFailed(f"CLIENT_{type(exc).__name__}") from None
+            status, data = await self.client.request("POST", path, headers, body)
+        except LeanHttpError as exc:
+            raise AuthFailed(f"CLIENT_{exc.kind}") from None
         try:
             parsed = json.loads(data)
         except ValueError:
@@ -448,18 +453,20 @@ def _top_up(presignatures: deque[Presignature], needed: int, pool: ProcessPoolEx
 
 
 async def _hello_phase(url: str, concurrency: int, seconds: float, pgid: int) -> Phase:
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    async with LeanHttpClient(
+        parts.hostname, parts.port, limit=concurrency, timeout_s=REQUEST_TIMEOUT_S
+    ) as client:
 
         async def hello(_i: int) -> None:
             try:
-                async with session.get(url) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        raise AuthFailed(f"HTTP_{resp.status}")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise AuthFailed(f"CLIENT_{type(exc).__name__}") from None
+                status, _ = await client.request("GET", parts.path, {})
+            except LeanHttpError as exc:
+                raise AuthFailed(f"CLIENT_{exc.kind}") from None
+            if status != 200:
+                raise AuthFailed(f"HTTP_{status}")
 
         await closed_loop(hello, concurrency, min(0.5, seconds))  # connections, warm
         return await closed_loop(hello, concurrency, seconds, server_pgid=pgid)
