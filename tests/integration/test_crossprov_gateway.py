@@ -18,6 +18,7 @@ import pytest
 from crossprov_kit import (
     OPS_TERMINAL,
     PROVINCES,
+    SEED,
     Gateway,
     Terminal,
     all_remote_rows,
@@ -32,6 +33,9 @@ from hubproc import HubProcess, start_hub
 
 from settlement.crossprov.store import FilingType
 from settlement.crossprov.wire import yuan_to_fen
+from sscard import demo as sd
+from sscard.terminal_auth import demo_institution_code
+from terminal_sdk import CardSession, Claim, FeeLine, GatewayClient
 
 pytestmark = pytest.mark.integration
 
@@ -264,9 +268,10 @@ async def test_hub_down_opens_the_circuit_and_the_terminal_gets_a_clear_503(
     assert all("circuit" in a.body["detail"] for a in answers[-4:])
     assert "nothing was charged" in answers[-1].body["message"]
     metrics = await terminal.request("GET", "/metrics")
-    # Refused connections were counted (by the settle's or the reversal task's own calls: the
-    # worker's breaker is shared by both, whichever met the closed port first).
-    assert 'outcome="not_sent"}' in metrics.body
+    # The failed calls were counted: refused connections (not_sent) or, on keep-alive
+    # connections the stopping hub still held, 5xx / dropped answers (unknown). Settles and the
+    # reversal task share the worker's breaker: whichever met the hub first opened it.
+    assert 'outcome="not_sent"}' in metrics.body or 'outcome="unknown"}' in metrics.body
     assert "ssc_hub_breaker_state" in metrics.body
     # Back up: once the circuit lets a trial through, the very same request settles.
     deadline = time.monotonic() + 20
@@ -323,3 +328,38 @@ async def test_serve_embeds_the_hub_simulator_when_no_hub_is_configured(
             time.sleep(0.1)
         else:
             pytest.fail("the embedded hub simulator outlived the gateway")
+
+
+async def test_the_sdk_retries_an_unknown_outcome_with_the_same_key_and_it_settles_afresh(
+    gateway: Gateway, hub: HubProcess, http: aiohttp.ClientSession
+) -> None:
+    h = holder("510000", FilingType.RESETTLED_RETIREE)
+    terminal = Terminal(http, gateway, 140)
+    token = await card_session(terminal, h)
+    session = CardSession(token, sd.demo_card(SEED, 2 * h).card_sn, 3, 300, terminal.terminal_id)
+    hub.set_faults(drop_after_commit_ratio=1.0)  # every answer lost: the outcome is unknown
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        hub.clear_faults()  # the hub answers again by the SDK's retry
+
+    claim_body = Claim("outpatient", claim()["visit_date"], (FeeLine("DEMO-A-002", 1, 4_321),))
+    async with GatewayClient(
+        gateway.url, terminal.terminal_id, terminal.secret, sleep=sleep
+    ) as sdk:
+        receipt = await sdk.settle(session, claim_body, idempotency_key="sdk-unknown-1")
+    assert waits == [1.0]  # one 503 HUB_OUTCOME_UNKNOWN, retried after its Retry-After
+    assert receipt.medfee_sumamt == 4_321
+    ops = Terminal(http, gateway, OPS_TERMINAL)
+    await wait_until_settled_down(ops, timeout_s=30)
+    institution = terminal_institution(140)
+    statuses = sorted(
+        r["status"] for r in await all_remote_rows(ops) if r["fixmedins_code"] == institution
+    )
+    # The first message was reversed at the hub; the retry, same key, settled under a new one.
+    assert statuses == ["confirmed", "reversed"]
+
+
+def terminal_institution(n: int) -> str:
+    return demo_institution_code(n // 2)
