@@ -12,6 +12,7 @@ import pytest
 
 from gateway.crossprov.breaker import Breaker, BreakerState
 from gateway.crossprov.client import HubClient, NoAnswer, NotSent
+from gateway.settings import SettingsError, load_settings
 from settlement.crossprov import wire
 
 INSTITUTION = "H31000000001"
@@ -187,3 +188,19 @@ def test_msgids_are_wire_msgids_settles_even_others_odd() -> None:
     assert settles[0][12:26] == dt.datetime.fromtimestamp(NOW_S, wire.BEIJING).strftime(
         "%Y%m%d%H%M%S"
     )
+
+
+def test_hub_settings_are_checked_at_start_up() -> None:
+    settings = load_settings(environ={})
+    assert (settings.hub_url, settings.hub_timeout_ms, settings.hub_retries) == ("", 3000, 2)
+    with pytest.raises(SettingsError, match="hub_url must be an http"):
+        load_settings(environ={"GATEWAY_HUB_URL": "ftp://hub"})
+    with pytest.raises(SettingsError, match="hub_reversal_backoff_max_s"):
+        load_settings(
+            environ={
+                "GATEWAY_HUB_REVERSAL_BACKOFF_S": "10",
+                "GATEWAY_HUB_REVERSAL_BACKOFF_MAX_S": "5",
+            }
+        )
+    with pytest.raises(SettingsError, match="GATEWAY_HUB_RETRIES"):
+        load_settings(environ={"GATEWAY_HUB_RETRIES": "9"})
