@@ -9,8 +9,11 @@ import subprocess
 import sys
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from loadtest.bench.cards import make_cards, make_presignatures, sign_presigned
+from loadtest.bench.lean_http import LeanHttpClient, LeanHttpError
 from sscard import demo as sd
 from sscard.crypto import SM2PrivateKey, sm2_verify
 from sscard.layout import card_auth_message
@@ -74,3 +77,41 @@ def test_bench_cards_are_active_third_generation_cards_that_sign() -> None:
     signature = card.sign(message, make_presignatures(1)[0])
     assert signature is not None
     sm2_verify(card.public_key, message, signature)
+
+
+async def test_lean_client_reuses_keepalive_connections_and_reads_answers() -> None:
+    peers: list[object] = []
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        body = await request.read()
+        if request.path == "/chunked":
+            response = web.StreamResponse()
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            await response.write(b"x")
+            await response.write_eof()
+            return response
+        return web.json_response(
+            {"body": body.decode(), "sig": request.headers.get("X-Sig")},
+            status=201 if request.method == "POST" else 200,
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    async with (
+        TestServer(app) as server,
+        LeanHttpClient(server.host, server.port, limit=1, timeout_s=5) as client,
+    ):
+        status, body = await client.request("POST", "/a", {"X-Sig": "s1"}, b"hello")
+        assert (status, json.loads(body)) == (201, {"body": "hello", "sig": "s1"})
+        status, body = await client.request("GET", "/b", {})
+        assert (status, json.loads(body)) == (200, {"body": "", "sig": None})
+        assert len(peers) == 2
+        assert peers[0] == peers[1]  # one keep-alive connection
+        with pytest.raises(LeanHttpError) as refused:
+            await client.request("GET", "/chunked", {})
+        assert refused.value.kind == "CHUNKED"
+        status, _ = await client.request("GET", "/c", {})  # a fresh connection
+        assert status == 200
+        assert peers[-1] != peers[0]
