@@ -158,5 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FaultSpecInvalid as exc:
         parser().error(str(exc))
     _configure_logging(args.log_level)
-    asyncio.run(_serve(args, faults))
+    try:
+        asyncio.run(_serve(args, faults))
+    except OSError as exc:  # the port is taken or the address is not ours: say so, briefly
+        logging.getLogger("settlement.hub").error(
+            "cannot listen",
+            extra={"hub": {"host": args.host, "port": args.port, "error": str(exc)}},
+        )
+        return 1
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -156,6 +157,29 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
         assert "32***********42" in hub.log()
         with pytest.raises(urllib.error.URLError):
             hub.request("GET", "/hub/admin/healthz", timeout_s=2.0)
+
+
+def test_sigterm_while_refusing_connections(tmp_path: Path) -> None:
+    with start_hub(tmp_path) as hub:
+        hub.set_faults(refuse_connections_s=300)
+        assert hub.stop(grace_s=20.0) == 0
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "settlement.hub", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_start_hub_never_leaves_a_process_behind(tmp_path: Path) -> None:
