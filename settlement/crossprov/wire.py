@@ -154,6 +154,7 @@ class HubErrCode(enum.StrEnum):
     MSG_REVERSED = "MSG_REVERSED"  # this msgid was reversed (2601): it can never commit
     MSGID_REUSED = "MSGID_REUSED"  # same msgid, different call
     NOT_REVERSIBLE = "NOT_REVERSIBLE"  # 2601 for an infno outside REVERSIBLE_INFNOS
+    HUB_FULL = "HUB_FULL"  # the simulator's bounded memory is full: nothing was done
 
 
 # --- money -------------------------------------------------------------------------------------

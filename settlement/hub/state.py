@@ -54,10 +54,13 @@ from settlement.hub.province import Province, province_of
 from settlement.policy import HospitalLevel, VisitType
 from settlement.result import SettlementResult
 
-__all__ = ["MAX_DETAIL_ROWS", "MAX_PERIOD_DAYS", "HubState", "Refused"]
+__all__ = ["MAX_DETAIL_ROWS", "MAX_MESSAGES", "MAX_PERIOD_DAYS", "HubState", "Refused"]
 
 MAX_PERIOD_DAYS: Final = 366
 MAX_DETAIL_ROWS: Final = 10_000
+# Stored messages (settles, cancels, reversals) before the simulator refuses with HUB_FULL:
+# about 2 GB of answers; far beyond any test or benchmark run.
+MAX_MESSAGES: Final = 1_000_000
 _MDTRT_ID_MAX: Final = 64
 # NHSA psn_type [weak: codes as HIS integrations use them]: 11 in service, 21 retired.
 _PSN_TYPE_WORKING: Final = "11"
@@ -189,8 +192,14 @@ class HubState:
     """The simulator's memory and its transactions (see the module docstring)."""
 
     def __init__(
-        self, *, seed: str, provinces: Mapping[str, Province], catalogue: Catalogue
+        self,
+        *,
+        seed: str,
+        provinces: Mapping[str, Province],
+        catalogue: Catalogue,
+        max_messages: int = MAX_MESSAGES,
     ) -> None:
+        self._max_messages = max_messages
         self._seed = seed
         self._provinces = provinces
         self._catalogue = catalogue
@@ -228,6 +237,14 @@ class HubState:
                         now,
                     )
                 return stored.response
+            if changes and len(self._books.messages) >= self._max_messages:
+                # Bounded memory: refuse (not stored, nothing done) rather than grow forever.
+                return self._refusal(
+                    request,
+                    HubErrCode.HUB_FULL,
+                    f"the simulator holds {self._max_messages} messages; restart it",
+                    now,
+                )
             try:
                 output, setl_id = self._dispatch(request, now)
             except Refused as refused:

@@ -658,3 +658,17 @@ def test_beijing_date_decides_the_visit_day_limit() -> None:
     late = dt.datetime(2026, 6, 1, 16, 30, tzinfo=dt.UTC)
     assert late.astimezone(BEIJING).date() == dt.date(2026, 6, 2)
     ok(call(state, "2207", settle_input(person.psn_no, day="2026-06-02"), now=late))
+
+
+def test_memory_is_bounded_and_a_full_hub_refuses_without_doing_anything() -> None:
+    state = HubState(seed=SEED, provinces=provinces(), catalogue=catalogue(), max_messages=2)
+    person = first_person()
+    first = request("2207", settle_input(person.psn_no, mdtrt_id="A"))
+    ok(state.handle(first, now=NOW))
+    ok(call(state, "2207", settle_input(person.psn_no, mdtrt_id="B")))
+    balance = balance_fen(state, person.psn_no)
+    full = request("2207", settle_input(person.psn_no, mdtrt_id="C"))
+    refused(state.handle(full, now=NOW), "HUB_FULL")
+    assert balance_fen(state, person.psn_no) == balance
+    assert state.message_status(full.msgid) is wire.MessageStatus.NONE
+    assert ok(state.handle(first, now=NOW))  # stored answers still come back
