@@ -2,7 +2,8 @@
 the patient in cash — and the append-only ledger that records it.
 
 A pure core (policy data + engine, no I/O) and its store (SQLAlchemy). Imports neither
-aiohttp nor ``gateway``.
+aiohttp nor ``gateway``; the single exception is ``settlement.hub``, the national hub
+simulator, which runs in its own process and which nothing else here imports.
 
 Module map::
 
