@@ -41,6 +41,7 @@ from settlement.store import (
 
 __all__ = [
     "Holdings",
+    "WrittenSettlement",
     "cancel_settlement",
     "load_holdings",
     "record_settlement",
@@ -61,6 +62,43 @@ class Holdings:
     balances: AccountBalances
     year_to_date: YearToDate
     totals_exist: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenSettlement:
+    """The settlements row :func:`write_settlement` inserted, as plain values (building a
+    detached ORM row for the answer cost more than the INSERT)."""
+
+    id: int
+    setl_id: str
+    mdtrt_id: str
+    person_id: int
+    fixmedins_code: str
+    insutype: str
+    visit_type: str
+    hospital_level: int
+    visit_date: dt.date
+    setl_time: dt.datetime
+    policy_id: str
+    status: SettlementStatus
+    medfee_sumamt: int
+    fulamt_ownpay_amt: int
+    preselfpay_amt: int
+    inscp_scp_amt: int
+    act_pay_dedc: int
+    hifp_pay: int
+    pool_prop_selfpay: int
+    hifob_pay: int
+    fund_pay_sumamt: int
+    acct_pay: int
+    acct_pay_current_year_fen: int
+    acct_pay_past_years_fen: int
+    psn_cash_pay: int
+    balc: int
+    self_pay_band_added_fen: int
+    deductible_added_fen: int
+    cancelled_at: dt.datetime | None
+    cancel_reason: str | None
 
 
 _SELECT_PERSON_ACCOUNT: Final = (
@@ -191,11 +229,11 @@ def write_settlement(
     visit: Visit,
     lines: Sequence[ClaimLine],
     now: dt.datetime,
-) -> tuple[SettlementRow, SettlementResult]:
+) -> tuple[WrittenSettlement, SettlementResult]:
     """Run the engine on ``holdings`` (read by :func:`load_holdings` or an equivalent read
     in this transaction) and write the settlement, its lines, the balances, the year's totals
-    and the ledger transaction. Returns the written settlement as a detached row (its
-    ``id`` set) and the engine's result.
+    and the ledger transaction. Returns the written row's values (with its ``id``) and the
+    engine's result.
 
     Core statements, no ORM unit of work: one INSERT … RETURNING id, one executemany per
     kind of line, relative UPDATEs only for what changed (a cash-only settlement leaves the
@@ -315,7 +353,7 @@ def write_settlement(
         cached = session.identity_map.get(identity_key(mapped, ident))
         if cached is not None:
             session.expire(cached)
-    return SettlementRow(id=settlement_id, **values), result
+    return WrittenSettlement(id=settlement_id, **values), result
 
 
 def cancel_settlement(session: Session, *, setl_id: str, now: dt.datetime) -> None:

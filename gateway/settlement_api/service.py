@@ -88,6 +88,7 @@ from settlement.idempotency import lookup_request, store_response
 from settlement.policy import HospitalLevel, PolicyBook, VisitType, shipped_policies
 from settlement.recording import (
     Holdings,
+    WrittenSettlement,
     cancel_settlement,
     load_holdings,
     write_settlement,
@@ -475,7 +476,7 @@ def _fund_rows(hifp_pay: int, hifob_pay: int) -> list[FundPaymentOut]:
 
 
 def settlement_view(
-    row: SettlementRow, psn_no: str, explanation: Sequence[str] | None = None
+    row: SettlementRow | WrittenSettlement, psn_no: str, explanation: Sequence[str] | None = None
 ) -> SettlementOut:
     return SettlementOut(
         setl_id=row.setl_id,
@@ -680,7 +681,7 @@ def _record(
     visit: Visit,
     lines: Sequence[ClaimLine],
     now: dt.datetime,
-) -> tuple[SettlementRow, SettlementResult]:
+) -> tuple[WrittenSettlement, SettlementResult]:
     return write_settlement(
         session,
         holdings=_holdings(session, facts, visit.visit_date.year),
