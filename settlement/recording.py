@@ -9,6 +9,11 @@ partial refund is a cancel followed by a new settlement (DOMAIN §4).
 
 Every rule that must hold under concurrency is also a database constraint (settlement.store):
 a racing second settlement cannot overdraw an account (CHECK ≥ 0) or post twice (unique).
+
+Settling is the hot path, so :func:`write_settlement` writes with Core statements built once
+(an INSERT … RETURNING, executemany for lines and ledger entries, relative UPDATEs only for
+what changed), never through an ORM unit of work; callers that already read the person in
+the same transaction hand it over as :class:`Holdings` instead of reading it again.
 """
 
 from __future__ import annotations
@@ -119,6 +124,8 @@ _SELECT_TOTALS: Final = select(
 ).where(
     YearToDateTotals.person_id == bindparam("person_id"), YearToDateTotals.year == bindparam("year")
 )
+_LOCK_PERSON_ACCOUNT: Final = _SELECT_PERSON_ACCOUNT.with_for_update(of=PersonalAccount)
+_LOCK_TOTALS: Final = _SELECT_TOTALS.with_for_update()
 _INSERT_SETTLEMENT: Final = insert(SettlementRow).returning(SettlementRow.id)
 _INSERT_LINE: Final = insert(SettlementLineRow)
 # Relative updates under the row lock: the CHECK (>= 0) constraints still hold the line even
@@ -160,22 +167,19 @@ def year_to_date_of(row: Any) -> YearToDate:
 def load_holdings(session: Session, *, psn_no: str, year: int) -> Holdings:
     """Read the person's account and the year's totals for settling, FOR UPDATE on PostgreSQL.
 
-    Two statements on purpose: the account row lock is the per-person mutex every settle and
-    cancel takes first; the totals are read after it is held, so under READ COMMITTED they
+    Two statements on purpose: the account row lock is the per-person mutex every settle
+    takes first (a cancel right after its settlement row); the totals are read after it is
+    held, so under READ COMMITTED they
     are the values the previous holder committed (a single joined read would re-check the
     locked account row but could still see an older totals row).
     """
     lock = session.get_bind().dialect.name == "postgresql"
-    query = (
-        _SELECT_PERSON_ACCOUNT.with_for_update(of=PersonalAccount)
-        if lock
-        else _SELECT_PERSON_ACCOUNT
-    )
+    query = _LOCK_PERSON_ACCOUNT if lock else _SELECT_PERSON_ACCOUNT
     connection = session.connection()
     found = connection.execute(query, {"psn_no": psn_no}).one_or_none()
     if found is None:
         raise PersonNotFound(f"no insured person with psn_no {psn_no[:4]}… or no account")
-    totals_query = _SELECT_TOTALS.with_for_update() if lock else _SELECT_TOTALS
+    totals_query = _LOCK_TOTALS if lock else _SELECT_TOTALS
     totals = connection.execute(totals_query, {"person_id": found.id, "year": year}).one_or_none()
     return Holdings(
         person_id=found.id,
