@@ -34,16 +34,18 @@ runs the same engine on the same inputs as settle without locking anything.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import functools
 import hashlib
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from gateway.routing import NonceClaim
@@ -67,7 +69,7 @@ from gateway.settlement_api.models import (
     TotalsRequest,
     TotalsResult,
 )
-from gateway.store import Institution
+from gateway.store import DriverStatement, Institution
 from issuance.registry import CardRecord, card_usability
 from issuance.store import Card
 from settlement import reconciliation as recon
@@ -345,37 +347,69 @@ def _holdings(session: Session, facts: _HolderFacts, year: int) -> Holdings:
 # Everything settle and pre-settle read before the engine runs, in ONE statement: the
 # terminal's institution (always one row) left-joined with the card, the cardholder's person,
 # employee insurance, account and the year's totals, each by primary key or unique index.
-_COUNTER_READ: Final = (
-    select(
-        Institution.kind,
-        Institution.level,
-        Card.card_sn,
-        Card.generation,
-        Card.state,
-        Card.holder_id,
-        Card.expires_on,
-        Card.cert_sm3,
-        Card.superseded_by,
-        *_HOLDER_FACTS.selected_columns,
-    )
-    .select_from(Institution)
-    .outerjoin(Card, Card.card_sn == bindparam("card_sn"))
-    .outerjoin(InsuredPersonRow, InsuredPersonRow.holder_id == bindparam("holder_id"))
-    .outerjoin(
-        Insurance,
-        and_(Insurance.person_id == InsuredPersonRow.id, Insurance.insutype == INSUTYPE_EMPLOYEE),
-    )
-    .outerjoin(PersonalAccount, PersonalAccount.person_id == InsuredPersonRow.id)
-    .outerjoin(
-        YearToDateTotals,
-        and_(
-            YearToDateTotals.person_id == InsuredPersonRow.id,
-            YearToDateTotals.year == bindparam("year"),
-        ),
-    )
-    .where(Institution.code == bindparam("code"))
+# On the driver's cursor (gateway.store.DriverStatement: a few µs instead of SQLAlchemy's
+# per-statement work, inside the write lock on SQLite); the values are converted by each
+# column type's own result processor, so stored forms (SQLite's date text, enum values) stay
+# the tables' business.
+_COUNTER_COLUMNS: Final = (
+    Institution.__table__.c.kind,
+    Institution.__table__.c.level,
+    Card.__table__.c.card_sn,  # the CardRecord fields, in order
+    Card.__table__.c.generation,
+    Card.__table__.c.state,
+    Card.__table__.c.holder_id,
+    Card.__table__.c.expires_on,
+    Card.__table__.c.cert_sm3,
+    Card.__table__.c.superseded_by,
+    InsuredPersonRow.__table__.c.id,  # _HOLDER_FACTS' columns, in order
+    InsuredPersonRow.__table__.c.psn_no,
+    InsuredPersonRow.__table__.c.retired,
+    InsuredPersonRow.__table__.c.birth_date,
+    Insurance.__table__.c.valid_from,
+    Insurance.__table__.c.valid_to,
+    Insurance.__table__.c.insuplc_admdvs,
+    PersonalAccount.__table__.c.current_year_fen,
+    PersonalAccount.__table__.c.past_years_fen,
+    YearToDateTotals.__table__.c.self_pay_band_consumed_fen,
+    YearToDateTotals.__table__.c.deductible_consumed_fen,
+    YearToDateTotals.__table__.c.pooling_fund_paid_fen,
+)
+_CounterRow = collections.namedtuple(
+    "_CounterRow",
+    ["kind", "level", "card_sn", "generation", "state", "card_holder_id", "expires_on",
+     "cert_sm3", "superseded_by", "id", "psn_no", "retired", "birth_date", "valid_from",
+     "valid_to", "insuplc_admdvs", "current_year_fen", "past_years_fen",
+     "self_pay_band_consumed_fen", "deductible_consumed_fen", "pooling_fund_paid_fen"],
+)  # fmt: skip
+_COUNTER_READ: Final = DriverStatement(
+    "SELECT i.kind, i.level, c.card_sn, c.generation, c.state, c.holder_id, c.expires_on, "
+    "c.cert_sm3, c.superseded_by, p.id, p.psn_no, p.retired, p.birth_date, "
+    "n.valid_from, n.valid_to, n.insuplc_admdvs, a.current_year_fen, a.past_years_fen, "
+    "y.self_pay_band_consumed_fen, y.deductible_consumed_fen, y.pooling_fund_paid_fen "
+    "FROM institutions AS i "
+    "LEFT JOIN cards AS c ON c.card_sn = ? "
+    "LEFT JOIN insured_persons AS p ON p.holder_id = ? "
+    "LEFT JOIN insurances AS n ON n.person_id = p.id AND n.insutype = '310' "
+    "LEFT JOIN personal_accounts AS a ON a.person_id = p.id "
+    "LEFT JOIN year_to_date_totals AS y ON y.person_id = p.id AND y.year = ? "
+    "WHERE i.code = ?"
 )
 _CARD_COLUMNS: Final = slice(2, 9)  # the CardRecord fields, in order
+assert INSUTYPE_EMPLOYEE == "310"  # written into the SQL above
+
+_Processor = Callable[[Any], Any] | None
+_counter_processors: dict[str, tuple[_Processor, ...]] = {}
+
+
+def _processors_for(dialect: Dialect) -> tuple[_Processor, ...]:
+    found = _counter_processors.get(dialect.name)
+    if found is None:
+        found = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in _COUNTER_COLUMNS
+        )
+        _counter_processors[dialect.name] = found
+    return found
 
 
 def _at_the_counter(
@@ -390,18 +424,16 @@ def _at_the_counter(
 ) -> tuple[Visit, _HolderFacts]:
     """Settle's and pre-settle's checks on one read (:data:`_COUNTER_READ`), in the order
     of the separate reads they replace: card usable, visit allowed here, person insured."""
-    row = (
-        session.connection()
-        .execute(
-            _COUNTER_READ,
-            {
-                "code": fixmedins_code,
-                "card_sn": card.card_sn,
-                "holder_id": holder_id,
-                "year": visit_date.year,
-            },
+    raw = _COUNTER_READ.execute(
+        session, (card.card_sn, holder_id, visit_date.year, fixmedins_code)
+    ).fetchone()
+    assert raw is not None  # the terminal's institution exists (foreign key)
+    processors = _processors_for(session.get_bind().dialect)
+    row = _CounterRow(
+        *(
+            value if process is None or value is None else process(value)
+            for process, value in zip(processors, raw, strict=True)
         )
-        .one()  # the terminal's institution exists (foreign key)
     )
     found = row[_CARD_COLUMNS]
     _judge_card(card, None if found[0] is None else CardRecord(*found), now)
