@@ -70,6 +70,7 @@ __all__ = [
     "create_batches",
     "daily_stats",
     "expire_cards",
+    "fill_batches",
     "find_agent",
     "history",
     "mask_citizen_id",
@@ -688,23 +689,70 @@ def upload_rows(
 def create_batches(
     session: Session, agent: Agent, now: dt.datetime, max_size: int = MAX_BATCH_SIZE
 ) -> list[int]:
-    """Group every collected application into batches by (channel, collection date)."""
+    """Group every collected application into batches by (channel, collection date), in this
+    one transaction; return the batches filled. See :func:`fill_batches`."""
+    touched, _ = fill_batches(session, agent, now, max_size=max_size)
+    return touched
+
+
+def _fillable_batch(
+    session: Session, channel: str, collected_on: dt.date, max_size: int
+) -> ProductionBatch | None:
+    """The (channel, day)'s batch that still takes applications: not full, and none of its
+    cards made yet (a batch is filled until its production starts)."""
+    started = (
+        select(Application.id)
+        .where(
+            Application.batch_id == ProductionBatch.id,
+            Application.stage != Stage.IN_BATCH.value,
+        )
+        .exists()
+    )
+    return session.execute(
+        select(ProductionBatch)
+        .where(
+            ProductionBatch.channel == channel,
+            ProductionBatch.collected_on == collected_on,
+            ProductionBatch.produced_at.is_(None),
+            ProductionBatch.size < max_size,
+            ~started,
+        )
+        .order_by(ProductionBatch.seq.desc())
+        .limit(1)
+        .with_for_update()
+    ).scalar_one_or_none()
+
+
+def fill_batches(
+    session: Session,
+    agent: Agent,
+    now: dt.datetime,
+    *,
+    max_size: int = MAX_BATCH_SIZE,
+    limit: int | None = None,
+) -> tuple[list[int], int]:
+    """Move collected applications into production batches by (channel, collection date), at
+    most ``max_size`` a batch, filling the day's unstarted batch before opening another.
+    ``limit``: move at most that many in this call (this transaction), so that grouping a
+    large day does not hold the database's writer for seconds; call again until fewer than
+    ``limit`` moved. Returns (the batches filled, how many applications moved)."""
     require(agent, Action.PRODUCE)
+    assert limit is None or limit >= 1
     new_stage = transition(Stage.INFO_COLLECTED, Event.ADD_TO_BATCH)
     groups = session.execute(
-        select(Application.channel, Application.collected_on, func.count())
+        select(Application.channel, Application.collected_on)
         .where(Application.stage == Stage.INFO_COLLECTED.value, Application.instant.is_(False))
         .group_by(Application.channel, Application.collected_on)
         .order_by(Application.collected_on, Application.channel)
     ).all()
-    created: list[int] = []
-    for channel, collected_on, _count in groups:
-        seq = session.execute(
-            select(func.coalesce(func.max(ProductionBatch.seq), 0)).where(
-                ProductionBatch.channel == channel, ProductionBatch.collected_on == collected_on
-            )
-        ).scalar_one()
-        while True:
+    touched: list[int] = []
+    moved = 0
+    for channel, collected_on in groups:
+        assert collected_on is not None  # set with info_collected (_new_application)
+        while limit is None or moved < limit:
+            batch = _fillable_batch(session, channel, collected_on, max_size)
+            room = max_size - (0 if batch is None else batch.size)
+            take = room if limit is None else min(room, limit - moved)
             rows = session.execute(
                 select(Application.id, Application.holder_id)
                 .where(
@@ -714,17 +762,30 @@ def create_batches(
                     Application.collected_on == collected_on,
                 )
                 .order_by(Application.id)
-                .limit(max_size)
+                .limit(take)
             ).all()
             if not rows:
                 break
-            seq += 1
-            batch = ProductionBatch(
-                channel=channel, collected_on=collected_on, seq=seq, size=len(rows), created_at=now
-            )
-            session.add(batch)
-            session.flush()
-            created.append(batch.id)
+            if batch is None:
+                seq = session.execute(
+                    select(func.coalesce(func.max(ProductionBatch.seq), 0)).where(
+                        ProductionBatch.channel == channel,
+                        ProductionBatch.collected_on == collected_on,
+                    )
+                ).scalar_one()
+                batch = ProductionBatch(
+                    channel=channel,
+                    collected_on=collected_on,
+                    seq=seq + 1,
+                    size=0,
+                    created_at=now,
+                )
+                session.add(batch)
+                session.flush()
+            batch.size += len(rows)
+            if batch.id not in touched:
+                touched.append(batch.id)
+            moved += len(rows)
             ids = [r.id for r in rows]
             for chunk in range(0, len(ids), 500):
                 session.execute(
@@ -750,7 +811,7 @@ def create_batches(
                     for r in rows
                 ],
             )
-    return created
+    return touched, moved
 
 
 def _produce_one(

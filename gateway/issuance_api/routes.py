@@ -53,6 +53,7 @@ CSV_CONTENT_TYPES: Final = ("text/csv", "application/csv")
 # here: ~0.1 s of writer time per unit instead of minutes; a commit costs ~1 ms.
 UPLOAD_ROWS_PER_UNIT: Final = 50
 PRODUCE_CARDS_PER_UNIT: Final = 25
+BATCH_APPLICATIONS_PER_UNIT: Final = 1_000  # ~0.03 ms each: grouping is cheap per row
 
 
 def _citizen_id(value: str) -> str:
@@ -455,8 +456,14 @@ async def stats(call: Call[None]) -> StatsOut:
 
 async def create_batches(call: Call[EmptyIn]) -> BatchesOut:
     agent, now = await _agent(call), _now(call)
-    ids = await call.app[DATABASE].write(lambda s: service.create_batches(s, agent, now))
-    return BatchesOut(batch_ids=ids)
+    limit = BATCH_APPLICATIONS_PER_UNIT
+    unit = partial(service.fill_batches, agent=agent, now=now, limit=limit)
+    ids: list[int] = []
+    while True:  # each unit moves `limit` applications, or fewer when none are left: this ends
+        touched, moved = await call.app[DATABASE].write(unit)
+        ids += [batch_id for batch_id in touched if batch_id not in ids]
+        if moved < limit:
+            return BatchesOut(batch_ids=ids)
 
 
 def _batch_id(call: Call[Any]) -> int:
@@ -631,6 +638,8 @@ ISSUANCE_ROUTES: Final[tuple[Route, ...]] = (
         "/v1/issuance/batches",
         operation_id="issuance_create_batches",
         summary="Group collected applications into production batches (channel, date).",
+        description="At most 10,000 a batch; a day's batch is filled until its production "
+        "starts, then another opens. Answers the batches filled by this call.",
         handler=create_batches,
         request_model=EmptyIn,
         response_model=BatchesOut,

@@ -383,7 +383,9 @@ async def card_event(x: Signer, card_sn: str, event: Event) -> Any:
 async def test_every_illegal_card_transition_is_409_with_state_and_allowed_and_changes_nothing(
     client: Client, clock: FakeClock, world: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The 8 cards are made in units of 3 (three transactions), as 10,000 are in units of 25.
+    # The 8 applications are batched, and their cards made, in units of 3 (three transactions
+    # each), as 100,000 are in units of 1,000 and 25.
+    monkeypatch.setattr("gateway.issuance_api.routes.BATCH_APPLICATIONS_PER_UNIT", 3)
     monkeypatch.setattr("gateway.issuance_api.routes.PRODUCE_CARDS_PER_UNIT", 3)
     at(clock, dt.date(2019, 3, 1))
     icbc, x = bank(client, clock, "ICBC"), centre(client, clock)

@@ -34,7 +34,7 @@ from issuance.access import Agent
 from issuance.production import InMemoryPersonaliser, IssuingCa
 from issuance.programme import Channel, PhotoSource, Programme
 from issuance.registry import CardRegistry
-from issuance.store import Application, Card, CardEvent, CardState
+from issuance.store import Application, Card, CardEvent, CardState, ProductionBatch
 from sscard import demo as sd
 from sscard.certs import fingerprint_sm3
 
@@ -715,3 +715,52 @@ def test_upload_rows_numbers_rows_of_a_split_file(engine: Engine, programme: Pro
     ]
     with pytest.raises(errors.IssuanceForbidden):
         run(engine, lambda s: service.upload_rows(s, programme, BANK_ICBC, rows, now))
+
+
+def test_batches_fill_in_bounded_units_until_production_starts(
+    engine: Engine, programme: Programme, ca: IssuingCa, personaliser: InMemoryPersonaliser
+) -> None:
+    now = at(dt.date(2019, 3, 1))
+
+    def take(first: int, count: int) -> None:
+        for n in range(first, first + count):
+            req = request(applicant(500 + n), "retiree", Channel.BANK_BRANCH, pension_bank="ICBC")
+            run(engine, lambda s, r=req: service.apply(s, programme, BANK_ICBC, r, now))
+
+    def fill(limit: int | None, max_size: int = 4) -> tuple[list[int], int]:
+        return run(
+            engine,
+            lambda s: service.fill_batches(s, CENTRE, now, max_size=max_size, limit=limit),
+        )
+
+    take(0, 5)
+    first_ids, moved = fill(limit=3)
+    assert moved == 3
+    [first] = first_ids
+    # The next unit tops the same batch up to max_size (4), then opens another for the rest.
+    ids, moved = fill(limit=3)
+    assert moved == 2
+    assert ids[0] == first
+    [second] = ids[1:]
+    assert fill(limit=3) == ([], 0)
+    take(5, 2)
+    # The second batch is not started: it is filled; once its production starts, it is not.
+    ids, moved = fill(limit=1)
+    assert (ids, moved) == ([second], 1)
+    run(
+        engine,
+        lambda s: service.produce_batch(
+            s, CENTRE, second, ca=ca, personaliser=personaliser, now=now, limit=1
+        ),
+    )
+    ids, moved = fill(limit=None)
+    assert moved == 1
+    assert ids not in ([first], [second])
+    sizes = run(
+        engine,
+        lambda s: [
+            s.get(ProductionBatch, b).size  # type: ignore[union-attr]
+            for b in (first, second, ids[0])
+        ],
+    )
+    assert sizes == [4, 2, 1]
