@@ -155,6 +155,8 @@ class DriverStatement:
     raised as the SQLAlchemy exception SQLAlchemy itself would raise (IntegrityError,
     OperationalError …), parameters hidden, so callers and gateway.db treat it the same way.
     Results are raw driver values: the caller converts them (see gateway.card_auth.tables).
+    Not seen by SQLAlchemy's cursor events or ``echo``: a listener that counts or logs
+    statements does not count these.
     """
 
     __slots__ = ("_format_sql", "_qmark_sql")
