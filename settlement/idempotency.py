@@ -30,12 +30,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from settlement.errors import IdempotencyKeyInUse, IdempotencyKeyReused
-from settlement.store import IdempotencyKey, IdempotencyStatus
+from settlement.store import DriverInsert, IdempotencyKey, IdempotencyStatus
 
 __all__ = [
     "DEFAULT_TTL",
@@ -134,7 +134,20 @@ _LOOKUP: Final = select(
 )
 
 
-_INSERT_KEY: Final = insert(IdempotencyKey)
+# On the driver's cursor (settlement.store.DriverInsert): it runs on every settle.
+_INSERT_KEY: Final = DriverInsert(
+    IdempotencyKey.__table__,  # type: ignore[arg-type]
+    (
+        "client_id",
+        "idempotency_key",
+        "request_sha256",
+        "status",
+        "response_status",
+        "response_body",
+        "created_at",
+        "expires_at",
+    ),
+)
 
 
 def lookup_request(
@@ -190,18 +203,20 @@ def store_response(
 ) -> None:
     """Insert the key as DONE with its answer, in the work's transaction (after
     :func:`lookup_request` said it was new). IntegrityError if the key was taken meanwhile."""
-    session.connection().execute(
-        _INSERT_KEY,
-        {
-            "client_id": client_id,
-            "idempotency_key": idempotency_key,
-            "request_sha256": request_sha256,
-            "status": IdempotencyStatus.DONE,
-            "response_status": response_status,
-            "response_body": response_body,
-            "created_at": now,
-            "expires_at": now + ttl,
-        },
+    _INSERT_KEY.execute(
+        session,
+        [
+            (
+                client_id,
+                idempotency_key,
+                request_sha256,
+                IdempotencyStatus.DONE,
+                response_status,
+                response_body,
+                now,
+                now + ttl,
+            )
+        ],
     )
 
 

@@ -26,14 +26,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import bindparam, case, func, insert, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import Case
 
 from settlement.errors import LedgerUnbalanced
 from settlement.money import is_fen
 from settlement.result import SettlementResult
-from settlement.store import LedgerEntry, LedgerSide, LedgerTransaction
+from settlement.store import DriverInsert, LedgerEntry, LedgerSide, LedgerTransaction
 
 __all__ = [
     "FUND_POOLING_ACCOUNT",
@@ -138,33 +138,19 @@ def post_transaction(
     imbalance_fen = _debits_minus_credits_fen(postings)
     if imbalance_fen != 0:
         raise LedgerUnbalanced(f"transaction {txn_id} is off by {imbalance_fen} fen")
-    # Core INSERTs (one row, then one executemany), not ORM units of work: the same rows at a
-    # fraction of the CPU; pending ORM objects they reference (a new settlement) go first.
+    # Straight on the driver's cursor (one row, then one executemany; settlement.store
+    # .DriverInsert), not ORM units of work: the same rows at a fraction of the CPU. Pending
+    # ORM objects they reference (a new settlement) are flushed first.
     session.flush()
-    connection = session.connection()
-    connection.execute(
-        _INSERT_TRANSACTION,
-        {
-            "txn_id": txn_id,
-            "kind": kind,
-            "settlement_id": settlement_id,
-            "reverses_txn_id": reverses_txn_id,
-            "posted_at": posted_at,
-        },
+    _INSERT_TRANSACTION.execute(
+        session, [(txn_id, kind, settlement_id, reverses_txn_id, posted_at)]
     )
     if postings:
-        connection.execute(
-            _INSERT_ENTRY,
-            [
-                {
-                    "txn_id": txn_id,
-                    "account": posting.account,
-                    "side": posting.side,
-                    "amount_fen": posting.amount_fen,
-                }
-                for posting in postings
-            ],
+        _INSERT_ENTRY.execute(
+            session,
+            [(txn_id, posting.account, posting.side, posting.amount_fen) for posting in postings],
         )
+    connection = session.connection()
     # Postcondition, read back from the database (one aggregate on the txn_id index): what was
     # stored sums to zero, whatever the driver or a trigger did to the rows on the way.
     stored_fen = connection.execute(_STORED_SUM, {"txn_id": txn_id}).scalar_one()
@@ -180,8 +166,14 @@ def _signed_amount() -> Case[int]:
 
 
 # Built once: SQLAlchemy then finds each compiled statement in its cache without rebuilding it.
-_INSERT_TRANSACTION: Final = insert(LedgerTransaction)
-_INSERT_ENTRY: Final = insert(LedgerEntry)
+_INSERT_TRANSACTION: Final = DriverInsert(
+    LedgerTransaction.__table__,  # type: ignore[arg-type]
+    ("txn_id", "kind", "settlement_id", "reverses_txn_id", "posted_at"),
+)
+_INSERT_ENTRY: Final = DriverInsert(
+    LedgerEntry.__table__,  # type: ignore[arg-type]
+    ("txn_id", "account", "side", "amount_fen"),
+)
 _STORED_SUM: Final = select(func.coalesce(func.sum(_signed_amount()), 0)).where(
     LedgerEntry.txn_id == bindparam("txn_id")
 )

@@ -35,6 +35,7 @@ from settlement.ledger import post_transaction, reversal_postings, settlement_po
 from settlement.policy import Policy, PolicyBook
 from settlement.result import SettlementResult
 from settlement.store import (
+    DriverInsert,
     InsuredPersonRow,
     LedgerTransaction,
     PersonalAccount,
@@ -127,7 +128,10 @@ _SELECT_TOTALS: Final = select(
 _LOCK_PERSON_ACCOUNT: Final = _SELECT_PERSON_ACCOUNT.with_for_update(of=PersonalAccount)
 _LOCK_TOTALS: Final = _SELECT_TOTALS.with_for_update()
 _INSERT_SETTLEMENT: Final = insert(SettlementRow).returning(SettlementRow.id)
-_INSERT_LINE: Final = insert(SettlementLineRow)
+_INSERT_LINE: Final = DriverInsert(
+    SettlementLineRow.__table__,  # type: ignore[arg-type]
+    ("settlement_id", "line_no", "catalogue_code", "quantity", "unit_price_fen", "amount_fen"),
+)
 # Relative updates under the row lock: the CHECK (>= 0) constraints still hold the line even
 # if a caller forgot the lock.
 _DEBIT_ACCOUNT: Final = (
@@ -292,17 +296,17 @@ def write_settlement(
     connection = session.connection()
     settlement_id = connection.execute(_INSERT_SETTLEMENT, values).scalar_one()
     if lines:
-        connection.execute(
-            _INSERT_LINE,
+        _INSERT_LINE.execute(
+            session,
             [
-                {
-                    "settlement_id": settlement_id,
-                    "line_no": number,
-                    "catalogue_code": line.catalogue_code,
-                    "quantity": line.quantity,
-                    "unit_price_fen": line.unit_price_fen,
-                    "amount_fen": line.quantity * line.unit_price_fen,
-                }
+                (
+                    settlement_id,
+                    number,
+                    line.catalogue_code,
+                    line.quantity,
+                    line.unit_price_fen,
+                    line.quantity * line.unit_price_fen,
+                )
                 for number, line in enumerate(lines, start=1)
             ],
         )

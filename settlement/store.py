@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
 from sqlalchemy import (
     DDL,
@@ -39,17 +40,21 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     event,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 __all__ = [
     "LEDGER_APPEND_ONLY_DDL",
     "AdmissionFeeLineRow",
     "AdmissionRow",
     "AdmissionStatus",
+    "DriverInsert",
     "IdempotencyKey",
     "IdempotencyStatus",
     "Insurance",
@@ -438,3 +443,63 @@ for _dialect, _statements in LEDGER_APPEND_ONLY_DROP_DDL.items():
             "before_drop",
             DDL(_statement).execute_if(dialect=_dialect),  # type: ignore[no-untyped-call]
         )
+
+
+class DriverInsert:
+    """A hot-path INSERT run straight on the DBAPI cursor of the session's connection.
+
+    Why: a prebuilt SQLAlchemy Core INSERT still costs tens of µs of Python per execution
+    (execution context, parameter processing, result setup), the DBAPI call a few; a settle
+    runs several, inside SQLite's one write lock. Values are converted by each column type's
+    own bind processor (SQLite's datetime text, enum values, booleans), so what is stored is
+    exactly what SQLAlchemy would store; a driver error is raised as the SQLAlchemy exception
+    SQLAlchemy itself would raise (IntegrityError …), parameters hidden. Runs in the session's
+    transaction (BEGIN, SAVEPOINTs and COMMIT stay SQLAlchemy's).
+    """
+
+    __slots__ = ("_columns", "_processors", "_sql")
+
+    def __init__(self, table: Table, columns: tuple[str, ...]) -> None:
+        self._columns = tuple(table.c[name] for name in columns)
+        placeholders = ", ".join("?" for _ in columns)
+        # Identifiers from the table definition and the code, never from input.
+        self._sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
+        self._processors: dict[str, tuple[Any, ...]] = {}
+
+    def _processors_for(self, dialect: Dialect) -> tuple[Any, ...]:
+        found = self._processors.get(dialect.name)
+        if found is None:
+            found = tuple(
+                column.type.dialect_impl(dialect).bind_processor(dialect)
+                for column in self._columns
+            )
+            self._processors[dialect.name] = found
+        return found
+
+    def execute(self, session: Session, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows`` (values in column order): one execute, or one executemany."""
+        connection = session.connection()
+        dialect = connection.dialect
+        processors = self._processors_for(dialect)
+        params = [
+            tuple(
+                value if process is None or value is None else process(value)
+                for process, value in zip(processors, row, strict=True)
+            )
+            for row in rows
+        ]
+        sql = self._sql if dialect.paramstyle == "qmark" else self._sql.replace("?", "%s")
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        try:
+            if len(params) == 1:
+                cursor.execute(sql, params[0])
+            else:
+                cursor.executemany(sql, params)
+        except dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+            ) from exc
+        finally:
+            cursor.close()
