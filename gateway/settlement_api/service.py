@@ -24,9 +24,10 @@ How a settle stays cheap (it is the hot path; docs in README "Benchmarks")
     so a settle is one transaction; on SQLite it is group-committed with the settles queued
     beside it, on PostgreSQL it runs beside the writer queue. Card, institution, person,
     insurance, account and the year's totals come from ONE indexed read
-    (:data:`_COUNTER_READ`); the writes are Core statements (settlement.recording
-    .write_settlement). About ten statements in all, each a primary-key or unique-index
-    lookup or an insert, so the cost does not grow with the ledger.
+    (:data:`_COUNTER_READ`, on the driver's cursor); the writes are Core statements or
+    driver-cursor INSERTs (settlement.recording.write_settlement). At most twelve statements
+    on SQLite, each a primary-key or unique-index lookup or an insert, so the cost does not
+    grow with the ledger.
 
 Reads (eligibility, pre-settle, queries) run in read units and write nothing; pre-settle
 runs the same engine on the same inputs as settle without locking anything.
@@ -741,8 +742,8 @@ def settle_unit(
     nonce: NonceClaim | None = None,
 ) -> Stored:
     """One settlement in one unit: the request nonce (when the route hands it over), the key,
-    the registry re-check, the engine, every write and the stored answer. About ten indexed
-    statements on SQLite (docs/CONTRACTS.md), all Core."""
+    the registry re-check, the engine, every write and the stored answer (module docstring:
+    how it stays cheap)."""
     if nonce is not None:
         nonce.claim(session)  # first: a replayed request stops here and stores nothing
     now = keyed.now
