@@ -483,8 +483,13 @@ def _visit_at(
     admission."""
     if kind == "pharmacy":
         allowed = {"pharmacy"}
-    else:
+    elif kind == "hospital":
         allowed = {"inpatient"} if via_admission else {"outpatient", "emergency"}
+    else:
+        # Issuing institutions (banks, employers, ...) settle nothing. The route guard
+        # (Route.institution_kinds) refuses them first; the rule stays true here as well rather
+        # than reading every non-pharmacy as a hospital.
+        raise VisitTypeNotAllowed(f"a {kind} settles no visits")
     if visit_type not in allowed:
         raise VisitTypeNotAllowed(
             f"a {kind} settles {', '.join(sorted(allowed))} here, not {visit_type}"
