@@ -5,7 +5,6 @@ Idempotency-Key and body replay the very first answer instead of settling twice.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import http.client
 import json
@@ -20,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from democard import card_auth_response
 
 from settlement.reconciliation import BEIJING
 from sscard import demo as sd
-from sscard.apdu import internal_authenticate, select_aid
-from sscard.layout import CERT_ADF_AID, PKI_AID, card_auth_message
-from sscard.softcard import make_third_gen_card
 from sscard.terminal_auth import demo_terminal, signed_headers
 
 pytestmark = pytest.mark.integration
@@ -113,33 +110,12 @@ def _request(
 
 def _card_session(port: int) -> str:
     card = sd.demo_card(SEED, 0)
-    soft = make_third_gen_card(
-        card.identity,
-        sd.demo_card_key(SEED, 0),
-        sd.demo_card_certificate(SEED, 0, sd.demo_pki(SEED)).der,
-        sd.DEMO_PIN,
-    )
     status, raw, _ = _request(
         port, "POST", "/v1/card-auth/challenge", {"card_sn": card.card_sn, "generation": 3}
     )
     assert status == 200, raw
-    granted = json.loads(raw)
-    for command in (select_aid(PKI_AID), select_aid(CERT_ADF_AID)):
-        assert soft.transmit(command.to_bytes())[-2:] == b"\x90\x00"
-    terminal_id = demo_terminal(SEED, TERMINAL)[0]
-    message = card_auth_message(bytes.fromhex(granted["challenge"]), soft.card_sn, terminal_id)
-    answer = soft.transmit(internal_authenticate(message).to_bytes())
-    status, raw, _ = _request(
-        port,
-        "POST",
-        "/v1/card-auth/response",
-        {
-            "challenge_id": granted["challenge_id"],
-            "card_sn": card.card_sn,
-            "signature": answer[:-2].hex(),
-            "certificate": base64.b64encode(soft.certificate_der).decode(),
-        },
-    )
+    body = card_auth_response(SEED, 0, json.loads(raw), demo_terminal(SEED, TERMINAL)[0])
+    status, raw, _ = _request(port, "POST", "/v1/card-auth/response", body)
     assert status == 200, raw
     token: str = json.loads(raw)["card_session"]
     return token
