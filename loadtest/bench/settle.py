@@ -96,6 +96,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steady-rate", type=float, default=100.0, help="settles/s for the ledger-size phases"
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a gateway setting for the server under test, as GATEWAY_<NAME> (repeatable; "
+        "e.g. --setting db_threads=2): to compare tunings with the same bench",
+    )
 
 
 @dataclass
@@ -408,6 +416,17 @@ def _database(args: argparse.Namespace, tmp_path: Path) -> Iterator[tuple[str, s
         admin.dispose()
 
 
+def _settings_env(pairs: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs as GATEWAY_* variables (the gateway validates names and values)."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--setting {pair!r}: expected NAME=VALUE")
+        env["GATEWAY_" + name.strip().upper()] = value
+    return env
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = float(args.seconds)
     if args.workers < 1 or seconds <= 0 or args.rate <= 0 or args.cards < 1:
@@ -435,6 +454,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Far above what the bench offers per terminal: the limiter is not what is measured.
         server_env["GATEWAY_TERMINAL_RATE_PER_S"] = "10000"
         server_env["GATEWAY_TERMINAL_BURST"] = "10000"
+        server_env.update(_settings_env(args.setting))
+        if args.setting:
+            result["settings"] = sorted(args.setting)
         port = auth._free_port()
         log_path = tmp_path / "gateway.log"
         argv = [sys.executable, "-m", "gateway", "serve", "--workers", str(args.workers),
