@@ -19,6 +19,9 @@ Retries (bounded by :class:`RetryPolicy`, exponential backoff with full jitter):
 * the answer lost after the request left (timeout, connection cut, 502/504 from a proxy):
   only GETs and POSTs that carry an Idempotency-Key, whose repeat the gateway answers with
   the stored first outcome; 409 IDEMPOTENCY_KEY_IN_USE (the first is still running) likewise;
+* whenever the answer carries Retry-After, the retry waits exactly that long, and a
+  Retry-After longer than ``RetryPolicy.max_retry_after_s`` is not waited for at all: the
+  error is raised (its ``retryable`` and ``retry_after_s`` say the caller may try later);
 * never the card's answer to a challenge (``/v1/card-auth/response``) once it may have been
   sent: a challenge is single-use, so a lost answer means a fresh challenge and a fresh proof.
 
@@ -386,28 +389,24 @@ class GatewayClient:
                 return outcome
             error = outcome.error
             maybe_done = maybe_done or outcome.maybe_done
-            if outcome.kind is _Kind.NOT_SENT:
-                retryable = True
-            elif outcome.kind is _Kind.BUSY:
-                retry_after = error.retry_after_s
-                assert retry_after is not None
-                retryable = retry_when_busy and retry_after <= self.retry.max_retry_after_s
-            elif outcome.kind is _Kind.LOST_ANSWER:
-                retryable = retry_after_send
-            elif outcome.kind is _Kind.KEY_IN_USE:
+            retryable = {
+                _Kind.NOT_SENT: True,
+                _Kind.BUSY: retry_when_busy,
+                _Kind.LOST_ANSWER: retry_after_send,
                 # The first request with this key is still running: ask again shortly.
-                retryable = idempotency_key is not None
-            else:
+                _Kind.KEY_IN_USE: idempotency_key is not None,
                 # A definite refusal. After an earlier attempt that may have gone through it
                 # does not settle the question, so _give_up keeps OutcomeUnknown.
+                _Kind.REFUSED: False,
+            }[outcome.kind]
+            # The gateway's Retry-After is obeyed whenever it sent one (busy, a key in use);
+            # a wait longer than the policy allows is the clerk's to decide, not ours.
+            retry_after = error.retry_after_s
+            if retry_after is not None and retry_after > self.retry.max_retry_after_s:
                 retryable = False
             if not retryable or attempt >= self.retry.max_attempts:
                 raise self._give_up(error, maybe_done, pending())
-            delay = (
-                error.retry_after_s
-                if outcome.kind is _Kind.BUSY and error.retry_after_s is not None
-                else self.retry.backoff_s(attempt)
-            )
+            delay = retry_after if retry_after is not None else self.retry.backoff_s(attempt)
             _log.info(
                 "gateway %s %s: %s, attempt %d of %d, retrying in %.2f s",
                 method,

@@ -4,43 +4,82 @@ The gateway answers every error as RFC 9457 ``application/problem+json`` with a 
 ``code`` (gateway/errors.py holds its one table of codes, statuses and messages). The SDK
 mirrors that table by *code string* (it never imports the gateway, DESIGN §3):
 :data:`PROBLEM_CLASSES` maps each code to the exception class an integrator catches, and a
-code this SDK version does not know yet becomes a plain :class:`GatewayProblem` that still
-carries the gateway's ``code``, ``status`` and clerk-facing messages.
+code this SDK version does not know yet becomes a plain :class:`GatewayProblem` (or, by its
+status, :class:`GatewayBusy` / :class:`GatewayInternalError`) that still carries the
+gateway's ``code``, ``status`` and clerk-facing messages.
+
+The classes below :class:`GatewayProblem` are grouped by WHO can act on the error, so that a
+HIS can handle each group in one place:
+
+* ``retryable`` (:attr:`GatewayProblem.retryable`): nobody has to change anything; the same
+  request, sent again later with the same Idempotency-Key, may succeed. The client already
+  retried these as far as :class:`~terminal_sdk.client.RetryPolicy` allows (honouring
+  Retry-After); one that reaches you ran out of attempts or asked for a longer wait than
+  ``max_retry_after_s``. Wait ``retry_after_s`` when it is set.
+* :class:`RequestRefused`: the gateway understood the request and refused it for a reason at
+  the counter (the card, the claim, the application, the record asked for, what this
+  institution may do). Show ``str(error)`` / ``message_zh``: it says what the clerk or the
+  cardholder can do. Sent again unchanged, it gets the same answer.
+* :class:`IntegrationError`: the terminal software or its setup is wrong (a malformed request,
+  a route the gateway lacks, the terminal's id, secret or clock, a reused key). The clerk
+  cannot fix it: log ``code``, ``detail`` and ``request_id`` and call IT support.
+* :class:`GatewayInternalError`: the gateway's own fault; quote ``request_id`` to its operator.
 
 Hierarchy (all are :class:`terminal_sdk.errors.TerminalError`)::
 
     GatewayProblem                 .code .status .message(_zh) .detail .request_id
-     ├── GatewayUnreachable        no HTTP answer (refused, DNS, timeout, connection cut)
-     │    └── OutcomeUnknown       a keyed operation may or may not have happened; .pending
-     ├── TerminalRejected          401: signature, unknown/disabled terminal, clock, replay
-     ├── RequestInvalid            4xx the terminal software caused (a bug to report)
-     ├── RouteUnavailable          404/405 on the route itself: the gateway lacks the feature
-     ├── GatewayBusy               429/503 with Retry-After (.retry_after_s)
+     │                             .retryable .retry_after_s .field_errors .extensions
+     ├── GatewayUnreachable        retryable: no HTTP answer (refused, DNS, timeout, cut)
+     │    └── OutcomeUnknown       retryable: a keyed operation may or may not have happened;
+     │                             .pending, for GatewayClient.resume (same key)
+     ├── GatewayBusy               retryable: 429/503 with Retry-After (.retry_after_s)
      │    ├── HubUnavailable       HUB_UNAVAILABLE: the national hub is unreachable; nothing
      │    │                        was charged (the client retries after Retry-After)
-     │    └── HubOutcomeUnknown    HUB_OUTCOME_UNKNOWN: not confirmed, being reversed,
-     │                             nothing charged; the client retries with the same key,
-     │                             which settles afresh
-     ├── GatewayInternalError      500
-     ├── CardAuthFailed            card authentication did not succeed
-     │    ├── ChallengeFailed      the challenge's own state (unknown, expired, reused, ...)
-     │    ├── CertificateUnknown   CERT_UNKNOWN: send the whole certificate (the client does)
-     │    ├── CardNotGenuine       certificate, signature or cryptogram did not verify
-     │    └── CardNotAccepted      genuine but may not be used (lost, expired, superseded, ...)
-     ├── CardSessionInvalid        the card session is invalid, expired or of another terminal
-     ├── SettlementRejected        the claim cannot be settled as sent (catalogue, amounts, ...)
-     │    ├── FilingRequired       FILING_REQUIRED: insured in another province, no filing
-     │    └── HubRefused           HUB_REFUSED: the insured place refused (reason in .detail)
-     ├── SettlementNotFound
-     ├── SettlementAlreadyCancelled
-     └── IdempotencyConflict       same key still running (409) or used for another body (422)
+     │    ├── HubOutcomeUnknown    HUB_OUTCOME_UNKNOWN: not confirmed, being reversed,
+     │    │                        nothing charged; the client retries with the same key,
+     │    │                        which settles afresh
+     │    └── ServiceNotConfigured the gateway cannot do this until its operator configures
+     │                             it (card authentication, card production); Retry-After 60
+     ├── GatewayInternalError      500: the gateway's fault
+     ├── IdempotencyConflict       an Idempotency-Key clash
+     │    ├── IdempotencyKeyInUse  retryable: 409, the first request with this key still runs
+     │    └── IdempotencyKeyReused 422: the key was used for another request (also an
+     │                             IntegrationError: a bug in the terminal's key handling)
+     ├── IntegrationError          the terminal software or its setup: call IT support
+     │    ├── RequestInvalid       4xx the terminal software caused (a bug to report)
+     │    ├── RouteUnavailable     404/405 on the route itself: the gateway lacks the feature
+     │    ├── TerminalRejected     401: signature, unknown/disabled terminal, clock, replay,
+     │    │                        the ops token
+     │    └── IdempotencyKeyReused
+     └── RequestRefused            refused for a reason at the counter: show the message
+          ├── CardAuthFailed       card authentication did not succeed
+          │    ├── ChallengeFailed     the challenge's own state (unknown, expired, reused, ...)
+          │    ├── CertificateUnknown  CERT_UNKNOWN: send the whole certificate (the client does)
+          │    ├── CardNotGenuine      certificate, signature or cryptogram did not verify
+          │    └── CardNotAccepted     genuine but may not be used (lost, expired, superseded, ...)
+          ├── CardSessionInvalid   the card session is invalid, expired or of another terminal
+          ├── SettlementRejected   the claim cannot be settled as sent (catalogue, amounts, ...)
+          │    ├── FilingRequired  FILING_REQUIRED: insured in another province, no filing
+          │    └── HubRefused      HUB_REFUSED: the insured place refused (reason in .detail)
+          ├── SettlementNotFound
+          ├── SettlementAlreadyCancelled
+          ├── NotPermitted         403: this institution may not do this (its issuance role,
+          │                        its kind of institution, the reconciliation of others)
+          └── IssuanceRefused      the card services (申领、制卡、发放、开通、挂失、补换) refused
+               ├── IllegalTransition       409: not possible in the card's current state;
+               │                           .current_state .event .allowed_transitions
+               ├── ApplicationRefused      422: eligibility, cohort window, channel, photo,
+               │                           bank, holder data, an application already open
+               ├── IssuanceRecordNotFound  404: no such application, card or batch visible
+               │                           to this institution
+               └── UploadInvalid           422: an employer's CSV unusable as a whole
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from terminal_sdk.errors import TerminalError
 
@@ -49,6 +88,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROBLEM_CLASSES",
+    "ApplicationRefused",
     "CardAuthFailed",
     "CardNotAccepted",
     "CardNotGenuine",
@@ -64,15 +104,43 @@ __all__ = [
     "HubRefused",
     "HubUnavailable",
     "IdempotencyConflict",
+    "IdempotencyKeyInUse",
+    "IdempotencyKeyReused",
+    "IllegalTransition",
+    "IntegrationError",
+    "IssuanceRecordNotFound",
+    "IssuanceRefused",
+    "NotPermitted",
     "OutcomeUnknown",
     "RequestInvalid",
+    "RequestRefused",
     "RouteUnavailable",
+    "ServiceNotConfigured",
     "SettlementAlreadyCancelled",
     "SettlementNotFound",
     "SettlementRejected",
     "TerminalRejected",
+    "UploadInvalid",
     "problem_from_response",
 ]
+
+# The members every problem body has (gateway.errors.problem_body); the others are the
+# problem's extension members (RFC 9457 §3.2), such as ILLEGAL_TRANSITION's current_state.
+_STANDARD_MEMBERS: Final = frozenset(
+    {
+        "type",
+        "title",
+        "status",
+        "detail",
+        "instance",
+        "code",
+        "message",
+        "message_zh",
+        "request_id",
+        "errors",
+    }
+)
+_BUSY_STATUSES: Final = frozenset({429, 503})
 
 
 class GatewayProblem(TerminalError):
@@ -81,12 +149,17 @@ class GatewayProblem(TerminalError):
     ``message``/``message_zh`` are the gateway's clerk-facing texts when it sent them (they
     say what the person at the counter can do). ``detail`` is for the integrator's log;
     ``request_id`` is what the gateway operator asks for. ``status`` is None when no HTTP
-    answer arrived at all.
+    answer arrived at all. ``retry_after_s`` is the gateway's Retry-After, when it sent one.
+    ``extensions`` holds the body's other members (e.g. ILLEGAL_TRANSITION's
+    ``allowed_transitions``).
     """
 
     code = "GATEWAY_PROBLEM"
     default_message = "The settlement gateway refused the request."
     default_message_zh = "结算网关拒绝了该请求。"
+    #: True when nobody has to change anything: the same request (with the same
+    #: Idempotency-Key), sent again later, may succeed. Wait ``retry_after_s`` first when set.
+    retryable: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -99,6 +172,7 @@ class GatewayProblem(TerminalError):
         request_id: str | None = None,
         retry_after_s: float | None = None,
         field_errors: tuple[Mapping[str, Any], ...] = (),
+        extensions: Mapping[str, Any] | None = None,
     ) -> None:
         if code is not None:
             self.code = code
@@ -106,6 +180,7 @@ class GatewayProblem(TerminalError):
         self.request_id = request_id
         self.retry_after_s = retry_after_s
         self.field_errors = field_errors
+        self.extensions: Mapping[str, Any] = dict(extensions or {})
         super().__init__(message, message_zh=message_zh, detail=detail)
 
     def _extra(self) -> dict[str, object]:
@@ -115,6 +190,7 @@ class GatewayProblem(TerminalError):
             "request_id": self.request_id,
             "retry_after_s": self.retry_after_s,
             "field_errors": self.field_errors,
+            "extensions": self.extensions,
         }
 
     def __repr__(self) -> str:
@@ -124,12 +200,16 @@ class GatewayProblem(TerminalError):
         )
 
 
+# -- retryable: nobody has to change anything ----------------------------------------------------
+
+
 class GatewayUnreachable(GatewayProblem):
     code = "GATEWAY_UNREACHABLE"
     default_message = (
         "The settlement gateway cannot be reached. Check the network connection and try again."
     )
     default_message_zh = "无法连接结算网关，请检查网络连接后重试。"
+    retryable = True
 
 
 class OutcomeUnknown(GatewayUnreachable):
@@ -153,24 +233,13 @@ class OutcomeUnknown(GatewayUnreachable):
         return super()._extra() | {"pending": self.pending}
 
 
-class TerminalRejected(GatewayProblem):
-    code = "TERMINAL_REJECTED"
-
-
-class RequestInvalid(GatewayProblem):
-    code = "REQUEST_INVALID"
-
-
-class RouteUnavailable(GatewayProblem):
-    code = "ROUTE_UNAVAILABLE"
-    default_message = "The settlement gateway does not offer this operation (yet)."
-    default_message_zh = "结算网关暂不支持该操作。"
-
-
 class GatewayBusy(GatewayProblem):
+    """429/503: the gateway did no work; try again after ``retry_after_s``."""
+
     code = "GATEWAY_BUSY"
     default_message = "The gateway is busy. Wait a few seconds and try again."
     default_message_zh = "网关繁忙。请稍候几秒再试。"
+    retryable = True
 
 
 class HubUnavailable(GatewayBusy):
@@ -187,11 +256,76 @@ class HubOutcomeUnknown(GatewayBusy):
     code = "HUB_OUTCOME_UNKNOWN"
 
 
+class ServiceNotConfigured(GatewayBusy):
+    """The gateway cannot do this until its operator configures it (no card authentication
+    keys, no issuing CA key). Retryable with a long Retry-After, which the client does not
+    wait for by default: tell the clerk to call the gateway operator."""
+
+    code = "SERVICE_NOT_CONFIGURED"
+
+
 class GatewayInternalError(GatewayProblem):
+    """500 (or a proxy's 502/504 after the retries): quote ``request_id`` to the operator."""
+
     code = "INTERNAL"
 
 
-class CardAuthFailed(GatewayProblem):
+class IdempotencyConflict(GatewayProblem):
+    """An Idempotency-Key clash: still running (retryable) or reused for another request."""
+
+    code = "IDEMPOTENCY_ERROR"
+
+
+class IdempotencyKeyInUse(IdempotencyConflict):
+    """The first request with this key is still running: send it again unchanged shortly (the
+    client does, after Retry-After); it will not be done twice."""
+
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    retryable = True
+
+
+# -- the terminal software or its setup: IT support ----------------------------------------------
+
+
+class IntegrationError(GatewayProblem):
+    """The terminal software or its setup is wrong; the clerk cannot fix it at the counter.
+    Log ``code``, ``detail`` (and ``field_errors``) with ``request_id`` and call IT support."""
+
+    code = "INTEGRATION_ERROR"
+
+
+class RequestInvalid(IntegrationError):
+    code = "REQUEST_INVALID"
+
+
+class RouteUnavailable(IntegrationError):
+    code = "ROUTE_UNAVAILABLE"
+    default_message = "The settlement gateway does not offer this operation (yet)."
+    default_message_zh = "结算网关暂不支持该操作。"
+
+
+class TerminalRejected(IntegrationError):
+    code = "TERMINAL_REJECTED"
+
+
+class IdempotencyKeyReused(IdempotencyConflict, IntegrationError):
+    """The key was already used for a different request: a bug in the terminal's key
+    handling (one key per logical operation, kept across its retries only)."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+# -- refused for a reason at the counter: show the message ---------------------------------------
+
+
+class RequestRefused(GatewayProblem):
+    """The gateway understood the request and refused it; its message says what the clerk or
+    the cardholder can do. Sent again unchanged, it gets the same answer."""
+
+    code = "REQUEST_REFUSED"
+
+
+class CardAuthFailed(RequestRefused):
     code = "CARD_AUTH_FAILED"
     default_message = "The card could not be authenticated. Read the card again."
     default_message_zh = "卡片认证未通过，请重新读卡。"
@@ -213,13 +347,13 @@ class CardNotAccepted(CardAuthFailed):
     code = "CARD_NOT_ACCEPTED"
 
 
-class CardSessionInvalid(GatewayProblem):
+class CardSessionInvalid(RequestRefused):
     code = "CARD_SESSION_INVALID"
     default_message = "The card has to be read again before this step."
     default_message_zh = "此步骤前需重新读卡。"
 
 
-class SettlementRejected(GatewayProblem):
+class SettlementRejected(RequestRefused):
     code = "SETTLEMENT_REJECTED"
 
 
@@ -235,16 +369,68 @@ class HubRefused(SettlementRejected):
     code = "HUB_REFUSED"
 
 
-class SettlementNotFound(GatewayProblem):
+class SettlementNotFound(RequestRefused):
     code = "SETTLEMENT_NOT_FOUND"
 
 
-class SettlementAlreadyCancelled(GatewayProblem):
+class SettlementAlreadyCancelled(RequestRefused):
     code = "SETTLEMENT_ALREADY_CANCELLED"
 
 
-class IdempotencyConflict(GatewayProblem):
-    code = "IDEMPOTENCY_ERROR"
+class NotPermitted(RequestRefused):
+    """This terminal's institution may not do this (403): the message says who can."""
+
+    code = "NOT_PERMITTED"
+
+
+class IssuanceRefused(RequestRefused):
+    """The card services (application, production, delivery, activation, loss, replacement)
+    refused the request."""
+
+    code = "ISSUANCE_REFUSED"
+
+
+class IllegalTransition(IssuanceRefused):
+    """Not possible in the card's (or application's) current state; the gateway says which
+    state that is and which steps are possible now."""
+
+    code = "ILLEGAL_TRANSITION"
+
+    @property
+    def current_state(self) -> str | None:
+        value = self.extensions.get("current_state")
+        return value if isinstance(value, str) else None
+
+    @property
+    def event(self) -> str | None:
+        value = self.extensions.get("event")
+        return value if isinstance(value, str) else None
+
+    @property
+    def allowed_transitions(self) -> tuple[str, ...]:
+        value = self.extensions.get("allowed_transitions")
+        if not isinstance(value, list):
+            return ()
+        return tuple(item for item in value if isinstance(item, str))
+
+
+class ApplicationRefused(IssuanceRefused):
+    """An application for a card refused: eligibility, the cohort's window, the channel, the
+    photo source, the bank rule, the holder's data, or an application already open."""
+
+    code = "APPLICATION_REFUSED"
+
+
+class IssuanceRecordNotFound(IssuanceRefused):
+    """No such application, card or production batch visible to this institution."""
+
+    code = "ISSUANCE_RECORD_NOT_FOUND"
+
+
+class UploadInvalid(IssuanceRefused):
+    """An employer's uploaded list is unusable as a whole (header, size, encoding)."""
+
+    code = "UPLOAD_INVALID"
 
 
 def _table(
@@ -260,6 +446,7 @@ def _table(
 
 #: The gateway's codes (gateway/errors.py, and the settlement codes it registers) → the class
 #: raised. Grouped by what the caller does about it, not by where the gateway raised it.
+#: tests/terminal_sdk/test_problem_table.py fails when the gateway has a code missing here.
 PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
     {
         RequestInvalid: (
@@ -280,8 +467,10 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "TERMINAL_DISABLED",
             "TIMESTAMP_SKEW",
             "REQUEST_REPLAYED",
+            "OPS_UNAUTHORIZED",
         ),
-        GatewayBusy: ("RATE_LIMITED", "OVERLOADED", "DB_UNAVAILABLE", "CARD_AUTH_UNAVAILABLE"),
+        GatewayBusy: ("RATE_LIMITED", "OVERLOADED", "DB_UNAVAILABLE"),
+        ServiceNotConfigured: ("CARD_AUTH_UNAVAILABLE", "ISSUING_CA_UNAVAILABLE"),
         HubUnavailable: ("HUB_UNAVAILABLE",),
         HubOutcomeUnknown: ("HUB_OUTCOME_UNKNOWN",),
         FilingRequired: ("FILING_REQUIRED",),
@@ -345,11 +534,31 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
         ),
         SettlementNotFound: ("SETTLEMENT_NOT_FOUND",),
         SettlementAlreadyCancelled: ("SETTLEMENT_ALREADY_CANCELLED",),
-        IdempotencyConflict: (
-            "IDEMPOTENCY_ERROR",
-            "IDEMPOTENCY_KEY_IN_USE",
-            "IDEMPOTENCY_KEY_REUSED",
+        IdempotencyConflict: ("IDEMPOTENCY_ERROR",),
+        IdempotencyKeyInUse: ("IDEMPOTENCY_KEY_IN_USE",),
+        IdempotencyKeyReused: ("IDEMPOTENCY_KEY_REUSED",),
+        NotPermitted: (
+            "ISSUANCE_FORBIDDEN",
+            "INSTITUTION_KIND_NOT_ALLOWED",
+            "RECONCILIATION_FORBIDDEN",
         ),
+        # issuance.errors' service codes (gateway.issuance_api).
+        IllegalTransition: ("ILLEGAL_TRANSITION",),
+        ApplicationRefused: (
+            "NOT_ELIGIBLE",
+            "COHORT_WINDOW_CLOSED",
+            "CHANNEL_NOT_ALLOWED",
+            "PHOTO_SOURCE_NOT_ALLOWED",
+            "BANK_CHOICE_INVALID",
+            "APPLICATION_OPEN",
+            "HOLDER_MISMATCH",
+        ),
+        IssuanceRecordNotFound: (
+            "APPLICATION_NOT_FOUND",
+            "ISSUANCE_CARD_NOT_FOUND",
+            "BATCH_NOT_FOUND",
+        ),
+        UploadInvalid: ("UPLOAD_INVALID",),
     }
 )
 
@@ -359,23 +568,31 @@ def _text(body: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _by_status(status: int) -> type[GatewayProblem]:
+    """The class of a code this SDK does not know (or of an answer without one)."""
+    if status in _BUSY_STATUSES:
+        return GatewayBusy
+    if status >= 500:
+        return GatewayInternalError
+    return GatewayProblem
+
+
 def problem_from_response(
     status: int, body: object, *, retry_after_s: float | None = None
 ) -> GatewayProblem:
     """The exception for an error answer: ``body`` is the decoded problem+json, or anything
-    else a proxy in between may have sent (then the code is ``HTTP_<status>``)."""
+    else a proxy in between may have sent (then the code is ``HTTP_<status>``). A code this SDK
+    does not know is classed by its status: 429/503 are :class:`GatewayBusy`, other 5xx
+    :class:`GatewayInternalError`, anything else a plain :class:`GatewayProblem`."""
     if not isinstance(body, Mapping) or not isinstance(body.get("code"), str):
-        cls: type[GatewayProblem] = GatewayBusy if status in (429, 503) else GatewayProblem
-        if status >= 500 and cls is GatewayProblem:
-            cls = GatewayInternalError
-        return cls(
+        return _by_status(status)(
             code=f"HTTP_{status}",
             status=status,
             retry_after_s=retry_after_s,
             detail=f"HTTP {status} without a problem+json body",
         )
     code: str = body["code"]
-    cls = PROBLEM_CLASSES.get(code, GatewayProblem)
+    cls = PROBLEM_CLASSES.get(code) or _by_status(status)
     errors = body.get("errors")
     field_errors = (
         tuple(e for e in errors if isinstance(e, Mapping)) if isinstance(errors, list) else ()
@@ -389,4 +606,5 @@ def problem_from_response(
         request_id=_text(body, "request_id"),
         retry_after_s=retry_after_s,
         field_errors=field_errors,
+        extensions={k: v for k, v in body.items() if k not in _STANDARD_MEMBERS},
     )
