@@ -166,7 +166,13 @@ class LeanHttpClient:
         lines.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items())
         lines.append(b"Content-Length: %d\r\n\r\n" % len(body))
         lines.append(body)
-        request = b"".join(lines)
+        return await self.send(b"".join(lines))
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        """Send one complete, already assembled HTTP/1.1 request (request line, ``Host``,
+        headers, ``Content-Length``, body: what :meth:`request` builds); return ``(status,
+        body)``. For a generator that keeps the parts that never change pre-encoded and adds
+        only the per-request ones. Raises LeanHttpError."""
         connection = await self._acquire()
         try:
             return await connection.exchange(request, self._timeout_s)

@@ -1,20 +1,22 @@
 """Local settlements per second against the real server, beside an aiohttp "hello".
 
 ``python -m loadtest.bench settle [--json] [--seconds S] [--workers N] [--concurrency 16,32]
-[--db postgresql+psycopg://@127.0.0.1:5432/test] [--ledger-entries 10000,1000000]``
+[--db postgresql+psycopg://@127.0.0.1:5432/test] [--ledger-entries 10000,1000000]
+[--steady-rate 100] [--setting NAME=VALUE]``
 
 1. starts ``python -m gateway serve --workers N`` on a free port, card sessions valid for an
    hour, with the demo world and its insured persons: on embedded SQLite (synchronous=FULL) in
    a temporary data dir, or with ``--db`` on PostgreSQL, in a schema of its own
    (``bench_settle_<random>``, created here and dropped at the end: nothing shared is
    touched);
-2. reads ``--cards`` demo cards once each at a hospital terminal of their own (full SM2 card
-   authentication), keeping the card sessions;
+2. once every worker answers, reads ``--cards`` demo cards once each at a hospital terminal of
+   their own (full SM2 card authentication), keeping the card sessions;
 3. (a) closed loop at each concurrency: one *settlement* is a pre-settle followed by a settle
    of the same outpatient visit (2 lines) with a fresh Idempotency-Key, back to back for S
    seconds; the best rate is ``settle_per_s``, with the server's CPU per settlement
    (``server_cpu_ms_per_settlement``: user + system time of the gateway's processes / count,
-   which machine noise does not move the way it moves rates);
+   which machine noise does not move the way it moves rates) and the generator's
+   (``client_cpu_ms_per_settlement``);
 4. (b) open loop at ``--rate`` (500/s) settlements: latency from the scheduled start (no
    coordinated omission) → ``settle_p99_ms_at_500``;
 5. (c) with ``--ledger-entries``: for each size in turn, the ledger is first filled up to that
@@ -24,6 +26,18 @@
    ``ledger_growth`` lists settle p50/p99 and server CPU per settle per size, so a slope
    shows at once;
 6. (d) the hello yardstick of :mod:`loadtest.bench.auth` with the same workers and client.
+
+The load generator runs in this process and shares the cores with the server, so it is kept
+cheap the way the auth bench's is, without cutting corners: requests go out on
+:mod:`loadtest.bench.lean_http` (keep-alive HTTP/1.1, one connection pool per phase, one
+``send`` per request), on uvloop where it is installed (``client_loop``). Every request is an
+ordinary HTTP/1.1 request signed afresh as its terminal (HMAC-SM3 over a new timestamp and
+nonce, :mod:`sscard.terminal_auth`) with its ``Content-Type``, ``X-Card-Session`` and, for a
+settle, a new ``Idempotency-Key``; only what no request changes (the visit's JSON body, the
+request line and the fixed headers of each till) is encoded once per run. The generator's own
+CPU per settlement is reported (``client_cpu_ms_per_settlement``) beside the server's; a
+refusal is counted by the gateway's error code (``PRE_`` in front for a pre-settle), a
+transport failure as ``CLIENT_<kind>``.
 
 Each settle is one write transaction (request nonce, key, engine, settlement, balances,
 ledger, stored answer), group-committed with its neighbours on SQLite, run concurrently with
@@ -45,23 +59,23 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import aiohttp
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from loadtest.bench import auth
 from loadtest.bench.cards import BenchCard, make_cards
+from loadtest.bench.lean_http import LeanHttpClient, LeanHttpError
 from sscard import demo as sd
 from sscard import terminal_auth as ta
 from sscard.crypto import SM2PrivateKey, sm2_sign
 from sscard.layout import card_auth_message
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["Generator", "SignedVisitPost", "Till", "add_arguments", "run", "visit_body"]
 
 SETTLE_PATH: Final = "/v1/settlements"
 PRE_SETTLE_PATH: Final = "/v1/settlements/pre-settle"
@@ -106,28 +120,114 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass
-class _Till:
-    terminal: tuple[str, bytes]
+@dataclass(frozen=True)
+class Till:
+    """A card read at a terminal: the terminal signs every request, the card session rides
+    along."""
+
+    terminal_id: str
+    secret: bytes
     card_session: str
 
 
-class _Client:
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.session: aiohttp.ClientSession | None = None
+def visit_body(visit_date: str) -> bytes:
+    """The run's outpatient visit (2 lines) as the JSON body of pre-settle and settle: encoded
+    once per run, the same bytes for every request."""
+    visit = {"visit_type": "outpatient", "visit_date": visit_date, "lines": list(LINES)}
+    return json.dumps(visit, separators=(",", ":")).encode()
+
+
+class SignedVisitPost:
+    """``POST path`` of the run's visit by one till, as the bytes the lean client sends.
+
+    What never changes from one request to the next (request line, ``Host``, ``Content-Type``,
+    ``X-Card-Session``, ``X-Terminal-Id``, ``Content-Length``, the body) is encoded once;
+    :meth:`build` adds what does: the timestamp, a fresh nonce, the HMAC-SM3 signature over
+    them and the body (:func:`sscard.terminal_auth.sign_request`, computed for this request:
+    a signature is never reused) and, for a settle, its ``Idempotency-Key``.
+    """
+
+    def __init__(self, host: str, path: str, till: Till, body: bytes) -> None:
+        ta.check_terminal_id(till.terminal_id)
+        if not (till.card_session.isascii() and till.card_session.isprintable()):
+            raise ValueError("card session: printable ASCII expected")
+        self.path = path
+        self._secret = till.secret
+        self._body = body
+        self._head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"X-Card-Session: {till.card_session}\r\n"
+            f"{ta.HEADER_TERMINAL_ID}: {till.terminal_id}\r\nContent-Length: {len(body)}\r\n"
+        ).encode("ascii")
+        self._tail = b"\r\n" + body
+
+    def build(self, idempotency_key: str | None = None) -> bytes:
+        timestamp = int(time.time())
+        nonce = secrets.token_urlsafe(16)
+        signature = ta.sign_request(self._secret, "POST", self.path, timestamp, nonce, self._body)
+        fresh = (
+            f"{ta.HEADER_TIMESTAMP}: {timestamp}\r\n{ta.HEADER_NONCE}: {nonce}\r\n"
+            f"{ta.HEADER_SIGNATURE}: {signature}\r\n"
+        )
+        if idempotency_key is not None:
+            fresh += f"Idempotency-Key: {idempotency_key}\r\n"
+        return self._head + fresh.encode("ascii") + self._tail
+
+
+def _refusal(status: int, data: bytes) -> str:
+    """The error kind of an answer that is not the expected success: the gateway's ``code``."""
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return f"HTTP_{status}_NOT_JSON"
+    code = parsed.get("code") if isinstance(parsed, dict) else None
+    return str(code) if code is not None else f"HTTP_{status}"
+
+
+class Generator:
+    """Reads the cards, then sends settlements on :mod:`loadtest.bench.lean_http` (one
+    connection pool per phase, as the auth bench)."""
+
+    def __init__(self, host: str, port: int, body: bytes) -> None:
+        self.host = host
+        self.port = port
+        self.body = body
         self.run_id = secrets.token_hex(4)
-        self.visit_date = dt.datetime.now(BEIJING).date().isoformat()
-        self.tills: list[_Till] = []
+        self.client: LeanHttpClient | None = None
+        self.tills: list[Till] = []
+        self._pre_settle: list[SignedVisitPost] = []
+        self._settle: list[SignedVisitPost] = []
+
+    @contextlib.asynccontextmanager
+    async def connections(self, limit: int) -> AsyncIterator[LeanHttpClient]:
+        async with LeanHttpClient(
+            self.host, self.port, limit=limit, timeout_s=auth.REQUEST_TIMEOUT_S
+        ) as client:
+            self.client = client
+            try:
+                yield client
+            finally:
+                self.client = None
+
+    def add_till(self, till: Till) -> None:
+        host = f"{self.host}:{self.port}"
+        self.tills.append(till)
+        self._pre_settle.append(SignedVisitPost(host, PRE_SETTLE_PATH, till, self.body))
+        self._settle.append(SignedVisitPost(host, SETTLE_PATH, till, self.body))
+
+    async def _send(self, request: bytes) -> tuple[int, bytes]:
+        assert self.client is not None
+        try:
+            return await self.client.send(request)
+        except LeanHttpError as exc:
+            raise auth.AuthFailed(f"CLIENT_{exc.kind}") from None
 
     async def post(
-        self,
-        path: str,
-        payload: dict[str, Any],
-        terminal: tuple[str, bytes],
-        extra: dict[str, str] | None = None,
+        self, path: str, payload: dict[str, Any], terminal: tuple[str, bytes]
     ) -> tuple[int, dict[str, Any]]:
-        assert self.session is not None
+        """A signed request of the setup (card reading, worker check); raises AuthFailed when
+        the request fails or the answer is not JSON."""
+        assert self.client is not None
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = ta.signed_headers(
             terminal[1],
@@ -139,12 +239,14 @@ class _Client:
             nonce=secrets.token_urlsafe(16),
         )
         headers["Content-Type"] = "application/json"
-        headers.update(extra or {})
         try:
-            async with self.session.post(self.base_url + path, data=body, headers=headers) as resp:
-                return resp.status, json.loads(await resp.read())
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise auth.AuthFailed(f"CLIENT_{type(exc).__name__}") from None
+            status, data = await self.client.request("POST", path, headers, body)
+        except LeanHttpError as exc:
+            raise auth.AuthFailed(f"CLIENT_{exc.kind}") from None
+        try:
+            return status, json.loads(data)
+        except ValueError:
+            raise auth.AuthFailed(f"HTTP_{status}_NOT_JSON") from None
 
     async def read_card(self, card: BenchCard, terminal: tuple[str, bytes]) -> None:
         status, granted = await self.post(
@@ -166,114 +268,140 @@ class _Client:
         )
         if status != 200:
             raise auth.AuthFailed(str(body.get("code")))
-        self.tills.append(_Till(terminal, body["card_session"]))
-
-    def _visit(self) -> dict[str, Any]:
-        return {"visit_type": "outpatient", "visit_date": self.visit_date, "lines": list(LINES)}
+        self.add_till(Till(terminal[0], terminal[1], body["card_session"]))
 
     async def settle(self, i: int) -> None:
-        """Settle alone (a new Idempotency-Key)."""
-        till = self.tills[i % len(self.tills)]
-        status, body = await self.post(
-            SETTLE_PATH,
-            self._visit(),
-            till.terminal,
-            {"X-Card-Session": till.card_session, "Idempotency-Key": f"b{self.run_id}-{i}"},
-        )
+        """Settle alone (a new Idempotency-Key). Only a refusal's body is parsed."""
+        request = self._settle[i % len(self._settle)].build(f"b{self.run_id}-{i}")
+        status, data = await self._send(request)
         if status != 201:
-            raise auth.AuthFailed(str(body.get("code", f"HTTP_{status}")))
+            raise auth.AuthFailed(_refusal(status, data))
 
     async def settlement(self, i: int) -> None:
         """One settlement at the counter: pre-settle (the estimate shown), then settle."""
-        till = self.tills[i % len(self.tills)]
-        status, body = await self.post(
-            PRE_SETTLE_PATH,
-            self._visit(),
-            till.terminal,
-            {"X-Card-Session": till.card_session},
-        )
+        status, data = await self._send(self._pre_settle[i % len(self._pre_settle)].build())
         if status != 200:
-            raise auth.AuthFailed("PRE_" + str(body.get("code", f"HTTP_{status}")))
+            raise auth.AuthFailed("PRE_" + _refusal(status, data))
         await self.settle(i)
+
+
+async def _wait_all_workers(
+    gen: Generator, workers: int, terminals: list[tuple[str, bytes]]
+) -> None:
+    """Until ``workers`` distinct worker pids answered /v1/echo on fresh connections: only then
+    is every worker listening, so each phase's keep-alive connections spread over all of them."""
+    pids: set[int] = set()
+    deadline = time.monotonic() + auth.START_TIMEOUT_S
+    attempt = 0
+    last = ""
+    while len(pids) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(pids)} of {workers} workers answered (last: {last})")
+        async with gen.connections(limit=1):
+            status, body = await gen.post(
+                auth.ECHO_PATH, {"message": "ready?"}, terminals[attempt % len(terminals)]
+            )
+        attempt += 1
+        if status == 200:
+            pids.add(int(body["worker_pid"]))
+        else:
+            last = f"HTTP {status} {body.get('code')}"
+            await asyncio.sleep(0.1)
 
 
 async def _measure(
     args: argparse.Namespace,
-    base: str,
+    port: int,
     process: Any,
     log_path: Path,
     result: dict[str, Any],
     *,
     db_url: str,
-) -> None:
+) -> dict[str, Any]:
     seconds = float(args.seconds)
     concurrencies = auth._concurrencies(args)
-    await auth._wait_ready(base + "/readyz", process, log_path)
-    client = _Client(base)
+    await auth._wait_ready(f"http://127.0.0.1:{port}/readyz", process, log_path)
+    visit_date = dt.datetime.now(BEIJING).date().isoformat()
+    gen = Generator("127.0.0.1", port, visit_body(visit_date))
     cards = make_cards(args.seed, args.cards)
-    timeout = aiohttp.ClientTimeout(total=auth.REQUEST_TIMEOUT_S)
-    connector = aiohttp.TCPConnector(limit=MAX_OPEN_INFLIGHT, limit_per_host=MAX_OPEN_INFLIGHT)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        client.session = session
-        for n, card in enumerate(cards):
-            await client.read_card(card, ta.demo_terminal(args.seed, n % HOSPITAL_TERMINALS))
-        offset = 0  # every call gets its own Idempotency-Key: no replays are measured
+    terminals = [ta.demo_terminal(args.seed, n % HOSPITAL_TERMINALS) for n in range(len(cards))]
+    await _wait_all_workers(gen, int(args.workers), terminals)
+    async with gen.connections(limit=1):
+        for card, terminal in zip(cards, terminals, strict=True):
+            await gen.read_card(card, terminal)
+    # Every call gets its own Idempotency-Key, warm-ups included: no replays are measured.
+    offset = 0
 
-        def settlement_from(start: int) -> Callable[[int], Awaitable[None]]:
-            return lambda i: client.settlement(start + i)
+    def settlement_from(start: int) -> Callable[[int], Awaitable[None]]:
+        return lambda i: gen.settlement(start + i)
 
-        phases: list[auth.Phase] = []
-        for concurrency in concurrencies:
+    def settle_from(start: int) -> Callable[[int], Awaitable[None]]:
+        return lambda i: gen.settle(start + i)
+
+    phases: list[auth.Phase] = []
+    for concurrency in concurrencies:
+        async with gen.connections(limit=concurrency):
             await auth.closed_loop(settlement_from(offset), concurrency, min(0.3, seconds))
             offset += 10_000_000
             phase = await auth.closed_loop(
                 settlement_from(offset), concurrency, seconds, server_pgid=process.pid
             )
             offset += 10_000_000
-            phases.append(phase)
-        best = max(phases, key=lambda p: p.per_s)
-        result["settle_per_s"] = round(best.per_s, 1)
-        result["concurrency"] = best.concurrency
-        result["settle_errors"] = dict(best.errors)
-        result["settle_p50_ms_closed"] = auth._round(auth._percentile(best.latencies_ms, 50))
-        result["settle_p99_ms_closed"] = auth._round(auth._percentile(best.latencies_ms, 99))
-        result["server_cpu_ms_per_settlement"] = auth._server_cpu_ms(best)
-        result["settle_by_concurrency"] = [auth._phase_summary(p) for p in phases]
+        phases.append(phase)
+    best = max(phases, key=lambda p: p.per_s)
+    result["settle_per_s"] = round(best.per_s, 1)
+    result["concurrency"] = best.concurrency
+    result["settle_errors"] = dict(best.errors)
+    result["settle_p50_ms_closed"] = auth._round(auth._percentile(best.latencies_ms, 50))
+    result["settle_p99_ms_closed"] = auth._round(auth._percentile(best.latencies_ms, 99))
+    result["server_cpu_ms_per_settlement"] = auth._server_cpu_ms(best)
+    # The generator's own CPU (this process): it shares the cores with the server.
+    result["client_cpu_ms_per_settlement"] = auth._round(
+        best.client_cpu_s / best.ok * 1000 if best.ok else None, 3
+    )
+    result["settle_by_concurrency"] = [auth._phase_summary(p) for p in phases]
+    async with gen.connections(limit=MAX_OPEN_INFLIGHT):
+        await auth.closed_loop(settlement_from(offset), 8, min(0.3, seconds))  # warm connections
+        offset += 10_000_000
         steady = await auth.open_loop(
-            client.settlement, float(args.rate), seconds, start_at=offset, server_pgid=process.pid
+            gen.settlement, float(args.rate), seconds, start_at=offset, server_pgid=process.pid
         )
         offset += 10_000_000
-        result["settle_p50_ms_at_500"] = auth._round(auth._percentile(steady.latencies_ms, 50))
-        result["settle_p99_ms_at_500"] = auth._round(auth._percentile(steady.latencies_ms, 99))
-        result["achieved_rate_at_500"] = round(steady.per_s, 1)
-        result["errors_at_500"] = dict(steady.errors)
-        result["server_cpu_ms_per_settlement_at_500"] = auth._server_cpu_ms(steady)
-        growth: list[dict[str, Any]] = []
-        for entries in _ledger_sizes(args):
-            loaded = await asyncio.to_thread(fill_ledger, db_url, entries)
-            await auth.closed_loop(client.settle, 8, min(0.5, seconds), limit=50)  # warm caches
+    result["settle_p50_ms_at_500"] = auth._round(auth._percentile(steady.latencies_ms, 50))
+    result["settle_p99_ms_at_500"] = auth._round(auth._percentile(steady.latencies_ms, 99))
+    result["achieved_rate_at_500"] = round(steady.per_s, 1)
+    result["errors_at_500"] = dict(steady.errors)
+    result["server_cpu_ms_per_settlement_at_500"] = auth._server_cpu_ms(steady)
+    growth: list[dict[str, Any]] = []
+    for entries in _ledger_sizes(args):
+        loaded = await asyncio.to_thread(fill_ledger, db_url, entries)
+        async with gen.connections(limit=MAX_OPEN_INFLIGHT):
+            warm = settle_from(offset)
+            offset += 10_000_000
+            await auth.closed_loop(warm, 8, min(0.5, seconds), limit=50)  # caches, connections
             phase = await auth.open_loop(
-                client.settle,
+                gen.settle,
                 float(args.steady_rate),
                 max(seconds, 3.0),
                 start_at=offset,
                 server_pgid=process.pid,
             )
             offset += 10_000_000
-            growth.append(
-                {
-                    "ledger_entries": loaded["entries"],
-                    "fill_s": loaded["seconds"],
-                    "rate": float(args.steady_rate),
-                    "ok": phase.ok,
-                    "errors": dict(phase.errors),
-                    "settle_p50_ms": auth._round(auth._percentile(phase.latencies_ms, 50)),
-                    "settle_p99_ms": auth._round(auth._percentile(phase.latencies_ms, 99)),
-                    "server_cpu_ms_per_settle": auth._server_cpu_ms(phase),
-                }
-            )
-        if growth:
-            result["ledger_growth"] = growth
+        growth.append(
+            {
+                "ledger_entries": loaded["entries"],
+                "fill_s": loaded["seconds"],
+                "rate": float(args.steady_rate),
+                "ok": phase.ok,
+                "errors": dict(phase.errors),
+                "settle_p50_ms": auth._round(auth._percentile(phase.latencies_ms, 50)),
+                "settle_p99_ms": auth._round(auth._percentile(phase.latencies_ms, 99)),
+                "server_cpu_ms_per_settle": auth._server_cpu_ms(phase),
+            }
+        )
+    if growth:
+        result["ledger_growth"] = growth
+    return result
 
 
 def _ledger_sizes(args: argparse.Namespace) -> list[int]:
@@ -437,6 +565,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": seconds,
         "cards": args.cards,
         "offered_rate": args.rate,
+        "client_loop": "uvloop" if auth._uvloop_available() else "asyncio",
     }
     _ledger_sizes(args)  # refuse a bad list before anything starts
     with (
@@ -462,8 +591,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         argv = [sys.executable, "-m", "gateway", "serve", "--workers", str(args.workers),
                 "--port", str(port), "--data-dir", str(tmp_path / "var")]  # fmt: skip
         with auth._process(argv, log_path, server_env) as process:
-            base = f"http://127.0.0.1:{port}"
-            asyncio.run(_measure(args, base, process, log_path, result, db_url=db_url))
+            auth._run_async(lambda: _measure(args, port, process, log_path, result, db_url=db_url))
         auth._run_hello(args, result, tmp_path, env)
     hello_per_s = result["hello_per_s"]
     result["ratio_settle_to_hello"] = (
@@ -478,7 +606,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"[{result['database']}] settlements/s (pre-settle + settle) = "
         f"{result['settle_per_s']:,.0f} at c={result['concurrency']}, server CPU "
-        f"{result['server_cpu_ms_per_settlement']} ms each "
+        f"{result['server_cpu_ms_per_settlement']} ms and client CPU "
+        f"{result['client_cpu_ms_per_settlement']} ms each "
         f"(p99 {result['settle_p99_ms_closed']} ms); open loop {args.rate:.0f}/s: p99 "
         f"{result['settle_p99_ms_at_500']} ms, achieved {result['achieved_rate_at_500']}/s, "
         f"errors {result['errors_at_500'] or 0}; hello {hello_per_s:,.0f}/s; "
