@@ -145,6 +145,7 @@ class ErrorCode(StrEnum):
     ISSUING_CA_UNAVAILABLE = "ISSUING_CA_UNAVAILABLE"
     # operations dashboard (gateway.ops)
     OPS_UNAUTHORIZED = "OPS_UNAUTHORIZED"
+    OPS_TOO_MANY_WRONG_TOKENS = "OPS_TOO_MANY_WRONG_TOKENS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -789,6 +790,18 @@ ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType(
             "运维看板需要网关的运维令牌。请输入网关 ops_token 配置中的令牌（演示环境：数据目录中的 "
             "ops-token 文件，启动时已打印）。",
             headers={"WWW-Authenticate": 'Bearer realm="ssc-ops"'},
+        ),
+        # Not RATE_LIMITED: that one tells a clerk their terminal sends too fast. This one is
+        # the brute-force guard of gateway.ops.guard; the token is not even compared.
+        ErrorCode.OPS_TOO_MANY_WRONG_TOKENS: ErrorSpec(
+            429,
+            "Too many wrong ops tokens",
+            "Too many wrong ops tokens were sent from this address, so the gateway is not "
+            "checking tokens from it for a while. Wait until the time given, then enter the "
+            "token from the gateway's ops_token setting.",
+            "该地址发送的错误运维令牌过多，网关暂时不再校验来自该地址的令牌。请等待提示的时间后，"
+            "再输入网关 ops_token 配置中的令牌。",
+            retry_after_s=60,
         ),
     }
 )

@@ -3,6 +3,13 @@
 Request and response schemas come from the routes' pydantic models (JSON Schema 2020-12, which
 OpenAPI 3.1 uses as is). Error responses are derived from each route's ``error_codes()`` and the
 one status table in gateway.errors, grouped by status, with the codes listed as an enum.
+
+Security, per operation: a signed route requires all four terminal headers (four ``apiKey``
+header schemes ANDed in one requirement: OpenAPI has no HMAC scheme, so the headers are
+declared and the signature itself is explained in ``info.description``). A route that may
+answer a 401 whose challenge is ``Bearer`` (OPS_UNAUTHORIZED) requires ``bearerAuth``, so the
+security follows from the error codes the route declares, as its error responses do. Any
+other route is public (``security: []``).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from gateway.errors import ERRORS, PROBLEM_CONTENT_TYPE
 from gateway.routing import Route
 from sscard import terminal_auth as ta
 
-__all__ = ["Problem", "build_openapi"]
+__all__ = ["BEARER_SCHEME", "Problem", "build_openapi"]
 
 OPENAPI_VERSION: Final = "3.1.0"
 _REF: Final = "#/components/schemas/{model}"
@@ -50,7 +57,10 @@ class Problem(BaseModel):
 
 
 _SIGNING_DESCRIPTION: Final = f"""\
-Every call except the operational endpoints is signed by the terminal with HMAC-SM3.
+Every terminal call is signed by the terminal with HMAC-SM3 (security schemes terminalId,
+timestamp, nonce and signature, all four together). The ops dashboard's JSON routes take
+`Authorization: Bearer <ops token>` instead (scheme bearerAuth); health, metrics, this
+document and the dashboard's static files need no credential.
 
 canonical = METHOD "\\n" path_with_query "\\n" {ta.HEADER_TIMESTAMP} "\\n" {ta.HEADER_NONCE} \
 "\\n" hex(SM3(body))
@@ -60,11 +70,30 @@ canonical = METHOD "\\n" path_with_query "\\n" {ta.HEADER_TIMESTAMP} "\\n" {ta.H
 {ta.HEADER_NONCE} is {ta.NONCE_MIN_CHARS}–{ta.NONCE_MAX_CHARS} chars of [A-Za-z0-9_-] and may
 be used once per terminal. Reference implementation: sscard/terminal_auth.py."""
 
-_SECURITY_SCHEMES: Final = {
-    "terminalId": ta.HEADER_TERMINAL_ID,
-    "timestamp": ta.HEADER_TIMESTAMP,
-    "nonce": ta.HEADER_NONCE,
-    "signature": ta.HEADER_SIGNATURE,
+# Scheme name -> (header, description). Required together on every signed route.
+_SIGNING_SCHEMES: Final = {
+    "terminalId": (ta.HEADER_TERMINAL_ID, "The terminal's registered id."),
+    "timestamp": (
+        ta.HEADER_TIMESTAMP,
+        "Unix seconds, within the gateway's clock skew window; signed.",
+    ),
+    "nonce": (
+        ta.HEADER_NONCE,
+        f"{ta.NONCE_MIN_CHARS}-{ta.NONCE_MAX_CHARS} chars of [A-Za-z0-9_-], once per "
+        "terminal; signed.",
+    ),
+    "signature": (
+        ta.HEADER_SIGNATURE,
+        "hex(HMAC-SM3(terminal secret, canonical request)): see the API description.",
+    ),
+}
+BEARER_SCHEME: Final = "bearerAuth"
+_BEARER_SCHEME: Final = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "The ops token (setting ops_token; demo world: the file "
+    "{data_dir}/ops-token). A few wrong tokens from one address and it gets 429 "
+    "OPS_TOO_MANY_WRONG_TOKENS for a while.",
 }
 
 
@@ -94,8 +123,16 @@ def build_openapi(
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                name: {"type": "apiKey", "in": "header", "name": header}
-                for name, header in _SECURITY_SCHEMES.items()
+                **{
+                    name: {
+                        "type": "apiKey",
+                        "in": "header",
+                        "name": header,
+                        "description": description,
+                    }
+                    for name, (header, description) in _SIGNING_SCHEMES.items()
+                },
+                BEARER_SCHEME: _BEARER_SCHEME,
             },
         },
     }
@@ -128,9 +165,23 @@ def _operation(route: Route, refs: _Refs) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": refs[(route.request_model, "validation")]}},
         }
-    operation["security"] = [{name: [] for name in _SECURITY_SCHEMES}] if route.signed else []
+    operation["security"] = _security(route)
     operation["responses"].update(_problems(route.error_codes(), refs))
     return operation
+
+
+def _security(route: Route) -> list[dict[str, list[str]]]:
+    """One requirement object (its schemes ANDed), or none for a public route."""
+    if route.signed:
+        return [{name: [] for name in _SIGNING_SCHEMES}]
+    if any(_bearer_challenge(code) for code in route.error_codes()):
+        return [{BEARER_SCHEME: []}]
+    return []
+
+
+def _bearer_challenge(code: str) -> bool:
+    challenge = ERRORS[code].headers.get("WWW-Authenticate", "")
+    return challenge.lower().startswith("bearer ")
 
 
 def _success(route: Route, refs: _Refs) -> dict[str, Any]:

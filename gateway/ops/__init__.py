@@ -3,9 +3,11 @@
 * ``/ops`` and ``/ops/static/*``: a static page (HTML, small vanilla JS, CSS; no build step, no
   CDN, a strict Content-Security-Policy). It holds no data.
 * ``GET /v1/ops/summary?date=``: the day's figures as JSON, behind the ops bearer token
-  (:mod:`gateway.ops.access`), because a browser cannot sign with a terminal key.
+  (:mod:`gateway.ops.access`), because a browser cannot sign with a terminal key; a few wrong
+  tokens from one address and it is refused for a while (:mod:`gateway.ops.guard`).
 
 The figures come from read-only queries over several packages' tables (:mod:`.activity`,
-:mod:`.remote`) and from the gateway's own Prometheus counters (:mod:`.counters`). No personal
-data leaves this package: no psn_no, citizen id, name or card number is selected at all.
+:mod:`.remote`) and from the gateway's own Prometheus counters (:mod:`.counters`), which count
+since the gateway started, not per day: the summary says since when. No personal data leaves
+this package: no psn_no, citizen id, name or card number is selected at all.
 """

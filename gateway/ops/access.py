@@ -11,6 +11,9 @@ The comparison is in constant time over SHA-256 digests, so it takes the same ti
 the presented token's length or content. The page keeps the token in the tab's
 sessionStorage and sends it in a header, never in a URL (nothing lands in access logs or
 browser history), and a header is not sent by a cross-site form: no CSRF.
+
+:func:`authorize` is what the routes call: the check behind the brute-force guard of
+:mod:`gateway.ops.guard` (a few wrong tokens from one address, then 429 for a while).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import math
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -31,10 +35,19 @@ from aiohttp import web
 
 from gateway.errors import ErrorCode, GatewayError
 from gateway.logs import fields
+from gateway.ops.guard import WRONG_TOKENS_ALLOWED, WrongTokenGuard, client_key
 from gateway.settings import Settings
-from gateway.state import SETTINGS
+from gateway.state import CLOCK, REQUEST_ID, SETTINGS
 
-__all__ = ["OPS_ACCESS", "OPS_TOKEN_FILE", "OpsAccess", "ops_context", "resolve_ops_access"]
+__all__ = [
+    "OPS_ACCESS",
+    "OPS_GUARD",
+    "OPS_TOKEN_FILE",
+    "OpsAccess",
+    "authorize",
+    "ops_context",
+    "resolve_ops_access",
+]
 
 log = logging.getLogger("gateway.ops")
 
@@ -49,20 +62,71 @@ class OpsAccess:
     token_sha256: bytes | None
     source: str
 
-    def check(self, authorization: str | None) -> None:
-        """Pass, or raise GatewayError(OPS_UNAUTHORIZED)."""
+    def presented(self, authorization: str | None) -> bytes:
+        """The bearer token sent, or raise GatewayError(OPS_UNAUTHORIZED) when no token is
+        configured or none was sent (neither is a guess: the guard does not count them)."""
         if self.token_sha256 is None:
             raise GatewayError(
                 ErrorCode.OPS_UNAUTHORIZED, "no ops_token is configured on this gateway"
             )
         if not authorization or not authorization[: len(_BEARER)].lower() == _BEARER:
             raise GatewayError(ErrorCode.OPS_UNAUTHORIZED, "send Authorization: Bearer <ops token>")
-        presented = authorization[len(_BEARER) :].strip().encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(hashlib.sha256(presented).digest(), self.token_sha256):
-            raise GatewayError(ErrorCode.OPS_UNAUTHORIZED, "the ops token is wrong")
+        return authorization[len(_BEARER) :].strip().encode("utf-8", "surrogateescape")
+
+    def matches(self, presented: bytes) -> bool:
+        """Constant time whatever ``presented`` is: both sides are 32-byte digests."""
+        return self.token_sha256 is not None and hmac.compare_digest(
+            hashlib.sha256(presented).digest(), self.token_sha256
+        )
+
+    def check(self, authorization: str | None) -> None:
+        """Pass, or raise GatewayError(OPS_UNAUTHORIZED). No guard: routes call authorize()."""
+        if not self.matches(self.presented(authorization)):
+            raise _wrong_token()
+
+
+def _wrong_token() -> GatewayError:
+    return GatewayError(ErrorCode.OPS_UNAUTHORIZED, "the ops token is wrong")
 
 
 OPS_ACCESS: Final = web.AppKey("ops_access", OpsAccess)
+OPS_GUARD: Final = web.AppKey("ops_guard", WrongTokenGuard)
+
+
+def authorize(request: web.Request) -> None:
+    """Pass, or raise GatewayError: OPS_UNAUTHORIZED (401), or OPS_TOO_MANY_WRONG_TOKENS
+    (429, Retry-After) for an address that sent too many wrong tokens lately, whose token is
+    then not compared at all."""
+    app = request.app
+    access = app[OPS_ACCESS]
+    presented = access.presented(request.headers.get("Authorization"))
+    guard = app[OPS_GUARD]
+    key = client_key(request.remote)
+    now_s = app[CLOCK]()
+    wait_s = guard.wait_s(key, now_s)
+    if wait_s is not None:
+        raise GatewayError(
+            ErrorCode.OPS_TOO_MANY_WRONG_TOKENS,
+            "too many wrong ops tokens from this address; not checked",
+            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+        )
+    if access.matches(presented):
+        return
+    if guard.wrong(key, now_s):
+        # Once per lock-out (at most one line per address and refill interval), so a brute
+        # force cannot flood the log; each refused request is in the access log by its code.
+        # The peer address is what an operator blocks at the firewall; never the token.
+        log.warning(
+            "ops token guard: too many wrong tokens; refusing this address for a while",
+            extra=fields(
+                request_id=request[REQUEST_ID],
+                path=request.path,
+                client=key,
+                wrong_tokens_allowed=WRONG_TOKENS_ALLOWED,
+                retry_after_s=math.ceil(guard.wait_s(key, now_s) or 0.0),
+            ),
+        )
+    raise _wrong_token()
 
 
 def resolve_ops_access(settings: Settings) -> tuple[OpsAccess, str | None]:
@@ -107,6 +171,7 @@ async def ops_context(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: resolve the ops credential once per worker and say where it comes from."""
     access, created_token = await asyncio.to_thread(resolve_ops_access, app[SETTINGS])
     app[OPS_ACCESS] = access
+    app[OPS_GUARD] = WrongTokenGuard()
     if created_token is not None:
         # DEMO ONLY, and only the worker that made it: the operator needs it to sign in.
         log.warning(

@@ -1,26 +1,44 @@
 """Rejections by reason and card-authentication outcomes, from the gateway's own Prometheus
 counters (gateway.metrics): the same numbers /metrics shows, summed over every worker in
-multiprocess mode. They count since the gateway (re)started, not per day: the page says so.
-The hub client's counters (``ssc_hub_calls``, ``ssc_hub_breaker_state``) are read the same way.
+multiprocess mode. The hub client's counters (``ssc_hub_calls``, ``ssc_hub_breaker_state``)
+are read the same way.
+
+They count since the gateway started, not per day, and the database keeps no per-day record
+of them (a rejection writes nothing; card challenges are rows, but a used challenge is not an
+authenticated card, and refusals by code are not stored). So the summary says since when:
+:data:`COUNTERS_SINCE`, a gauge each worker sets to its start time when this module is
+imported, read as the minimum over every worker that ever ran (``min``, not ``livemin``: a
+dead worker's counters stay in the sums, so its start time stays too). gateway.serve empties
+the metrics folder at start-up, so that is the first worker's start: before it nothing was
+counted. In one process (tests, an embedded app) it is this module's import, before any
+request.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from prometheus_client import Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.card_auth.routes import CARD_AUTH_ROUTES
 from gateway.ops.models import CardAuthOutcomes, CodeCount, HubCallCount
+from settlement.reconciliation import BEIJING
 
-__all__ = ["COUNTERS_NOTE", "Counters", "read_counters"]
+__all__ = ["COUNTERS_SINCE", "Counters", "counters_note", "read_counters"]
 
-COUNTERS_NOTE: Final = (
-    "Rejections and card authentication are the gateway's counters since it last started "
-    "(all workers), not figures of the chosen day."
+COUNTERS_SINCE: Final = Gauge(
+    "gateway_counters_start_time_seconds",
+    "Unix time the gateway's counters began: the earliest start of any worker since the "
+    "gateway started.",
+    multiprocess_mode="min",
 )
+COUNTERS_SINCE.set(time.time())
+COUNTERS_SINCE_SAMPLE: Final = "gateway_counters_start_time_seconds"
 CHALLENGE_ROUTE: Final = "/v1/card-auth/challenge"
 RESPONSE_ROUTE: Final = "/v1/card-auth/response"
 # The codes the card-authentication routes declare. Some (CARD_LOST …) are also answered by
@@ -40,6 +58,23 @@ class Counters:
     card_auth: CardAuthOutcomes
     hub_calls: list[HubCallCount]
     breaker_open_workers: int
+    # When counting began; None only if the exposition lacks the gauge (not this gateway's).
+    since: dt.datetime | None
+
+
+def counters_note(since: dt.datetime | None) -> str:
+    """The sentence the page shows above the counters, so that nobody reads them as the
+    chosen day's."""
+    start = (
+        "since the gateway started"
+        if since is None
+        else f"since the gateway started at {since.astimezone(BEIJING):%Y-%m-%d %H:%M:%S} "
+        "Beijing time"
+    )
+    return (
+        f"Rejections, card authentication and hub calls are the gateway's counters {start} "
+        "(all workers), not figures of the chosen day."
+    )
 
 
 def read_counters(exposition: bytes) -> Counters:
@@ -48,6 +83,7 @@ def read_counters(exposition: bytes) -> Counters:
     requests: dict[tuple[str, str], float] = {}
     hub_calls: dict[tuple[str, str], float] = {}
     breaker_open = 0
+    since_s: float | None = None
     for family in text_string_to_metric_families(exposition.decode("utf-8")):
         for sample in family.samples:
             if sample.name == "gateway_rejections_total":
@@ -62,6 +98,8 @@ def read_counters(exposition: bytes) -> Counters:
             elif sample.name == BREAKER_SAMPLE and sample.value == BREAKER_OPEN:
                 # One sample per live worker in multiprocess mode (liveall), one otherwise.
                 breaker_open += 1
+            elif sample.name == COUNTERS_SINCE_SAMPLE and sample.value > 0:
+                since_s = sample.value if since_s is None else min(since_s, sample.value)
     by_code = _ranked(rejections.items())
     responses = {status: n for (route, status), n in requests.items() if route == RESPONSE_ROUTE}
     return Counters(
@@ -78,6 +116,7 @@ def read_counters(exposition: bytes) -> Counters:
             if n >= 1
         ],
         breaker_open_workers=breaker_open,
+        since=None if since_s is None else dt.datetime.fromtimestamp(since_s, dt.UTC),
     )
 
 

@@ -127,7 +127,14 @@ class OpsSummary(BaseModel):
     generated_at: dt.datetime
     settlements: SettlementActivity
     reconciliation: ReconciliationSummary
-    counters_note: str
+    counters_note: str = Field(
+        description="Says that rejections, card_auth and cross_province.hub_calls count since "
+        "counters_since, not on the day."
+    )
+    counters_since: dt.datetime | None = Field(
+        description="When the gateway's counters began (its first worker's start, UTC). "
+        "None only when unknown."
+    )
     rejections: list[CodeCount] = Field(description="Error answers by code, since start-up.")
-    card_auth: CardAuthOutcomes
+    card_auth: CardAuthOutcomes = Field(description="Counters since start-up.")
     cross_province: CrossProvince

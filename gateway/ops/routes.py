@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway import metrics
 from gateway.errors import ErrorCode, GatewayError
-from gateway.ops.access import OPS_ACCESS
+from gateway.ops.access import authorize
 from gateway.ops.counters import read_counters
 from gateway.ops.models import OpsSummary
 from gateway.ops.summary import day_summary
@@ -102,7 +102,7 @@ def _day(call: Call[Any]) -> dt.date:
 
 
 async def ops_summary(call: Call[None]) -> web.Response:
-    call.app[OPS_ACCESS].check(call.request.headers.get("Authorization"))
+    authorize(call.request)
     day = _day(call)
     # Multiprocess mode reads one file per worker: off the event loop, as /metrics does.
     exposition = await asyncio.get_running_loop().run_in_executor(None, metrics.render_latest)
@@ -143,15 +143,18 @@ OPS_ROUTES: Final[tuple[Route, ...]] = (
         summary="A day's settlement operations figures (?date=YYYY-MM-DD, default today).",
         description="For the /ops page and operators. NOT signed by a terminal: send "
         "`Authorization: Bearer <ops token>` (setting `ops_token`; in the demo world the file "
-        "`{data_dir}/ops-token`). Day in Beijing time. Amounts in int fen. Rejections and card "
-        "authentication are counters since start-up. No personal data. `Cache-Control: "
-        "no-store`.",
+        "`{data_dir}/ops-token`); a few wrong tokens from one address and it gets 429 "
+        "OPS_TOO_MANY_WRONG_TOKENS (Retry-After) for a while. Day in Beijing time. Amounts in "
+        "int fen. Rejections, card authentication and hub calls are counters since "
+        "`counters_since` (the gateway's start), not of the day. No personal data. "
+        "`Cache-Control: no-store`.",
         handler=ops_summary,
         response_model=OpsSummary,
         tags=_TAGS,
         signed=False,
         errors=(
             ErrorCode.OPS_UNAUTHORIZED,
+            ErrorCode.OPS_TOO_MANY_WRONG_TOKENS,
             ErrorCode.VALIDATION_FAILED,
             ErrorCode.DB_UNAVAILABLE,
         ),

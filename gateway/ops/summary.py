@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy.orm import Session
 
 from gateway.ops import activity, remote
-from gateway.ops.counters import COUNTERS_NOTE, Counters
+from gateway.ops.counters import Counters, counters_note
 from gateway.ops.models import ActivityRow, CrossProvince, OpsSummary, SettlementActivity
 
 __all__ = ["day_summary", "total_row"]
@@ -34,7 +34,8 @@ def day_summary(
             ],
         ),
         reconciliation=activity.reconciliation(session, day),
-        counters_note=COUNTERS_NOTE,
+        counters_note=counters_note(counters.since),
+        counters_since=counters.since,
         rejections=counters.rejections,
         card_auth=counters.card_auth,
         cross_province=CrossProvince(

@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from gateway_testkit import Client
 
-from gateway.errors import ERRORS, PROBLEM_CONTENT_TYPE
-from gateway.openapi import build_openapi
+from gateway.errors import ERRORS, PROBLEM_CONTENT_TYPE, ErrorCode
+from gateway.openapi import BEARER_SCHEME, build_openapi
 from gateway.routes import ROUTES
 from gateway.state import OPENAPI
+from sscard import terminal_auth as ta
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -54,12 +55,11 @@ def test_each_operation_documents_its_error_codes_by_status():
             schema = response["content"][PROBLEM_CONTENT_TYPE]["schema"]
             assert code in schema["allOf"][1]["properties"]["code"]["enum"]
         if route.signed:
-            assert set(operation["security"][0]) == {
-                "terminalId",
-                "timestamp",
-                "nonce",
-                "signature",
-            }
+            assert operation["security"] == [
+                {"terminalId": [], "timestamp": [], "nonce": [], "signature": []}
+            ]
+        elif ErrorCode.OPS_UNAUTHORIZED in route.error_codes():
+            assert operation["security"] == [{BEARER_SCHEME: []}]
         else:
             assert operation["security"] == []
 
@@ -92,3 +92,53 @@ def test_every_ref_resolves():
                 walk(value)
 
     walk(spec)
+
+
+def test_security_schemes_are_declared_and_every_requirement_names_one():
+    spec = build_openapi(ROUTES)
+    schemes = spec["components"]["securitySchemes"]
+    # The terminal's signed headers: apiKey header schemes, one per header the gateway reads.
+    headers = {
+        name: scheme["name"] for name, scheme in schemes.items() if scheme["type"] == "apiKey"
+    }
+    assert headers == {
+        "terminalId": ta.HEADER_TERMINAL_ID,
+        "timestamp": ta.HEADER_TIMESTAMP,
+        "nonce": ta.HEADER_NONCE,
+        "signature": ta.HEADER_SIGNATURE,
+    }
+    assert all(schemes[name]["in"] == "header" for name in headers)
+    assert schemes[BEARER_SCHEME]["type"] == "http"
+    assert schemes[BEARER_SCHEME]["scheme"] == "bearer"
+    for scheme in schemes.values():
+        assert scheme["description"].strip()
+    used: set[str] = set()
+    for item in spec["paths"].values():
+        for method, operation in item.items():
+            assert method in HTTP_METHODS
+            for requirement in operation["security"]:
+                assert set(requirement) <= set(schemes), requirement
+                assert all(scopes == [] for scopes in requirement.values())  # not OAuth
+                used |= set(requirement)
+    assert used == set(schemes)  # nothing declared that no operation uses
+
+
+def test_ops_routes_need_the_bearer_token_and_their_static_page_does_not():
+    spec = build_openapi(ROUTES)
+    ops = [
+        (path, method, operation)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if "ops dashboard" in operation["tags"]
+    ]
+    summary = spec["paths"]["/v1/ops/summary"]["get"]
+    assert summary["security"] == [{BEARER_SCHEME: []}]
+    assert summary["responses"]["401"]["content"][PROBLEM_CONTENT_TYPE]["schema"]["allOf"][1][
+        "properties"
+    ]["code"]["enum"] == ["OPS_UNAUTHORIZED"]
+    too_many = summary["responses"]["429"]["content"][PROBLEM_CONTENT_TYPE]["schema"]
+    assert too_many["allOf"][1]["properties"]["code"]["enum"] == ["OPS_TOO_MANY_WRONG_TOKENS"]
+    assert "counters_since" in spec["components"]["schemas"]["OpsSummary"]["properties"]
+    static = [operation for path, _, operation in ops if path.startswith("/ops")]
+    assert len(static) == 4
+    assert all(operation["security"] == [] for operation in static)

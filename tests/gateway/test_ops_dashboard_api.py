@@ -4,6 +4,9 @@ figures that match the database with no personal data in them."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
 import os
 import stat
 import threading
@@ -12,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from gateway_testkit import Client, FakeClock, Signer, assert_problem
@@ -28,9 +32,11 @@ from sqlalchemy.orm import Session
 
 from gateway.app import create_app
 from gateway.ops.access import OPS_TOKEN_FILE, _demo_token, resolve_ops_access
+from gateway.ops.guard import REFILL_S, WRONG_TOKENS_ALLOWED, WrongTokenGuard, client_key
 from gateway.ops.routes import CONTENT_SECURITY_POLICY
 from gateway.settings import Settings, SettingsError, load_settings
 from settlement.money import format_yuan
+from settlement.reconciliation import BEIJING
 from settlement.store import InsuredPersonRow, SettlementRow, SettlementStatus
 
 TOKEN = "ops-test-token-" + "x" * 32
@@ -273,3 +279,104 @@ async def test_another_day_is_empty(signer: Signer, world: Engine, client: Clien
     assert summary["date"] == "2027-01-14"
     assert summary["settlements"]["rows"] == []
     assert summary["settlements"]["total"]["count"] == 0
+
+
+async def test_summary_says_since_when_its_counters_count(client: Client):
+    summary = await (await _summary(client, **BEARER)).json()
+    since = dt.datetime.fromisoformat(summary["counters_since"])
+    assert since.tzinfo is not None
+    shown = since.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"since the gateway started at {shown} Beijing time" in summary["counters_note"]
+
+
+# --- the brute-force guard ----------------------------------------------------------------------
+
+WRONG = "Bearer wrong-token-" + "y" * 32
+
+
+async def _from(client: Client, address: str, **headers: str) -> tuple[int, Any]:
+    """GET the summary over a connection whose source is ``address`` (another loopback
+    address: a real second client as the server sees it)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    url = client.make_url("/v1/ops/summary")
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get(url, headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_wrong_tokens_lock_out_their_address_only(
+    client: Client,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    rejection_delta: Callable[[str], Callable[[], float]],
+):
+    caplog.set_level(logging.DEBUG)
+    limited = rejection_delta("OPS_TOO_MANY_WRONG_TOKENS")
+    for _ in range(WRONG_TOKENS_ALLOWED):
+        await assert_problem(await _summary(client, Authorization=WRONG), 401, "OPS_UNAUTHORIZED")
+    # Now even the right token is not compared from this address.
+    refused = await _summary(client, **BEARER)
+    body = await assert_problem(refused, 429, "OPS_TOO_MANY_WRONG_TOKENS")
+    assert refused.headers["Retry-After"] == str(int(REFILL_S))
+    assert TOKEN not in str(body)
+    assert limited() == 1
+    # The right token from another address is served.
+    status, summary = await _from(client, "127.0.0.2", **BEARER)
+    assert status == 200
+    assert summary["date"]
+    # A wrong one from there is its own count: one 401, not a 429.
+    status, body = await _from(client, "127.0.0.2", Authorization=WRONG)
+    assert (status, body["code"]) == (401, "OPS_UNAUTHORIZED")
+    # One allowance comes back after REFILL_S: the right token works again from here.
+    clock.now_s += REFILL_S / 2
+    await assert_problem(await _summary(client, **BEARER), 429, "OPS_TOO_MANY_WRONG_TOKENS")
+    clock.now_s += REFILL_S / 2
+    assert (await _summary(client, **BEARER)).status == 200
+
+    # One line for the lock-out, naming the address, never a token or the header.
+    lines = [r for r in caplog.records if r.name == "gateway.ops" and "guard" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.WARNING
+    logged = json.dumps(vars(lines[0]), default=str)
+    assert '"client": "127.0.0.1"' in logged
+    everything = "\n".join(json.dumps(vars(r), default=str) for r in caplog.records)
+    for secret in (TOKEN, WRONG.split()[1], "Bearer", "Authorization"):
+        assert secret not in everything
+
+
+async def test_requests_without_a_token_guess_nothing_and_are_not_counted(client: Client):
+    for headers in ({}, {"Authorization": f"Basic {TOKEN}"}) * WRONG_TOKENS_ALLOWED:
+        await assert_problem(await _summary(client, **headers), 401, "OPS_UNAUTHORIZED")
+    assert (await _summary(client, **BEARER)).status == 200
+
+
+def test_guard_refills_one_try_per_interval_and_forgets_the_oldest_address():
+    guard = WrongTokenGuard(allowed=2, refill_s=10.0, max_clients=2)
+    assert guard.wait_s("a", 0.0) is None
+    assert guard.wrong("a", 0.0) is False
+    assert guard.wrong("a", 0.0) is True  # the allowance is used up: the one log line
+    assert guard.wait_s("a", 0.0) == 10.0
+    assert guard.wait_s("a", 4.0) == pytest.approx(6.0)
+    assert guard.wait_s("a", 10.0) is None
+    assert guard.wrong("a", 10.0) is True  # one try came back, and is spent again
+    assert guard.wait_s("a", 10.0) == 10.0
+    # Bounded: two more addresses and "a" is forgotten (a full allowance again).
+    guard.wrong("b", 10.0)
+    guard.wrong("c", 10.0)
+    assert guard.wait_s("a", 10.0) is None
+
+
+@pytest.mark.parametrize(
+    ("remote", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),  # the same host's /64: one allowance
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        (None, "unknown"),
+    ],
+)
+def test_guard_keys_an_ipv6_client_by_its_slash_64(remote: str | None, key: str):
+    assert client_key(remote) == key

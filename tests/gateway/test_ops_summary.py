@@ -35,8 +35,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from gateway import metrics
 from gateway.ops import activity, remote
-from gateway.ops.counters import read_counters
+from gateway.ops.counters import counters_note, read_counters
 from gateway.ops.summary import day_summary, total_row
 from settlement.store import (
     InsuredPersonRow,
@@ -474,3 +475,27 @@ def test_the_real_cross_province_tables_are_read(world: Engine):
     assert notes == []
     assert queue is not None
     assert (queue.depth, queue.oldest_at) == (1, NOW)
+
+
+def test_counters_say_since_when_they_count():
+    """The counters are not the day's: the summary carries the earliest worker start (the
+    multiprocess ``min`` gauge; a second sample stands for a later, restarted worker)."""
+    exposition = (
+        b"# TYPE gateway_counters_start_time_seconds gauge\n"
+        b"gateway_counters_start_time_seconds 1.7950458e+09\n"
+        b"gateway_counters_start_time_seconds 1.7950500e+09\n"
+    )
+    counters = read_counters(exposition)
+    assert counters.since == dt.datetime(2026, 11, 18, 23, 50, tzinfo=dt.UTC)
+    note = counters_note(counters.since)
+    assert "since the gateway started at 2026-11-19 07:50:00 Beijing time" in note
+    assert "not figures of the chosen day" in note
+    assert read_counters(b"").since is None
+    assert "since the gateway started (all workers)" in counters_note(None)
+
+
+def test_this_process_exposes_its_counters_start():
+    """The gauge is set at import, before any request could be counted."""
+    since = read_counters(metrics.render_latest()).since
+    assert since is not None
+    assert since <= dt.datetime.now(dt.UTC)

@@ -2,7 +2,10 @@
 SQLite) settles a few visits through signed requests; headless Chromium (Debian's chromium +
 chromium-driver, driven by selenium) opens /ops, is refused with a wrong token, signs in with
 the demo token the gateway made and printed at start-up, waits for the script to render, and
-the figures on the page are the database's. Chromium missing: FAIL under CI=true, else skip."""
+the figures on the page are the database's, the counters labelled with the gateway's start.
+Then a few wrong tokens lock the browser's address out (429, shown on the sign-in form) while
+the right token from another address is still served. Chromium missing: FAIL under CI=true,
+else skip."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from democard import card_auth_response
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
+from gateway.ops.guard import WRONG_TOKENS_ALLOWED
 from settlement.money import format_yuan
 from settlement.reconciliation import BEIJING, day_bounds_utc
 from settlement.store import InsuredPersonRow, SettlementRow, SettlementStatus
@@ -131,6 +135,7 @@ def _request(
     headers: dict[str, str] | None = None,
     *,
     signed: bool = True,
+    source: str | None = None,
 ) -> tuple[int, bytes]:
     body = b"" if payload is None else json.dumps(payload).encode()
     sent = dict(headers or {})
@@ -149,7 +154,9 @@ def _request(
         )
     if payload is not None:
         sent["Content-Type"] = "application/json"
-    connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", gw.port, timeout=10, source_address=None if source is None else (source, 0)
+    )
     try:
         connection.request(method, path, body=body, headers=sent)
         response = connection.getresponse()
@@ -323,6 +330,8 @@ return {
   rejections: Array.from(document.querySelectorAll("#rejections tr[data-code]"),
     (tr) => tr.dataset.code),
   reversal_depth: document.getElementById("reversal-depth").textContent,
+  counters_since: document.getElementById("counters-since").dataset.since,
+  counters_heading: document.querySelector("#counters h2").textContent,
   html: document.documentElement.outerHTML,
 };
 """
@@ -378,6 +387,14 @@ def test_dashboard_shows_the_databases_figures(gateway: Gateway, browser: Any) -
     assert "SIGNATURE_MISSING" in shown["rejections"]
     # Cross-province: whatever the schema holds now, the page says something definite.
     assert shown["reversal_depth"] != ""
+    # The counters say since when they count (the first worker's start), in Beijing time.
+    since = dt.datetime.fromisoformat(shown["counters_since"])
+    assert since <= dt.datetime.now(dt.UTC)
+    assert dt.datetime.now(dt.UTC) - since < dt.timedelta(seconds=START_TIMEOUT_S + 600)
+    beijing_start = since.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"Since the gateway started at {beijing_start} Beijing time" in " ".join(
+        shown["counters_heading"].split()
+    )
     for value in personal:
         assert value not in shown["html"]
 
@@ -392,3 +409,46 @@ def test_dashboard_shows_the_databases_figures(gateway: Gateway, browser: Any) -
     browser.find_element("id", "sign-out").click()
     _wait_state(browser, "login")
     assert browser.execute_script("return sessionStorage.getItem('ssc-ops-token')") is None
+
+    _lock_out_and_still_serve_another_address(gateway, browser, token)
+
+
+def _lock_out_and_still_serve_another_address(gw: Gateway, browser: Any, token: str) -> None:
+    """Wrong tokens from the browser until the gateway stops comparing them (each of the two
+    workers keeps its own count, so at most twice the allowance), then the page says so; the
+    right token from another loopback address is served meanwhile."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    guess = "guess-" + secrets.token_urlsafe(32)
+    message = ""
+    for _ in range(2 * WRONG_TOKENS_ALLOWED + 1):
+        browser.execute_script("document.getElementById('login-error').textContent = ''")
+        _sign_in(browser, guess)
+        WebDriverWait(browser, RENDER_TIMEOUT_S).until(
+            lambda d: d.find_element("id", "login-error").text != "",
+            message="a wrong token never showed the login error",
+        )
+        message = browser.find_element("id", "login-error").text
+        if "Too many wrong ops tokens" in message:
+            break
+    assert "Too many wrong ops tokens" in message, message
+    assert "Try again in" in message  # the Retry-After, in words
+    assert browser.find_element("tag name", "body").get_attribute("data-state") == "login"
+    assert browser.execute_script("return sessionStorage.getItem('ssc-ops-token')") is None
+
+    # Another address (127.0.0.2 reaches a 127.0.0.1 listener on Linux) is not locked out.
+    status, raw = _request(
+        gw,
+        "GET",
+        "/v1/ops/summary",
+        headers={"Authorization": f"Bearer {token}"},
+        signed=False,
+        source="127.0.0.2",
+    )
+    assert status == 200, raw
+    # The lock-out is logged with the address, never with what was guessed.
+    log = gw.log()
+    lines = [line for line in log.splitlines() if "ops token guard" in line]
+    assert lines, log
+    assert all("127.0.0.1" in line for line in lines)
+    assert guess not in log

@@ -21,6 +21,14 @@
     return (fen < 0 ? "-" : "") + whole + "." + String(cents).padStart(2, "0");
   }
 
+  // An ISO instant as Beijing wall time (UTC+8 all year: no DST), without locale data.
+  function beijing(iso) {
+    const ms = Date.parse(iso);
+    if (Number.isNaN(ms)) return "unknown";
+    return new Date(ms + 8 * 3600 * 1000).toISOString().slice(0, 19).replace("T", " ") +
+      " Beijing time";
+  }
+
   function cell(text, opts) {
     const td = document.createElement("td");
     td.textContent = String(text);
@@ -117,6 +125,10 @@
       return tr;
     }), "No mismatches.", 7);
 
+    // The counters are not the chosen day's: say since when, next to them.
+    $("counters-since").textContent = s.counters_since === null ? "(start time unknown)"
+      : "at " + beijing(s.counters_since);
+    $("counters-since").dataset.since = s.counters_since || "";
     $("counters-note").textContent = s.counters_note;
     fill($("rejections").tBodies[0], codeRows(s.rejections), "No rejections.", 2);
     const auth = s.card_auth;
@@ -144,7 +156,7 @@
       const tr = document.createElement("tr");
       tr.append(cell(c.infno), cell(c.outcome), cell(c.count, { num: true, field: "count" }));
       return tr;
-    }), "No hub calls since start-up.", 3);
+    }), "No hub calls since the gateway started.", 3);
     fill($("remote-status").tBodies[0], xp.remote_by_status.map((r) => {
       const tr = document.createElement("tr");
       tr.dataset.status = r.status;
@@ -202,10 +214,15 @@
       fail("The gateway did not answer (" + err.message + "). Retrying in a minute.");
       return;
     }
-    if (response.status === 401) {
+    // 401: the token is wrong. 429: too many wrong tokens from this address; tokens are not
+    // even checked for a while. Either way drop the token and stop refreshing: re-sending a
+    // wrong token every minute would only keep this address locked out.
+    if (response.status === 401 || response.status === 429) {
       const problem = await response.json().catch(() => ({}));
+      const wait = response.headers.get("Retry-After");
       signOut((problem.message || "The ops token was refused.") +
-        (problem.detail ? " (" + problem.detail + ")" : ""));
+        (problem.detail ? " (" + problem.detail + ")" : "") +
+        (response.status === 429 && wait ? " Try again in " + wait + " s." : ""));
       return;
     }
     if (!response.ok) {
