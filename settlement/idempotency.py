@@ -30,12 +30,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Table, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from settlement.errors import IdempotencyKeyInUse, IdempotencyKeyReused
-from settlement.store import DriverInsert, IdempotencyKey, IdempotencyStatus
+from settlement.store import DriverInsert, DriverSQL, IdempotencyKey, IdempotencyStatus
 
 __all__ = [
     "DEFAULT_TTL",
@@ -122,21 +122,26 @@ def begin_request(
     )
 
 
-_LOOKUP: Final = select(
-    IdempotencyKey.request_sha256,
-    IdempotencyKey.status,
-    IdempotencyKey.expires_at,
-    IdempotencyKey.response_status,
-    IdempotencyKey.response_body,
-).where(
-    IdempotencyKey.client_id == bindparam("client_id"),
-    IdempotencyKey.idempotency_key == bindparam("idempotency_key"),
+_KEYS: Final[Table] = IdempotencyKey.__table__  # type: ignore[assignment]
+# The row read on every settle, on the driver's cursor (settlement.store.DriverSQL); each
+# column's type converts what is read (SQLite's datetime text, the status enum).
+_LOOKUP: Final = DriverSQL(
+    "SELECT request_sha256, status, expires_at, response_status, response_body "
+    "FROM settlement_idempotency_keys WHERE client_id = ? AND idempotency_key = ?",
+    binds=(_KEYS.c.client_id, _KEYS.c.idempotency_key),
+    results=(
+        _KEYS.c.request_sha256,
+        _KEYS.c.status,
+        _KEYS.c.expires_at,
+        _KEYS.c.response_status,
+        _KEYS.c.response_body,
+    ),
 )
 
 
 # On the driver's cursor (settlement.store.DriverInsert): it runs on every settle.
 _INSERT_KEY: Final = DriverInsert(
-    IdempotencyKey.__table__,  # type: ignore[arg-type]
+    _KEYS,
     (
         "client_id",
         "idempotency_key",
@@ -164,12 +169,11 @@ def lookup_request(
     assert 1 <= len(idempotency_key) <= MAX_KEY_LENGTH
     assert len(request_sha256) == 64
     assert now.tzinfo is not None
-    key = {"client_id": client_id, "idempotency_key": idempotency_key}
-    # Core on the session's connection: no ORM execution layer for a plain row read.
-    existing = session.connection().execute(_LOOKUP, key).one_or_none()
+    existing = _LOOKUP.fetchone(session.connection(), (client_id, idempotency_key))
     if existing is None:
         return None
-    if _utc(existing.expires_at) <= now:
+    stored_sha256, status, expires_at, response_status, response_body = existing
+    if _utc(expires_at) <= now:
         session.execute(
             delete(IdempotencyKey).where(
                 IdempotencyKey.client_id == client_id,
@@ -177,16 +181,16 @@ def lookup_request(
             )
         )
         return None
-    if existing.request_sha256 != request_sha256:
+    if stored_sha256 != request_sha256:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was already used for a different request; use a new key"
         )
-    if existing.status is IdempotencyStatus.IN_PROGRESS:
+    if status is IdempotencyStatus.IN_PROGRESS:
         raise IdempotencyKeyInUse(
             "the first request with this Idempotency-Key is still running; retry shortly"
         )
     return IdempotencyOutcome(
-        replay=True, response_status=existing.response_status, response_body=existing.response_body
+        replay=True, response_status=response_status, response_body=response_body
     )
 
 
@@ -204,7 +208,7 @@ def store_response(
     """Insert the key as DONE with its answer, in the work's transaction (after
     :func:`lookup_request` said it was new). IntegrityError if the key was taken meanwhile."""
     _INSERT_KEY.execute(
-        session,
+        session.connection(),
         [
             (
                 client_id,

@@ -26,14 +26,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import bindparam, case, func, select
+from sqlalchemy import Table, case, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import Case
 
 from settlement.errors import LedgerUnbalanced
 from settlement.money import is_fen
 from settlement.result import SettlementResult
-from settlement.store import DriverInsert, LedgerEntry, LedgerSide, LedgerTransaction
+from settlement.store import (
+    DriverInsert,
+    DriverSQL,
+    LedgerEntry,
+    LedgerSide,
+    LedgerTransaction,
+)
 
 __all__ = [
     "FUND_POOLING_ACCOUNT",
@@ -46,6 +53,7 @@ __all__ = [
     "reversal_postings",
     "settlement_postings",
     "unbalanced_transactions",
+    "write_transaction",
 ]
 
 MAX_POSTINGS: Final = 64
@@ -128,6 +136,32 @@ def post_transaction(
     int; the database refuses a second posting of the same (kind, settlement) or a second
     reversal of one transaction (IntegrityError).
     """
+    # Pending ORM objects the rows refer to (a new settlement) are flushed first: the writes
+    # below bypass the ORM.
+    session.flush()
+    write_transaction(
+        session.connection(),
+        txn_id=txn_id,
+        kind=kind,
+        postings=postings,
+        posted_at=posted_at,
+        settlement_id=settlement_id,
+        reverses_txn_id=reverses_txn_id,
+    )
+
+
+def write_transaction(
+    connection: Connection,
+    *,
+    txn_id: str,
+    kind: str,
+    postings: Sequence[Posting],
+    posted_at: dt.datetime,
+    settlement_id: int | None = None,
+    reverses_txn_id: str | None = None,
+) -> None:
+    """:func:`post_transaction` on the session's connection, for a caller that has flushed
+    the session and holds its connection already (settlement.recording.write_settlement)."""
     if len(postings) > MAX_POSTINGS:
         raise LedgerUnbalanced(
             f"{len(postings)} postings in one transaction (at most {MAX_POSTINGS})"
@@ -138,23 +172,22 @@ def post_transaction(
     imbalance_fen = _debits_minus_credits_fen(postings)
     if imbalance_fen != 0:
         raise LedgerUnbalanced(f"transaction {txn_id} is off by {imbalance_fen} fen")
-    # Straight on the driver's cursor (one row, then one executemany; settlement.store
-    # .DriverInsert), not ORM units of work: the same rows at a fraction of the CPU. Pending
-    # ORM objects they reference (a new settlement) are flushed first.
-    session.flush()
+    # Straight on the driver's cursor (one row, then one executemany, then the read-back;
+    # settlement.store.DriverInsert and DriverSQL), not ORM units of work or Core: the same
+    # rows at a fraction of the CPU.
     _INSERT_TRANSACTION.execute(
-        session, [(txn_id, kind, settlement_id, reverses_txn_id, posted_at)]
+        connection, [(txn_id, kind, settlement_id, reverses_txn_id, posted_at)]
     )
     if postings:
         _INSERT_ENTRY.execute(
-            session,
+            connection,
             [(txn_id, posting.account, posting.side, posting.amount_fen) for posting in postings],
         )
-    connection = session.connection()
     # Postcondition, read back from the database (one aggregate on the txn_id index): what was
     # stored sums to zero, whatever the driver or a trigger did to the rows on the way.
-    stored_fen = connection.execute(_STORED_SUM, {"txn_id": txn_id}).scalar_one()
-    assert stored_fen == 0, (txn_id, stored_fen)
+    stored = _STORED_SUM.fetchone(connection, (LedgerSide.DEBIT, txn_id))
+    assert stored is not None
+    assert stored[0] == 0, (txn_id, stored[0])
 
 
 def _signed_amount() -> Case[int]:
@@ -165,17 +198,21 @@ def _signed_amount() -> Case[int]:
     )
 
 
-# Built once: SQLAlchemy then finds each compiled statement in its cache without rebuilding it.
 _INSERT_TRANSACTION: Final = DriverInsert(
     LedgerTransaction.__table__,  # type: ignore[arg-type]
     ("txn_id", "kind", "settlement_id", "reverses_txn_id", "posted_at"),
 )
+_ENTRIES: Final[Table] = LedgerEntry.__table__  # type: ignore[assignment]
 _INSERT_ENTRY: Final = DriverInsert(
-    LedgerEntry.__table__,  # type: ignore[arg-type]
+    _ENTRIES,
     ("txn_id", "account", "side", "amount_fen"),
 )
-_STORED_SUM: Final = select(func.coalesce(func.sum(_signed_amount()), 0)).where(
-    LedgerEntry.txn_id == bindparam("txn_id")
+# The same sum as _signed_amount() (the side bound through its Enum type, as SQLAlchemy binds
+# it), on the driver's cursor: it runs on every settle.
+_STORED_SUM: Final = DriverSQL(
+    "SELECT COALESCE(SUM(CASE WHEN side = ? THEN amount_fen ELSE -amount_fen END), 0) "
+    "FROM ledger_entries WHERE txn_id = ?",
+    binds=(_ENTRIES.c.side, _ENTRIES.c.txn_id),
 )
 
 

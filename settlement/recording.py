@@ -10,20 +10,23 @@ partial refund is a cancel followed by a new settlement (DOMAIN §4).
 Every rule that must hold under concurrency is also a database constraint (settlement.store):
 a racing second settlement cannot overdraw an account (CHECK ≥ 0) or post twice (unique).
 
-Settling is the hot path, so :func:`write_settlement` writes with Core statements built once
-(an INSERT … RETURNING, executemany for lines and ledger entries, relative UPDATEs only for
-what changed), never through an ORM unit of work; callers that already read the person in
-the same transaction hand it over as :class:`Holdings` instead of reading it again.
+Settling is the hot path, so :func:`load_holdings` and :func:`write_settlement` run every
+statement straight on the driver's cursor (settlement.store.DriverSQL and DriverInsert: the
+values SQLAlchemy would store, its exceptions, a few µs each instead of tens inside SQLite's
+one write lock): one INSERT of the settlement that returns its id, executemany for lines and
+ledger entries, relative UPDATEs only for what changed, never an ORM unit of work; callers
+that already read the person in the same transaction hand it over as :class:`Holdings`
+instead of reading it again. Cancelling is rare and stays on the ORM.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -31,11 +34,17 @@ from settlement.catalogue import Catalogue
 from settlement.claim import AccountBalances, ClaimLine, InsuredPerson, Visit, YearToDate
 from settlement.engine import settle
 from settlement.errors import PersonNotFound, SettlementAlreadyCancelled, SettlementNotFound
-from settlement.ledger import post_transaction, reversal_postings, settlement_postings
+from settlement.ledger import (
+    post_transaction,
+    reversal_postings,
+    settlement_postings,
+    write_transaction,
+)
 from settlement.policy import Policy, PolicyBook
 from settlement.result import SettlementResult
 from settlement.store import (
     DriverInsert,
+    DriverSQL,
     InsuredPersonRow,
     LedgerTransaction,
     PersonalAccount,
@@ -107,54 +116,85 @@ class WrittenSettlement:
     cancel_reason: str | None
 
 
-_SELECT_PERSON_ACCOUNT: Final = (
-    select(
-        InsuredPersonRow.id,
-        InsuredPersonRow.retired,
-        InsuredPersonRow.birth_date,
-        PersonalAccount.current_year_fen,
-        PersonalAccount.past_years_fen,
-    )
-    .join(PersonalAccount, PersonalAccount.person_id == InsuredPersonRow.id)
-    .where(InsuredPersonRow.psn_no == bindparam("psn_no"))
+# Every statement of a settle runs on the driver's cursor (settlement.store.DriverSQL and
+# DriverInsert: the same values stored and read, the same exceptions, a few µs instead of
+# SQLAlchemy's 30–80 per execution inside SQLite's one write lock).
+_PERSONS: Final[Table] = InsuredPersonRow.__table__  # type: ignore[assignment]
+_ACCOUNTS: Final[Table] = PersonalAccount.__table__  # type: ignore[assignment]
+_TOTALS: Final[Table] = YearToDateTotals.__table__  # type: ignore[assignment]
+_SETTLEMENTS: Final[Table] = SettlementRow.__table__  # type: ignore[assignment]
+
+_PERSON_ACCOUNT_SQL: Final = (
+    "SELECT insured_persons.id, insured_persons.retired, insured_persons.birth_date, "
+    "personal_accounts.current_year_fen, personal_accounts.past_years_fen "
+    "FROM insured_persons JOIN personal_accounts "
+    "ON personal_accounts.person_id = insured_persons.id WHERE insured_persons.psn_no = ?"
 )
-_SELECT_TOTALS: Final = select(
-    YearToDateTotals.self_pay_band_consumed_fen,
-    YearToDateTotals.deductible_consumed_fen,
-    YearToDateTotals.pooling_fund_paid_fen,
-).where(
-    YearToDateTotals.person_id == bindparam("person_id"), YearToDateTotals.year == bindparam("year")
+_PERSON_ACCOUNT_COLUMNS: Final = (
+    _PERSONS.c.id,
+    _PERSONS.c.retired,
+    _PERSONS.c.birth_date,
+    _ACCOUNTS.c.current_year_fen,
+    _ACCOUNTS.c.past_years_fen,
 )
-_LOCK_PERSON_ACCOUNT: Final = _SELECT_PERSON_ACCOUNT.with_for_update(of=PersonalAccount)
-_LOCK_TOTALS: Final = _SELECT_TOTALS.with_for_update()
-_INSERT_SETTLEMENT: Final = insert(SettlementRow).returning(SettlementRow.id)
+_TOTALS_SQL: Final = (
+    "SELECT self_pay_band_consumed_fen, deductible_consumed_fen, pooling_fund_paid_fen "
+    "FROM year_to_date_totals WHERE person_id = ? AND year = ?"
+)
+_TOTALS_COLUMNS: Final = (
+    _TOTALS.c.self_pay_band_consumed_fen,
+    _TOTALS.c.deductible_consumed_fen,
+    _TOTALS.c.pooling_fund_paid_fen,
+)
+_SELECT_PERSON_ACCOUNT: Final = DriverSQL(
+    _PERSON_ACCOUNT_SQL, binds=(_PERSONS.c.psn_no,), results=_PERSON_ACCOUNT_COLUMNS
+)
+_SELECT_TOTALS: Final = DriverSQL(
+    _TOTALS_SQL, binds=(_TOTALS.c.person_id, _TOTALS.c.year), results=_TOTALS_COLUMNS
+)
+# PostgreSQL only (SQLite has no FOR UPDATE: its writers are serialised anyway).
+_LOCK_PERSON_ACCOUNT: Final = DriverSQL(
+    f"{_PERSON_ACCOUNT_SQL} FOR UPDATE OF personal_accounts",
+    binds=(_PERSONS.c.psn_no,),
+    results=_PERSON_ACCOUNT_COLUMNS,
+)
+_LOCK_TOTALS: Final = DriverSQL(
+    f"{_TOTALS_SQL} FOR UPDATE",
+    binds=(_TOTALS.c.person_id, _TOTALS.c.year),
+    results=_TOTALS_COLUMNS,
+)
+# The settlements row's columns, in WrittenSettlement's field order (after its id).
+_SETTLEMENT_COLUMNS: Final = tuple(field.name for field in fields(WrittenSettlement))[1:]
+_INSERT_SETTLEMENT: Final = DriverInsert(_SETTLEMENTS, _SETTLEMENT_COLUMNS, returning="id")
 _INSERT_LINE: Final = DriverInsert(
     SettlementLineRow.__table__,  # type: ignore[arg-type]
     ("settlement_id", "line_no", "catalogue_code", "quantity", "unit_price_fen", "amount_fen"),
 )
 # Relative updates under the row lock: the CHECK (>= 0) constraints still hold the line even
 # if a caller forgot the lock.
-_DEBIT_ACCOUNT: Final = (
-    update(PersonalAccount)
-    .where(PersonalAccount.person_id == bindparam("p_id"))
-    .values(
-        current_year_fen=PersonalAccount.current_year_fen - bindparam("current_year_paid"),
-        past_years_fen=PersonalAccount.past_years_fen - bindparam("past_years_paid"),
-    )
+_DEBIT_ACCOUNT: Final = DriverSQL(
+    "UPDATE personal_accounts SET current_year_fen = current_year_fen - ?, "
+    "past_years_fen = past_years_fen - ? WHERE person_id = ?",
+    binds=(_ACCOUNTS.c.current_year_fen, _ACCOUNTS.c.past_years_fen, _ACCOUNTS.c.person_id),
 )
-_ADD_TO_TOTALS: Final = (
-    update(YearToDateTotals)
-    .where(
-        YearToDateTotals.person_id == bindparam("p_id"),
-        YearToDateTotals.year == bindparam("p_year"),
-    )
-    .values(
-        self_pay_band_consumed_fen=YearToDateTotals.self_pay_band_consumed_fen + bindparam("band"),
-        deductible_consumed_fen=YearToDateTotals.deductible_consumed_fen + bindparam("deductible"),
-        pooling_fund_paid_fen=YearToDateTotals.pooling_fund_paid_fen + bindparam("fund"),
-    )
+_ADD_TO_TOTALS: Final = DriverSQL(
+    "UPDATE year_to_date_totals SET "
+    "self_pay_band_consumed_fen = self_pay_band_consumed_fen + ?, "
+    "deductible_consumed_fen = deductible_consumed_fen + ?, "
+    "pooling_fund_paid_fen = pooling_fund_paid_fen + ? "
+    "WHERE person_id = ? AND year = ?",
+    binds=(*_TOTALS_COLUMNS, _TOTALS.c.person_id, _TOTALS.c.year),
 )
-_INSERT_TOTALS: Final = insert(YearToDateTotals)
+_INSERT_TOTALS: Final = DriverInsert(
+    _TOTALS,
+    (
+        "person_id",
+        "year",
+        "self_pay_band_consumed_fen",
+        "deductible_consumed_fen",
+        "pooling_fund_paid_fen",
+    ),
+)
 
 
 def year_to_date_of(row: Any) -> YearToDate:
@@ -177,20 +217,27 @@ def load_holdings(session: Session, *, psn_no: str, year: int) -> Holdings:
     are the values the previous holder committed (a single joined read would re-check the
     locked account row but could still see an older totals row).
     """
-    lock = session.get_bind().dialect.name == "postgresql"
-    query = _LOCK_PERSON_ACCOUNT if lock else _SELECT_PERSON_ACCOUNT
     connection = session.connection()
-    found = connection.execute(query, {"psn_no": psn_no}).one_or_none()
+    lock = connection.dialect.name == "postgresql"
+    query = _LOCK_PERSON_ACCOUNT if lock else _SELECT_PERSON_ACCOUNT
+    found = query.fetchone(connection, (psn_no,))
     if found is None:
         raise PersonNotFound(f"no insured person with psn_no {psn_no[:4]}… or no account")
+    person_id, retired, birth_date, current_year_fen, past_years_fen = found
     totals_query = _LOCK_TOTALS if lock else _SELECT_TOTALS
-    totals = connection.execute(totals_query, {"person_id": found.id, "year": year}).one_or_none()
+    totals = totals_query.fetchone(connection, (person_id, year))
     return Holdings(
-        person_id=found.id,
+        person_id=person_id,
         psn_no=psn_no,
-        person=InsuredPerson(retired=found.retired, birth_date=found.birth_date),
-        balances=AccountBalances(found.current_year_fen, found.past_years_fen),
-        year_to_date=year_to_date_of(totals),
+        person=InsuredPerson(retired=retired, birth_date=birth_date),
+        balances=AccountBalances(current_year_fen, past_years_fen),
+        year_to_date=YearToDate()
+        if totals is None
+        else YearToDate(
+            self_pay_band_consumed_fen=totals[0],
+            deductible_consumed_fen=totals[1],
+            pooling_fund_paid_fen=totals[2],
+        ),
         totals_exist=totals is not None,
     )
 
@@ -243,9 +290,10 @@ def write_settlement(
     and the ledger transaction. Returns the written row's values (with its ``id``) and the
     engine's result.
 
-    Core statements, no ORM unit of work: one INSERT … RETURNING id, one executemany per
-    kind of line, relative UPDATEs only for what changed (a cash-only settlement leaves the
-    account alone), the ledger through :func:`settlement.ledger.post_transaction`.
+    On the driver's cursor, no ORM unit of work: one INSERT returning the id, one
+    executemany per kind of line, relative UPDATEs only for what changed (a cash-only
+    settlement leaves the account alone), the ledger through
+    :func:`settlement.ledger.write_transaction`.
     """
     before = holdings.year_to_date
     result = settle(
@@ -294,10 +342,12 @@ def write_settlement(
     }
     session.flush()  # pending ORM rows of the caller first (statements below bypass the ORM)
     connection = session.connection()
-    settlement_id = connection.execute(_INSERT_SETTLEMENT, values).scalar_one()
+    settlement_id = _INSERT_SETTLEMENT.insert_one(
+        connection, [values[name] for name in _SETTLEMENT_COLUMNS]
+    )
     if lines:
         _INSERT_LINE.execute(
-            session,
+            connection,
             [
                 (
                     settlement_id,
@@ -311,41 +361,38 @@ def write_settlement(
             ],
         )
     if result.acct_pay:
-        connection.execute(
-            _DEBIT_ACCOUNT,
-            {
-                "p_id": holdings.person_id,
-                "current_year_paid": result.acct_detail.current_year_fen,
-                "past_years_paid": result.acct_detail.past_years_fen,
-            },
+        debited = _DEBIT_ACCOUNT.execute(
+            connection,
+            (
+                result.acct_detail.current_year_fen,
+                result.acct_detail.past_years_fen,
+                holdings.person_id,
+            ),
         )
+        assert debited == 1, debited  # the account the holdings were read from
     year = visit.visit_date.year
     if not holdings.totals_exist:
         # First settlement of the year. Two racing first settlements both insert; the primary
         # key lets one win and the other fail with IntegrityError (the caller retries).
-        connection.execute(
-            _INSERT_TOTALS,
-            {
-                "person_id": holdings.person_id,
-                "year": year,
-                "self_pay_band_consumed_fen": after.self_pay_band_consumed_fen,
-                "deductible_consumed_fen": after.deductible_consumed_fen,
-                "pooling_fund_paid_fen": after.pooling_fund_paid_fen,
-            },
+        _INSERT_TOTALS.execute(
+            connection,
+            [
+                (
+                    holdings.person_id,
+                    year,
+                    after.self_pay_band_consumed_fen,
+                    after.deductible_consumed_fen,
+                    after.pooling_fund_paid_fen,
+                )
+            ],
         )
     elif band_added or deductible_added or fund_added:
-        connection.execute(
-            _ADD_TO_TOTALS,
-            {
-                "p_id": holdings.person_id,
-                "p_year": year,
-                "band": band_added,
-                "deductible": deductible_added,
-                "fund": fund_added,
-            },
+        added = _ADD_TO_TOTALS.execute(
+            connection, (band_added, deductible_added, fund_added, holdings.person_id, year)
         )
-    post_transaction(
-        session,
+        assert added == 1, added  # the totals the holdings were read from
+    write_transaction(
+        connection,
         txn_id=f"settle:{setl_id}",
         kind="settle",
         postings=settlement_postings(result, psn_no=holdings.psn_no, fixmedins_code=fixmedins_code),
