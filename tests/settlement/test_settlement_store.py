@@ -68,6 +68,7 @@ BRANCH = (
     MIGRATION,
     "settlement.migrations.versions.st0002_settlement_api",
     "settlement.migrations.versions.st0003_cross_province",
+    "settlement.migrations.versions.st0004_settlement_day_indexes",
 )
 
 
