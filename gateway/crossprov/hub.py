@@ -10,6 +10,13 @@ harmless. Backoff per row: ``hub_reversal_backoff_s × 2^attempts``, capped at
 
 The same task turns ``intent`` rows older than the longest a call can take into ``unknown``
 (queued for reversal, idempotency key released): those are the calls a crash interrupted.
+
+It also resolves **cancel checks** (queue rows whose ``oinfno`` is a cancel infno): a cancel
+whose outcome is unknown (no usable answer, or its request died and the lease ran out). It
+asks the hub about the cancel msgid (5201): ``cancelled`` → the cancellation is booked
+(mirror ledger, exactly once); refused or reversed → not done; never seen → 2601 tombstones
+the msgid (so a delayed cancel can never commit later), then not done. Not done leaves the
+settlement settled with no cancel msgid, so a later cancel starts afresh.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
@@ -178,6 +186,8 @@ async def _reverse(
 ) -> bool:
     client = context.client
     assert client is not None
+    if job.is_cancel_check:
+        return await _resolve_cancel(context, db, clock, job)
     outcome = await client.call(
         infno=wire.INFNO_REVERSAL,
         msgid=client.msgids.next(job.fixmedins_code, odd=True),
@@ -217,4 +227,134 @@ async def _reverse(
         )
     )
     metrics.REVERSALS.labels("retry").inc()
+    return False
+
+
+# --- cancel checks ------------------------------------------------------------------------------
+
+
+async def _resolve_cancel(
+    context: HubContext, db: Database, clock: Callable[[], float], job: remote.ReversalJob
+) -> bool:
+    """Resolve a cancel whose outcome is unknown (this worker holds the lease)."""
+    cancel_msgid = job.cancel_msgid
+    if cancel_msgid is None:  # nothing was sent under a msgid we still hold: nothing to ask
+        return await _cancel_not_done(context, db, clock, job, None, hub_reversed=False)
+    client = context.client
+    assert client is not None
+    query = await client.call(
+        infno=wire.INFNO_QUERY,
+        msgid=client.msgids.next(job.fixmedins_code, odd=True),
+        insuplc_admdvs=job.insuplc_admdvs,
+        fixmedins_code=job.fixmedins_code,
+        payload={"omsgid": cancel_msgid},
+    )
+    if query.outcome != "ok" or query.answer is None:
+        return await _cancel_retry(context, db, clock, job, f"5201: {query.error or query.outcome}")
+    output = query.answer.output
+    status = output.get("status")
+    setlinfo = output.get("setlinfo")
+    if status == wire.MessageStatus.CANCELLED.value and isinstance(setlinfo, Mapping):
+        booked = await db.write(
+            partial(
+                remote.cancel_booked,
+                msgid=job.omsgid,
+                cancel_msgid=cancel_msgid,
+                owner=context.owner,
+                cancel_json=json.dumps(setlinfo, ensure_ascii=False, separators=(",", ":")),
+                now=_now(clock),
+            )
+        )
+        if booked is not None:  # else the lease ran out meanwhile: its next holder decides
+            metrics.CANCEL_RESOLUTIONS.labels("cancelled").inc()
+            log.warning("unknown cancel resolved: cancelled", extra=fields(omsgid=job.omsgid))
+        return booked is not None
+    if status == wire.MessageStatus.REVERSED.value or (
+        status == wire.MessageStatus.NONE.value and output.get("err_code")
+    ):
+        # Refused (a msgid's stored refusal answers every retry) or tombstoned: final.
+        return await _cancel_not_done(context, db, clock, job, cancel_msgid, hub_reversed=False)
+    if status != wire.MessageStatus.NONE.value:
+        return await _cancel_retry(context, db, clock, job, f"5201 status {str(status)[:20]}")
+    return await _tombstone_cancel(context, db, clock, job, cancel_msgid)
+
+
+async def _tombstone_cancel(
+    context: HubContext,
+    db: Database,
+    clock: Callable[[], float],
+    job: remote.ReversalJob,
+    cancel_msgid: str,
+) -> bool:
+    """The hub never saw the cancel msgid (or it is still on its way): a 2601 tombstone makes
+    "not done" final, since a delayed cancel with that msgid is then refused."""
+    client = context.client
+    assert client is not None
+    reversal = await client.call(
+        infno=wire.INFNO_REVERSAL,
+        msgid=client.msgids.next(job.fixmedins_code, odd=True),
+        insuplc_admdvs=job.insuplc_admdvs,
+        fixmedins_code=job.fixmedins_code,
+        payload={"omsgid": cancel_msgid, "oinfno": job.oinfno},
+    )
+    if reversal.outcome == "ok" and reversal.answer is not None:
+        # reversed: true means the cancel committed between the 5201 and the 2601 and the
+        # hub undid it now: not done either way.
+        undone = bool(reversal.answer.output.get("reversed"))
+        return await _cancel_not_done(context, db, clock, job, cancel_msgid, hub_reversed=undone)
+    if reversal.outcome == "refused" and reversal.answer is not None:
+        error = f"2601 refused {reversal.answer.err_code}: {reversal.answer.err_msg}"
+        log.error(
+            "hub refused a cancel's reversal",
+            extra=fields(omsgid=job.omsgid, err_code=reversal.answer.err_code),
+        )
+    else:
+        error = f"2601: {reversal.error or reversal.outcome}"
+    # Next round asks 5201 again: a cancel that committed meanwhile is then booked.
+    return await _cancel_retry(context, db, clock, job, error)
+
+
+async def _cancel_not_done(
+    context: HubContext,
+    db: Database,
+    clock: Callable[[], float],
+    job: remote.ReversalJob,
+    cancel_msgid: str | None,
+    *,
+    hub_reversed: bool,
+) -> bool:
+    closed = await db.write(
+        partial(
+            remote.cancel_not_done,
+            msgid=job.omsgid,
+            cancel_msgid=cancel_msgid,
+            owner=context.owner,
+            now=_now(clock),
+            hub_reversed=hub_reversed,
+        )
+    )
+    if closed:
+        metrics.CANCEL_RESOLUTIONS.labels("not_cancelled").inc()
+        log.warning("unknown cancel resolved: not cancelled", extra=fields(omsgid=job.omsgid))
+    return closed
+
+
+async def _cancel_retry(
+    context: HubContext,
+    db: Database,
+    clock: Callable[[], float],
+    job: remote.ReversalJob,
+    error: str,
+) -> bool:
+    now = _now(clock)
+    await db.write(
+        partial(
+            remote.reversal_retry,
+            omsgid=job.omsgid,
+            owner=context.owner,
+            error=error,
+            next_attempt_at=now + context.backoff(job.attempts),
+        )
+    )
+    metrics.CANCEL_RESOLUTIONS.labels("retry").inc()
     return False

@@ -2,7 +2,8 @@
 mode; imported only by worker code, never by the supervisor).
 
 Labels are bounded: ``infno`` is one of the contract's codes, ``outcome`` one of
-ok | refused | not_sent | unknown.
+ok | refused | not_sent | unknown; a cancel resolution's ``outcome`` one of
+cancelled | not_cancelled | retry.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ from typing import Final
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["BREAKER_STATE", "HUB_CALLS", "REVERSALS", "REVERSAL_QUEUE_DEPTH"]
+__all__ = [
+    "BREAKER_STATE",
+    "CANCEL_RESOLUTIONS",
+    "HUB_CALLS",
+    "REVERSALS",
+    "REVERSAL_QUEUE_DEPTH",
+]
 
 HUB_CALLS: Final = Counter(
     "ssc_hub_calls",
@@ -32,4 +39,10 @@ REVERSALS: Final = Counter(
     "ssc_hub_reversals",
     "Reversal attempts by result (done, retry).",
     ["result"],
+)
+CANCEL_RESOLUTIONS: Final = Counter(
+    "ssc_hub_cancel_resolutions",
+    "Cancels whose outcome was unknown, resolved by the reversal task: cancelled (booked), "
+    "not_cancelled (the settlement stands), retry (no answer yet).",
+    ["outcome"],
 )

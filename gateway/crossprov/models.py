@@ -96,8 +96,12 @@ class RemoteSettlementList(BaseModel):
 
 
 class ReversalOut(BaseModel):
-    omsgid: str
+    omsgid: str = Field(description="The settle message (of a cancel check too).")
     oinfno: str
+    kind: Literal["reversal", "cancel_check"] = Field(
+        description="reversal: 2601 of the settle omsgid; cancel_check: the outcome of that "
+        "settlement's cancel (its cancel msgid), oinfno being the cancel's infno."
+    )
     insuplc_admdvs: str
     status: str
     attempts: int

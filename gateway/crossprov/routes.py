@@ -242,6 +242,7 @@ def _reversals_unit(
             models.ReversalOut(
                 omsgid=r.omsgid,
                 oinfno=r.oinfno,
+                kind="cancel_check" if r.oinfno in wire.CANCEL_INFNOS else "reversal",
                 insuplc_admdvs=r.insuplc_admdvs,
                 status=r.status.value,
                 attempts=r.attempts,

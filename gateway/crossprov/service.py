@@ -414,7 +414,14 @@ async def find_remote(
 
 
 def _begin_cancel_unit(
-    session: Session, *, keyed: KeyedRequest, msgid: str, new_msgid: str, reason: str
+    session: Session,
+    *,
+    keyed: KeyedRequest,
+    msgid: str,
+    new_msgid: str,
+    reason: str,
+    owner: str,
+    lease: dt.timedelta,
 ) -> Stored | str:
     outcome = begin_request(
         session,
@@ -435,13 +442,37 @@ def _begin_cancel_unit(
         raise SettlementAlreadyCancelled(f"settlement {row.setl_id} is already cancelled")
     if row.status is not RemoteStatus.CONFIRMED:
         raise SettlementNotFound("this institution has no settlement with this setl_id")
-    return remote.begin_cancel(session, row=row, cancel_msgid=new_msgid, reason=reason)
+    return remote.begin_cancel(
+        session,
+        row=row,
+        cancel_msgid=new_msgid,
+        reason=reason,
+        owner=owner,
+        now=keyed.now,
+        lease=lease,
+    )
 
 
-def _confirm_cancel_unit(
-    session: Session, *, keyed: KeyedRequest, msgid: str, cancel_json: str
-) -> Stored:
-    row = remote.confirm_cancel(session, msgid=msgid, cancel_json=cancel_json, now=keyed.now)
+def _cancel_booked_unit(
+    session: Session,
+    *,
+    keyed: KeyedRequest,
+    msgid: str,
+    cancel_msgid: str,
+    owner: str,
+    cancel_json: str,
+) -> Stored | None:
+    row = remote.cancel_booked(
+        session,
+        msgid=msgid,
+        cancel_msgid=cancel_msgid,
+        owner=owner,
+        cancel_json=cancel_json,
+        now=keyed.now,
+    )
+    if row is None:  # the lease ran out mid-call: the reversal task decides
+        release_request(session, client_id=keyed.client_id, idempotency_key=keyed.idempotency_key)
+        return None
     body = remote_view(row).model_dump_json()
     finish_request(
         session,
@@ -453,43 +484,69 @@ def _confirm_cancel_unit(
     return Stored(200, body)
 
 
-def _cancel_failed_unit(
-    session: Session, *, keyed: KeyedRequest, msgid: str, forget_cancel_msgid: bool
+def _cancel_refused_unit(
+    session: Session, *, keyed: KeyedRequest, msgid: str, cancel_msgid: str, owner: str
 ) -> None:
-    """The cancel did not happen (refused, or nothing sent): release the key; forget the
-    cancel msgid only when the hub never committed anything under it."""
-    if forget_cancel_msgid:
-        row = session.scalar(
-            select(RemoteSettlementRow).where(RemoteSettlementRow.msgid == msgid).with_for_update()
-        )
-        assert row is not None
-        if row.status is RemoteStatus.CONFIRMED:
-            row.cancel_msgid = None
-            row.cancel_reason = None
+    """The hub refused the cancel msgid (final for that msgid): not done, key released."""
+    remote.cancel_not_done(
+        session, msgid=msgid, cancel_msgid=cancel_msgid, owner=owner, now=keyed.now
+    )
     release_request(session, client_id=keyed.client_id, idempotency_key=keyed.idempotency_key)
-    session.flush()
+
+
+def _cancel_unresolved_unit(
+    session: Session,
+    *,
+    keyed: KeyedRequest,
+    msgid: str,
+    owner: str,
+    error: str,
+    next_attempt_at: dt.datetime,
+) -> None:
+    """No answer: the cancel msgid is kept (a retry resends it), the key released (the retry
+    runs afresh) and the cancel check handed to the reversal task."""
+    remote.cancel_unresolved(
+        session, msgid=msgid, owner=owner, error=error, next_attempt_at=next_attempt_at
+    )
+    release_request(session, client_id=keyed.client_id, idempotency_key=keyed.idempotency_key)
 
 
 async def cancel_remote(
     app: web.Application, *, row: RemoteSettlementRow, keyed: KeyedRequest, reason: str
 ) -> web.Response:
-    """Cancel a confirmed remote settlement (2208/2103/2305). The cancel msgid is written
-    before the call and reused by every retry, so the hub cancels at most once; an unknown
-    outcome answers 503 HUB_UNAVAILABLE and the retry (same key) resends the same msgid."""
+    """Cancel a confirmed remote settlement (2208/2103/2305).
+
+    The cancel msgid is written before the call and reused by every retry, so the hub cancels
+    at most once, and the settlement's cancel check is leased to this request meanwhile
+    (another attempt gets 503 HUB_UNAVAILABLE + Retry-After). A refusal is final for that
+    msgid: 422 HUB_REFUSED, the settlement stays settled. With no usable answer (timeout,
+    dropped, 5xx, or nothing sent, which may follow an earlier attempt that did reach the hub)
+    the answer is 503 HUB_UNAVAILABLE: a retry resends the same msgid, and if none comes the
+    reversal task resolves the cancel by itself (gateway.crossprov.hub)."""
     db = app[DATABASE]
     context = _hub(app)
     require_client(context)
     client = context.client
     assert client is not None
-    started = await db.write(
-        partial(
-            _begin_cancel_unit,
-            keyed=keyed,
-            msgid=row.msgid,
-            new_msgid=client.msgids.next(row.fixmedins_code, odd=True),
-            reason=reason,
+    owner = f"{context.owner}:cancel:{secrets.token_hex(4)}"
+    try:
+        started = await db.write(
+            partial(
+                _begin_cancel_unit,
+                keyed=keyed,
+                msgid=row.msgid,
+                new_msgid=client.msgids.next(row.fixmedins_code, odd=True),
+                reason=reason,
+                owner=owner,
+                lease=context.lease,
+            )
         )
-    )
+    except remote.CancelBusy as busy:
+        raise GatewayError(
+            ErrorCode.HUB_UNAVAILABLE,
+            busy.message,
+            headers={"Retry-After": str(busy.retry_after_s)},
+        ) from None
     if isinstance(started, Stored):
         return _response(started)
     cancel_msgid = started
@@ -500,27 +557,54 @@ async def cancel_remote(
         fixmedins_code=row.fixmedins_code,
         payload={"psn_no": row.psn_no, "setl_id": row.setl_id},
     )
+    now = keyed.now
     if outcome.outcome == "ok":
         assert outcome.answer is not None
         cancel_json = json.dumps(
             outcome.answer.output.get("setlinfo"), ensure_ascii=False, separators=(",", ":")
         )
         stored = await db.write(
-            partial(_confirm_cancel_unit, keyed=keyed, msgid=row.msgid, cancel_json=cancel_json)
+            partial(
+                _cancel_booked_unit,
+                keyed=keyed,
+                msgid=row.msgid,
+                cancel_msgid=cancel_msgid,
+                owner=owner,
+                cancel_json=cancel_json,
+            )
         )
-        return _response(stored)
-    await db.write(
-        partial(
-            _cancel_failed_unit,
-            keyed=keyed,
-            msgid=row.msgid,
-            forget_cancel_msgid=outcome.outcome in ("refused", "not_sent"),
+        if stored is not None:
+            return _response(stored)
+        raise GatewayError(
+            ErrorCode.HUB_UNAVAILABLE,
+            "the hub answered too late; the cancel is being resolved",
+            headers={"Retry-After": "1"},
         )
-    )
     if outcome.outcome == "refused":
         assert outcome.answer is not None
+        await db.write(
+            partial(
+                _cancel_refused_unit,
+                keyed=keyed,
+                msgid=row.msgid,
+                cancel_msgid=cancel_msgid,
+                owner=owner,
+            )
+        )
         detail = f"{outcome.answer.err_code}: {outcome.answer.err_msg}"[:300]
         raise GatewayError(ErrorCode.HUB_REFUSED, detail)
+    await db.write(
+        partial(
+            _cancel_unresolved_unit,
+            keyed=keyed,
+            msgid=row.msgid,
+            owner=owner,
+            error=outcome.error or outcome.outcome,
+            # A breath for the terminal's own retry (same msgid, answered at once) before the
+            # reversal task asks the hub itself.
+            next_attempt_at=now + context.backoff(0),
+        )
+    )
     raise unavailable(context, outcome.error)
 
 

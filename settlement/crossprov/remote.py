@@ -9,6 +9,18 @@
                                                        2601 confirmed ▼
                                                                   reversed
 
+A cancel (confirmed → cancelled) has its own message id (``cancel_msgid``) and a job in the
+same queue (``hub_reversals``, keyed by the SETTLE msgid, ``oinfno`` the cancel's infno: a
+*cancel check*), written with the cancel msgid BEFORE the call and leased to the request that
+sends it. Whoever holds the lease (the terminal's request, or the reversal task once the
+lease ran out or the outcome was unknown) is the only one that may send that cancel msgid,
+query it (5201) or tombstone it (2601), and the only one that may write its outcome:
+
+* the hub cancelled under it → ``cancelled`` + the mirror ledger posting (exactly once);
+* the hub holds no cancellation under it and never will (refused, or tombstoned by 2601) →
+  the settlement stays ``confirmed`` and the cancel msgid is forgotten, so a later cancel
+  draws a new one.
+
 Every arrow is one transaction that checks the status it leaves (row locked where the
 database can), so a late answer cannot overtake a decision already written: if a stale
 ``intent`` was turned into ``unknown`` (and queued for reversal) while its call was still
@@ -32,6 +44,7 @@ from typing import Final
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from settlement.crossprov import wire
 from settlement.crossprov.store import (
     HubReversalRow,
     RemoteSettlementRow,
@@ -44,12 +57,16 @@ from settlement.ledger import Posting, institution_account, post_transaction, re
 from settlement.store import LedgerSide
 
 __all__ = [
+    "CancelBusy",
     "HubSettlement",
     "OutcomeOverridden",
     "PendingWork",
     "ReversalJob",
     "begin_cancel",
     "begin_intent",
+    "cancel_booked",
+    "cancel_not_done",
+    "cancel_unresolved",
     "claim_due_reversals",
     "confirm",
     "confirm_cancel",
@@ -72,6 +89,23 @@ class OutcomeOverridden(SettlementError):
     """The row left ``intent`` while its call ran (found stale, queued for reversal)."""
 
     code = "HUB_OUTCOME_UNKNOWN"
+
+
+class CancelBusy(SettlementError):
+    """Another attempt at this cancel holds its lease (a terminal's request in flight, or the
+    reversal task resolving an unknown outcome): sending the same cancel msgid now could race
+    with a 5201/2601 about it. Answered 503 with Retry-After; nothing was written."""
+
+    code = "HUB_UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes for DateTime(timezone=True); they were written in UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def province_receivable(insuplc_admdvs: str) -> str:
@@ -231,11 +265,19 @@ def stale_intents_to_unknown(
 
 @dataclass(frozen=True, slots=True)
 class ReversalJob:
+    """A leased queue row: a reversal of the settle ``omsgid`` (2601), or, when ``oinfno`` is
+    a cancel infno, a cancel check of that settlement's ``cancel_msgid``."""
+
     omsgid: str
     oinfno: str
     insuplc_admdvs: str
     fixmedins_code: str
     attempts: int
+    cancel_msgid: str | None = None
+
+    @property
+    def is_cancel_check(self) -> bool:
+        return self.oinfno in wire.CANCEL_INFNOS
 
 
 def claim_due_reversals(
@@ -244,7 +286,7 @@ def claim_due_reversals(
     """Lease up to ``limit`` due reversals to ``owner``. A lease that ran out (its worker
     died) is due again; a live lease keeps other workers away."""
     rows = session.execute(
-        select(HubReversalRow, RemoteSettlementRow.fixmedins_code)
+        select(HubReversalRow, RemoteSettlementRow.fixmedins_code, RemoteSettlementRow.cancel_msgid)
         .join(RemoteSettlementRow, RemoteSettlementRow.msgid == HubReversalRow.omsgid)
         .where(
             HubReversalRow.status == ReversalStatus.PENDING,
@@ -255,13 +297,13 @@ def claim_due_reversals(
         .limit(limit)
         .with_for_update(skip_locked=True, of=HubReversalRow)
     ).all()
-    for row, _ in rows:
+    for row, _, _ in rows:
         row.lease_owner = owner
         row.lease_until = now + lease
     session.flush()
     return [
-        ReversalJob(row.omsgid, row.oinfno, row.insuplc_admdvs, code, row.attempts)
-        for row, code in rows
+        ReversalJob(row.omsgid, row.oinfno, row.insuplc_admdvs, code, row.attempts, cancel_msgid)
+        for row, code, cancel_msgid in rows
     ]
 
 
@@ -358,16 +400,150 @@ def queue_depth(session: Session) -> int:
     return int(count or 0)
 
 
+def _cancel_check(session: Session, msgid: str) -> HubReversalRow | None:
+    return session.scalar(
+        select(HubReversalRow).where(HubReversalRow.omsgid == msgid).with_for_update()
+    )
+
+
 def begin_cancel(
-    session: Session, *, row: RemoteSettlementRow, cancel_msgid: str, reason: str
+    session: Session,
+    *,
+    row: RemoteSettlementRow,
+    cancel_msgid: str,
+    reason: str,
+    owner: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
 ) -> str:
-    """Write the cancel message id before the call (reused by every retry of the cancel);
-    returns the msgid to send."""
+    """Before the cancel call: write the cancel msgid (kept by every retry until the hub's
+    answer about it is known) and lease the settlement's cancel check to ``owner``. If the
+    caller dies, the lease runs out and the reversal task resolves the cancel. Returns the
+    msgid to send; :class:`CancelBusy` while another attempt holds the lease."""
+    assert row.status is RemoteStatus.CONFIRMED, row.status
+    check = _cancel_check(session, row.msgid)
+    if (
+        check is not None
+        and check.status is ReversalStatus.PENDING
+        and check.lease_until is not None
+        and _utc(check.lease_until) > now
+    ):
+        wait_s = (_utc(check.lease_until) - now).total_seconds()
+        raise CancelBusy(
+            "this settlement's cancel is being resolved with the hub; retry shortly",
+            retry_after_s=max(1, min(int(wait_s) + 1, 60)),
+        )
     if row.cancel_msgid is None:
         row.cancel_msgid = cancel_msgid
         row.cancel_reason = reason
-        session.flush()
+    until = now + lease
+    if check is None:
+        check = HubReversalRow(
+            omsgid=row.msgid,
+            oinfno=wire.CANCEL_FOR_SETTLE[row.infno],
+            insuplc_admdvs=row.insuplc_admdvs,
+            status=ReversalStatus.PENDING,
+            attempts=0,
+            created_at=now,
+        )
+        session.add(check)
+    else:
+        # A confirmed settlement's queue row can only be its cancel check (a settle that
+        # had a reversal queued was never confirmed).
+        assert check.oinfno in wire.CANCEL_INFNOS, check.oinfno
+        if check.status is ReversalStatus.DONE:  # an earlier cancel was not done: a new one
+            check.status = ReversalStatus.PENDING
+            check.attempts = 0
+            check.done_at = None
+            check.hub_reversed = None
+            check.last_error = None
+    check.next_attempt_at = until
+    check.lease_owner = owner
+    check.lease_until = until
+    session.flush()
     return row.cancel_msgid
+
+
+def _close_check(check: HubReversalRow, now: dt.datetime, *, hub_reversed: bool) -> None:
+    check.status = ReversalStatus.DONE
+    check.done_at = now
+    check.hub_reversed = hub_reversed
+    check.lease_owner = None
+    check.lease_until = None
+
+
+def cancel_booked(
+    session: Session,
+    *,
+    msgid: str,
+    cancel_msgid: str,
+    owner: str,
+    cancel_json: str,
+    now: dt.datetime,
+) -> RemoteSettlementRow | None:
+    """The hub cancelled under ``cancel_msgid`` (its answer, or 5201 ``cancelled``): book it
+    and close the cancel check, in one transaction. None if ``owner`` no longer holds the
+    lease and the cancel was not booked by the holder: the holder decides (it may have
+    tombstoned the msgid). Booking twice is impossible: the row is locked, a cancelled row is
+    returned as it is and the mirror transaction has a unique id."""
+    check = _leased(session, msgid, owner)
+    row = _locked(session, msgid)
+    if check is None:
+        if row.status is RemoteStatus.CANCELLED and row.cancel_msgid == cancel_msgid:
+            return row  # the lease holder booked this very cancel already
+        return None
+    assert row.cancel_msgid == cancel_msgid, (row.cancel_msgid, cancel_msgid)
+    row = confirm_cancel(session, msgid=msgid, cancel_json=cancel_json, now=now)
+    check.attempts += 1
+    _close_check(check, now, hub_reversed=False)
+    session.flush()
+    return row
+
+
+def cancel_not_done(
+    session: Session,
+    *,
+    msgid: str,
+    cancel_msgid: str | None,
+    owner: str,
+    now: dt.datetime,
+    hub_reversed: bool = False,
+    error: str | None = None,
+) -> bool:
+    """The hub holds no cancellation under ``cancel_msgid`` and never will (it refused it,
+    and a msgid's refusal is final; or 2601 tombstoned it): the settlement stays confirmed,
+    the cancel msgid is forgotten (a later cancel draws a new one) and the check is closed.
+    ``hub_reversed``: the 2601 undid a cancellation the hub had committed. False if
+    ``owner`` no longer holds the lease (nothing written)."""
+    check = _leased(session, msgid, owner)
+    if check is None:
+        return False
+    row = _locked(session, msgid)
+    assert row.status is RemoteStatus.CONFIRMED, (msgid, row.status)
+    if cancel_msgid is not None and row.cancel_msgid == cancel_msgid:
+        row.cancel_msgid = None
+        row.cancel_reason = None
+    check.attempts += 1
+    if error is not None:
+        check.last_error = error[:MAX_ERROR_CHARS]
+    _close_check(check, now, hub_reversed=hub_reversed)
+    session.flush()
+    return True
+
+
+def cancel_unresolved(
+    session: Session, *, msgid: str, owner: str, error: str, next_attempt_at: dt.datetime
+) -> None:
+    """No usable answer about the cancel: give the lease back; the reversal task resolves it
+    from ``next_attempt_at`` on (unless a retry of the terminal takes the lease first)."""
+    check = _leased(session, msgid, owner)
+    if check is None:
+        return
+    check.last_error = error[:MAX_ERROR_CHARS]
+    check.next_attempt_at = next_attempt_at
+    check.lease_owner = None
+    check.lease_until = None
+    session.flush()
 
 
 def confirm_cancel(

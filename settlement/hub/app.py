@@ -29,7 +29,13 @@ from aiohttp import web
 from settlement.catalogue import Catalogue, load_catalogue
 from settlement.crossprov import wire
 from settlement.crossprov.wire import WireError
-from settlement.hub.faults import FaultPlan, FaultSpecInvalid, FaultSwitches, parse_fault_header
+from settlement.hub.faults import (
+    FaultDecision,
+    FaultPlan,
+    FaultSpecInvalid,
+    FaultSwitches,
+    parse_fault_header,
+)
 from settlement.hub.persons import mask_psn_no
 from settlement.hub.province import Province, load_provinces
 from settlement.hub.state import HubState
@@ -197,6 +203,26 @@ async def _envelope(request: web.Request, path_infno: str) -> wire.HubRequest | 
         return _problem(400, "ENVELOPE_INVALID", exc.message, exc.field)
 
 
+# Calls being processed: a strong reference, so a call whose caller hung up runs to the end.
+_IN_FLIGHT: Final[set[asyncio.Future[web.Response | wire.HubResponse]]] = set()
+
+
+async def _process(
+    app: web.Application,
+    decision: FaultDecision,
+    path_infno: str,
+    envelope: wire.HubRequest | web.Response,
+) -> web.Response | wire.HubResponse:
+    if decision.latency_ms:
+        await _sleep(decision.latency_ms / 1000)
+    if decision.error_5xx:
+        log.info("injected 503", extra=_fields(infno=path_infno))
+        return _problem(503, "HUB_FAULT_5XX", "injected fault: nothing was processed")
+    if isinstance(envelope, web.Response):
+        return envelope
+    return app[STATE].handle(envelope, now=app[CLOCK]())
+
+
 async def _hub_call(request: web.Request) -> web.Response:
     app = request.app
     path_infno = request.match_info["infno"]
@@ -205,15 +231,17 @@ async def _hub_call(request: web.Request) -> web.Response:
     except FaultSpecInvalid as exc:
         return _problem(400, exc.code, str(exc), "X-Hub-Fault")
     decision = app[FAULTS].decide(forced)
-    if decision.latency_ms:
-        await _sleep(decision.latency_ms / 1000)
-    if decision.error_5xx:
-        log.info("injected 503", extra=_fields(infno=path_infno))
-        return _problem(503, "HUB_FAULT_5XX", "injected fault: nothing was processed")
+    # The body is read first and the rest runs shielded, so a call the hub has received is
+    # processed even if its caller hangs up (or is SIGKILLed) during the latency, as a real
+    # server would: the caller then never learns an outcome that did happen.
     envelope = await _envelope(request, path_infno)
-    if isinstance(envelope, web.Response):
-        return envelope
-    response = app[STATE].handle(envelope, now=app[CLOCK]())
+    task = asyncio.ensure_future(_process(app, decision, path_infno, envelope))
+    _IN_FLIGHT.add(task)
+    task.add_done_callback(_IN_FLIGHT.discard)
+    response = await asyncio.shield(task)
+    if not isinstance(response, wire.HubResponse):
+        return response
+    assert isinstance(envelope, wire.HubRequest)
     log.info(
         "call",
         extra=_fields(

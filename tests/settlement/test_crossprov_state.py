@@ -31,7 +31,7 @@ from settlement.crossprov.store import (
 )
 from settlement.idempotency import begin_request
 from settlement.ledger import account_balance_fen, unbalanced_transactions
-from settlement.store import IdempotencyKey, metadata
+from settlement.store import IdempotencyKey, LedgerTransaction, metadata
 
 NOW = dt.datetime(2026, 6, 1, 2, 0, tzinfo=dt.UTC)  # 10:00 in Beijing
 DAY = dt.date(2026, 6, 1)
@@ -292,6 +292,157 @@ def test_failed_posts_nothing(engine: Engine) -> None:
         assert (row.status, row.err_code) == (RemoteStatus.FAILED, "PERSON_NOT_FOUND")
         assert remote.queue_depth(session) == 0
         assert account_balance_fen(session, "receivable:province:320000") == 0
+
+
+# --- cancel checks ----------------------------------------------------------------------------
+
+LEASE = dt.timedelta(seconds=30)
+
+
+def _confirmed(engine: Engine, msgid: str) -> None:
+    with Session(engine) as session, session.begin():
+        _intent(session, msgid)
+        remote.confirm(session, msgid=msgid, setlinfo_json="{}", settled=SETTLED, now=NOW)
+
+
+def _begin_cancel(
+    session: Session, msgid: str, cancel_msgid: str, owner: str, now: dt.datetime
+) -> str:
+    row = session.scalar(select(RemoteSettlementRow).where(RemoteSettlementRow.msgid == msgid))
+    assert row is not None
+    return remote.begin_cancel(
+        session,
+        row=row,
+        cancel_msgid=cancel_msgid,
+        reason="wrong",
+        owner=owner,
+        now=now,
+        lease=LEASE,
+    )
+
+
+def _cancel_postings(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(LedgerTransaction)
+            .where(LedgerTransaction.kind == remote.KIND_CANCEL)
+        )
+        or 0
+    )
+
+
+def test_an_unknown_cancel_is_resolved_by_whoever_holds_the_lease_and_booked_once(
+    engine: Engine,
+) -> None:
+    _confirmed(engine, _msgid(10))
+    with Session(engine) as session, session.begin():
+        sent = _begin_cancel(session, _msgid(10), _msgid(11), "terminal-1", NOW)
+        assert sent == _msgid(11)
+    with Session(engine) as session, session.begin():
+        # The first request holds the lease: a second attempt and the task keep off.
+        with pytest.raises(remote.CancelBusy) as busy:
+            _begin_cancel(session, _msgid(10), _msgid(13), "terminal-2", NOW)
+        assert 1 <= busy.value.retry_after_s <= 31
+        assert remote.claim_due_reversals(session, owner="w1", now=NOW, lease=LEASE, limit=9) == []
+        # No answer: the lease is handed to the reversal task, due in a second.
+        remote.cancel_unresolved(
+            session,
+            msgid=_msgid(10),
+            owner="terminal-1",
+            error="dropped",
+            next_attempt_at=NOW + dt.timedelta(seconds=1),
+        )
+    due = NOW + dt.timedelta(seconds=1)
+    with Session(engine) as session, session.begin():
+        (job,) = remote.claim_due_reversals(session, owner="w1", now=due, lease=LEASE, limit=9)
+        assert job.is_cancel_check
+        assert (job.omsgid, job.oinfno, job.cancel_msgid) == (_msgid(10), "2208", _msgid(11))
+    # The terminal's retry meanwhile must wait: the task holds the cancel now.
+    with Session(engine) as session, session.begin(), pytest.raises(remote.CancelBusy):
+        _begin_cancel(session, _msgid(10), _msgid(15), "terminal-2", due)
+    with Session(engine) as session, session.begin():
+        booked = remote.cancel_booked(
+            session,
+            msgid=_msgid(10),
+            cancel_msgid=_msgid(11),
+            owner="w1",
+            cancel_json='{"setl_id":"CNCL1"}',
+            now=due,
+        )
+        assert booked is not None
+        assert booked.status is RemoteStatus.CANCELLED
+    with Session(engine) as session, session.begin():
+        # A late answer to the first request, for the same cancel msgid: nothing twice.
+        again = remote.cancel_booked(
+            session,
+            msgid=_msgid(10),
+            cancel_msgid=_msgid(11),
+            owner="terminal-1",
+            cancel_json="{}",
+            now=due,
+        )
+        assert again is not None
+        assert again.cancel_json == '{"setl_id":"CNCL1"}'
+    with Session(engine) as session:
+        assert _cancel_postings(session) == 1
+        assert account_balance_fen(session, "receivable:province:320000") == 0
+        assert account_balance_fen(session, f"institution:{HOSPITAL}:fees") == 0
+        assert unbalanced_transactions(session) == []
+        assert remote.queue_depth(session) == 0
+        check = session.scalar(select(HubReversalRow))
+        assert check is not None
+        assert (check.status, check.hub_reversed) == (ReversalStatus.DONE, False)
+
+
+def test_a_cancel_not_done_leaves_the_settlement_settled_and_a_new_cancel_starts_afresh(
+    engine: Engine,
+) -> None:
+    _confirmed(engine, _msgid(20))
+    with Session(engine) as session, session.begin():
+        _begin_cancel(session, _msgid(20), _msgid(21), "terminal-1", NOW)
+    # terminal-1's worker died mid-call: its lease runs out and the task takes the cancel.
+    later = NOW + LEASE + dt.timedelta(seconds=1)
+    with Session(engine) as session, session.begin():
+        (job,) = remote.claim_due_reversals(session, owner="w1", now=later, lease=LEASE, limit=9)
+        assert job.cancel_msgid == _msgid(21)
+        assert remote.cancel_not_done(
+            session, msgid=_msgid(20), cancel_msgid=_msgid(21), owner="w1", now=later
+        )
+    with Session(engine) as session, session.begin():
+        # A late success reported under the lost lease books nothing.
+        assert (
+            remote.cancel_booked(
+                session,
+                msgid=_msgid(20),
+                cancel_msgid=_msgid(21),
+                owner="terminal-1",
+                cancel_json="{}",
+                now=later,
+            )
+            is None
+        )
+        assert not remote.cancel_not_done(
+            session, msgid=_msgid(20), cancel_msgid=_msgid(21), owner="terminal-1", now=later
+        )
+    with Session(engine) as session:
+        row = session.scalar(select(RemoteSettlementRow))
+        assert row is not None
+        assert (row.status, row.cancel_msgid, row.cancel_reason) == (
+            RemoteStatus.CONFIRMED,
+            None,
+            None,
+        )
+        assert _cancel_postings(session) == 0
+        assert account_balance_fen(session, "receivable:province:320000") == 7_500
+        assert remote.queue_depth(session) == 0
+    with Session(engine) as session, session.begin():
+        # A new cancel draws a new msgid and reopens the check.
+        assert _begin_cancel(session, _msgid(20), _msgid(23), "terminal-2", later) == _msgid(23)
+        assert remote.queue_depth(session) == 1
+        check = session.scalar(select(HubReversalRow))
+        assert check is not None
+        assert (check.status, check.attempts, check.done_at) == (ReversalStatus.PENDING, 0, None)
 
 
 # --- clearing ---------------------------------------------------------------------------------

@@ -1,0 +1,302 @@
+"""Cancelling a cross-province settlement whose cancel outcome is unknown, in process against
+the REAL hub simulator (a `python -m settlement.hub` child, faults switched at run time): the
+reversal task resolves the cancel by itself (5201, then 2601 when the hub never saw it), books
+the cancellation exactly once when the hub did cancel, leaves the settlement settled when it did
+not (a new cancel then works), and a terminal retry racing the task never posts twice.
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from card_auth_testkit import NEW_ACTIVE
+from gateway_testkit import HOSPITAL, assert_problem
+from prometheus_client import REGISTRY
+from settlement_api_testkit import Till, outpatient
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
+from gateway.crossprov.hub import HUB, run_reversals_once
+from gateway.state import CLOCK, DATABASE
+from settlement.crossprov import wire
+from settlement.crossprov.store import (
+    FilingRow,
+    FilingType,
+    HubReversalRow,
+    RemoteSettlementRow,
+    RemoteStatus,
+    ReversalStatus,
+)
+from settlement.ledger import account_balance_fen, unbalanced_transactions
+from settlement.store import Insurance, InsuredPersonRow, LedgerTransaction
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from hubproc import HubProcess, start_hub
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+PSN_NO = "320000000000001"  # holder 0 (cardholder id 1), moved to Jiangsu below
+RECEIVABLE = "receivable:province:320000"
+# The hub refuses visits after its own (real) today; the gateway's clock is a fixed fake one.
+VISIT_DATE = dt.datetime.now(wire.BEIJING).date() - dt.timedelta(days=1)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[HubProcess]:
+    with start_hub(tmp_path, seed="gw-cancel") as process:
+        yield process
+
+
+@pytest.fixture
+def settings_overrides(hub: HubProcess) -> dict[str, Any]:
+    return {
+        "demo_world": "on",
+        "hub_url": hub.url,
+        "hub_retries": 1,
+        "hub_timeout_ms": 5_000,
+        "hub_reversal_poll_s": 600,  # the tests run the reversal rounds themselves
+        "reconciliation_ops_institutions": HOSPITAL,
+    }
+
+
+@pytest.fixture
+def world(engine: Engine) -> Engine:
+    from settlement_api_testkit import load_insured_world
+
+    load_insured_world(engine)
+    with Session(engine) as session, session.begin():
+        person_id = session.scalar(
+            select(InsuredPersonRow.id).where(InsuredPersonRow.holder_id == 1)
+        )
+        session.execute(
+            update(InsuredPersonRow).where(InsuredPersonRow.id == person_id).values(psn_no=PSN_NO)
+        )
+        session.execute(
+            update(Insurance)
+            .where(Insurance.person_id == person_id)
+            .values(insuplc_admdvs="320000")
+        )
+        session.add(
+            FilingRow(
+                filing_id="F1",
+                psn_no=PSN_NO,
+                insuplc_admdvs="320000",
+                filing_type=FilingType.RESETTLED_RETIREE,
+                valid_from=dt.date(2020, 1, 1),
+                valid_to=None,
+                target_fixmedins_code=None,
+                registered_by=HOSPITAL,
+                created_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+            )
+        )
+    return engine
+
+
+class _DeafEvent(asyncio.Event):
+    def set(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def till(signer: Any, world: Engine, client: Any) -> Till:
+    # The app's own reversal task is muted (its poll is 600 s and its wake-up deaf): the
+    # tests run the rounds themselves, so that nothing races with their assertions unasked.
+    client.app[HUB].wake = _DeafEvent()
+    till = Till(signer)
+    await till.read_card(NEW_ACTIVE)
+    return till
+
+
+def _row(engine: Engine) -> RemoteSettlementRow:
+    with Session(engine) as session:
+        (row,) = session.scalars(select(RemoteSettlementRow)).all()
+        session.expunge_all()
+        return row
+
+
+def _check(engine: Engine) -> HubReversalRow:
+    with Session(engine) as session:
+        (check,) = session.scalars(select(HubReversalRow)).all()
+        session.expunge_all()
+        return check
+
+
+def _cancel_postings(engine: Engine) -> int:
+    with Session(engine) as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(LedgerTransaction)
+                .where(LedgerTransaction.kind == "hub_cancel")
+            )
+            or 0
+        )
+
+
+async def _round(app: web.Application) -> int:
+    return await run_reversals_once(app[HUB], app[DATABASE], app[CLOCK])
+
+
+async def _cancel(till: Till, setl_id: str, key: str) -> Any:
+    return await till.post(
+        f"/v1/settlements/{setl_id}/cancel", {"reason": "entered twice"}, key=key
+    )
+
+
+async def _settled_then_unknown_cancel(till: Till, hub: HubProcess, fault: str) -> dict[str, Any]:
+    settled = await till.settled(outpatient(visit_date=VISIT_DATE.isoformat()))
+    assert settled["route"] == "cross_province"
+    if fault == "drop":
+        hub.set_faults(drop_after_commit_ratio=1.0)  # the hub cancels; no answer arrives
+    else:
+        hub.set_faults(error_5xx_ratio=1.0)  # 503 before processing: nothing cancelled
+    response = await _cancel(till, settled["setl_id"], "c-1")
+    await assert_problem(response, 503, "HUB_UNAVAILABLE")
+    hub.clear_faults()
+    return settled
+
+
+def _resolutions(outcome: str) -> float:
+    sample = REGISTRY.get_sample_value("ssc_hub_cancel_resolutions_total", {"outcome": outcome})
+    return sample or 0.0
+
+
+def _past_backoff(client: Any, clock: Any) -> None:
+    clock.now_s += client.app[HUB].backoff(0).total_seconds() + 0.5
+
+
+async def test_an_unknown_cancel_the_hub_did_is_booked_by_the_task_once(
+    till: Till, world: Engine, hub: HubProcess, client: Any, clock: Any
+) -> None:
+    settled = await _settled_then_unknown_cancel(till, hub, "drop")
+    row = _row(world)
+    assert row.status is RemoteStatus.CONFIRMED
+    assert row.cancel_msgid is not None
+    assert hub.query(row.cancel_msgid)["status"] == "cancelled"  # the hub did cancel
+    check = _check(world)
+    assert (check.status, check.oinfno) == (ReversalStatus.PENDING, "2208")
+    # The terminal never retries. Before the check is due, the task leaves it alone ...
+    assert await _round(client.app) == 0
+    assert _row(world).status is RemoteStatus.CONFIRMED
+    # ... then asks the hub and books the cancellation.
+    before = _resolutions("cancelled")
+    _past_backoff(client, clock)
+    assert await _round(client.app) == 1
+    assert _resolutions("cancelled") == before + 1
+    row = _row(world)
+    assert row.status is RemoteStatus.CANCELLED
+    assert row.cancel_json is not None
+    assert '"orig_setl_id"' in row.cancel_json
+    assert _check(world).status is ReversalStatus.DONE
+    assert _cancel_postings(world) == 1
+    with Session(world) as session:
+        assert account_balance_fen(session, RECEIVABLE) == 0
+        assert unbalanced_transactions(session) == []
+    assert await _round(client.app) == 0  # nothing left to do
+    shown = await till.get(f"/v1/settlements/{settled['setl_id']}")
+    assert (await shown.json())["status"] == "cancelled"
+    # The clearing statement agrees with the hub message by message.
+    day = VISIT_DATE.isoformat()
+    statement = await till.get(
+        f"/v1/crossprov/clearing?insuplc_admdvs=320000&begin={day}&end={day}"
+    )
+    body = await statement.json()
+    assert body["mismatches"] == []
+    # A retry that comes after all is told the truth, and posts nothing.
+    await assert_problem(
+        await _cancel(till, settled["setl_id"], "c-1"), 409, "SETTLEMENT_ALREADY_CANCELLED"
+    )
+    assert _cancel_postings(world) == 1
+
+
+async def test_an_unknown_cancel_the_hub_never_did_leaves_the_settlement_settled(
+    till: Till, world: Engine, hub: HubProcess, client: Any, clock: Any
+) -> None:
+    settled = await _settled_then_unknown_cancel(till, hub, "5xx")
+    first_cancel_msgid = _row(world).cancel_msgid
+    assert first_cancel_msgid is not None
+    assert hub.query(first_cancel_msgid)["status"] == "none"
+    before = _resolutions("not_cancelled")
+    _past_backoff(client, clock)
+    assert await _round(client.app) == 1
+    assert _resolutions("not_cancelled") == before + 1
+    row = _row(world)
+    assert (row.status, row.cancel_msgid) == (RemoteStatus.CONFIRMED, None)
+    check = _check(world)
+    assert (check.status, check.hub_reversed) == (ReversalStatus.DONE, False)
+    # The msgid is tombstoned at the hub: a delayed copy of that cancel can never commit.
+    assert hub.query(first_cancel_msgid)["status"] == "reversed"
+    assert hub.query(settled["msgid"])["status"] == "settled"
+    assert _cancel_postings(world) == 0
+    with Session(world) as session:
+        assert account_balance_fen(session, RECEIVABLE) == (
+            settled["fund_pay_sumamt"] + settled["acct_pay"]
+        )
+    # The terminal's retry (same key, released) cancels afresh under a new msgid.
+    again = await _cancel(till, settled["setl_id"], "c-1")
+    assert again.status == 200, await again.text()
+    assert (await again.json())["status"] == "cancelled"
+    row = _row(world)
+    assert row.status is RemoteStatus.CANCELLED
+    assert row.cancel_msgid not in (None, first_cancel_msgid)
+    assert hub.query(settled["msgid"])["status"] == "cancelled"
+    assert _cancel_postings(world) == 1
+
+
+async def test_a_terminal_retry_while_the_task_resolves_waits_and_nothing_posts_twice(
+    till: Till, world: Engine, hub: HubProcess, client: Any, clock: Any
+) -> None:
+    settled = await _settled_then_unknown_cancel(till, hub, "drop")
+    _past_backoff(client, clock)
+    # The task's 5201 is slow: the terminal's retry arrives while the task holds the cancel.
+    hub.set_faults(latency_ms=1_500)
+    resolving = asyncio.create_task(_round(client.app))
+    for _ in range(200):
+        if _check(world).lease_owner is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert _check(world).lease_owner == client.app[HUB].owner
+    waiting = await _cancel(till, settled["setl_id"], "c-1")
+    await assert_problem(waiting, 503, "HUB_UNAVAILABLE")
+    assert int(waiting.headers["Retry-After"]) >= 1
+    assert await resolving == 1
+    hub.clear_faults()
+    assert _row(world).status is RemoteStatus.CANCELLED
+    assert _cancel_postings(world) == 1
+
+
+async def test_a_terminal_retry_first_books_it_and_the_task_finds_nothing_to_do(
+    till: Till, world: Engine, hub: HubProcess, client: Any, clock: Any
+) -> None:
+    settled = await _settled_then_unknown_cancel(till, hub, "drop")
+    cancel_msgid = _row(world).cancel_msgid
+    retried = await _cancel(till, settled["setl_id"], "c-1")
+    assert retried.status == 200, await retried.text()
+    assert _row(world).cancel_msgid == cancel_msgid  # the same msgid: the hub's stored answer
+    _past_backoff(client, clock)
+    assert await _round(client.app) == 0
+    assert _cancel_postings(world) == 1
+    replay = await _cancel(till, settled["setl_id"], "c-1")
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+
+
+async def test_a_retry_and_the_task_at_once_post_the_cancellation_once(
+    till: Till, world: Engine, hub: HubProcess, client: Any, clock: Any
+) -> None:
+    settled = await _settled_then_unknown_cancel(till, hub, "drop")
+    _past_backoff(client, clock)
+    retried, _ = await asyncio.gather(_cancel(till, settled["setl_id"], "c-1"), _round(client.app))
+    # Whoever took the lease first did the work; the other kept off.
+    assert retried.status in (200, 503), await retried.text()
+    assert _row(world).status is RemoteStatus.CANCELLED
+    assert _cancel_postings(world) == 1
+    assert hub.query(settled["msgid"])["status"] == "cancelled"
+    with Session(world) as session:
+        assert account_balance_fen(session, RECEIVABLE) == 0
