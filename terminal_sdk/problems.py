@@ -469,7 +469,8 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "REQUEST_REPLAYED",
             "OPS_UNAUTHORIZED",
         ),
-        GatewayBusy: ("RATE_LIMITED", "OVERLOADED", "DB_UNAVAILABLE"),
+        # OPS_TOO_MANY_WRONG_TOKENS: the ops token's brute-force guard (429, Retry-After 60).
+        GatewayBusy: ("RATE_LIMITED", "OVERLOADED", "DB_UNAVAILABLE", "OPS_TOO_MANY_WRONG_TOKENS"),
         ServiceNotConfigured: ("CARD_AUTH_UNAVAILABLE", "ISSUING_CA_UNAVAILABLE"),
         HubUnavailable: ("HUB_UNAVAILABLE",),
         HubOutcomeUnknown: ("HUB_OUTCOME_UNKNOWN",),

@@ -83,7 +83,7 @@ def _answerable_codes() -> set[str]:
 
 
 def test_every_code_the_gateway_can_answer_has_a_typed_class() -> None:
-    missing = sorted(_answerable_codes() - set(PROBLEM_CLASSES))
+    missing = sorted(str(code) for code in _answerable_codes() - set(PROBLEM_CLASSES))
     assert not missing, (
         f"the gateway answers codes terminal_sdk.problems.PROBLEM_CLASSES does not map: {missing}"
         " (add each to the class of its group, and to docs/integration-guide.md)"
@@ -96,7 +96,7 @@ def test_every_code_the_sdk_maps_is_one_the_gateway_or_settlement_has() -> None:
     """No typo, no code the gateway dropped: the settlement codes it does not register (they
     would answer INTERNAL) are the only extras, kept for older gateways."""
     settlement = {code for code in _domain_codes() if code not in ERRORS}
-    unknown = sorted(set(PROBLEM_CLASSES) - set(ERRORS) - settlement)
+    unknown = sorted(str(code) for code in set(PROBLEM_CLASSES) - set(ERRORS) - settlement)
     assert not unknown, f"codes neither the gateway nor a domain package has: {unknown}"
 
 
