@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, TypeVar
@@ -38,6 +38,7 @@ from issuance.programme import Channel, PhotoSource, Programme, default_programm
 __all__ = ["DEMO_PERSONALISER", "ISSUANCE_ROUTES"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # DEMO ONLY: where the demo world's new cards' keys go (a real deployment writes chips through
 # the card bureau's personalisation system; see issuance.production.Personaliser).
@@ -289,6 +290,38 @@ async def _write(call: Call[Any], unit: Callable[[Session], T]) -> T | web.Respo
         return _illegal(call, exc)
 
 
+def _card_sn(call: Call[Any]) -> str:
+    sn = call.request.match_info["card_sn"]
+    if len(sn) != 32 or any(c not in "0123456789abcdefABCDEF" for c in sn):
+        raise GatewayError(ErrorCode.VALIDATION_FAILED, "card_sn must be 32 hex digits")
+    return sn.upper()
+
+
+# Builds the unit of a write keyed by the card in the path, from who acts, which card and when.
+_UnitFor = Callable[[Agent, str, dt.datetime], Callable[[Session], T]]
+
+
+def _card_event(change: Callable[[Session, Agent, str, dt.datetime], T]) -> _UnitFor[T]:
+    """The unit builder of a service call that takes nothing but the card (activate, loss)."""
+
+    def unit_for(agent: Agent, sn: str, now: dt.datetime) -> Callable[[Session], T]:
+        return lambda session: change(session, agent, sn, now)
+
+    return unit_for
+
+
+async def _card_write(
+    call: Call[Any], unit_for: _UnitFor[T], render: Callable[[T], R]
+) -> R | web.Response:
+    """The one shape of the writes keyed by ``{card_sn}`` (delivery, activation, loss,
+    replacement): the terminal's issuance agent first (403 ISSUANCE_FORBIDDEN before anything
+    else is looked at), then the path's card_sn (422 when malformed) and the time; ONE unit of
+    work; its result rendered, or the 409 ILLEGAL_TRANSITION answer with its fields."""
+    agent, sn, now = await _agent(call), _card_sn(call), _now(call)
+    result = await _write(call, unit_for(agent, sn, now))
+    return result if isinstance(result, web.Response) else render(result)
+
+
 # --- handlers ----------------------------------------------------------------------------------
 
 
@@ -367,56 +400,50 @@ async def status(call: Call[StatusIn]) -> StatusOut:
     return StatusOut(applications=[ApplicationOut.of(v) for v in views])
 
 
-def _card_sn(call: Call[Any]) -> str:
-    sn = call.request.match_info["card_sn"]
-    if len(sn) != 32 or any(c not in "0123456789abcdefABCDEF" for c in sn):
-        raise GatewayError(ErrorCode.VALIDATION_FAILED, "card_sn must be 32 hex digits")
-    return sn.upper()
-
-
 async def delivery(call: Call[DeliveryIn]) -> ApplicationOut | web.Response:
-    agent, sn, now, outcome = await _agent(call), _card_sn(call), _now(call), call.body.outcome
-    result = await _write(call, lambda s: service.record_delivery(s, agent, sn, outcome, now))
-    return result if isinstance(result, web.Response) else ApplicationOut.of(result)
+    outcome = call.body.outcome
+    return await _card_write(
+        call,
+        _card_event(lambda s, agent, sn, now: service.record_delivery(s, agent, sn, outcome, now)),
+        ApplicationOut.of,
+    )
 
 
-def _change_out(result: service.CardChange | web.Response) -> CardChangeOut | web.Response:
-    if isinstance(result, web.Response):
-        return result
-    return CardChangeOut.model_validate(result, from_attributes=True)
+def _change_out(change: service.CardChange) -> CardChangeOut:
+    return CardChangeOut.model_validate(change, from_attributes=True)
 
 
 async def activate(call: Call[EmptyIn]) -> CardChangeOut | web.Response:
-    agent, sn, now = await _agent(call), _card_sn(call), _now(call)
-    return _change_out(await _write(call, lambda s: service.activate(s, agent, sn, now)))
+    return await _card_write(call, _card_event(service.activate), _change_out)
 
 
 async def report_loss(call: Call[EmptyIn]) -> CardChangeOut | web.Response:
-    agent, sn, now = await _agent(call), _card_sn(call), _now(call)
-    return _change_out(await _write(call, lambda s: service.report_loss(s, agent, sn, now)))
+    return await _card_write(call, _card_event(service.report_loss), _change_out)
 
 
 async def replace(call: Call[ReplaceIn]) -> CardChangeOut | web.Response:
-    agent, sn, now, body = await _agent(call), _card_sn(call), _now(call), call.body
-    ca = _issuing_ca(call) if body.instant else None
-    programme = _programme(call)
-    return _change_out(
-        await _write(
-            call,
-            lambda s: service.replace(
-                s,
-                agent,
-                sn,
-                now,
-                instant=body.instant,
-                backup_centre=body.backup_centre,
-                chosen_bank=body.chosen_bank,
-                programme=programme,
-                ca=ca,
-                personaliser=DEMO_PERSONALISER,
-            ),
+    body = call.body
+
+    def unit_for(
+        agent: Agent, sn: str, now: dt.datetime
+    ) -> Callable[[Session], service.CardChange]:
+        # Only now, after the access check: an institution without the role gets 403, not
+        # word of whether cards can be made.
+        ca = _issuing_ca(call) if body.instant else None
+        return partial(
+            service.replace,
+            agent=agent,
+            card_sn=sn,
+            now=now,
+            instant=body.instant,
+            backup_centre=body.backup_centre,
+            chosen_bank=body.chosen_bank,
+            programme=_programme(call),
+            ca=ca,
+            personaliser=DEMO_PERSONALISER,
         )
-    )
+
+    return await _card_write(call, unit_for, _change_out)
 
 
 async def card_history(call: Call[HistoryIn]) -> HistoryOut:
@@ -518,6 +545,34 @@ _REFUSED: Final = (
 )
 _TAGS: Final = ("issuance",)
 
+
+def _card_route(
+    step: str,
+    *,
+    operation_id: str,
+    summary: str,
+    handler: Callable[[Call[Any]], Awaitable[BaseModel | web.Response]],
+    request_model: type[RequestModel],
+    response_model: type[BaseModel] = CardChangeOut,
+    description: str = "",
+    errors: tuple[str, ...] = (),
+) -> Route:
+    """``POST /v1/issuance/cards/{card_sn}/<step>``, a handler of the :func:`_card_write`
+    shape: it can answer every error of that shape (_CARD) plus the step's own."""
+    return Route(
+        "POST",
+        f"/v1/issuance/cards/{{card_sn}}/{step}",
+        operation_id=operation_id,
+        summary=summary,
+        description=description,
+        handler=handler,
+        request_model=request_model,
+        response_model=response_model,
+        tags=_TAGS,
+        errors=(*_CARD, *errors),
+    )
+
+
 ISSUANCE_ROUTES: Final[tuple[Route, ...]] = (
     Route(
         "POST",
@@ -560,52 +615,38 @@ ISSUANCE_ROUTES: Final[tuple[Route, ...]] = (
         tags=_TAGS,
         errors=(*_ACCESS, ErrorCode.APPLICATION_NOT_FOUND),
     ),
-    Route(
-        "POST",
-        "/v1/issuance/cards/{card_sn}/delivery",
+    _card_route(
+        "delivery",
         operation_id="issuance_delivery",
         summary="Record the post's outcome, or the pick-up at the backup community centre.",
         handler=delivery,
         request_model=DeliveryIn,
         response_model=ApplicationOut,
-        tags=_TAGS,
-        errors=(*_CARD, ErrorCode.APPLICATION_NOT_FOUND),
+        errors=(ErrorCode.APPLICATION_NOT_FOUND,),
     ),
-    Route(
-        "POST",
-        "/v1/issuance/cards/{card_sn}/activate",
+    _card_route(
+        "activate",
         operation_id="issuance_activate",
         summary="Activate (开通): the holder's legacy and older cards are voided atomically.",
         handler=activate,
         request_model=EmptyIn,
-        response_model=CardChangeOut,
-        tags=_TAGS,
-        errors=_CARD,
     ),
-    Route(
-        "POST",
-        "/v1/issuance/cards/{card_sn}/loss",
+    _card_route(
+        "loss",
         operation_id="issuance_report_loss",
         summary="Report the card lost (挂失): refused by card authentication from the next call.",
         handler=report_loss,
         request_model=EmptyIn,
-        response_model=CardChangeOut,
-        tags=_TAGS,
-        errors=_CARD,
     ),
-    Route(
-        "POST",
-        "/v1/issuance/cards/{card_sn}/replace",
+    _card_route(
+        "replace",
         operation_id="issuance_replace",
         summary="Replace (补换) the card; instant (即到即补) makes the new card at the desk.",
-        description="The old card is revoked. The new card gets a new SM2 key pair and "
-        "certificate from the issuing CA (now for instant replacement, else in the next batch).",
         handler=replace,
         request_model=ReplaceIn,
-        response_model=CardChangeOut,
-        tags=_TAGS,
+        description="The old card is revoked. The new card gets a new SM2 key pair and "
+        "certificate from the issuing CA (now for instant replacement, else in the next batch).",
         errors=(
-            *_CARD,
             ErrorCode.APPLICATION_OPEN,
             ErrorCode.BANK_CHOICE_INVALID,
             ErrorCode.ISSUING_CA_UNAVAILABLE,
