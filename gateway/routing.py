@@ -22,8 +22,10 @@ A route with ``nonce_in_handler=True`` moves step 5 INTO the handler's first wri
 handler passes ``call.nonce`` to its service, whose unit calls :meth:`NonceClaim.claim` before
 anything else, so a request costs one transaction instead of two. A replay then still gets
 REQUEST_REPLAYED and stores nothing: the failed insert rolls back the whole unit. Only for
-handlers that have no effect before that unit (the card-authentication routes); if the
-handler returns without having claimed the nonce, the pipeline inserts it after all.
+handlers that have no effect before that unit (card authentication, settle, pre-settle); if
+the handler returns without having claimed the nonce, the pipeline inserts it after all. A
+request refused inside that unit (its transaction or savepoint rolled back) leaves its nonce
+unused: a replay of it is refused again the same way, and changes nothing either.
 
 Everything that goes wrong raises GatewayError; gateway.middleware renders it.
 """

@@ -221,18 +221,28 @@ async def pre_settle(call: Call[SettleRequest]) -> PreSettleOut:
 async def _pre_settle_local(
     call: Call[SettleRequest], session: CardSession, lines: list[ClaimLine]
 ) -> PreSettleOut:
-    return await call.app[DATABASE].read(
+    # ONE unit: the request nonce and the counter read (the route is nonce_in_handler), instead
+    # of a nonce transaction then a read transaction. Group-committed on SQLite, its own
+    # transaction on PostgreSQL. durable=False: the nonce of a request that changes nothing
+    # may be lost in a power cut (never in a crash), as a fresh challenge's may; a replay of
+    # this estimate within the clock-skew window then answers the same terminal an estimate
+    # again. Any batch it shares with a settle still commits with the full setting.
+    read = await call.app[DATABASE].write(
         partial(
-            service.pre_settle_unit,
+            service.counter_unit,
+            nonce=call.nonce,
             card=_card_check(call, session),
             holder_id=session.holder_id,
             fixmedins_code=_terminal(call).institution_code,
             visit_type=call.body.visit_type,
             visit_date=call.body.visit_date,
-            lines=lines,
             now=_now(call),
-        )
+        ),
+        durable=False,
+        grouped=True,
+        concurrent=True,
     )
+    return service.estimate(read, lines)  # the engine, outside the transaction
 
 
 def _card_check(call: Call[Any], session: CardSession) -> service.CardCheck:
@@ -485,6 +495,7 @@ SETTLEMENT_ROUTES: Final[tuple[Route, ...]] = (
         response_model=PreSettleOut,
         tags=_TAGS,
         errors=(*_SESSION_ERRORS, *_CLAIM_ERRORS, ErrorCode.FILING_REQUIRED),
+        nonce_in_handler=True,  # one unit: the nonce and the counter read
     ),
     Route(
         "POST",

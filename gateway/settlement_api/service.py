@@ -653,6 +653,58 @@ def eligibility_unit(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CounterRead:
+    """What pre-settle reads in its one unit (:func:`counter_unit`); :func:`estimate` prices it."""
+
+    visit: Visit
+    facts: _HolderFacts
+
+
+def counter_unit(
+    session: Session,
+    *,
+    nonce: NonceClaim | None,
+    card: CardCheck,
+    holder_id: int,
+    fixmedins_code: str,
+    visit_type: str,
+    visit_date: dt.date,
+    now: dt.datetime,
+) -> CounterRead:
+    """Pre-settle's one unit: the request nonce (when the route hands it over), then the
+    counter read (:func:`_at_the_counter`). The engine runs after it, outside the unit
+    (:func:`estimate`): pre-settle writes nothing but its nonce, so only the read needs the
+    transaction, and on SQLite the unit then holds the one writer for two statements."""
+    if nonce is not None:
+        nonce.claim(session)  # first: a replayed request stops here
+    visit, facts = _at_the_counter(
+        session,
+        card=card,
+        holder_id=holder_id,
+        fixmedins_code=fixmedins_code,
+        visit_type=visit_type,
+        visit_date=visit_date,
+        now=now,
+    )
+    return CounterRead(visit, facts)
+
+
+def estimate(read: CounterRead, lines: Sequence[ClaimLine]) -> PreSettleOut:
+    """The engine on what :func:`counter_unit` read: the split a settle would make now."""
+    visit_date = read.visit.visit_date
+    result = settle(
+        lines=lines,
+        person=read.facts.person,
+        visit=read.visit,
+        policy=policies().for_date(visit_date),
+        catalogue=catalogue(),
+        year_to_date=read.facts.year_to_date,
+        balances=read.facts.balances,
+    )
+    return _estimate(read.facts.psn_no, result)
+
+
 def pre_settle_unit(
     session: Session,
     *,
@@ -664,8 +716,10 @@ def pre_settle_unit(
     lines: Sequence[ClaimLine],
     now: dt.datetime,
 ) -> PreSettleOut:
-    visit, facts = _at_the_counter(
+    """Pre-settle as one read unit (no nonce): :func:`counter_unit` then :func:`estimate`."""
+    read = counter_unit(
         session,
+        nonce=None,
         card=card,
         holder_id=holder_id,
         fixmedins_code=fixmedins_code,
@@ -673,16 +727,7 @@ def pre_settle_unit(
         visit_date=visit_date,
         now=now,
     )
-    result = settle(
-        lines=lines,
-        person=facts.person,
-        visit=visit,
-        policy=policies().for_date(visit_date),
-        catalogue=catalogue(),
-        year_to_date=facts.year_to_date,
-        balances=facts.balances,
-    )
-    return _estimate(facts.psn_no, result)
+    return estimate(read, lines)
 
 
 def _estimate(psn_no: str, result: SettlementResult) -> PreSettleOut:
