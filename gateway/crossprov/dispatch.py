@@ -136,10 +136,13 @@ async def cancel(call: Call[Any], setl_id: str, *, operation: str) -> web.Respon
 
 
 def _stay_unit(session: Session, *, fixmedins_code: str, admission_id: str) -> list[ClaimLine]:
-    """The stay's fee lines, unless a settlement through the hub already stands for it (or
-    may: intent or unknown). The local admission row stays ``open`` after a remote
-    discharge (its settlement reference points at local settlements only), so this check is
-    what keeps a second discharge from settling the stay twice."""
+    """The stay's fee lines, unless a discharge through the hub already settled it (or may
+    have: intent or unknown), or settled it and was cancelled since: a cancelled local
+    discharge leaves its admission discharged too, so neither can be discharged again. Only
+    ``failed`` and ``reversed`` (nothing stands at the hub) let the stay be discharged anew.
+    The local admission row stays ``open`` after a remote discharge (its settlement
+    reference points at local settlements only), so this check is what keeps a second
+    discharge from settling the stay twice."""
     admission = session.scalar(
         select(AdmissionRow).where(
             AdmissionRow.admission_id == admission_id,
@@ -148,13 +151,20 @@ def _stay_unit(session: Session, *, fixmedins_code: str, admission_id: str) -> l
     )
     assert admission is not None  # the local unit found it before raising
     standing = session.scalar(
-        select(RemoteSettlementRow.status).where(
+        select(RemoteSettlementRow.status)
+        .where(
             RemoteSettlementRow.mdtrt_id == admission_id,
             RemoteSettlementRow.fixmedins_code == fixmedins_code,
             RemoteSettlementRow.status.in_(
-                (RemoteStatus.INTENT, RemoteStatus.UNKNOWN, RemoteStatus.CONFIRMED)
+                (
+                    RemoteStatus.INTENT,
+                    RemoteStatus.UNKNOWN,
+                    RemoteStatus.CONFIRMED,
+                    RemoteStatus.CANCELLED,
+                )
             ),
         )
+        .limit(1)
     )
     if standing is not None:
         raise AdmissionClosed(f"the stay was already settled through the hub ({standing.value})")
