@@ -242,14 +242,16 @@ class Database:
     a batch of such units cannot deadlock, and it turns N fsyncs into one.
 
     ``durable=False`` marks a unit whose loss in a power cut is harmless (a freshly issued
-    challenge and the nonce of the request that asked for it). A batch of only such units
+    challenge and the nonce of the request that asked for it; the nonce of a pre-settle, which
+    changes nothing else). A batch of only such units
     commits with SQLite ``synchronous=NORMAL`` (no fsync: survives a crash of the process, may
     be lost on power loss or an OS crash; it can never corrupt the database, and any later
     FULL commit makes it durable too, since the WAL is synced in order) or, on PostgreSQL,
     ``SET LOCAL synchronous_commit = off`` (survives a crash of the server process too; may
     lose the last ~3 × wal_writer_delay of commits on power loss). Any batch holding a durable
     unit commits with the full setting, so money, consumed challenges and the nonces of
-    requests that change anything are never weakened.
+    requests that change anything are never weakened. A ``durable=False`` unit that runs
+    ``concurrent`` on PostgreSQL commits its own transaction with ``synchronous_commit = off``.
 
     The exception a unit raised propagates unchanged (an IntegrityError stays an
     IntegrityError), except that connectivity failures become GatewayError(DB_UNAVAILABLE), a
