@@ -20,7 +20,7 @@ import datetime as dt
 import enum
 import io
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -42,7 +42,7 @@ from issuance.errors import (
     UploadInvalid,
 )
 from issuance.lifecycle import Event, Stage, allowed_events, transition
-from issuance.production import IssuingCa, Personaliser, personalise
+from issuance.production import IssuingCa, PersonalisedCard, Personaliser, personalise
 from issuance.programme import ONLINE_CHANNELS, Channel, PhotoSource, Programme, choose_bank
 from issuance.store import (
     Application,
@@ -67,6 +67,7 @@ __all__ = [
     "RowResult",
     "activate",
     "apply",
+    "cards_to_make",
     "create_batches",
     "daily_stats",
     "expire_cards",
@@ -75,8 +76,10 @@ __all__ = [
     "history",
     "mask_citizen_id",
     "mask_name",
+    "personalise_cards",
     "produce_batch",
     "record_delivery",
+    "record_made_cards",
     "replace",
     "report_loss",
     "status",
@@ -814,16 +817,18 @@ def fill_batches(
     return touched, moved
 
 
-def _produce_one(
+def _record_card(
     session: Session,
     app: Application,
     agent: Agent,
+    made: PersonalisedCard,
     *,
-    ca: IssuingCa,
     personaliser: Personaliser,
     now: dt.datetime,
 ) -> Card:
-    made = personalise(app.id, ca, now)
+    """The registry's side of a card personalised for ``app``: its row, the application's
+    ``produce`` step, and the key handed to the personaliser (inside the unit, so a unit that
+    rolls back leaves at worst a key for a card_sn the retry personalises again)."""
     card = Card(
         card_sn=made.card_sn,
         card_no=made.card_no,
@@ -845,6 +850,83 @@ def _produce_one(
     return card
 
 
+def cards_to_make(
+    session: Session, agent: Agent, batch_id: int, *, limit: int | None = None
+) -> list[int]:
+    """The applications of a batch whose cards are still to be made (``in_batch``), oldest
+    first, at most ``limit`` (None: all): a read, the first step of :func:`produce_batch`."""
+    require(agent, Action.PRODUCE)
+    assert limit is None or limit >= 1
+    if session.get(ProductionBatch, batch_id) is None:
+        raise BatchNotFound(f"no production batch {batch_id}")
+    return list(
+        session.execute(
+            select(Application.id)
+            .where(Application.batch_id == batch_id, Application.stage == Stage.IN_BATCH.value)
+            .order_by(Application.id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def personalise_cards(
+    application_ids: Sequence[int], ca: IssuingCa, now: dt.datetime
+) -> dict[int, PersonalisedCard]:
+    """A new key pair and certificate for each application's card: CPU only (~4 ms a card),
+    no session. Run it OUTSIDE the write transaction (a worker thread), then hand the result
+    to :func:`record_made_cards`: the database's one writer is then held for the rows only."""
+    return {app_id: personalise(app_id, ca, now) for app_id in application_ids}
+
+
+def record_made_cards(
+    session: Session,
+    agent: Agent,
+    batch_id: int,
+    made: Mapping[int, PersonalisedCard],
+    *,
+    personaliser: Personaliser,
+    now: dt.datetime,
+    mail: bool = True,
+) -> BatchReport:
+    """Record cards personalised by :func:`personalise_cards` (application id -> card), post
+    them, and answer the batch report; ``produced_at`` is set once no card is left to make.
+
+    Idempotent and safe to retry: only applications of this batch still ``in_batch`` are
+    made (under row locks), so a card some other run made meanwhile is skipped, and its
+    personalisation from this run is thrown away unused. A call that fails writes nothing;
+    what is left ``in_batch`` is made by the next :func:`cards_to_make` round."""
+    require(agent, Action.PRODUCE)
+    batch = session.get(ProductionBatch, batch_id, with_for_update=True)
+    if batch is None:
+        raise BatchNotFound(f"no production batch {batch_id}")
+    if made:
+        apps = (
+            session.execute(
+                select(Application)
+                .where(
+                    Application.id.in_(list(made)),
+                    Application.batch_id == batch_id,
+                    Application.stage == Stage.IN_BATCH.value,
+                )
+                .order_by(Application.id)
+                .with_for_update()
+            )
+            .scalars()
+            .all()
+        )
+        for app in apps:
+            card = _record_card(
+                session, app, agent, made[app.id], personaliser=personaliser, now=now
+            )
+            if mail:
+                _move_card(session, card, Event.MAIL, agent, now, note=f"batch {batch_id}", app=app)
+    report = batch_report(session, agent, batch_id)
+    if batch.produced_at is None and report.by_stage.get(Stage.IN_BATCH.value, 0) == 0:
+        batch.produced_at = now
+        report = dataclasses.replace(report, produced_at=now)
+    return report
+
+
 def produce_batch(
     session: Session,
     agent: Agent,
@@ -857,35 +939,18 @@ def produce_batch(
     limit: int | None = None,
 ) -> BatchReport:
     """Make the cards of a batch still to be made (new key pair and certificate each), then
-    post them. ``limit``: at most that many in this call (this transaction), so that a large
-    batch is made in several short transactions instead of one that holds the database's
-    writer for minutes; call again until the report has no ``in_batch`` left. Resumable: what
-    a failed call left in ``in_batch`` is made by the next. ``produced_at`` is set once the
-    last card is made."""
-    require(agent, Action.PRODUCE)
-    assert limit is None or limit >= 1
-    batch = session.get(ProductionBatch, batch_id, with_for_update=True)
-    if batch is None:
-        raise BatchNotFound(f"no production batch {batch_id}")
-    apps = (
-        session.execute(
-            select(Application)
-            .where(Application.batch_id == batch_id, Application.stage == Stage.IN_BATCH.value)
-            .order_by(Application.id)
-            .limit(limit)
-        )
-        .scalars()
-        .all()
+    post them, all in the caller's ONE transaction: :func:`cards_to_make`,
+    :func:`personalise_cards`, :func:`record_made_cards`. ``limit``: at most that many in this
+    call; call again until the report has no ``in_batch`` left. Resumable: what a failed call
+    left in ``in_batch`` is made by the next. ``produced_at`` is set once the last card is made.
+
+    The personalisation is CPU work inside the transaction here; where one database writer is
+    shared (the gateway), run the three steps apart instead, as gateway.issuance_api does."""
+    ids = cards_to_make(session, agent, batch_id, limit=limit)
+    made = personalise_cards(ids, ca, now)
+    return record_made_cards(
+        session, agent, batch_id, made, personaliser=personaliser, now=now, mail=mail
     )
-    for app in apps:
-        card = _produce_one(session, app, agent, ca=ca, personaliser=personaliser, now=now)
-        if mail:
-            _move_card(session, card, Event.MAIL, agent, now, note=f"batch {batch_id}", app=app)
-    report = batch_report(session, agent, batch_id)
-    if batch.produced_at is None and report.by_stage.get(Stage.IN_BATCH.value, 0) == 0:
-        batch.produced_at = now
-        report = dataclasses.replace(report, produced_at=now)
-    return report
 
 
 def batch_report(session: Session, agent: Agent, batch_id: int) -> BatchReport:
@@ -1042,7 +1107,10 @@ def replace(
         batch = _instant_batch(session, app, now)
         _move_application(session, app, Event.ADD_TO_BATCH, agent, now)
         app.batch_id = batch.id
-        card = _produce_one(session, app, agent, ca=ca, personaliser=personaliser, now=now)
+        # One card made at the desk: its ~4 ms of key and certificate stay in this unit (the
+        # application id, which the card_sn derives from, is only known here).
+        made = personalise(app.id, ca, now)
+        card = _record_card(session, app, agent, made, personaliser=personaliser, now=now)
         _move_card(session, card, Event.HAND_OVER, agent, now, note="instant replacement")
         new_sn = card.card_sn
     return _change(old, revoked=old.card_sn, new_application_id=app.id, new_card_sn=new_sn)

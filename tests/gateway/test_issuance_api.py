@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import AsyncIterator
-from typing import Any, Final
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final, TypeVar
 
 import pytest
 from card_auth_testkit import LEGACY_ACTIVE, NEW_ACTIVE, SEED, CardTerminal, load_registry
 from gateway_testkit import Client, FakeClock, Signer, assert_problem
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
+from gateway.db import Database
 from gateway.issuance_api.routes import DEMO_PERSONALISER
 from gateway.store import Institution, Terminal
-from issuance.store import IssuanceAgent
+from issuance import service
+from issuance.production import PersonalisedCard, new_card_sn
+from issuance.store import Application, Card, IssuanceAgent
 from sscard import demo as sd
+from sscard.certs import fingerprint_sm3
 from sscard.layout import CardIdentity, CardSn, HolderData, IssuerData, citizen_id_check_digit
 from sscard.softcard import SoftCard, make_third_gen_card
 
@@ -35,6 +40,7 @@ AGENTS: Final = {
     "ISS-CENTRE": ("CTR0000001", "centre", None, None, None),
 }
 DAY: Final = dt.date(2019, 3, 1)
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -242,6 +248,83 @@ async def test_loss_report_refuses_the_next_authentication(
         "hand_over",
     ]
     assert history["events"][0]["actor"] == "CTR0000001/ISS-CENTRE"
+
+
+async def test_production_makes_keys_outside_the_write_unit_and_resumes_after_a_failure(
+    client: Client, clock: FakeClock, world: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Key pairs and certificates are made with no write unit running (the one database
+    writer is held for the rows only); a round that fails after its cards were personalised
+    leaves nothing half-written, and producing again completes the batch."""
+    monkeypatch.setattr("gateway.issuance_api.routes.PRODUCE_CARDS_PER_UNIT", 2)
+    bank, centre = as_(client, clock, "ISS-BANK-ICBC"), as_(client, clock, "ISS-CENTRE")
+    for n in range(5):
+        await ok(
+            await bank.post("/v1/issuance/applications", retiree(new_citizen_id(700 + n))), 201
+        )
+    [batch_id] = (await ok(await centre.post("/v1/issuance/batches", {})))["batch_ids"]
+
+    writing = threading.Event()  # set while any write unit runs (the writer is held)
+    made_while_writing: list[bool] = []
+    personalise, write = service.personalise, Database.write
+
+    def watched_personalise(*args: Any, **kwargs: Any) -> Any:
+        made_while_writing.append(writing.is_set())
+        return personalise(*args, **kwargs)
+
+    async def watched_write(self: Database, unit: Callable[[Session], T], **options: Any) -> T:
+        def watched_unit(session: Session) -> T:
+            writing.set()
+            try:
+                return unit(session)
+            finally:
+                writing.clear()
+
+        return await write(self, watched_unit, **options)
+
+    monkeypatch.setattr(service, "personalise", watched_personalise)
+    monkeypatch.setattr(Database, "write", watched_write)
+    # The chip writer breaks on the 4th card: the second round of 2 fails after its cards were
+    # personalised and its first card's row was already flushed in the unit.
+    chip_write, handed_over = DEMO_PERSONALISER.write, []
+
+    def breaking_write(card: PersonalisedCard) -> None:
+        if len(handed_over) == 3:
+            raise OSError("personalisation link down")
+        handed_over.append(card.card_sn)
+        chip_write(card)
+
+    monkeypatch.setattr(DEMO_PERSONALISER, "write", breaking_write)
+    await assert_problem(
+        await centre.post(f"/v1/issuance/batches/{batch_id}/produce", {}), 500, "INTERNAL"
+    )
+    report = await ok(await get(centre, f"/v1/issuance/batches/{batch_id}"))
+    assert (report["by_stage"], report["produced_at"]) == ({"mailed": 2, "in_batch": 3}, None)
+    with Session(world) as session:
+        apps = session.execute(
+            select(Application.id, Application.card_sn).where(Application.batch_id == batch_id)
+        ).all()
+        registered = session.scalars(
+            select(Card.card_sn).where(Card.card_sn.in_([new_card_sn(a.id) for a in apps]))
+        ).all()
+    assert sum(a.card_sn is not None for a in apps) == len(registered) == 2
+
+    monkeypatch.setattr(DEMO_PERSONALISER, "write", chip_write)
+    report = await ok(await centre.post(f"/v1/issuance/batches/{batch_id}/produce", {}))
+    assert report["by_stage"] == {"mailed": 5}
+    assert report["produced_at"] is not None
+    assert made_while_writing
+    assert not any(made_while_writing)
+    with Session(world) as session:
+        cards = session.execute(
+            select(Card.card_sn, Card.cert_sm3)
+            .join(Application, Application.card_sn == Card.card_sn)
+            .where(Application.batch_id == batch_id)
+        ).all()
+    assert len(cards) == 5
+    for card_sn, cert_sm3 in cards:  # each chip's key is the one the registry trusts
+        chip = DEMO_PERSONALISER.cards[card_sn]
+        assert cert_sm3 == fingerprint_sm3(chip.certificate.der).hex()
 
 
 async def test_roles_and_scopes(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import pytest
@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from gateway.card_auth.demo_cards import holder_id
 from issuance import errors, service
 from issuance.access import Agent
-from issuance.production import InMemoryPersonaliser, IssuingCa
+from issuance.production import InMemoryPersonaliser, IssuingCa, PersonalisedCard, new_card_sn
 from issuance.programme import Channel, PhotoSource, Programme
 from issuance.registry import CardRegistry
 from issuance.store import Application, Card, CardEvent, CardState, ProductionBatch
@@ -691,6 +691,103 @@ def test_production_in_bounded_units_is_resumable_and_dated_at_the_end(
     )
     assert (again.by_stage, again.produced_at) == ({"mailed": 5}, now)
     assert len(personaliser.cards) == 5
+
+
+class FailingPersonaliser(InMemoryPersonaliser):
+    """Takes ``fail_at`` keys, then fails: the chip writer breaking in the middle of a unit."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+
+    def write(self, card: PersonalisedCard) -> None:
+        if len(self.cards) >= self.fail_at:
+            raise OSError("personalisation link down")
+        super().write(card)
+
+
+def test_cards_personalised_outside_the_transaction_survive_a_failure_before_they_are_written(
+    engine: Engine, programme: Programme, ca: IssuingCa, personaliser: InMemoryPersonaliser
+) -> None:
+    """The three steps the gateway runs apart (read, personalise with no transaction open,
+    write): a failure after the personalisation writes nothing, and a retry makes every card,
+    each registered with the certificate whose key went to the personaliser."""
+    now = at(dt.date(2019, 3, 1))
+    for n in range(5):
+        req = request(applicant(600 + n), "retiree", Channel.BANK_BRANCH, pension_bank="ICBC")
+        run(engine, lambda s, r=req: service.apply(s, programme, BANK_ICBC, r, now))
+    [batch_id] = run(engine, lambda s: service.create_batches(s, CENTRE, now))
+
+    def registered(card_sns: Sequence[str]) -> dict[str, str]:
+        """card_sn -> the certificate's SM3 the registry holds."""
+        rows = run(
+            engine,
+            lambda s: s.execute(
+                select(Card.card_sn, Card.cert_sm3).where(Card.card_sn.in_(card_sns))
+            ).all(),
+        )
+        return {row.card_sn: row.cert_sm3 for row in rows}
+
+    def nothing_written() -> None:
+        apps = run(
+            engine,
+            lambda s: s.scalars(select(Application).where(Application.batch_id == batch_id)).all(),
+        )
+        assert [(a.stage, a.card_sn) for a in apps] == [("in_batch", None)] * 5
+        assert registered([new_card_sn(a.id) for a in apps]) == {}
+        events = run(
+            engine,
+            lambda s: s.scalars(
+                select(CardEvent.event).where(CardEvent.application_id.in_([a.id for a in apps]))
+            ).all(),
+        )
+        assert sorted(set(events)) == ["add_to_batch", "apply", "collect_info"]
+        batch = run(engine, lambda s: s.get(ProductionBatch, batch_id))
+        assert batch is not None
+        assert batch.produced_at is None
+
+    ids = run(engine, lambda s: service.cards_to_make(s, CENTRE, batch_id, limit=25))
+    assert len(ids) == 5
+    # Computed with no session at all, then the process dies before the write: nothing was
+    # written, and nothing needs undoing.
+    lost = service.personalise_cards(ids, ca, now)
+    nothing_written()
+    # The write unit fails in its middle (the third card's key cannot be handed over): the
+    # two cards already flushed roll back with it.
+    with pytest.raises(OSError, match="link down"):
+        run(
+            engine,
+            lambda s: service.record_made_cards(
+                s, CENTRE, batch_id, lost, personaliser=FailingPersonaliser(2), now=now
+            ),
+        )
+    nothing_written()
+    # The retry reads again, personalises anew, writes once.
+    ids = run(engine, lambda s: service.cards_to_make(s, CENTRE, batch_id, limit=25))
+    made = service.personalise_cards(ids, ca, now)
+    report = run(
+        engine,
+        lambda s: service.record_made_cards(
+            s, CENTRE, batch_id, made, personaliser=personaliser, now=now
+        ),
+    )
+    assert (report.by_stage, report.produced_at) == ({"mailed": 5}, now)
+    cards = registered([new_card_sn(i) for i in ids])
+    assert len(cards) == 5
+    for app_id in ids:
+        sn = new_card_sn(app_id)
+        # The key that went to the chip is the one the registry trusts; not the lost round's.
+        assert cards[sn] == fingerprint_sm3(personaliser.cards[sn].certificate.der).hex()
+        assert cards[sn] != lost[app_id].cert_sm3
+    # A late write of the lost round (a second producer, a retried request) changes nothing.
+    again = run(
+        engine,
+        lambda s: service.record_made_cards(
+            s, CENTRE, batch_id, lost, personaliser=InMemoryPersonaliser(), now=now
+        ),
+    )
+    assert (again.by_stage, again.produced_at) == ({"mailed": 5}, now)
+    assert registered([new_card_sn(i) for i in ids]) == cards
 
 
 def test_upload_rows_numbers_rows_of_a_split_file(engine: Engine, programme: Programme) -> None:
