@@ -9,6 +9,7 @@ nothing for this branch.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from functools import partial
 from typing import Any
@@ -17,7 +18,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.crossprov import service
+from gateway.crossprov import cancel_keys, service, views
 from gateway.crossprov.models import RemoteEligibilityOut, RemoteSettlementOut
 from gateway.errors import ErrorCode, GatewayError
 from gateway.routing import Call
@@ -118,7 +119,7 @@ async def get_settlement(call: Call[Any], setl_id: str) -> RemoteSettlementOut:
         raise GatewayError(
             ErrorCode.SETTLEMENT_NOT_FOUND, "this institution has no settlement with this setl_id"
         )
-    return service.remote_view(row)
+    return views.remote_view(row)
 
 
 async def cancel(call: Call[Any], setl_id: str, *, operation: str) -> web.Response | None:
@@ -127,12 +128,14 @@ async def cancel(call: Call[Any], setl_id: str, *, operation: str) -> web.Respon
     row = await service.find_remote(call.app, fixmedins_code=_institution(call), setl_id=setl_id)
     if row is None:
         return None
-    return await service.cancel_remote(
-        call.app,
-        row=row,
-        keyed=keyed_request(call, operation=operation, subject=None),
-        reason=call.body.reason,
+    reason = call.body.reason
+    keyed = keyed_request(call, operation=operation, subject=None)
+    # Fingerprinted by the settlement and the reason only, so that the reversal task can find
+    # the key of a cancel request that died mid-call (gateway.crossprov.cancel_keys).
+    keyed = dataclasses.replace(
+        keyed, request_hash=cancel_keys.cancel_request_sha256(setl_id, reason)
     )
+    return await service.cancel_remote(call.app, row=row, keyed=keyed, reason=reason)
 
 
 def _stay_unit(session: Session, *, fixmedins_code: str, admission_id: str) -> list[ClaimLine]:

@@ -36,7 +36,7 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway.crossprov import metrics
+from gateway.crossprov import cancel_keys, metrics
 from gateway.crossprov.breaker import Breaker
 from gateway.crossprov.client import AiohttpTransport, HubClient, Outcome
 from gateway.db import Database
@@ -257,7 +257,7 @@ async def _resolve_cancel(
     if status == wire.MessageStatus.CANCELLED.value and isinstance(setlinfo, Mapping):
         booked = await db.write(
             partial(
-                remote.cancel_booked,
+                cancel_keys.booked_unit,
                 msgid=job.omsgid,
                 cancel_msgid=cancel_msgid,
                 owner=context.owner,
@@ -265,10 +265,10 @@ async def _resolve_cancel(
                 now=_now(clock),
             )
         )
-        if booked is not None:  # else the lease ran out meanwhile: its next holder decides
+        if booked:  # else the lease ran out meanwhile: its next holder decides
             metrics.CANCEL_RESOLUTIONS.labels("cancelled").inc()
             log.warning("unknown cancel resolved: cancelled", extra=fields(omsgid=job.omsgid))
-        return booked is not None
+        return booked
     if status == wire.MessageStatus.REVERSED.value or (
         status == wire.MessageStatus.NONE.value and output.get("err_code")
     ):
@@ -325,7 +325,7 @@ async def _cancel_not_done(
 ) -> bool:
     closed = await db.write(
         partial(
-            remote.cancel_not_done,
+            cancel_keys.not_done_unit,
             msgid=job.omsgid,
             cancel_msgid=cancel_msgid,
             owner=context.owner,

@@ -32,10 +32,11 @@ from sqlalchemy.orm import Session
 
 from gateway.crossprov.client import CallOutcome
 from gateway.crossprov.hub import HUB, HubContext
-from gateway.crossprov.models import RemoteEligibilityOut, RemoteSettlementOut
+from gateway.crossprov.models import RemoteEligibilityOut
+from gateway.crossprov.views import remote_view, settlement_view
 from gateway.errors import ErrorCode, GatewayError
 from gateway.routing import JSON_CONTENT_TYPE, NonceClaim
-from gateway.settlement_api.models import FundPaymentOut, InsuranceOut
+from gateway.settlement_api.models import InsuranceOut
 from gateway.settlement_api.service import KeyedRequest, Stored
 from gateway.state import DATABASE
 from gateway.store import Institution
@@ -46,7 +47,7 @@ from settlement.crossprov.routing import RemoteInsuredPlace
 from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
 from settlement.errors import SettlementAlreadyCancelled, SettlementNotFound
 from settlement.idempotency import begin_request, finish_request, release_request
-from settlement.result import FUND_POOLING, FUND_SUPPLEMENTARY
+from settlement.store import IdempotencyKey, IdempotencyStatus
 
 __all__ = ["cancel_remote", "eligibility_remote", "find_remote", "settle_remote"]
 
@@ -130,58 +131,6 @@ def _intent_unit(
     return None
 
 
-def _fen(setlinfo: Mapping[str, Any], name: str) -> int:
-    value = setlinfo.get(name)
-    return wire.yuan_to_fen(value, field=name) if isinstance(value, str) else 0
-
-
-def _view(row: RemoteSettlementRow, setlinfo: Mapping[str, Any], route: str) -> RemoteSettlementOut:
-    assert row.setl_id is not None
-    assert row.setl_time is not None
-    acct_pay = _fen(setlinfo, "acct_pay")
-    hifp_pay, hifob_pay = _fen(setlinfo, "hifp_pay"), _fen(setlinfo, "hifob_pay")
-    return RemoteSettlementOut(
-        setl_id=row.setl_id,
-        mdtrt_id=row.mdtrt_id,
-        psn_no=row.psn_no,
-        fixmedins_code=row.fixmedins_code,
-        status="cancelled" if row.status is RemoteStatus.CANCELLED else "settled",
-        visit_type=row.visit_type,
-        visit_date=row.visit_date,
-        setl_time=row.setl_time.astimezone(dt.UTC),
-        policy_id=f"hub:{row.insuplc_admdvs}",
-        medfee_sumamt=_fen(setlinfo, "medfee_sumamt"),
-        fulamt_ownpay_amt=_fen(setlinfo, "fulamt_ownpay_amt"),
-        preselfpay_amt=_fen(setlinfo, "preselfpay_amt"),
-        inscp_scp_amt=_fen(setlinfo, "inscp_scp_amt"),
-        act_pay_dedc=_fen(setlinfo, "act_pay_dedc"),
-        hifp_pay=hifp_pay,
-        pool_prop_selfpay=_fen(setlinfo, "pool_prop_selfpay"),
-        hifob_pay=hifob_pay,
-        fund_pay_sumamt=_fen(setlinfo, "fund_pay_sumamt"),
-        psn_part_amt=_fen(setlinfo, "psn_part_amt"),
-        acct_pay=acct_pay,
-        # The insured place's account is not split into years on the wire.
-        acct_pay_current_year_fen=acct_pay,
-        acct_pay_past_years_fen=0,
-        psn_cash_pay=_fen(setlinfo, "psn_cash_pay"),
-        balc=_fen(setlinfo, "balc"),
-        setldetail=[
-            FundPaymentOut(fund_pay_type=code, fund_name=name, fund_payamt=amount)
-            for (code, name), amount in ((FUND_POOLING, hifp_pay), (FUND_SUPPLEMENTARY, hifob_pay))
-            if amount > 0
-        ],
-        cancelled_at=None if row.cancelled_at is None else row.cancelled_at.astimezone(dt.UTC),
-        cancel_reason=row.cancel_reason,
-        explanation=None,
-        route=route,  # type: ignore[arg-type]
-        msgid=row.msgid,
-        insuplc_admdvs=row.insuplc_admdvs,
-        filing_type=row.filing_type,
-        setlinfo=dict(setlinfo),
-    )
-
-
 def _confirm_unit(
     session: Session,
     *,
@@ -199,7 +148,7 @@ def _confirm_unit(
         settled=settled,
         now=keyed.now,
     )
-    body = _view(row, setlinfo, route).model_dump_json()
+    body = settlement_view(row, setlinfo, route).model_dump_json()
     finish_request(
         session,
         client_id=keyed.client_id,
@@ -400,11 +349,6 @@ def find_remote_unit(
     )
 
 
-def remote_view(row: RemoteSettlementRow) -> RemoteSettlementOut:
-    assert row.setlinfo_json is not None
-    return _view(row, json.loads(row.setlinfo_json), row.route)
-
-
 async def find_remote(
     app: web.Application, *, fixmedins_code: str, setl_id: str
 ) -> RemoteSettlementRow | None:
@@ -473,6 +417,15 @@ def _cancel_booked_unit(
     if row is None:  # the lease ran out mid-call: the reversal task decides
         release_request(session, client_id=keyed.client_id, idempotency_key=keyed.idempotency_key)
         return None
+    key = session.get(
+        IdempotencyKey, (keyed.client_id, keyed.idempotency_key), with_for_update=True
+    )
+    if key is not None and key.status is IdempotencyStatus.DONE:
+        # The lease ran out mid-call and the reversal task booked this very cancel and
+        # answered under this key already (gateway.crossprov.cancel_keys).
+        assert key.response_status is not None
+        assert key.response_body is not None
+        return Stored(key.response_status, key.response_body)
     body = remote_view(row).model_dump_json()
     finish_request(
         session,

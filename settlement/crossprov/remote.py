@@ -435,7 +435,9 @@ def begin_cancel(
         )
     if row.cancel_msgid is None:
         row.cancel_msgid = cancel_msgid
-        row.cancel_reason = reason
+    # The reason of the request holding the lease (the gateway finds a dead holder's
+    # Idempotency-Key by it).
+    row.cancel_reason = reason
     until = now + lease
     if check is None:
         check = HubReversalRow(

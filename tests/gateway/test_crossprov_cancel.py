@@ -35,7 +35,13 @@ from settlement.crossprov.store import (
     ReversalStatus,
 )
 from settlement.ledger import account_balance_fen, unbalanced_transactions
-from settlement.store import Insurance, InsuredPersonRow, LedgerTransaction
+from settlement.store import (
+    IdempotencyKey,
+    IdempotencyStatus,
+    Insurance,
+    InsuredPersonRow,
+    LedgerTransaction,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from hubproc import HubProcess, start_hub
@@ -306,3 +312,85 @@ async def test_a_retry_and_the_task_at_once_post_the_cancellation_once(
     assert hub.query(settled["msgid"])["status"] == "cancelled"
     with Session(world) as session:
         assert account_balance_fen(session, RECEIVABLE) == 0
+
+
+class _Crash(Exception):
+    pass
+
+
+class _DiesMidCancel:
+    """The worker dies during its cancel call: after the hub's answer (``forward``) or before
+    anything left. Once only; every other call goes to the real hub."""
+
+    def __init__(self, real: Any, *, forward: bool) -> None:
+        self.real = real
+        self.forward = forward
+        self.armed = True
+
+    async def post(self, infno: str, envelope: Any, timeout_s: float) -> Any:
+        if self.armed and infno in wire.CANCEL_INFNOS:
+            self.armed = False
+            if self.forward:
+                await self.real.post(infno, envelope, timeout_s)
+            raise _Crash
+        return await self.real.post(infno, envelope, timeout_s)
+
+
+async def _cancel_that_dies(till: Till, client: Any, *, forward: bool) -> dict[str, Any]:
+    settled = await till.settled(outpatient(visit_date=VISIT_DATE.isoformat()))
+    hub_client = client.app[HUB].client
+    hub_client.transport = _DiesMidCancel(hub_client.transport, forward=forward)
+    response = await _cancel(till, settled["setl_id"], "c-dead")
+    assert response.status == 500  # as if the worker was killed: nothing committed after
+    return settled
+
+
+def _stranded(engine: Engine) -> list[IdempotencyStatus]:
+    with Session(engine) as session:
+        return list(
+            session.scalars(
+                select(IdempotencyKey.status).where(IdempotencyKey.idempotency_key == "c-dead")
+            )
+        )
+
+
+async def test_a_cancel_whose_worker_died_after_the_hub_answered_is_booked_and_its_key_answered(
+    till: Till, world: Engine, hub: HubProcess, client: Any, clock: Any
+) -> None:
+    settled = await _cancel_that_dies(till, client, forward=True)
+    assert hub.query(settled["msgid"])["status"] == "cancelled"
+    assert _row(world).status is RemoteStatus.CONFIRMED
+    assert _stranded(world) == [IdempotencyStatus.IN_PROGRESS]
+    # The dead request's lease keeps everyone off, its own retry included, until it runs out.
+    await assert_problem(await _cancel(till, settled["setl_id"], "c-other"), 503, "HUB_UNAVAILABLE")
+    assert await _round(client.app) == 0
+    clock.now_s += client.app[HUB].lease.total_seconds() + 1
+    assert await _round(client.app) == 1
+    assert _row(world).status is RemoteStatus.CANCELLED
+    assert _cancel_postings(world) == 1
+    assert _stranded(world) == [IdempotencyStatus.DONE]
+    # The terminal's retry with the dead request's key gets the answer it never received.
+    retried = await _cancel(till, settled["setl_id"], "c-dead")
+    assert retried.status == 200, await retried.text()
+    assert retried.headers.get("Idempotent-Replayed") == "true"
+    assert (await retried.json())["status"] == "cancelled"
+    assert _cancel_postings(world) == 1
+
+
+async def test_a_cancel_whose_worker_died_before_sending_is_not_done_and_its_key_freed(
+    till: Till, world: Engine, hub: HubProcess, client: Any, clock: Any
+) -> None:
+    settled = await _cancel_that_dies(till, client, forward=False)
+    dead_msgid = _row(world).cancel_msgid
+    assert dead_msgid is not None
+    clock.now_s += client.app[HUB].lease.total_seconds() + 1
+    assert await _round(client.app) == 1
+    row = _row(world)
+    assert (row.status, row.cancel_msgid) == (RemoteStatus.CONFIRMED, None)
+    assert hub.query(dead_msgid)["status"] == "reversed"  # tombstoned: it can never commit
+    assert _stranded(world) == []
+    retried = await _cancel(till, settled["setl_id"], "c-dead")
+    assert retried.status == 200, await retried.text()
+    assert retried.headers.get("Idempotent-Replayed") is None  # cancelled afresh
+    assert _row(world).cancel_msgid not in (None, dead_msgid)
+    assert _cancel_postings(world) == 1

@@ -2,7 +2,8 @@
 `gateway serve --workers 2`: the hub cancels after the gateway died (its answer reaches no
 one, nothing was committed on our side), and after a restart the reversal task finds the cancel
 check's lease run out, asks the hub (5201) and books the cancellation exactly once, so both
-sides and the clearing statement agree without the terminal ever retrying."""
+sides and the clearing statement agree without the terminal ever retrying; when it does retry
+with the killed request's key, it gets the 200 it never received."""
 
 from __future__ import annotations
 
@@ -145,6 +146,16 @@ async def test_a_sigkill_mid_cancel_converges_to_one_booked_cancellation(
         done = await ops.request("GET", "/v1/crossprov/reversals?status=done")
         checks = [i for i in done.body["items"] if i["omsgid"] == msgid]
         assert [(c["kind"], c["oinfno"]) for c in checks] == [("cancel_check", "2208")]
+        # The terminal's retry with the killed request's key gets the answer it never got.
+        retried = await terminal.request(
+            "POST",
+            f"/v1/settlements/{setl_id}/cancel",
+            {"reason": "wrong patient"},
+            {"Idempotency-Key": "kill-cancel"},
+        )
+        assert retried.status == 200, retried
+        assert retried.headers.get("Idempotent-Replayed") == "true"
+        assert retried.body["status"] == "cancelled"
         # Any later cancel is told the truth and posts nothing.
         again = await terminal.request(
             "POST",
