@@ -44,11 +44,14 @@ SQLite (the embedded default)
       front: a deferred transaction that reads and then writes can fail with SQLITE_BUSY
       that busy_timeout cannot resolve.
 
-PostgreSQL: ``postgresql+psycopg://`` with the same pool bound and pre-ping (a connection
-dropped by a failover is replaced instead of failing one request). Settles skip the writer
-queue there (``write(concurrent=True)``): concurrent transactions ordered by row locks, their
-commits flushed together by the server (``synchronous_commit`` stays at the server default,
-``on``).
+PostgreSQL: ``postgresql+psycopg://`` with the same pool bound, and a ping on checkout of a
+connection that sat idle in the pool for :data:`_PG_PING_AFTER_IDLE_S` or more (a connection
+dropped by a failover or an idle timeout is replaced instead of failing one request). Not on
+every checkout, as ``pool_pre_ping`` would: that is one more round trip for every unit of
+work, and a connection used a moment ago is as likely to be broken as the next statement is.
+Settles skip the writer queue there (``write(concurrent=True)``): concurrent transactions
+ordered by row locks, their commits flushed together by the server (``synchronous_commit``
+stays at the server default, ``on``).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ from typing import Any, Final, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
@@ -99,6 +102,9 @@ _SYNC_CURRENT_KEY: Final = "gateway_sqlite_synchronous_now"
 _SQLITE_CACHE_KIB: Final = 32 * 1024
 # Recycle PostgreSQL connections before typical server/proxy idle limits cut them.
 _PG_POOL_RECYCLE_S: Final = 1800
+# A pooled PostgreSQL connection idle this long is pinged before use (module docstring).
+_PG_PING_AFTER_IDLE_S: Final = 5.0
+_CHECKED_IN_AT_KEY: Final = "gateway_checked_in_at"
 
 
 def sqlite_file_path(url: str) -> Path | None:
@@ -116,15 +122,38 @@ def make_engine(settings: Settings, url: str | None = None) -> Engine:
     if backend == "sqlite":
         return _sqlite_engine(url, settings)
     if backend == "postgresql":
-        return create_engine(
+        engine = create_engine(
             url,
             pool_size=settings.db_threads,
             max_overflow=0,
             pool_timeout=settings.db_pool_timeout_s,
-            pool_pre_ping=True,
             pool_recycle=_PG_POOL_RECYCLE_S,
         )
+        event.listen(engine, "checkout", _ping_if_idle)
+        event.listen(engine, "checkin", _note_checkin)
+        return engine
     raise ValueError(f"unsupported database backend {backend!r}")
+
+
+def _note_checkin(dbapi_connection: Any, record: Any) -> None:
+    record.info[_CHECKED_IN_AT_KEY] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """SQLAlchemy's pessimistic disconnect handling, for idle connections only: raising
+    DisconnectionError makes the pool discard this connection and check out another."""
+    checked_in_at = record.info.get(_CHECKED_IN_AT_KEY)
+    if checked_in_at is not None and time.monotonic() - checked_in_at < _PG_PING_AFTER_IDLE_S:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        dbapi_connection.rollback()  # leave it as the pool hands it out: no transaction open
+    except Exception as exc:
+        raise DisconnectionError("idle connection failed its ping") from exc
 
 
 def _sqlite_engine(url: str, settings: Settings) -> Engine:
