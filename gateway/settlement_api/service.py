@@ -24,13 +24,15 @@ How a settle stays cheap (it is the hot path; docs in README "Benchmarks")
     so a settle is one transaction; on SQLite it is group-committed with the settles queued
     beside it, on PostgreSQL it runs beside the writer queue. Card, institution, person,
     insurance, account and the year's totals come from ONE indexed read
-    (:data:`_COUNTER_READ`, on the driver's cursor); the writes are Core statements or
-    driver-cursor INSERTs (settlement.recording.write_settlement). At most twelve statements
-    on SQLite, each a primary-key or unique-index lookup or an insert, so the cost does not
-    grow with the ledger.
+    (:data:`_COUNTER_READ`, on the driver's cursor); every statement of the unit runs on the
+    driver's cursor (gateway.store.DriverStatement, settlement.store.DriverSQL and
+    DriverInsert), SQLAlchemy emitting only BEGIN. Fifteen statements on SQLite (each row of
+    an executemany counted), each a primary-key or unique-index lookup, an insert or a
+    relative update, so the cost does not grow with the ledger.
 
-Reads (eligibility, pre-settle, queries) run in read units and write nothing; pre-settle
-runs the same engine on the same inputs as settle without locking anything.
+Pre-settle is one unit too (:func:`counter_unit`): its request nonce and the same counter
+read, then the engine outside the transaction (:func:`estimate`), on the same inputs as
+settle, locking nothing. Eligibility and the queries run in read units and write nothing.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
@@ -575,8 +577,7 @@ def _claim_key(session: Session, keyed: KeyedRequest) -> Stored | None:
         # Another worker or replica holding the key in an uncommitted transaction: answer 409
         # now instead of waiting on its row (see the module docstring).
         lock_id = advisory_lock_id(keyed.client_id, keyed.idempotency_key)
-        connection = session.connection()
-        if not connection.execute(_TRY_ADVISORY_LOCK, {"lock_id": lock_id}).scalar_one():
+        if not _TRY_ADVISORY_LOCK.execute(session, (lock_id,)).fetchone()[0]:
             raise IdempotencyKeyInUse("the first request with this key is still running")
     outcome = lookup_request(
         session,
@@ -592,7 +593,8 @@ def _claim_key(session: Session, keyed: KeyedRequest) -> Stored | None:
     return Stored(outcome.response_status, outcome.response_body, replayed=True)
 
 
-_TRY_ADVISORY_LOCK: Final = select(func.pg_try_advisory_xact_lock(bindparam("lock_id")))
+# PostgreSQL only (the caller checks the dialect); on the driver's cursor like the rest.
+_TRY_ADVISORY_LOCK: Final = DriverStatement("SELECT pg_try_advisory_xact_lock(?)")
 
 
 def _finish(session: Session, keyed: KeyedRequest, status: int, body: str) -> Stored:
