@@ -5,7 +5,8 @@ details (3202), message by message.
 Counting rules (the hub's, docs/cross-province.md): by settle date in Beijing time; a settled
 message counts under ``settled`` unless cancelled or reversed. On the gateway side a message
 counts as settled when it is ``confirmed``; ``cancelled`` and ``reversed`` are listed
-separately; ``intent`` and ``unknown`` are not final yet and are reported as unresolved.
+separately; ``intent`` and ``unknown`` are not final yet and are reported as unresolved, and so
+is a ``confirmed`` message with a cancel in doubt that the hub already lists as cancelled.
 
 :func:`compare` is pure: both sides' per-message records in, the mismatches out.
 """
@@ -79,6 +80,9 @@ class HubMessage:
     status: str  # gateway: RemoteStatus value; hub: settled | cancelled | reversed | none
     setl_id: str | None = None
     figures: Figures = Figures()
+    # Gateway side: confirmed with a cancel msgid written whose outcome is not booked yet (a
+    # cancel in flight, or one the reversal task is resolving).
+    cancel_in_doubt: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +159,16 @@ def gateway_messages(
         .order_by(RemoteSettlementRow.id)
         .limit(MAX_STATEMENT_MESSAGES)
     )
-    return [HubMessage(r.msgid, r.status.value, r.setl_id, _figures(r)) for r in rows]
+    return [
+        HubMessage(
+            r.msgid,
+            r.status.value,
+            r.setl_id,
+            _figures(r),
+            cancel_in_doubt=r.status is RemoteStatus.CONFIRMED and r.cancel_msgid is not None,
+        )
+        for r in rows
+    ]
 
 
 def compare(
@@ -186,6 +199,9 @@ def compare(
                 unresolved += 1
                 continue  # not final: the reversal queue decides it
         hub_status = "none" if theirs is None else theirs.status
+        if mine is not None and mine.cancel_in_doubt and hub_status == "cancelled":
+            unresolved += 1
+            continue  # not final: the cancel's outcome is being written or resolved
         if mine is None:
             if hub_status in ("settled", "cancelled"):
                 mismatches.append(

@@ -146,6 +146,12 @@ def _cancel_postings(engine: Engine) -> int:
         )
 
 
+def _clearing_path(settled: dict[str, Any]) -> str:
+    # Cleared by the hub's settle day (Beijing), which is the real one, not the fake clock's.
+    day = settled["setlinfo"]["setl_time"][:10]
+    return f"/v1/crossprov/clearing?insuplc_admdvs=320000&begin={day}&end={day}"
+
+
 async def _round(app: web.Application) -> int:
     return await run_reversals_once(app[HUB], app[DATABASE], app[CLOCK])
 
@@ -188,9 +194,12 @@ async def test_an_unknown_cancel_the_hub_did_is_booked_by_the_task_once(
     assert hub.query(row.cancel_msgid)["status"] == "cancelled"  # the hub did cancel
     check = _check(world)
     assert (check.status, check.oinfno) == (ReversalStatus.PENDING, "2208")
-    # The terminal never retries. Before the check is due, the task leaves it alone ...
+    # The terminal never retries. Before the check is due, the task leaves it alone, and the
+    # clearing statement counts the message as unresolved rather than differing ...
     assert await _round(client.app) == 0
     assert _row(world).status is RemoteStatus.CONFIRMED
+    doubt = await (await till.get(_clearing_path(settled))).json()
+    assert (doubt["unresolved_count"], doubt["mismatches"], doubt["matched"]) == (1, [], False)
     # ... then asks the hub and books the cancellation.
     before = _resolutions("cancelled")
     _past_backoff(client, clock)
@@ -209,12 +218,9 @@ async def test_an_unknown_cancel_the_hub_did_is_booked_by_the_task_once(
     shown = await till.get(f"/v1/settlements/{settled['setl_id']}")
     assert (await shown.json())["status"] == "cancelled"
     # The clearing statement agrees with the hub message by message.
-    day = VISIT_DATE.isoformat()
-    statement = await till.get(
-        f"/v1/crossprov/clearing?insuplc_admdvs=320000&begin={day}&end={day}"
-    )
-    body = await statement.json()
-    assert body["mismatches"] == []
+    body = await (await till.get(_clearing_path(settled))).json()
+    assert (body["unresolved_count"], body["mismatches"], body["matched"]) == (0, [], True)
+    assert (body["settled"]["count"], body["cancelled"]["count"]) == (0, 1)
     # A retry that comes after all is told the truth, and posts nothing.
     await assert_problem(
         await _cancel(till, settled["setl_id"], "c-1"), 409, "SETTLEMENT_ALREADY_CANCELLED"

@@ -511,3 +511,19 @@ def test_every_kind_of_disagreement_is_listed_by_msgid() -> None:
         ("m3", "status_differs"),
         ("m4", "missing_at_gateway"),
     ]
+
+
+def test_a_cancel_in_doubt_is_unresolved_until_the_task_writes_its_outcome() -> None:
+    mine = clearing.HubMessage("m1", "confirmed", "S1", ONE, cancel_in_doubt=True)
+    statement = _compare([mine], [clearing.HubMessage("m1", "cancelled", "S1", ONE)])
+    assert (statement.unresolved_count, statement.mismatches) == (1, [])
+    assert not statement.matched
+    # Without a cancel in doubt, the same disagreement is a mismatch.
+    settled = clearing.HubMessage("m1", "confirmed", "S1", ONE)
+    (mismatch,) = _compare(
+        [settled], [clearing.HubMessage("m1", "cancelled", "S1", ONE)]
+    ).mismatches
+    assert (mismatch.reason, mismatch.hub_status) == ("status_differs", "cancelled")
+    # A cancel in doubt the hub never did still agrees with "settled".
+    agreed = _compare([mine], [clearing.HubMessage("m1", "settled", "S1", ONE)])
+    assert (agreed.unresolved_count, agreed.mismatches) == (0, [])
