@@ -27,7 +27,7 @@ HUB_CALLS: Final = Counter(
 )
 REVERSAL_QUEUE_DEPTH: Final = Gauge(
     "ssc_hub_reversal_queue_depth",
-    "Reversals (2601) waiting for the hub's confirmation (read from the database).",
+    "Reversals (2601) and cancel checks waiting for the hub's word (read from the database).",
     multiprocess_mode="livemax",
 )
 BREAKER_STATE: Final = Gauge(

@@ -6,7 +6,10 @@
   written as ``intent`` BEFORE the call; its ``msgid`` is unique, so a message is never sent
   for two purposes, and its status walks the state machine of :mod:`.remote`;
 * ``hub_reversals``: the durable reversal queue (冲正, 2601) for outcomes that are unknown,
-  claimed by lease so that several workers and a restart are safe.
+  claimed by lease so that several workers and a restart are safe; it also holds each
+  cancelled (or cancelling) settlement's *cancel check* (``oinfno`` the cancel's infno), leased
+  to the request sending the cancel and resolved by the reversal task when its outcome is
+  unknown (settlement.crossprov.remote).
 
 The database holds the rules: a confirmed settlement has its verbatim ``setlinfo`` and exact
 amounts (``medfee_sumamt = fund_pay_sumamt + acct_pay + psn_cash_pay``); a referral filing has
@@ -185,7 +188,9 @@ class ReversalStatus(enum.StrEnum):
 
 
 class HubReversalRow(SettlementBase):
-    """The durable reversal queue (冲正队列): one row per message whose outcome is unknown."""
+    """The durable reversal queue (冲正队列): one row per settle message whose outcome is
+    unknown (``oinfno`` its settle infno), or per settlement being cancelled (``oinfno`` the
+    cancel's infno: the cancel check of ``remote_settlements.cancel_msgid``)."""
 
     __tablename__ = "hub_reversals"
     __table_args__ = (
