@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -878,6 +878,81 @@ def personalise_cards(
     return {app_id: personalise(app_id, ca, now) for app_id in application_ids}
 
 
+def _record_batch_cards(
+    session: Session,
+    agent: Agent,
+    batch_id: int,
+    apps: Sequence[Row[int, int, str]],
+    made: Mapping[int, PersonalisedCard],
+    *,
+    now: dt.datetime,
+    mail: bool,
+) -> None:
+    """The rows of a production unit in a few statements instead of ~5 per card (the ORM path
+    of _record_card and _move_card costs ~1 ms a card of writer time): the card rows, each
+    application's stage and card, and the produce (and mail) history rows, with the SAME
+    stages and events the state machine gives one card at a time."""
+    produced = transition(Stage.IN_BATCH, Event.PRODUCE)
+    final = transition(produced, Event.MAIL) if mail else produced
+    issued_on = _local_date(now)
+    session.execute(
+        insert(Card),
+        [
+            {
+                "card_sn": made[app.id].card_sn,
+                "card_no": made[app.id].card_no,
+                "holder_id": app.holder_id,
+                "generation": 3,
+                "state": final.card_state(),
+                "issued_on": issued_on,
+                "expires_on": made[app.id].expires_on,
+                "cert_sm3": made[app.id].cert_sm3,
+                "superseded_by": None,
+                "state_changed_at": now,
+            }
+            for app in apps
+        ],
+    )
+    applications = Application.__table__
+    assert isinstance(applications, Table)
+    # Core, not ORM: one executemany by key (the ORM's bulk update would want ORM objects).
+    session.execute(
+        update(applications)
+        .where(applications.c.id == bindparam("app_id"))
+        .values(
+            card_sn=bindparam("new_card_sn"),
+            open_holder_id=None,
+            stage=final.value,
+            updated_at=now,
+        ),
+        [{"app_id": app.id, "new_card_sn": made[app.id].card_sn} for app in apps],
+    )
+    steps: list[tuple[Event, Stage, Stage, str | None]] = [
+        (Event.PRODUCE, Stage.IN_BATCH, produced, None)
+    ]
+    if mail:
+        steps.append((Event.MAIL, produced, final, f"batch {batch_id}"))
+    session.execute(
+        _INSERT_EVENT,
+        [
+            {
+                "holder_id": app.holder_id,
+                "application_id": app.id,
+                "card_sn": made[app.id].card_sn,
+                "event": event.value,
+                "from_stage": before.value,
+                "to_stage": after.value,
+                "at": now,
+                "actor": agent.actor,
+                "channel": app.channel,
+                "note": note,
+            }
+            for app in apps
+            for event, before, after, note in steps
+        ],
+    )
+
+
 def record_made_cards(
     session: Session,
     agent: Agent,
@@ -899,27 +974,24 @@ def record_made_cards(
     batch = session.get(ProductionBatch, batch_id, with_for_update=True)
     if batch is None:
         raise BatchNotFound(f"no production batch {batch_id}")
-    if made:
-        apps = (
-            session.execute(
-                select(Application)
-                .where(
-                    Application.id.in_(list(made)),
-                    Application.batch_id == batch_id,
-                    Application.stage == Stage.IN_BATCH.value,
-                )
-                .order_by(Application.id)
-                .with_for_update()
+    apps = (
+        session.execute(
+            select(Application.id, Application.holder_id, Application.channel)
+            .where(
+                Application.id.in_(list(made)),
+                Application.batch_id == batch_id,
+                Application.stage == Stage.IN_BATCH.value,
             )
-            .scalars()
-            .all()
-        )
-        for app in apps:
-            card = _record_card(
-                session, app, agent, made[app.id], personaliser=personaliser, now=now
-            )
-            if mail:
-                _move_card(session, card, Event.MAIL, agent, now, note=f"batch {batch_id}", app=app)
+            .order_by(Application.id)
+            .with_for_update()
+        ).all()
+        if made
+        else []
+    )
+    if apps:
+        _record_batch_cards(session, agent, batch_id, apps, made, now=now, mail=mail)
+        for app in apps:  # once the rows are in: a unit that fails before leaves no key out
+            personaliser.write(made[app.id])
     report = batch_report(session, agent, batch_id)
     if batch.produced_at is None and report.by_stage.get(Stage.IN_BATCH.value, 0) == 0:
         batch.produced_at = now

@@ -52,9 +52,10 @@ CSV_CONTENT_TYPES: Final = ("text/csv", "application/csv")
 # Rows per transaction of an upload, cards per transaction of a production run: every worker
 # shares ONE database writer (gateway.db), and settlements must not wait behind a 5,000-row file
 # or a 10,000-card batch. ~2.5 ms of CPU per row: ~0.1 s of writer time per unit of 50 instead
-# of minutes; a commit costs ~1 ms. A card's key pair and certificate (~3 ms of CPU) are made
-# before its unit, in a worker thread (see produce), so a unit of 25 cards holds the writer
-# for its ~1 ms of rows per card only (~25 ms measured, against ~90 ms with the keys inside).
+# of minutes; a commit costs ~1 ms. A card's key pair and certificate (~2 ms of CPU) are made
+# before its unit, in a worker thread (see produce), and the unit writes its rows in a few
+# statements: a unit of 25 cards holds the writer ~5 ms (measured; ~60 ms with the keys made
+# inside it, ~17 ms with them outside but the rows written one ORM object at a time).
 UPLOAD_ROWS_PER_UNIT: Final = 50
 PRODUCE_CARDS_PER_UNIT: Final = 25
 BATCH_APPLICATIONS_PER_UNIT: Final = 1_000  # ~0.03 ms each: grouping is cheap per row
