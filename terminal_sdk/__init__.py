@@ -70,6 +70,7 @@ from terminal_sdk.flows import (
     recover_settlement,
 )
 from terminal_sdk.problems import (
+    AnswerLost,
     ApplicationRefused,
     CardAuthFailed,
     CardNotAccepted,
@@ -120,6 +121,7 @@ from terminal_sdk.readers import (
 from terminal_sdk.receipt import FundPayment, Receipt, yuan
 
 __all__ = [
+    "AnswerLost",
     "ApduTrace",
     "ApduTransport",
     "ApplicationRefused",

@@ -28,6 +28,9 @@ Retries (bounded by :class:`RetryPolicy`, exponential backoff with full jitter):
 When a keyed operation's outcome stays unknown after the retries, :class:`OutcomeUnknown`
 carries a :class:`PendingOperation`; :meth:`GatewayClient.resume` sends it again, with the same
 key, later (after the network is back, after the card was reinserted and authenticated again).
+A request without a key whose answer was lost (a POST that is not a query, such as the card's
+answer to a challenge) ends as :class:`AnswerLost`, which is not ``retryable``: it may have
+taken effect, and nothing makes a repeat harmless.
 
 :class:`SyncGatewayClient` offers the same calls to HIS code that is not async: it runs a
 private event loop in a thread, and runs card operations on the *caller's* thread (PC/SC
@@ -63,6 +66,7 @@ from sscard.terminal_auth import signed_headers
 from terminal_sdk.card import SocialSecurityCard
 from terminal_sdk.card_auth import CardAuthProof, challenge_request, prove
 from terminal_sdk.problems import (
+    AnswerLost,
     CertificateUnknown,
     GatewayProblem,
     GatewayUnreachable,
@@ -405,7 +409,7 @@ class GatewayClient:
             if retry_after is not None and retry_after > self.retry.max_retry_after_s:
                 retryable = False
             if not retryable or attempt >= self.retry.max_attempts:
-                raise self._give_up(error, maybe_done, pending())
+                raise self._give_up(error, maybe_done, pending(), repeatable=retry_after_send)
             delay = retry_after if retry_after is not None else self.retry.backoff_s(attempt)
             _log.info(
                 "gateway %s %s: %s, attempt %d of %d, retrying in %.2f s",
@@ -459,13 +463,22 @@ class GatewayClient:
 
     @staticmethod
     def _give_up(
-        error: GatewayProblem, maybe_done: bool, pending: PendingOperation | None
+        error: GatewayProblem,
+        maybe_done: bool,
+        pending: PendingOperation | None,
+        *,
+        repeatable: bool,
     ) -> GatewayProblem:
         if maybe_done and pending is not None:
             unknown = OutcomeUnknown(detail=f"last error: {error.code}: {error.detail}")
             unknown.pending = pending
             unknown.__cause__ = error
             return unknown
+        if maybe_done and not repeatable:
+            # Sent with no key to make a repeat harmless: not retryable as it stands.
+            lost = AnswerLost(detail=f"last error: {error.code}: {error.detail}")
+            lost.__cause__ = error
+            return lost
         return error
 
     def _sign(self, method: str, target: str, raw: bytes) -> dict[str, str]:

@@ -30,8 +30,10 @@ Hierarchy (all are :class:`terminal_sdk.errors.TerminalError`)::
     GatewayProblem                 .code .status .message(_zh) .detail .request_id
      │                             .retryable .retry_after_s .field_errors .extensions
      ├── GatewayUnreachable        retryable: no HTTP answer (refused, DNS, timeout, cut)
-     │    └── OutcomeUnknown       retryable: a keyed operation may or may not have happened;
-     │                             .pending, for GatewayClient.resume (same key)
+     │    ├── OutcomeUnknown       retryable: a keyed operation may or may not have happened;
+     │    │                        .pending, for GatewayClient.resume (same key)
+     │    └── AnswerLost           NOT retryable: a request without a key may or may not
+     │                             have happened; a repeat could do it twice
      ├── GatewayBusy               retryable: 429/503 with Retry-After (.retry_after_s)
      │    ├── HubUnavailable       HUB_UNAVAILABLE: the national hub is unreachable; nothing
      │    │                        was charged (the client retries after Retry-After)
@@ -88,6 +90,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROBLEM_CLASSES",
+    "AnswerLost",
     "ApplicationRefused",
     "CardAuthFailed",
     "CardNotAccepted",
@@ -231,6 +234,21 @@ class OutcomeUnknown(GatewayUnreachable):
 
     def _extra(self) -> dict[str, object]:
         return super()._extra() | {"pending": self.pending}
+
+
+class AnswerLost(GatewayUnreachable):
+    """The connection failed after a request WITHOUT an Idempotency-Key was sent (a POST
+    that is not a mere query, e.g. the card's answer to a challenge): it may have taken
+    effect, and sending it again could do it twice. Not retryable as it stands: find out what
+    happened (or start the step over, e.g. read the card again), then act."""
+
+    code = "ANSWER_LOST"
+    default_message = (
+        "The connection broke after the request was sent; it may have gone through. Check "
+        "before doing it again."
+    )
+    default_message_zh = "请求发出后连接中断，请求可能已成功。请先核实，再决定是否重新办理。"
+    retryable = False
 
 
 class GatewayBusy(GatewayProblem):

@@ -24,6 +24,7 @@ from sdk_testkit import Pki, WrappedCard, legacy_card, third_gen_card
 
 from sscard.terminal_auth import HEADER_NONCE
 from terminal_sdk import (
+    AnswerLost,
     CardNotAccepted,
     CardNotGenuine,
     CertificateUnknown,
@@ -180,9 +181,11 @@ async def test_the_cards_answer_is_never_replayed(
             retry_after_send=False,
             retry_when_busy=False,
         )
-    with pytest.raises(GatewayUnreachable) as lost:
+    with pytest.raises(AnswerLost) as lost:
         await client.request("POST", "/v1/card-auth/response", body=body, retry_after_send=False)
+    assert isinstance(lost.value, GatewayUnreachable)
     assert not isinstance(lost.value, OutcomeUnknown)  # no key: nothing to resume
+    assert not lost.value.retryable  # the challenge may be spent: a fresh one, not a repeat
     assert len(fake.calls("POST /v1/card-auth/response")) == 2
     assert sleeps.delays == []
 
@@ -195,9 +198,17 @@ async def test_a_lost_answer_retries_gets_but_not_unkeyed_posts(
     assert len(fake.calls("GET /v1/echo")) == 2
 
     fake.script["POST /v1/echo"] = [DROP]
-    with pytest.raises(GatewayUnreachable):
+    with pytest.raises(AnswerLost) as lost:
         await client.request("POST", "/v1/echo", body={})
     assert len(fake.calls("POST /v1/echo")) == 1
+    assert not lost.value.retryable
+    # A query (safe to repeat) whose answers were all lost may simply be asked again later.
+    fake.script["POST /v1/echo"] = [DROP, DROP, DROP]
+    with pytest.raises(GatewayUnreachable) as unreachable:
+        await client.request("POST", "/v1/echo", body={}, retry_after_send=True)
+    assert len(fake.calls("POST /v1/echo")) == 1 + 3
+    assert type(unreachable.value) is GatewayUnreachable
+    assert unreachable.value.retryable
 
 
 async def test_proxy_502_is_a_lost_answer_without_problem_json(
