@@ -872,7 +872,7 @@ def cards_to_make(
 def personalise_cards(
     application_ids: Sequence[int], ca: IssuingCa, now: dt.datetime
 ) -> dict[int, PersonalisedCard]:
-    """A new key pair and certificate for each application's card: CPU only (~4 ms a card),
+    """A new key pair and certificate for each application's card: CPU only (~2 ms a card),
     no session. Run it OUTSIDE the write transaction (a worker thread), then hand the result
     to :func:`record_made_cards`: the database's one writer is then held for the rows only."""
     return {app_id: personalise(app_id, ca, now) for app_id in application_ids}
@@ -1179,7 +1179,7 @@ def replace(
         batch = _instant_batch(session, app, now)
         _move_application(session, app, Event.ADD_TO_BATCH, agent, now)
         app.batch_id = batch.id
-        # One card made at the desk: its ~4 ms of key and certificate stay in this unit (the
+        # One card made at the desk: its ~2 ms of key and certificate stay in this unit (the
         # application id, which the card_sn derives from, is only known here).
         made = personalise(app.id, ca, now)
         card = _record_card(session, app, agent, made, personaliser=personaliser, now=now)
