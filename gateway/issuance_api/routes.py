@@ -511,7 +511,7 @@ async def produce(call: Call[EmptyIn]) -> BatchReportOut | web.Response:
     )
     while True:  # each round makes its cards, or finds none left: this ends
         ids = await call.app[DATABASE].read(find)
-        # Key pairs and certificates (~4 ms of CPU a card) in a worker thread, before the write
+        # Key pairs and certificates (~2 ms of CPU a card) in a worker thread, before the write
         # unit: the one database writer is held for the rows only. A failure from here on
         # writes nothing; the next round (or call) makes the same cards anew.
         made = await asyncio.to_thread(service.personalise_cards, ids, ca, now)
