@@ -23,13 +23,11 @@ from gateway.crossprov.models import RemoteEligibilityOut, RemoteSettlementOut
 from gateway.errors import ErrorCode, GatewayError
 from gateway.routing import Call
 from gateway.settlement_api import service as local
-from gateway.settlement_api.service import AdmissionClosed
 from gateway.state import CLOCK, DATABASE
 from settlement.claim import ClaimLine
 from settlement.crossprov.filings import filing_for_visit, filings_of
 from settlement.crossprov.routing import RemoteInsuredPlace
-from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
-from settlement.store import AdmissionFeeLineRow, AdmissionRow
+from settlement.store import AdmissionFeeLineRow
 
 __all__ = ["cancel", "discharge", "eligibility", "get_settlement", "pre_settle", "settle"]
 
@@ -139,38 +137,11 @@ async def cancel(call: Call[Any], setl_id: str, *, operation: str) -> web.Respon
 
 
 def _stay_unit(session: Session, *, fixmedins_code: str, admission_id: str) -> list[ClaimLine]:
-    """The stay's fee lines, unless a discharge through the hub already settled it (or may
-    have: intent or unknown), or settled it and was cancelled since: a cancelled local
-    discharge leaves its admission discharged too, so neither can be discharged again. Only
-    ``failed`` and ``reversed`` (nothing stands at the hub) let the stay be discharged anew.
-    The local admission row stays ``open`` after a remote discharge (its settlement
-    reference points at local settlements only), so this check is what keeps a second
-    discharge from settling the stay twice."""
-    admission = session.scalar(
-        select(AdmissionRow).where(
-            AdmissionRow.admission_id == admission_id,
-            AdmissionRow.fixmedins_code == fixmedins_code,
-        )
+    """The stay's fee lines, unless it was already discharged through the hub (checked again,
+    under the admission's lock, in the intent's transaction)."""
+    admission = service.require_stay_not_discharged(
+        session, fixmedins_code=fixmedins_code, admission_id=admission_id, lock=False
     )
-    assert admission is not None  # the local unit found it before raising
-    standing = session.scalar(
-        select(RemoteSettlementRow.status)
-        .where(
-            RemoteSettlementRow.mdtrt_id == admission_id,
-            RemoteSettlementRow.fixmedins_code == fixmedins_code,
-            RemoteSettlementRow.status.in_(
-                (
-                    RemoteStatus.INTENT,
-                    RemoteStatus.UNKNOWN,
-                    RemoteStatus.CONFIRMED,
-                    RemoteStatus.CANCELLED,
-                )
-            ),
-        )
-        .limit(1)
-    )
-    if standing is not None:
-        raise AdmissionClosed(f"the stay was already settled through the hub ({standing.value})")
     rows = session.scalars(
         select(AdmissionFeeLineRow)
         .where(AdmissionFeeLineRow.admission_id == admission.id)

@@ -37,7 +37,7 @@ from gateway.crossprov.views import remote_view, settlement_view
 from gateway.errors import ErrorCode, GatewayError
 from gateway.routing import JSON_CONTENT_TYPE, NonceClaim
 from gateway.settlement_api.models import InsuranceOut
-from gateway.settlement_api.service import KeyedRequest, Stored
+from gateway.settlement_api.service import AdmissionClosed, KeyedRequest, Stored
 from gateway.state import DATABASE
 from gateway.store import Institution
 from settlement.claim import ClaimLine
@@ -47,7 +47,7 @@ from settlement.crossprov.routing import RemoteInsuredPlace
 from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
 from settlement.errors import SettlementAlreadyCancelled, SettlementNotFound
 from settlement.idempotency import begin_request, finish_request, release_request
-from settlement.store import IdempotencyKey, IdempotencyStatus
+from settlement.store import AdmissionRow, IdempotencyKey, IdempotencyStatus
 
 __all__ = ["cancel_remote", "eligibility_remote", "find_remote", "settle_remote"]
 
@@ -111,8 +111,52 @@ def _plan_unit(
     return filing.value, int(level or 1)
 
 
+_STANDING: Final = (
+    RemoteStatus.INTENT,
+    RemoteStatus.UNKNOWN,
+    RemoteStatus.CONFIRMED,
+    RemoteStatus.CANCELLED,
+)
+
+
+def require_stay_not_discharged(
+    session: Session, *, fixmedins_code: str, admission_id: str, lock: bool
+) -> AdmissionRow:
+    """The admission, unless a discharge through the hub already settled it (or may have:
+    intent or unknown), or settled it and was cancelled since: a cancelled local discharge
+    leaves its admission discharged too, so neither can be discharged again. Only ``failed``
+    and ``reversed`` (nothing stands at the hub) let the stay be discharged anew. The local
+    admission row stays ``open`` after a remote discharge (its settlement reference points at
+    local settlements only), so this check is what keeps a second discharge from settling the
+    stay twice; ``lock`` (in the intent's transaction) makes two concurrent discharges of one
+    stay take turns, so the second sees the first's intent."""
+    query = select(AdmissionRow).where(
+        AdmissionRow.admission_id == admission_id,
+        AdmissionRow.fixmedins_code == fixmedins_code,
+    )
+    admission = session.scalar(query.with_for_update() if lock else query)
+    assert admission is not None  # the local unit found it before raising
+    standing = session.scalar(
+        select(RemoteSettlementRow.status)
+        .where(
+            RemoteSettlementRow.mdtrt_id == admission_id,
+            RemoteSettlementRow.fixmedins_code == fixmedins_code,
+            RemoteSettlementRow.status.in_(_STANDING),
+        )
+        .limit(1)
+    )
+    if standing is not None:
+        raise AdmissionClosed(f"the stay was already settled through the hub ({standing.value})")
+    return admission
+
+
 def _intent_unit(
-    session: Session, *, keyed: KeyedRequest, row: RemoteSettlementRow, nonce: NonceClaim | None
+    session: Session,
+    *,
+    keyed: KeyedRequest,
+    row: RemoteSettlementRow,
+    nonce: NonceClaim | None,
+    admission_id: str | None,
 ) -> Stored | None:
     if nonce is not None:
         nonce.claim(session)  # first: a replayed request stops here
@@ -127,6 +171,10 @@ def _intent_unit(
         assert outcome.response_status is not None
         assert outcome.response_body is not None
         return Stored(outcome.response_status, outcome.response_body, replayed=True)
+    if admission_id is not None:
+        require_stay_not_discharged(
+            session, fixmedins_code=row.fixmedins_code, admission_id=admission_id, lock=True
+        )
     remote.begin_intent(session, row)
     return None
 
@@ -209,6 +257,7 @@ async def settle_remote(
     client = context.client
     assert client is not None
     infno = wire.SETTLE_INFNO_FOR_VISIT_TYPE[visit_type]
+    admission_id = mdtrt_id  # given only for a discharge: the stay's admission id
     mdtrt_id = mdtrt_id or f"M{visit_date:%Y%m%d}{secrets.token_hex(8)}"
     payload = {
         "psn_no": place.psn_no,
@@ -247,7 +296,15 @@ async def settle_remote(
             created_at=keyed.now,
         )
         try:
-            stored = await db.write(partial(_intent_unit, keyed=keyed, row=row, nonce=nonce))
+            stored = await db.write(
+                partial(
+                    _intent_unit,
+                    keyed=keyed,
+                    row=row,
+                    nonce=nonce,
+                    admission_id=admission_id,
+                )
+            )
         except IntegrityError:
             if draw == _MSGID_DRAWS:
                 raise

@@ -6,6 +6,7 @@ closed). SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -128,3 +129,15 @@ async def test_a_remote_discharge_closes_the_admission_and_refuses_later_fee_lin
         f"/v1/admissions/{admission_id}/fee-lines", {"lines": STAY_LINES}, key="late"
     )
     await assert_problem(late, 409, "ADMISSION_CLOSED")
+
+
+async def test_two_discharges_of_one_stay_at_once_settle_it_once(till: Till, world: Engine) -> None:
+    admission_id = await _admitted_with_lines(till)
+    first, second = await asyncio.gather(
+        _discharge(till, admission_id, "d-a"), _discharge(till, admission_id, "d-b")
+    )
+    answers = sorted([first.status, second.status])
+    assert answers == [201, 409], [await first.text(), await second.text()]
+    loser = first if first.status == 409 else second
+    await assert_problem(loser, 409, "ADMISSION_CLOSED")
+    assert [r.status for r in _remote(world)] == [RemoteStatus.CONFIRMED]
