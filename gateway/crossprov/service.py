@@ -123,9 +123,11 @@ def require_stay_not_discharged(
     session: Session, *, fixmedins_code: str, admission_id: str, lock: bool
 ) -> AdmissionRow:
     """The admission, unless a discharge through the hub already settled it (or may have:
-    intent or unknown), or settled it and was cancelled since: a cancelled local discharge
-    leaves its admission discharged too, so neither can be discharged again. Only ``failed``
-    and ``reversed`` (nothing stands at the hub) let the stay be discharged anew. The local
+    intent), or settled it and was cancelled since: a cancelled local discharge leaves its
+    admission discharged too, so neither can be discharged again (ADMISSION_CLOSED). While an
+    earlier discharge is ``unknown`` (being reversed) the answer is the retryable
+    HUB_OUTCOME_UNKNOWN. Only ``failed`` and ``reversed`` (nothing stands at the hub) let the
+    stay be discharged anew. The local
     admission row stays ``open`` after a remote discharge (its settlement reference points at
     local settlements only), so this check is what keeps a second discharge from settling the
     stay twice; ``lock`` (in the intent's transaction) makes two concurrent discharges of one
@@ -136,17 +138,25 @@ def require_stay_not_discharged(
     )
     admission = session.scalar(query.with_for_update() if lock else query)
     assert admission is not None  # the local unit found it before raising
-    standing = session.scalar(
-        select(RemoteSettlementRow.status)
-        .where(
-            RemoteSettlementRow.mdtrt_id == admission_id,
-            RemoteSettlementRow.fixmedins_code == fixmedins_code,
-            RemoteSettlementRow.status.in_(_STANDING),
+    standing = set(
+        session.scalars(
+            select(RemoteSettlementRow.status).where(
+                RemoteSettlementRow.mdtrt_id == admission_id,
+                RemoteSettlementRow.fixmedins_code == fixmedins_code,
+                RemoteSettlementRow.status.in_(_STANDING),
+            )
         )
-        .limit(1)
     )
-    if standing is not None:
-        raise AdmissionClosed(f"the stay was already settled through the hub ({standing.value})")
+    closing = sorted(status.value for status in standing - {RemoteStatus.UNKNOWN})
+    if closing:
+        raise AdmissionClosed(f"the stay was already settled through the hub ({closing[0]})")
+    if standing:
+        # An earlier discharge's outcome is unknown: its reversal (queued, final at the hub)
+        # is on its way, after which the stay may be discharged again. Retryable, unlike 409.
+        raise GatewayError(
+            ErrorCode.HUB_OUTCOME_UNKNOWN,
+            "an earlier discharge of this stay was not confirmed and is being reversed",
+        )
     return admission
 
 

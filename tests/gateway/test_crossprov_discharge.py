@@ -17,12 +17,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from test_crossprov_cancel import (  # the real hub process and the Jiangsu person
     VISIT_DATE,
+    HubProcess,
     hub,
     settings_overrides,
     till,
     world,
 )
 
+from gateway.crossprov.hub import HUB, run_reversals_once
+from gateway.state import CLOCK, DATABASE
 from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
 from settlement.store import AdmissionRow, AdmissionStatus
 
@@ -141,3 +144,21 @@ async def test_two_discharges_of_one_stay_at_once_settle_it_once(till: Till, wor
     loser = first if first.status == 409 else second
     await assert_problem(loser, 409, "ADMISSION_CLOSED")
     assert [r.status for r in _remote(world)] == [RemoteStatus.CONFIRMED]
+
+
+async def test_a_retry_while_an_unknown_discharge_is_being_reversed_is_told_to_retry(
+    till: Till, world: Engine, hub: HubProcess, client: Any
+) -> None:
+    admission_id = await _admitted_with_lines(till)
+    hub.set_faults(error_5xx_ratio=1.0)  # nothing processed, the outcome unknown to us
+    await assert_problem(await _discharge(till, admission_id, "d-1"), 503, "HUB_OUTCOME_UNKNOWN")
+    # The reversal cannot get through yet: the SDK's retry is told to wait, not "closed".
+    retried = await _discharge(till, admission_id, "d-1")
+    await assert_problem(retried, 503, "HUB_OUTCOME_UNKNOWN")
+    assert retried.headers["Retry-After"] == "1"
+    assert [r.status for r in _remote(world)] == [RemoteStatus.UNKNOWN]
+    hub.clear_faults()
+    assert await run_reversals_once(client.app[HUB], client.app[DATABASE], client.app[CLOCK]) == 1
+    again = await _discharge(till, admission_id, "d-1")
+    assert again.status == 201, await again.text()
+    assert [r.status for r in _remote(world)] == [RemoteStatus.REVERSED, RemoteStatus.CONFIRMED]
