@@ -589,6 +589,10 @@ class DriverSQL:
         return _converted(self._plan(connection.dialect)[1], row)
 
 
+# Rows one multi-row VALUES statement carries (above: executemany); also bounds the cache.
+_MAX_MULTI_ROWS: Final = 64
+
+
 class DriverInsert:
     """A hot-path INSERT of ``columns`` into ``table`` on the driver's cursor (see
     :class:`DriverSQL`: same stored values, same exceptions, unseen by SQLAlchemy's events).
@@ -599,7 +603,7 @@ class DriverInsert:
     and leaves no statement half-stepped on the cursor.
     """
 
-    __slots__ = ("_plans", "_returning_sql", "_sql", "_types")
+    __slots__ = ("_multi_sql", "_plans", "_returning_sql", "_sql", "_types")
 
     def __init__(
         self, table: Table, columns: tuple[str, ...], *, returning: str | None = None
@@ -610,6 +614,8 @@ class DriverInsert:
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
         # Keyed by paramstyle: sqlite3's qmark as written, psycopg's %s.
         self._sql = {"qmark": sql, "format": sql.replace("?", "%s")}
+        # PostgreSQL: INSERT … VALUES (…), (…) for n rows, built once per n (module constant).
+        self._multi_sql: dict[int, str] = {}
         self._returning_sql: dict[str, str] = {}
         if returning is not None:
             key = table.c[returning]
@@ -630,14 +636,33 @@ class DriverInsert:
         return [_converted(processors, row) for row in rows]
 
     def execute(self, connection: Connection, rows: Sequence[Sequence[Any]]) -> None:
-        """Insert ``rows`` (values in column order): one execute, or one executemany."""
+        """Insert ``rows`` (values in column order) in one statement.
+
+        SQLite: one execute, or one executemany (in-process: no round trips to save).
+        PostgreSQL: one multi-row ``VALUES (…), (…)``, one round trip; psycopg's executemany
+        enters pipeline mode, which for the few rows of a settle (its lines, its ledger
+        entries) cost more CPU than the statement itself.
+        """
         dialect = connection.dialect
         params = self._params(dialect, rows)
-        sql = self._sql["qmark" if dialect.paramstyle == "qmark" else "format"]
+        if dialect.paramstyle == "qmark":
+            if len(params) == 1:
+                _driver_cursor(connection, self._sql["qmark"], params[0]).close()
+            else:
+                _driver_cursor(connection, self._sql["qmark"], params, many=True).close()
+            return
         if len(params) == 1:
-            _driver_cursor(connection, sql, params[0]).close()
-        else:
-            _driver_cursor(connection, sql, params, many=True).close()
+            _driver_cursor(connection, self._sql["format"], params[0]).close()
+            return
+        if len(params) > _MAX_MULTI_ROWS:
+            _driver_cursor(connection, self._sql["format"], params, many=True).close()
+            return
+        sql = self._multi_sql.get(len(params))
+        if sql is None:
+            row = "(" + ", ".join("%s" for _ in self._types) + ")"
+            head = self._sql["format"][: self._sql["format"].rindex(" VALUES ")]
+            sql = self._multi_sql[len(params)] = f"{head} VALUES {', '.join([row] * len(params))}"
+        _driver_cursor(connection, sql, [value for row in params for value in row]).close()
 
     def insert_one(self, connection: Connection, row: Sequence[Any]) -> int:
         """Insert one row (values in column order) and return its generated primary key."""
