@@ -707,31 +707,6 @@ def estimate(read: CounterRead, lines: Sequence[ClaimLine]) -> PreSettleOut:
     return _estimate(read.facts.psn_no, result)
 
 
-def pre_settle_unit(
-    session: Session,
-    *,
-    card: CardCheck,
-    holder_id: int,
-    fixmedins_code: str,
-    visit_type: str,
-    visit_date: dt.date,
-    lines: Sequence[ClaimLine],
-    now: dt.datetime,
-) -> PreSettleOut:
-    """Pre-settle as one read unit (no nonce): :func:`counter_unit` then :func:`estimate`."""
-    read = counter_unit(
-        session,
-        nonce=None,
-        card=card,
-        holder_id=holder_id,
-        fixmedins_code=fixmedins_code,
-        visit_type=visit_type,
-        visit_date=visit_date,
-        now=now,
-    )
-    return estimate(read, lines)
-
-
 def _estimate(psn_no: str, result: SettlementResult) -> PreSettleOut:
     return PreSettleOut(
         psn_no=psn_no,

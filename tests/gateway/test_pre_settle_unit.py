@@ -73,7 +73,7 @@ async def test_a_pre_settle_is_one_non_durable_unit_with_its_nonce(
     assert snapshot(world) == before  # nothing but the nonce
 
 
-async def test_the_estimate_equals_the_read_only_path(
+async def test_the_estimate_equals_a_read_then_the_engine(
     till: Till, app: web.Application, signer: Signer
 ) -> None:
     body = outpatient()
@@ -82,17 +82,20 @@ async def test_the_estimate_equals_the_read_only_path(
     answered = await response.json()
     assert till.card_session is not None
     session = app[CARD_AUTH].require_card_session(till.card_session, signer.terminal_id)
-    expected = await app[DATABASE].read(
+    read = await app[DATABASE].read(
         partial(
-            service.pre_settle_unit,
+            service.counter_unit,
+            nonce=None,
             card=service.CardCheck(card_sn=session.card_sn, legacy_accepted_until=None),
             holder_id=session.holder_id,
             fixmedins_code=HOSPITAL,
             visit_type=body["visit_type"],
             visit_date=dt.date.fromisoformat(body["visit_date"]),
-            lines=service.claim_lines([LineIn(**line) for line in body["lines"]]),
             now=dt.datetime.fromtimestamp(app[CLOCK](), dt.UTC),
         )
+    )
+    expected = service.estimate(
+        read, service.claim_lines([LineIn(**line) for line in body["lines"]])
     )
     assert answered == json.loads(expected.model_dump_json())
     assert answered["medfee_sumamt"] > 0
