@@ -298,17 +298,28 @@ class AdmissionStatus(enum.StrEnum):
     DISCHARGED = "discharged"  # 出院结算 done: settled, no more fee lines
 
 
+# The admission CHECKs (migration st0005 writes the same strings).
+ADMISSION_DISCHARGED_HAS_SETTLEMENT: Final = (
+    "(status = 'discharged') = (setl_id IS NOT NULL OR remote_msgid IS NOT NULL)"
+)
+ADMISSION_ONE_SETTLEMENT: Final = "setl_id IS NULL OR remote_msgid IS NULL"
+
+
 class AdmissionRow(SettlementBase):
     """An inpatient stay (住院登记, 2401): fee lines accumulate while it is open; discharge
-    settles them all at once (2304) and links the settlement."""
+    settles them all at once (2304) and links the settlement: ``setl_id`` for a local one,
+    ``remote_msgid`` (the ``remote_settlements`` message) for one through the national hub,
+    exactly one of them once discharged."""
 
     __tablename__ = "admissions"
     __table_args__ = (
-        CheckConstraint(
-            "(status = 'discharged') = (setl_id IS NOT NULL)", name="discharged_has_settlement"
-        ),
+        CheckConstraint(ADMISSION_DISCHARGED_HAS_SETTLEMENT, name="discharged_has_settlement"),
+        CheckConstraint(ADMISSION_ONE_SETTLEMENT, name="one_settlement"),
         CheckConstraint("line_count >= 0", name="line_count_not_negative"),
         Index("ix_admissions_fixmedins_code_admission_date", "fixmedins_code", "admission_date"),
+        # A unique index rather than a UNIQUE constraint: SQLite can add an index to a table
+        # that has rows and dependants, but a constraint only by rebuilding the table (st0005).
+        Index("uq_admissions_remote_msgid", "remote_msgid", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -320,6 +331,11 @@ class AdmissionRow(SettlementBase):
     # Lines uploaded so far: the bound on a stay is checked against it under the row lock.
     line_count: Mapped[int] = mapped_column(Integer)
     setl_id: Mapped[str | None] = mapped_column(ForeignKey("settlements.setl_id"), unique=True)
+    # A discharge through the hub (2304): its msgid (settlement.crossprov.wire.make_msgid, 30
+    # characters). Not a row of ``settlements`` (docs/cross-province.md), so no setl_id; set in
+    # the transaction that books the hub's confirmation. No foreign key: remote_settlements
+    # lives in settlement.crossprov, which a create_all of this module alone would not know.
+    remote_msgid: Mapped[str | None] = mapped_column(String(30))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 

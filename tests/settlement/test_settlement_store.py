@@ -69,6 +69,7 @@ BRANCH = (
     "settlement.migrations.versions.st0002_settlement_api",
     "settlement.migrations.versions.st0003_cross_province",
     "settlement.migrations.versions.st0004_settlement_day_indexes",
+    "settlement.migrations.versions.st0005_admission_remote_discharge",
 )
 
 
@@ -318,6 +319,147 @@ def test_database_refuses_what_must_never_happen(engine: Engine) -> None:
     with Session(engine) as session:
         assert unbalanced_transactions(session) == []
         assert account_balance_fen(session, "fund:pooling") == 7
+
+
+_ADMIT = sa.text(
+    "INSERT INTO admissions (admission_id, person_id, fixmedins_code, admission_date, status, "
+    "line_count, setl_id, created_at) VALUES (:aid, :pid, 'H31010100001', :day, :status, 1, "
+    ":setl_id, :now)"
+)
+REMOTE_MSGID = "H31010100001202406011730000002"  # wire.make_msgid's 30 characters
+
+
+def _admit(
+    connection: sa.Connection, aid: str, person_id: int, status: str, setl_id: str | None = None
+) -> None:
+    params = {"aid": aid, "pid": person_id, "day": LATER_DAY, "status": status}
+    connection.execute(_ADMIT, {**params, "setl_id": setl_id, "now": NOW})
+
+
+def _person_and_settlement(engine: Engine) -> int:
+    with Session(engine) as session, session.begin():
+        person_id = _person(session)
+        session.add(_settlement_row(person_id))
+    return person_id
+
+
+def test_an_admission_is_discharged_by_exactly_one_settlement_local_or_remote(
+    engine: Engine,
+) -> None:
+    person_id = _person_and_settlement(engine)
+    with engine.begin() as connection:
+        _admit(connection, "A-OPEN", person_id, "open")
+        _admit(connection, "A-LOCAL", person_id, "discharged", "S0001")
+        _admit(connection, "A-REMOTE", person_id, "open")
+        connection.execute(
+            sa.text(
+                "UPDATE admissions SET status = 'discharged', remote_msgid = :m "
+                "WHERE admission_id = 'A-REMOTE'"
+            ),
+            {"m": REMOTE_MSGID},
+        )
+    remote_msgid = sa.text("UPDATE admissions SET remote_msgid = :m WHERE admission_id = :aid")
+    # Discharged with no settlement at all.
+    _expect_refused(
+        engine, sa.text("UPDATE admissions SET status = 'discharged' WHERE admission_id = 'A-OPEN'")
+    )
+    # Open, yet holding a settlement of the hub.
+    _expect_refused(engine, remote_msgid, {"m": "H31010100001202406011730000004", "aid": "A-OPEN"})
+    # Both a local and a remote settlement.
+    _expect_refused(engine, remote_msgid, {"m": "H31010100001202406011730000004", "aid": "A-LOCAL"})
+    # One hub message closes one stay.
+    _expect_refused(
+        engine,
+        sa.text(
+            "UPDATE admissions SET status = 'discharged', remote_msgid = :m "
+            "WHERE admission_id = 'A-OPEN'"
+        ),
+        {"m": REMOTE_MSGID},
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT admission_id, status, setl_id, remote_msgid FROM admissions "
+                "ORDER BY admission_id"
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("A-LOCAL", "discharged", "S0001", None),
+        ("A-OPEN", "open", None, None),
+        ("A-REMOTE", "discharged", None, REMOTE_MSGID),
+    ]
+
+
+def _migrate(engine: Engine, modules: list[str], step: str) -> None:
+    with (
+        engine.begin() as connection,
+        Operations.context(MigrationContext.configure(connection)),
+    ):
+        for name in modules:
+            getattr(importlib.import_module(name), step)()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine_at_st0004(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a database migrated up to st0004: st0005 runs over stored rows."""
+    if request.param == "sqlite":
+        engine = _sqlite_engine(tmp_path / "settlement.db")
+    else:
+        engine = create_engine(request.getfixturevalue("postgres_schema_url"))
+    _migrate(engine, list(BRANCH[:-1]), "upgrade")
+    yield engine
+    engine.dispose()
+
+
+def test_st0005_keeps_stored_stays_and_its_downgrade_refuses_remote_discharges(
+    engine_at_st0004: Engine,
+) -> None:
+    engine, st0005 = engine_at_st0004, [BRANCH[-1]]
+    assert BRANCH[-1].endswith("st0005_admission_remote_discharge")
+    person_id = _person_and_settlement(engine)
+    with engine.begin() as connection:
+        _admit(connection, "A-OPEN", person_id, "open")
+        _admit(connection, "A-LOCAL", person_id, "discharged", "S0001")
+    _migrate(engine, st0005, "upgrade")
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE admissions SET status = 'discharged', remote_msgid = :m "
+                "WHERE admission_id = 'A-OPEN'"
+            ),
+            {"m": REMOTE_MSGID},
+        )
+    # Refused, and nothing changed: the column and its value are still there.
+    with pytest.raises(RuntimeError, match="1 admission"):
+        _migrate(engine, st0005, "downgrade")
+    with engine.connect() as connection:
+        assert connection.execute(
+            sa.text("SELECT remote_msgid FROM admissions WHERE admission_id = 'A-OPEN'")
+        ).scalar_one() == (REMOTE_MSGID)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE admissions SET status = 'open', remote_msgid = NULL "
+                "WHERE admission_id = 'A-OPEN'"
+            )
+        )
+    _migrate(engine, st0005, "downgrade")
+    columns = {column["name"] for column in sa.inspect(engine).get_columns("admissions")}
+    assert "remote_msgid" not in columns
+    with engine.connect() as connection:
+        assert (
+            connection.execute(
+                sa.text("SELECT count(*) FROM admissions WHERE status = 'discharged'")
+            ).scalar_one()
+            == 1
+        )
+    # The narrow CHECK is back: discharged needs a local setl_id again.
+    _expect_refused(
+        engine, sa.text("UPDATE admissions SET status = 'discharged' WHERE admission_id = 'A-OPEN'")
+    )
 
 
 def test_idempotency_key_is_unique_per_client_and_done_needs_a_response(engine: Engine) -> None:
