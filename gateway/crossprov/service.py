@@ -6,8 +6,9 @@ database's write lock):
 1. **intent** (one write): claim the Idempotency-Key and insert ``remote_settlements`` with
    status ``intent`` and the input about to be sent. Committed before anything leaves.
 2. **call** the hub: bounded attempts with the same msgid (gateway.crossprov.client).
-3. **outcome** (one write): ``confirmed`` + setlinfo verbatim + ledger + the stored answer;
-   or ``failed`` (key released, like a local 4xx); or ``unknown`` + a reversal queued + key
+3. **outcome** (one write): ``confirmed`` + setlinfo verbatim + ledger + the stored answer
+   (+ for a discharge, the admission closed with the message's id, ``remote_msgid``); or
+   ``failed`` (key released, like a local 4xx); or ``unknown`` + a reversal queued + key
    released, answered 503 HUB_OUTCOME_UNKNOWN so the terminal's retry with the same key
    settles afresh under a new msgid.
 
@@ -22,6 +23,7 @@ import datetime as dt
 import json
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
@@ -47,7 +49,7 @@ from settlement.crossprov.routing import RemoteInsuredPlace
 from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
 from settlement.errors import SettlementAlreadyCancelled, SettlementNotFound
 from settlement.idempotency import begin_request, finish_request, release_request
-from settlement.store import AdmissionRow, IdempotencyKey, IdempotencyStatus
+from settlement.store import AdmissionRow, AdmissionStatus, IdempotencyKey, IdempotencyStatus
 
 __all__ = ["cancel_remote", "eligibility_remote", "find_remote", "settle_remote"]
 
@@ -127,11 +129,11 @@ def require_stay_not_discharged(
     admission discharged too, so neither can be discharged again (ADMISSION_CLOSED). While an
     earlier discharge is ``unknown`` (being reversed) the answer is the retryable
     HUB_OUTCOME_UNKNOWN. Only ``failed`` and ``reversed`` (nothing stands at the hub) let the
-    stay be discharged anew. The local
-    admission row stays ``open`` after a remote discharge (its settlement reference points at
-    local settlements only), so this check is what keeps a second discharge from settling the
-    stay twice; ``lock`` (in the intent's transaction) makes two concurrent discharges of one
-    stay take turns, so the second sees the first's intent."""
+    stay be discharged anew. A confirmed discharge also closes the admission row itself
+    (``remote_msgid``, booked with the confirmation), but the row is still ``open`` while a
+    discharge is ``intent`` or ``unknown``: this check is what keeps a second discharge from
+    settling the stay twice then; ``lock`` (in the intent's transaction) makes two concurrent
+    discharges of one stay take turns, so the second sees the first's intent."""
     query = select(AdmissionRow).where(
         AdmissionRow.admission_id == admission_id,
         AdmissionRow.fixmedins_code == fixmedins_code,
@@ -189,6 +191,36 @@ def _intent_unit(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Stay:
+    """The admission a discharge through the hub settles (its id is the call's mdtrt_id)."""
+
+    fixmedins_code: str
+    admission_id: str
+
+
+def _close_stay(session: Session, *, fixmedins_code: str, admission_id: str, msgid: str) -> None:
+    """The discharge through the hub closes the admission, as a local discharge does: status
+    ``discharged`` with the message's id in place of a local setl_id, so later fee lines get
+    ADMISSION_CLOSED. A cancel later leaves it so (as a cancelled local discharge does)."""
+    admission = session.scalar(
+        select(AdmissionRow)
+        .where(
+            AdmissionRow.admission_id == admission_id,
+            AdmissionRow.fixmedins_code == fixmedins_code,
+        )
+        .with_for_update()
+    )
+    assert admission is not None  # found under lock by the intent; admissions are never deleted
+    if admission.status is not AdmissionStatus.OPEN:
+        # Not reachable through the intent's check (taken under this lock); were the stay
+        # closed anyway, booking would settle it twice. Left as intent, the message turns
+        # unknown when stale and is reversed at the hub, like figures that do not add up.
+        raise remote.OutcomeOverridden(f"admission of message {msgid} is no longer open")
+    admission.status = AdmissionStatus.DISCHARGED
+    admission.remote_msgid = msgid
+
+
 def _confirm_unit(
     session: Session,
     *,
@@ -197,7 +229,14 @@ def _confirm_unit(
     setlinfo: Mapping[str, Any],
     settled: remote.HubSettlement,
     route: str,
+    stay: Stay | None,
 ) -> Stored:
+    if stay is not None:
+        # Before the message's row: the intent took the admission's lock first, so the same
+        # order here never deadlocks against another discharge of the stay.
+        _close_stay(
+            session, fixmedins_code=stay.fixmedins_code, admission_id=stay.admission_id, msgid=msgid
+        )
     row = remote.confirm(
         session,
         msgid=msgid,
@@ -330,7 +369,13 @@ async def settle_remote(
         payload=payload,
     )
     return await _settle_outcome(
-        app, context, keyed=keyed, msgid=msgid, outcome=outcome, route=place.route.value
+        app,
+        context,
+        keyed=keyed,
+        msgid=msgid,
+        outcome=outcome,
+        route=place.route.value,
+        stay=None if admission_id is None else Stay(fixmedins_code, admission_id),
     )
 
 
@@ -342,6 +387,7 @@ async def _settle_outcome(
     msgid: str,
     outcome: CallOutcome,
     route: str,
+    stay: Stay | None,
 ) -> web.Response:
     db = app[DATABASE]
     if outcome.outcome == "ok":
@@ -360,10 +406,12 @@ async def _settle_outcome(
                     setlinfo=setlinfo,
                     settled=settled,
                     route=route,
+                    stay=stay,
                 )
             )
         except remote.OutcomeOverridden:
-            # Found stale while the call ran: already unknown and queued for reversal.
+            # Found stale while the call ran (already unknown and queued for reversal), or not
+            # bookable (left as intent: unknown once stale, then reversed).
             raise GatewayError(ErrorCode.HUB_OUTCOME_UNKNOWN, "answered too late") from None
         return _response(stored)
     if outcome.outcome == "refused":

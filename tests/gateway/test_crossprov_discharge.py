@@ -1,8 +1,9 @@
 """Discharge settlement (2304) of a person insured elsewhere, in process against the REAL hub
 simulator: the stay's fee lines settle through the hub with the admission id as ``mdtrt_id``,
-a second discharge is refused with the local closed-admission error, and so is a discharge
-after the remote settlement was cancelled (as a cancelled local discharge leaves its stay
-closed). SQLite and PostgreSQL."""
+the confirmed discharge closes the admission row (``remote_msgid``: later fee lines get the
+local ADMISSION_CLOSED), a second discharge is refused with the same error, and so is a
+discharge after the remote settlement was cancelled (as a cancelled local discharge leaves its
+stay closed); a discharge reversed at the hub leaves the stay open. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -112,26 +113,37 @@ async def test_a_cancelled_remote_discharge_leaves_the_stay_closed_like_a_local_
     assert (await cancelled.json())["status"] == "cancelled"
     # A cancelled local discharge keeps its admission discharged: no second discharge.
     await assert_problem(await _discharge(till, admission_id, "d-2"), 409, "ADMISSION_CLOSED")
-    assert [r.status for r in _remote(world)] == [RemoteStatus.CANCELLED]
+    (row,) = _remote(world)
+    assert row.status is RemoteStatus.CANCELLED
+    admission = _admission(world, admission_id)
+    assert (admission.status, admission.remote_msgid) == (AdmissionStatus.DISCHARGED, row.msgid)
+    await _late_fee_lines_refused(till, world, admission_id)
 
 
-@pytest.mark.xfail(
-    reason="the admission row cannot record a discharge through the hub: admissions.status "
-    "'discharged' requires a LOCAL setl_id (CHECK + FK to settlements), owned by "
-    "settlement/store.py; see docs/cross-province.md, Discharge",
-    strict=True,
-)
+async def _late_fee_lines_refused(till: Till, world: Engine, admission_id: str) -> None:
+    late = await till.post(
+        f"/v1/admissions/{admission_id}/fee-lines", {"lines": STAY_LINES}, key=till.new_key()
+    )
+    await assert_problem(late, 409, "ADMISSION_CLOSED")
+    assert _admission(world, admission_id).line_count == len(STAY_LINES)
+
+
 async def test_a_remote_discharge_closes_the_admission_and_refuses_later_fee_lines(
     till: Till, world: Engine
 ) -> None:
     admission_id = await _admitted_with_lines(till)
+    assert _admission(world, admission_id).status is AdmissionStatus.OPEN
     discharged = await _discharge(till, admission_id, "d-1")
     assert discharged.status == 201, await discharged.text()
-    assert _admission(world, admission_id).status is AdmissionStatus.DISCHARGED
-    late = await till.post(
-        f"/v1/admissions/{admission_id}/fee-lines", {"lines": STAY_LINES}, key="late"
+    (row,) = _remote(world)
+    admission = _admission(world, admission_id)
+    # Closed by the hub's message, not by a local settlement.
+    assert (admission.status, admission.remote_msgid, admission.setl_id) == (
+        AdmissionStatus.DISCHARGED,
+        row.msgid,
+        None,
     )
-    await assert_problem(late, 409, "ADMISSION_CLOSED")
+    await _late_fee_lines_refused(till, world, admission_id)
 
 
 async def test_two_discharges_of_one_stay_at_once_settle_it_once(till: Till, world: Engine) -> None:
@@ -143,7 +155,9 @@ async def test_two_discharges_of_one_stay_at_once_settle_it_once(till: Till, wor
     assert answers == [201, 409], [await first.text(), await second.text()]
     loser = first if first.status == 409 else second
     await assert_problem(loser, 409, "ADMISSION_CLOSED")
-    assert [r.status for r in _remote(world)] == [RemoteStatus.CONFIRMED]
+    (row,) = _remote(world)
+    assert row.status is RemoteStatus.CONFIRMED
+    assert _admission(world, admission_id).remote_msgid == row.msgid
 
 
 async def test_a_retry_while_an_unknown_discharge_is_being_reversed_is_told_to_retry(
@@ -159,6 +173,14 @@ async def test_a_retry_while_an_unknown_discharge_is_being_reversed_is_told_to_r
     assert [r.status for r in _remote(world)] == [RemoteStatus.UNKNOWN]
     hub.clear_faults()
     assert await run_reversals_once(client.app[HUB], client.app[DATABASE], client.app[CLOCK]) == 1
+    # The reversed discharge never closed the stay.
+    reopened = _admission(world, admission_id)
+    assert (reopened.status, reopened.remote_msgid) == (AdmissionStatus.OPEN, None)
     again = await _discharge(till, admission_id, "d-1")
     assert again.status == 201, await again.text()
-    assert [r.status for r in _remote(world)] == [RemoteStatus.REVERSED, RemoteStatus.CONFIRMED]
+    reversed_row, confirmed = _remote(world)
+    assert [reversed_row.status, confirmed.status] == [
+        RemoteStatus.REVERSED,
+        RemoteStatus.CONFIRMED,
+    ]
+    assert _admission(world, admission_id).remote_msgid == confirmed.msgid
