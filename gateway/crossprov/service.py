@@ -193,30 +193,38 @@ def _intent_unit(
 
 @dataclass(frozen=True, slots=True)
 class Stay:
-    """The admission a discharge through the hub settles (its id is the call's mdtrt_id)."""
+    """The admission a discharge through the hub settles (its id is the call's mdtrt_id) and
+    how many of its fee lines the call carries."""
 
     fixmedins_code: str
     admission_id: str
+    line_count: int
 
 
-def _close_stay(session: Session, *, fixmedins_code: str, admission_id: str, msgid: str) -> None:
+class StayChanged(Exception):
+    """The hub settled a stay that is no longer the one sent: fee lines were uploaded after
+    they were read (the admission stays open until the confirmation), or the stay was closed
+    meanwhile. Booking it would close the stay over lines never settled, or settle it twice,
+    so the message is treated as unknown: reversed at the hub, and the retry discharges the
+    stay as it is then."""
+
+
+def _close_stay(session: Session, *, stay: Stay, msgid: str) -> None:
     """The discharge through the hub closes the admission, as a local discharge does: status
     ``discharged`` with the message's id in place of a local setl_id, so later fee lines get
     ADMISSION_CLOSED. A cancel later leaves it so (as a cancelled local discharge does)."""
     admission = session.scalar(
         select(AdmissionRow)
         .where(
-            AdmissionRow.admission_id == admission_id,
-            AdmissionRow.fixmedins_code == fixmedins_code,
+            AdmissionRow.admission_id == stay.admission_id,
+            AdmissionRow.fixmedins_code == stay.fixmedins_code,
         )
         .with_for_update()
     )
     assert admission is not None  # found under lock by the intent; admissions are never deleted
-    if admission.status is not AdmissionStatus.OPEN:
-        # Not reachable through the intent's check (taken under this lock); were the stay
-        # closed anyway, booking would settle it twice. Left as intent, the message turns
-        # unknown when stale and is reversed at the hub, like figures that do not add up.
-        raise remote.OutcomeOverridden(f"admission of message {msgid} is no longer open")
+    # Fee lines are only ever appended, so an equal count means the very lines sent.
+    if admission.status is not AdmissionStatus.OPEN or admission.line_count != stay.line_count:
+        raise StayChanged(f"{admission.status.value}, {admission.line_count} lines")
     admission.status = AdmissionStatus.DISCHARGED
     admission.remote_msgid = msgid
 
@@ -234,9 +242,7 @@ def _confirm_unit(
     if stay is not None:
         # Before the message's row: the intent took the admission's lock first, so the same
         # order here never deadlocks against another discharge of the stay.
-        _close_stay(
-            session, fixmedins_code=stay.fixmedins_code, admission_id=stay.admission_id, msgid=msgid
-        )
+        _close_stay(session, stay=stay, msgid=msgid)
     row = remote.confirm(
         session,
         msgid=msgid,
@@ -375,7 +381,7 @@ async def settle_remote(
         msgid=msgid,
         outcome=outcome,
         route=place.route.value,
-        stay=None if admission_id is None else Stay(fixmedins_code, admission_id),
+        stay=None if admission_id is None else Stay(fixmedins_code, admission_id, len(lines)),
     )
 
 
@@ -410,9 +416,12 @@ async def _settle_outcome(
                 )
             )
         except remote.OutcomeOverridden:
-            # Found stale while the call ran (already unknown and queued for reversal), or not
-            # bookable (left as intent: unknown once stale, then reversed).
+            # Found stale while the call ran: already unknown and queued for reversal.
             raise GatewayError(ErrorCode.HUB_OUTCOME_UNKNOWN, "answered too late") from None
+        except StayChanged as changed:
+            return await _unknown(
+                app, context, keyed, msgid, f"the stay changed during the discharge ({changed})"
+            )
         return _response(stored)
     if outcome.outcome == "refused":
         assert outcome.answer is not None

@@ -184,3 +184,44 @@ async def test_a_retry_while_an_unknown_discharge_is_being_reversed_is_told_to_r
         RemoteStatus.CONFIRMED,
     ]
     assert _admission(world, admission_id).remote_msgid == confirmed.msgid
+
+
+async def test_fee_lines_uploaded_during_the_hub_call_are_never_closed_out_unsettled(
+    till: Till, world: Engine, hub: HubProcess, client: Any
+) -> None:
+    admission_id = await _admitted_with_lines(till)
+    hub.set_faults(latency_ms=1_500)  # holds the discharge at the hub while a line is uploaded
+    discharging = asyncio.ensure_future(_discharge(till, admission_id, "d-1"))
+    for _ in range(1_000):  # until the intent is written: the stay's lines were read and sent
+        if _remote(world):
+            break
+        await asyncio.sleep(0.005)
+    late_line = [STAY_LINES[0]]
+    late = await till.post(
+        f"/v1/admissions/{admission_id}/fee-lines", {"lines": late_line}, key="late"
+    )
+    assert late.status == 200, await late.text()  # still open: the hub has not answered
+    # The hub settled two lines of a stay that now has three: not booked, reversed instead.
+    await assert_problem(await discharging, 503, "HUB_OUTCOME_UNKNOWN")
+    hub.clear_faults()
+    assert [r.status for r in _remote(world)] == [RemoteStatus.UNKNOWN]
+    admission = _admission(world, admission_id)
+    assert (admission.status, admission.remote_msgid, admission.line_count) == (
+        AdmissionStatus.OPEN,
+        None,
+        len(STAY_LINES) + 1,
+    )
+    assert await run_reversals_once(client.app[HUB], client.app[DATABASE], client.app[CLOCK]) == 1
+    # The SDK's retry with the same key discharges the stay as it is now: every line.
+    again = await _discharge(till, admission_id, "d-1")
+    assert again.status == 201, await again.text()
+    lines = [*STAY_LINES, *late_line]
+    assert (await again.json())["medfee_sumamt"] == sum(
+        line["quantity"] * line["unit_price_fen"] for line in lines
+    )
+    reversed_row, confirmed = _remote(world)
+    assert [reversed_row.status, confirmed.status] == [
+        RemoteStatus.REVERSED,
+        RemoteStatus.CONFIRMED,
+    ]
+    assert _admission(world, admission_id).remote_msgid == confirmed.msgid
