@@ -31,6 +31,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -161,6 +162,38 @@ def _wait_for_vpcd_readers(
     )
 
 
+# Longer than Linux's TIME_WAIT (60 s): a port held by a closed connection is free by then.
+_PORT_WAIT_S: Final = 70.0
+
+
+def _port_in_use(port: int) -> bool:
+    """True if a listener could not bind ``port`` now: another socket has it (a listener, a
+    connection using it as its source port, or one in TIME_WAIT)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("0.0.0.0", port))  # as vpcd binds: all interfaces
+        except OSError:
+            return True
+    return False
+
+
+def _wait_for_vpcd_ports() -> None:
+    """Before starting pcscd: wait until vpcd can bind its ports. They lie in the ephemeral
+    range, so on a busy machine one may be some connection's source port (scripts/bootstrap
+    reserves them where it can); pcscd would then log "Address already in use" and list no
+    reader."""
+    ports = (VPCD_BASE_PORT, VPCD_BASE_PORT + 1)
+    deadline = time.monotonic() + _PORT_WAIT_S
+    while any(_port_in_use(port) for port in ports):
+        if time.monotonic() >= deadline:
+            raise PcscdUnavailable(
+                f"TCP ports {ports} stay in use (another program, or a connection's source"
+                " port): vpcd cannot listen; reserve them with"
+                " sysctl net.ipv4.ip_local_reserved_ports=35963,35964"
+            )
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def pcscd_with_vpcd(*, start_timeout_s: float = 10.0) -> Iterator[PcscdSession]:
     """Use the running pcscd, or start one, until pyscard lists the vpcd readers.
@@ -188,6 +221,7 @@ def pcscd_with_vpcd(*, start_timeout_s: float = 10.0) -> Iterator[PcscdSession]:
                     raise PcscdUnavailable(
                         f"{VPCD_READER_CONF} is missing (apt-get install vsmartcard-vpcd)"
                     )
+                _wait_for_vpcd_ports()
                 log_fd, log_name = tempfile.mkstemp(prefix="pcscd-", suffix=".log")
                 log_path = Path(log_name)
                 with os.fdopen(log_fd, "wb") as log_file:
