@@ -217,6 +217,15 @@ async def _reverse(
         )
     else:
         error = outcome.error or outcome.outcome
+    await _retry_later(context, db, job, error, now)
+    metrics.REVERSALS.labels("retry").inc()
+    return False
+
+
+async def _retry_later(
+    context: HubContext, db: Database, job: remote.ReversalJob, error: str, now: dt.datetime
+) -> None:
+    """Put a queue row (reversal or cancel check) back, due after this job's backoff."""
     await db.write(
         partial(
             remote.reversal_retry,
@@ -226,8 +235,6 @@ async def _reverse(
             next_attempt_at=now + context.backoff(job.attempts),
         )
     )
-    metrics.REVERSALS.labels("retry").inc()
-    return False
 
 
 # --- cancel checks ------------------------------------------------------------------------------
@@ -346,15 +353,6 @@ async def _cancel_retry(
     job: remote.ReversalJob,
     error: str,
 ) -> bool:
-    now = _now(clock)
-    await db.write(
-        partial(
-            remote.reversal_retry,
-            omsgid=job.omsgid,
-            owner=context.owner,
-            error=error,
-            next_attempt_at=now + context.backoff(job.attempts),
-        )
-    )
+    await _retry_later(context, db, job, error, _now(clock))
     metrics.CANCEL_RESOLUTIONS.labels("retry").inc()
     return False
