@@ -144,6 +144,8 @@ class RemoteSettlementRow(SettlementBase):
         Index("ix_remote_settlements_status_created_at", "status", "created_at"),
         Index("ix_remote_settlements_insuplc_admdvs_setl_time", "insuplc_admdvs", "setl_time"),
         Index("ix_remote_settlements_fixmedins_code_created_at", "fixmedins_code", "created_at"),
+        # A stay's discharges through the hub (gateway.crossprov: mdtrt_id is the admission id).
+        Index("ix_remote_settlements_fixmedins_code_mdtrt_id", "fixmedins_code", "mdtrt_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

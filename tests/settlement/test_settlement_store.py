@@ -70,7 +70,9 @@ BRANCH = (
     "settlement.migrations.versions.st0003_cross_province",
     "settlement.migrations.versions.st0004_settlement_day_indexes",
     "settlement.migrations.versions.st0005_admission_remote_discharge",
+    "settlement.migrations.versions.st0006_remote_settlements_stay_index",
 )
+ST0005 = BRANCH.index("settlement.migrations.versions.st0005_admission_remote_discharge")
 
 
 def _migration() -> ModuleType:
@@ -406,7 +408,7 @@ def engine_at_st0004(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         engine = _sqlite_engine(tmp_path / "settlement.db")
     else:
         engine = create_engine(request.getfixturevalue("postgres_schema_url"))
-    _migrate(engine, list(BRANCH[:-1]), "upgrade")
+    _migrate(engine, list(BRANCH[:ST0005]), "upgrade")
     yield engine
     engine.dispose()
 
@@ -414,16 +416,17 @@ def engine_at_st0004(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 def test_st0005_keeps_stored_stays_and_its_downgrade_refuses_remote_discharges(
     engine_at_st0004: Engine,
 ) -> None:
-    engine, st0005 = engine_at_st0004, [BRANCH[-1]]
-    assert BRANCH[-1].endswith("st0005_admission_remote_discharge")
+    engine, st0005 = engine_at_st0004, [BRANCH[ST0005]]
+    later = list(BRANCH[ST0005 + 1 :])  # so that the schema compares with today's models
     person_id = _person_and_settlement(engine)
     with engine.begin() as connection:
         _admit(connection, "A-OPEN", person_id, "open")
         _admit(connection, "A-LOCAL", person_id, "discharged", "S0001")
-    _migrate(engine, st0005, "upgrade")
+    _migrate(engine, st0005 + later, "upgrade")
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
+    _migrate(engine, later[::-1], "downgrade")
     with engine.begin() as connection:
         connection.execute(
             sa.text(
