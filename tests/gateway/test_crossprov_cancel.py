@@ -17,18 +17,17 @@ from typing import Any
 import pytest
 from aiohttp import web
 from card_auth_testkit import NEW_ACTIVE
+from crossprov_testkit import load_jiangsu_world
 from gateway_testkit import HOSPITAL, assert_problem
 from prometheus_client import REGISTRY
 from settlement_api_testkit import Till, outpatient
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from gateway.crossprov.hub import HUB, run_reversals_once
 from gateway.state import CLOCK, DATABASE
 from settlement.crossprov import wire
 from settlement.crossprov.store import (
-    FilingRow,
-    FilingType,
     HubReversalRow,
     RemoteSettlementRow,
     RemoteStatus,
@@ -38,8 +37,6 @@ from settlement.ledger import account_balance_fen, unbalanced_transactions
 from settlement.store import (
     IdempotencyKey,
     IdempotencyStatus,
-    Insurance,
-    InsuredPersonRow,
     LedgerTransaction,
 )
 
@@ -48,7 +45,6 @@ from hubproc import HubProcess, start_hub
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-PSN_NO = "320000000000001"  # holder 0 (cardholder id 1), moved to Jiangsu below
 RECEIVABLE = "receivable:province:320000"
 # The hub refuses visits after its own (real) today; the gateway's clock is a fixed fake one.
 VISIT_DATE = dt.datetime.now(wire.BEIJING).date() - dt.timedelta(days=1)
@@ -74,35 +70,7 @@ def settings_overrides(hub: HubProcess) -> dict[str, Any]:
 
 @pytest.fixture
 def world(engine: Engine) -> Engine:
-    from settlement_api_testkit import load_insured_world
-
-    load_insured_world(engine)
-    with Session(engine) as session, session.begin():
-        person_id = session.scalar(
-            select(InsuredPersonRow.id).where(InsuredPersonRow.holder_id == 1)
-        )
-        session.execute(
-            update(InsuredPersonRow).where(InsuredPersonRow.id == person_id).values(psn_no=PSN_NO)
-        )
-        session.execute(
-            update(Insurance)
-            .where(Insurance.person_id == person_id)
-            .values(insuplc_admdvs="320000")
-        )
-        session.add(
-            FilingRow(
-                filing_id="F1",
-                psn_no=PSN_NO,
-                insuplc_admdvs="320000",
-                filing_type=FilingType.RESETTLED_RETIREE,
-                valid_from=dt.date(2020, 1, 1),
-                valid_to=None,
-                target_fixmedins_code=None,
-                registered_by=HOSPITAL,
-                created_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
-            )
-        )
-    return engine
+    return load_jiangsu_world(engine)
 
 
 class _DeafEvent(asyncio.Event):

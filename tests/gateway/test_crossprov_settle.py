@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from card_auth_testkit import NEW_ACTIVE
+from crossprov_testkit import PSN_NO, load_jiangsu_world
 from gateway_testkit import (
     HOSPITAL,
     OTHER_TERMINAL,
@@ -24,8 +25,8 @@ from gateway_testkit import (
     assert_problem,
 )
 from prometheus_client import REGISTRY
-from settlement_api_testkit import TODAY, Till, load_insured_world, outpatient
-from sqlalchemy import Engine, select, update
+from settlement_api_testkit import TODAY, Till, outpatient
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from gateway.crossprov.client import NoAnswer
@@ -33,16 +34,13 @@ from gateway.crossprov.hub import HUB, run_reversals_once
 from gateway.state import CLOCK, DATABASE
 from settlement.crossprov import wire
 from settlement.crossprov.store import (
-    FilingRow,
-    FilingType,
     HubReversalRow,
     RemoteSettlementRow,
     RemoteStatus,
 )
 from settlement.ledger import account_balance_fen
-from settlement.store import IdempotencyKey, IdempotencyStatus, Insurance, InsuredPersonRow
+from settlement.store import IdempotencyKey, IdempotencyStatus
 
-PSN_NO = "320000000000001"  # holder 0 (cardholder id 1), moved to Jiangsu below
 MEDFEE_FEN = 2_500 + 6_000 + 1_000  # settlement_api_testkit.OUTPATIENT_LINES
 
 
@@ -144,33 +142,7 @@ def settings_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 def world(engine: Engine) -> Engine:
-    load_insured_world(engine)
-    with Session(engine) as session, session.begin():
-        person_id = session.scalar(
-            select(InsuredPersonRow.id).where(InsuredPersonRow.holder_id == 1)
-        )
-        session.execute(
-            update(InsuredPersonRow).where(InsuredPersonRow.id == person_id).values(psn_no=PSN_NO)
-        )
-        session.execute(
-            update(Insurance)
-            .where(Insurance.person_id == person_id)
-            .values(insuplc_admdvs="320000")
-        )
-        session.add(
-            FilingRow(
-                filing_id="F1",
-                psn_no=PSN_NO,
-                insuplc_admdvs="320000",
-                filing_type=FilingType.RESETTLED_RETIREE,
-                valid_from=dt.date(2020, 1, 1),
-                valid_to=None,
-                target_fixmedins_code=None,
-                registered_by=HOSPITAL,
-                created_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
-            )
-        )
-    return engine
+    return load_jiangsu_world(engine)
 
 
 @pytest.fixture
