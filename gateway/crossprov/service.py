@@ -252,14 +252,19 @@ def _confirm_unit(
         now=keyed.now,
     )
     body = settlement_view(row, setlinfo, route).model_dump_json()
+    return _answered(session, keyed, 201, body)
+
+
+def _answered(session: Session, keyed: KeyedRequest, status: int, body: str) -> Stored:
+    """Store the answer under the request's Idempotency-Key (it owns the key) and return it."""
     finish_request(
         session,
         client_id=keyed.client_id,
         idempotency_key=keyed.idempotency_key,
-        response_status=201,
+        response_status=status,
         response_body=body,
     )
-    return Stored(201, body)
+    return Stored(status, body)
 
 
 def _fail_unit(
@@ -551,14 +556,7 @@ def _cancel_booked_unit(
         assert key.response_body is not None
         return Stored(key.response_status, key.response_body)
     body = remote_view(row).model_dump_json()
-    finish_request(
-        session,
-        client_id=keyed.client_id,
-        idempotency_key=keyed.idempotency_key,
-        response_status=200,
-        response_body=body,
-    )
-    return Stored(200, body)
+    return _answered(session, keyed, 200, body)
 
 
 def _cancel_refused_unit(
