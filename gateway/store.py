@@ -11,10 +11,9 @@ plain frozen dataclasses, never ORM objects, because results cross back to the e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import (
     BigInteger,
@@ -22,7 +21,6 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     LargeBinary,
-    MetaData,
     SmallInteger,
     String,
     delete,
@@ -30,8 +28,9 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from dbkit import DriverSQL, new_metadata
 
 __all__ = [
     "KIND_LEVEL_CHECK",
@@ -48,16 +47,8 @@ __all__ = [
     "metadata",
 ]
 
-# Explicit constraint names, so that migrations can name what they alter on every backend.
-NAMING_CONVENTION: Final = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-metadata: Final = MetaData(naming_convention=NAMING_CONVENTION)
+# Constraint names from the project's one naming convention, so migrations can name them.
+metadata: Final = new_metadata()
 
 
 class GatewayBase(DeclarativeBase):
@@ -139,72 +130,34 @@ class TerminalRecord:
     institution_kind: str
     secret: bytes
     enabled: bool
+    # The institution's hospital level (1-3), None for every other kind: the settlement use
+    # cases take it from here instead of reading the institution in their transaction.
+    institution_level: int | None = None
 
 
-class DriverStatement:
-    """One hot-path statement, run straight on the DBAPI cursor of the unit's connection.
-
-    Why: even a prebuilt SQLAlchemy Core statement costs 15–80 µs of Python per execution
-    (execution context, result metadata, type processors), a DBAPI ``cursor.execute`` 3–10 µs,
-    and the few statements every card authentication runs were a large part of its CPU. Only
-    for those statements; everything else goes through SQLAlchemy.
-
-    The SQL is written once for both backends with ``?`` placeholders (sqlite3's qmark style;
-    turned into ``%s`` for psycopg). It runs inside the session's transaction (the session's
-    own connection: BEGIN, SAVEPOINTs and COMMIT stay SQLAlchemy's), and a driver error is
-    raised as the SQLAlchemy exception SQLAlchemy itself would raise (IntegrityError,
-    OperationalError …), parameters hidden, so callers and gateway.db treat it the same way.
-    Results are raw driver values: the caller converts them (see gateway.card_auth.tables).
-    Not seen by SQLAlchemy's cursor events or ``echo``: a listener that counts or logs
-    statements does not count these.
-    """
-
-    __slots__ = ("_format_sql", "_qmark_sql")
-
-    def __init__(self, sql: str) -> None:
-        assert "%" not in sql, "a literal % would need escaping for psycopg"
-        self._qmark_sql = sql
-        self._format_sql = sql.replace("?", "%s")
-
-    def execute(self, session: Session, params: Sequence[Any]) -> Any:
-        """The DBAPI cursor after executing with ``params`` (positional, in ``?`` order)."""
-        connection = session.connection()
-        dialect = connection.dialect
-        sql = self._qmark_sql if dialect.paramstyle == "qmark" else self._format_sql
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        cursor = driver.cursor()
-        try:
-            cursor.execute(sql, params)
-        except dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(
-                sql, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
-            ) from exc
-        return cursor
-
-
-_FIND_TERMINAL: Final = DriverStatement(
-    "SELECT t.institution_code, i.kind, t.secret, t.enabled FROM terminals AS t "
+_FIND_TERMINAL: Final = DriverSQL(
+    "SELECT t.institution_code, i.kind, t.secret, t.enabled, i.level FROM terminals AS t "
     "JOIN institutions AS i ON i.code = t.institution_code WHERE t.terminal_id = ?"
 )
 
 
 def find_terminal(session: Session, terminal_id: str) -> TerminalRecord | None:
     # On the driver's cursor: every terminal-cache miss pays for it.
-    row = _FIND_TERMINAL.execute(session, (terminal_id,)).fetchone()
+    row = _FIND_TERMINAL.fetchone(session.connection(), (terminal_id,))
     if row is None:
         return None
-    institution_code, kind, secret, enabled = row
+    institution_code, kind, secret, enabled, level = row
     return TerminalRecord(
         terminal_id=terminal_id,
         institution_code=institution_code,
         institution_kind=kind,
         secret=bytes(secret),
         enabled=bool(enabled),
+        institution_level=None if level is None else int(level),
     )
 
 
-_INSERT_NONCE: Final = DriverStatement(
+_INSERT_NONCE: Final = DriverSQL(
     "INSERT INTO request_nonces (terminal_id, nonce, expires_at_s) VALUES (?, ?, ?)"
 )
 
@@ -212,8 +165,8 @@ _INSERT_NONCE: Final = DriverStatement(
 def consume_nonce(session: Session, terminal_id: str, nonce: str, expires_at_s: int) -> None:
     """Record a nonce as used. Raises sqlalchemy.exc.IntegrityError if it was used before.
 
-    On the driver's cursor (:class:`DriverStatement`): it runs on every signed request."""
-    _INSERT_NONCE.execute(session, (terminal_id, nonce, expires_at_s))
+    On the driver's cursor (:class:`dbkit.DriverSQL`): it runs on every signed request."""
+    _INSERT_NONCE.execute(session.connection(), (terminal_id, nonce, expires_at_s))
 
 
 def delete_expired_nonces(session: Session, now_s: int, limit: int) -> int:

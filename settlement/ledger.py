@@ -31,12 +31,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import Case
 
+from dbkit import DriverInsert, DriverSQL
 from settlement.errors import LedgerUnbalanced
 from settlement.money import is_fen
 from settlement.result import SettlementResult
 from settlement.store import (
-    DriverInsert,
-    DriverSQL,
     LedgerEntry,
     LedgerSide,
     LedgerTransaction,
@@ -173,7 +172,7 @@ def write_transaction(
     if imbalance_fen != 0:
         raise LedgerUnbalanced(f"transaction {txn_id} is off by {imbalance_fen} fen")
     # Straight on the driver's cursor (one row, then one executemany, then the read-back;
-    # settlement.store.DriverInsert and DriverSQL), not ORM units of work or Core: the same
+    # dbkit.DriverInsert and DriverSQL), not ORM units of work or Core: the same
     # rows at a fraction of the CPU.
     _INSERT_TRANSACTION.execute(
         connection, [(txn_id, kind, settlement_id, reverses_txn_id, posted_at)]

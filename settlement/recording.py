@@ -11,7 +11,7 @@ Every rule that must hold under concurrency is also a database constraint (settl
 a racing second settlement cannot overdraw an account (CHECK ≥ 0) or post twice (unique).
 
 Settling is the hot path, so :func:`load_holdings` and :func:`write_settlement` run every
-statement straight on the driver's cursor (settlement.store.DriverSQL and DriverInsert: the
+statement straight on the driver's cursor (dbkit.DriverSQL and DriverInsert: the
 values SQLAlchemy would store, its exceptions, a few µs each instead of tens inside SQLite's
 one write lock): one INSERT of the settlement that returns its id, executemany for lines and
 ledger entries, relative UPDATEs only for what changed, never an ORM unit of work; callers
@@ -30,6 +30,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from dbkit import DriverInsert, DriverSQL
 from settlement.catalogue import Catalogue
 from settlement.claim import AccountBalances, ClaimLine, InsuredPerson, Visit, YearToDate
 from settlement.engine import settle
@@ -43,8 +44,6 @@ from settlement.ledger import (
 from settlement.policy import Policy, PolicyBook
 from settlement.result import SettlementResult
 from settlement.store import (
-    DriverInsert,
-    DriverSQL,
     InsuredPersonRow,
     LedgerTransaction,
     PersonalAccount,
@@ -116,7 +115,7 @@ class WrittenSettlement:
     cancel_reason: str | None
 
 
-# Every statement of a settle runs on the driver's cursor (settlement.store.DriverSQL and
+# Every statement of a settle runs on the driver's cursor (dbkit.DriverSQL and
 # DriverInsert: the same values stored and read, the same exceptions, a few µs instead of
 # SQLAlchemy's 30–80 per execution inside SQLite's one write lock).
 _PERSONS: Final[Table] = InsuredPersonRow.__table__  # type: ignore[assignment]

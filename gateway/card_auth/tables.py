@@ -34,7 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from gateway.store import DriverStatement, GatewayBase
+from dbkit import DriverSQL
+from gateway.store import GatewayBase
 from sscard.certs import MAX_CERTIFICATE_DER_BYTES
 
 __all__ = [
@@ -97,26 +98,26 @@ class ConsumedChallenge:
     consumed: bool
 
 
-# Hot-path statements on the driver's cursor (gateway.store.DriverStatement): the same SQL
+# Hot-path statements on the driver's cursor (dbkit.DriverSQL): the same SQL
 # SQLAlchemy would send, at a fraction of the CPU per statement.
-_INSERT_CHALLENGE: Final = DriverStatement(
+_INSERT_CHALLENGE: Final = DriverSQL(
     "INSERT INTO card_challenges (challenge_id, terminal_id, card_sn, generation, challenge, "
     "expires_at_ms, used_at_ms) VALUES (?, ?, ?, ?, ?, ?, NULL)"
 )
-_SELECT_CHALLENGE: Final = DriverStatement(
+_SELECT_CHALLENGE: Final = DriverSQL(
     "SELECT terminal_id, card_sn, generation, challenge, expires_at_ms FROM card_challenges "
     "WHERE challenge_id = ?"
 )
 # Single use: only the statement that changed the row (rowcount 1) owns the challenge.
-_MARK_CHALLENGE_USED: Final = DriverStatement(
+_MARK_CHALLENGE_USED: Final = DriverSQL(
     "UPDATE card_challenges SET used_at_ms = ? WHERE challenge_id = ? AND used_at_ms IS NULL"
 )
-_SELECT_CERTIFICATE: Final = DriverStatement("SELECT der FROM card_certificates WHERE sm3 = ?")
+_SELECT_CERTIFICATE: Final = DriverSQL("SELECT der FROM card_certificates WHERE sm3 = ?")
 
 
 def insert_challenge(session: Session, record: ChallengeRecord) -> None:
     _INSERT_CHALLENGE.execute(
-        session,
+        session.connection(),
         (
             record.challenge_id,
             record.terminal_id,
@@ -134,10 +135,10 @@ def consume_challenge(session: Session, challenge_id: str, now_ms: int) -> Consu
     The caller judges the result with :func:`gateway.card_auth.checks.check_challenge` AFTER
     this transaction committed, so that a rejected attempt still burns the challenge.
     """
-    row = _SELECT_CHALLENGE.execute(session, (challenge_id,)).fetchone()
+    row = _SELECT_CHALLENGE.fetchone(session.connection(), (challenge_id,))
     if row is None:
         return ConsumedChallenge(None, consumed=False)
-    rowcount: int = _MARK_CHALLENGE_USED.execute(session, (now_ms, challenge_id)).rowcount
+    rowcount = _MARK_CHALLENGE_USED.execute(session.connection(), (now_ms, challenge_id))
     terminal_id, card_sn, generation, challenge, expires_at_ms = row
     record = ChallengeRecord(
         challenge_id=challenge_id,
@@ -164,7 +165,7 @@ def delete_expired_challenges(session: Session, before_ms: int, limit: int) -> i
 
 
 def find_certificate(session: Session, sm3_hex: str) -> bytes | None:
-    row = _SELECT_CERTIFICATE.execute(session, (sm3_hex,)).fetchone()
+    row = _SELECT_CERTIFICATE.fetchone(session.connection(), (sm3_hex,))
     return None if row is None else bytes(row[0])
 
 

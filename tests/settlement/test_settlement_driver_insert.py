@@ -1,4 +1,4 @@
-"""settlement.store.DriverInsert on both backends: one row, a few rows (PostgreSQL: one
+"""dbkit.DriverInsert on both backends: one row, a few rows (PostgreSQL: one
 multi-row VALUES statement), and more rows than one such statement carries (executemany) all
 store exactly the converted values, in order."""
 
@@ -22,7 +22,8 @@ from sqlalchemy import (
     select,
 )
 
-from settlement.store import _MAX_MULTI_ROWS, DriverInsert
+from dbkit import MAX_MULTI_ROWS as _MAX_MULTI_ROWS
+from dbkit import DriverInsert
 
 _PROBE = Table(
     "driver_insert_probe",
