@@ -1,18 +1,22 @@
 """The card registry: the single source of card status that card authentication trusts.
 
-``card_usability`` is the pure decision; ``CardRegistry`` reads the row. Authentication calls
-``CardRegistry.require_usable`` on every attempt, so a card reported lost is refused on the very
-next authentication (no cache in between).
+``card_usability`` is the pure decision; :func:`read_card` is THE read of a card's row, used by
+card authentication (on every attempt), by settlement's re-check before money moves (passed to
+settlement as a callable: settlement never imports issuance) and by :class:`CardRegistry`. It
+runs on the driver's cursor (:class:`dbkit.DriverSQL`: ~10 µs instead of ~250 µs for an ORM
+query) and is never cached, so a card reported lost is refused on the very next use.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from dbkit import DriverSQL
 from issuance.errors import (
     CardExpired,
     CardLost,
@@ -98,6 +102,43 @@ def card_usability(
     return record
 
 
+# In CardRecord's field order; the column types convert what is read (the state's enum,
+# SQLite's date text), so the stored forms stay this package's business.
+_CARDS: Final[Table] = Card.__table__  # type: ignore[assignment]
+_CARD_COLUMNS: Final = (
+    _CARDS.c.card_sn,
+    _CARDS.c.generation,
+    _CARDS.c.state,
+    _CARDS.c.holder_id,
+    _CARDS.c.expires_on,
+    _CARDS.c.cert_sm3,
+    _CARDS.c.superseded_by,
+)
+_SELECT_CARD: Final = DriverSQL(
+    "SELECT card_sn, generation, state, holder_id, expires_on, cert_sm3, superseded_by "
+    "FROM cards WHERE card_sn = ?",
+    results=_CARD_COLUMNS,
+)
+
+
+def read_card(session: Session, card_sn: str) -> CardRecord | None:
+    """The registry's record of ``card_sn``, or None if the registry has no such card."""
+    row = _SELECT_CARD.fetchone(session.connection(), (card_sn,))
+    return None if row is None else CardRecord(*row)
+
+
+def require_usable(
+    session: Session, card_sn: str, *, today: dt.date, legacy_accepted_until: dt.date | None
+) -> CardRecord:
+    """The card's record if it may be used today (:func:`card_usability`), else raise why not."""
+    return card_usability(
+        read_card(session, card_sn),
+        card_sn=card_sn,
+        today=today,
+        legacy_accepted_until=legacy_accepted_until,
+    )
+
+
 class CardRegistry:
     """Reads card status. Construct with a SQLAlchemy ``Session``; it never writes."""
 
@@ -105,27 +146,11 @@ class CardRegistry:
         self._session = session
 
     def get(self, card_sn: str) -> CardRecord | None:
-        row = self._session.execute(
-            select(
-                Card.card_sn,
-                Card.generation,
-                Card.state,
-                Card.holder_id,
-                Card.expires_on,
-                Card.cert_sm3,
-                Card.superseded_by,
-            ).where(Card.card_sn == card_sn)
-        ).one_or_none()
-        if row is None:
-            return None
-        return CardRecord(*row)
+        return read_card(self._session, card_sn)
 
     def require_usable(
         self, card_sn: str, *, today: dt.date, legacy_accepted_until: dt.date | None
     ) -> CardRecord:
-        return card_usability(
-            self.get(card_sn),
-            card_sn=card_sn,
-            today=today,
-            legacy_accepted_until=legacy_accepted_until,
+        return require_usable(
+            self._session, card_sn, today=today, legacy_accepted_until=legacy_accepted_until
         )

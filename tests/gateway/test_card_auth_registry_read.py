@@ -1,5 +1,6 @@
-"""The hot-path registry read (gateway.card_auth.registry) answers exactly what issuance's
-CardRegistry.get answers, for cards in every registry state, on SQLite and PostgreSQL."""
+"""The one registry read (issuance.registry.read_card, on the driver's cursor) answers exactly
+what the ORM reads from the same rows, for cards in every registry state, on SQLite and
+PostgreSQL: the column types' processors convert the state's enum and SQLite's date text."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ from card_auth_testkit import HOLDERS, load_registry
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from gateway.card_auth.registry import read_card
-from issuance.registry import CardRegistry
+from issuance.registry import CardRecord, read_card
 from issuance.store import Card, CardState
 
 
@@ -19,9 +19,18 @@ def test_read_card_matches_the_registry_for_every_card(engine: Engine) -> None:
         states = set(session.execute(select(Card.state)).scalars())
         assert len(card_sns) >= HOLDERS
         assert len(states) >= 4  # active, lost, superseded, expired … all compared below
-        registry = CardRegistry(session)
         for card_sn in card_sns:
-            assert read_card(session, card_sn) == registry.get(card_sn)
+            card = session.get(Card, card_sn)
+            assert card is not None
+            assert read_card(session, card_sn) == CardRecord(
+                card.card_sn,
+                card.generation,
+                card.state,
+                card.holder_id,
+                card.expires_on,
+                card.cert_sm3,
+                card.superseded_by,
+            )
         assert read_card(session, "310000D156000005" + "F" * 16) is None
 
 
