@@ -116,7 +116,12 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
             # ``message`` (settlement, issuance): either tells the clerk which line or card.
             # Both are written without personal data.
             detail = getattr(exc, "detail", None) or getattr(exc, "message", None)
-            return _problem(request, domain_code, detail if isinstance(detail, str) else None)
+            # A domain error that knows when a retry may help (the hub's breaker) says so.
+            retry_after_s = getattr(exc, "retry_after_s", None)
+            retry = {"Retry-After": str(retry_after_s)} if isinstance(retry_after_s, int) else None
+            return _problem(
+                request, domain_code, detail if isinstance(detail, str) else None, None, retry
+            )
         log.exception(
             "unhandled exception",
             extra=fields(request_id=request[REQUEST_ID], exc_type=type(exc).__name__),

@@ -15,8 +15,15 @@ arithmetic, so a rejected claim changes nothing.
      │    ├── InvalidVisit               INVALID_VISIT          unknown visit type or hospital level
      │    ├── InvalidPerson              INVALID_PERSON         no age / birth date, born after
      │    │                                                     the visit, unsupported 险种
-     │    └── InvalidAccumulators        INVALID_ACCUMULATORS   negative year-to-date totals or
-     │                                                          account balances
+     │    ├── InvalidAccumulators        INVALID_ACCUMULATORS   negative year-to-date totals or
+     │    │                                                     account balances
+     │    ├── VisitTypeNotAllowed        VISIT_TYPE_NOT_ALLOWED this institution does not settle
+     │    │                                                     this visit type (or no estimate
+     │    │                                                     for a person insured elsewhere)
+     │    ├── AdmissionNotFound          ADMISSION_NOT_FOUND    no such admission here
+     │    ├── AdmissionClosed            ADMISSION_CLOSED       the stay was already settled
+     │    └── AdmissionOtherPerson       ADMISSION_OTHER_PERSON the card's holder is not the
+     │                                                          admission's patient
      ├── PolicyError                     POLICY_ERROR
      │    ├── PolicyNotFound             POLICY_NOT_FOUND       no policy file covers the date
      │    ├── PolicyNotApplicable        POLICY_NOT_APPLICABLE  the policy given does not cover
@@ -33,8 +40,14 @@ arithmetic, so a rejected claim changes nothing.
      │    │                                                     is still running (→ 409)
      │    └── IdempotencyKeyReused       IDEMPOTENCY_KEY_REUSED same key, different request
      │                                                          (→ 422)
-     └── LedgerUnbalanced                LEDGER_UNBALANCED      a ledger transaction does not sum
-                                                                to zero (a bug, never user input)
+     ├── LedgerUnbalanced                LEDGER_UNBALANCED      a ledger transaction does not sum
+     │                                                          to zero (a bug, never user input)
+     └── HubError                        (through the national cross-province hub; a missing
+          │                               filing is settlement.crossprov.filings.FilingRequired)
+          ├── HubUnavailable             HUB_UNAVAILABLE        nothing reached the hub (retry;
+          │                                                     .retry_after_s)
+          ├── HubOutcomeUnknown          HUB_OUTCOME_UNKNOWN    not confirmed; being reversed
+          └── HubRefused                 HUB_REFUSED            the insured place said no
 """
 
 from __future__ import annotations
@@ -74,6 +87,22 @@ class InvalidPerson(InvalidClaim):
 
 class InvalidAccumulators(InvalidClaim):
     code = "INVALID_ACCUMULATORS"
+
+
+class VisitTypeNotAllowed(InvalidClaim):
+    code = "VISIT_TYPE_NOT_ALLOWED"
+
+
+class AdmissionNotFound(InvalidClaim):
+    code = "ADMISSION_NOT_FOUND"
+
+
+class AdmissionClosed(InvalidClaim):
+    code = "ADMISSION_CLOSED"
+
+
+class AdmissionOtherPerson(InvalidClaim):
+    code = "ADMISSION_OTHER_PERSON"
 
 
 class PolicyError(SettlementError):
@@ -126,3 +155,26 @@ class IdempotencyKeyInUse(IdempotencyError):
 
 class IdempotencyKeyReused(IdempotencyError):
     code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class HubError(SettlementError):
+    """The national hub's answer, or its absence. ``retry_after_s``: when the gateway should
+    ask the terminal to retry (sent as Retry-After), None when a retry cannot help."""
+
+    code = "HUB_ERROR"
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class HubUnavailable(HubError):
+    code = "HUB_UNAVAILABLE"
+
+
+class HubOutcomeUnknown(HubError):
+    code = "HUB_OUTCOME_UNKNOWN"
+
+
+class HubRefused(HubError):
+    code = "HUB_REFUSED"

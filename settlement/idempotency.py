@@ -30,12 +30,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import Table, delete
+from sqlalchemy import BigInteger, Boolean, Table, delete, literal_column
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dbkit import DriverInsert, DriverSQL
 from settlement.errors import IdempotencyKeyInUse, IdempotencyKeyReused
-from settlement.store import DriverInsert, DriverSQL, IdempotencyKey, IdempotencyStatus
+from settlement.store import IdempotencyKey, IdempotencyStatus
 
 __all__ = [
     "DEFAULT_TTL",
@@ -123,7 +124,7 @@ def begin_request(
 
 
 _KEYS: Final[Table] = IdempotencyKey.__table__  # type: ignore[assignment]
-# The row read on every settle, on the driver's cursor (settlement.store.DriverSQL); each
+# The row read on every settle, on the driver's cursor (dbkit.DriverSQL); each
 # column's type converts what is read (SQLite's datetime text, the status enum).
 _LOOKUP: Final = DriverSQL(
     "SELECT request_sha256, status, expires_at, response_status, response_body "
@@ -138,8 +139,23 @@ _LOOKUP: Final = DriverSQL(
     ),
 )
 
+# PostgreSQL: the advisory lock and the lookup in one statement (one row whatever is found).
+_LOCK_AND_LOOKUP: Final = DriverSQL(
+    "SELECT pg_try_advisory_xact_lock(?), k.request_sha256, k.status, k.expires_at, "
+    "k.response_status, k.response_body FROM (SELECT 1) AS one "
+    "LEFT JOIN settlement_idempotency_keys AS k ON k.client_id = ? AND k.idempotency_key = ?",
+    binds=(literal_column("0", BigInteger()), _KEYS.c.client_id, _KEYS.c.idempotency_key),
+    results=(
+        literal_column("0", Boolean()),
+        _KEYS.c.request_sha256,
+        _KEYS.c.status,
+        _KEYS.c.expires_at,
+        _KEYS.c.response_status,
+        _KEYS.c.response_body,
+    ),
+)
 
-# On the driver's cursor (settlement.store.DriverInsert): it runs on every settle.
+# On the driver's cursor (dbkit.DriverInsert): it runs on every settle.
 _INSERT_KEY: Final = DriverInsert(
     _KEYS,
     (
@@ -162,14 +178,33 @@ def lookup_request(
     idempotency_key: str,
     request_sha256: str,
     now: dt.datetime,
+    advisory_lock_id: int | None = None,
 ) -> IdempotencyOutcome | None:
     """None when the key is new (an expired key is deleted and counts as new); else the
     stored answer to replay. Raises IdempotencyKeyReused for another request under the key and
-    IdempotencyKeyInUse while a two-transaction caller (:func:`begin_request`) still runs it."""
+    IdempotencyKeyInUse while a two-transaction caller (:func:`begin_request`) still runs it.
+
+    ``advisory_lock_id`` (PostgreSQL): take that transaction-scoped advisory lock without
+    waiting, in the same statement as the lookup (one round trip instead of two), and raise
+    IdempotencyKeyInUse if another transaction holds it. The row is then read in the
+    statement's snapshot, taken just before the lock: a key committed by the lock's previous
+    holder in between is not seen, and this unit's own insert of the key at the end fails on
+    the primary key (IntegrityError: nothing is committed, and the retry replays the answer).
+    """
     assert 1 <= len(idempotency_key) <= MAX_KEY_LENGTH
     assert len(request_sha256) == 64
     assert now.tzinfo is not None
-    existing = _LOOKUP.fetchone(session.connection(), (client_id, idempotency_key))
+    connection = session.connection()
+    if advisory_lock_id is None:
+        existing = _LOOKUP.fetchone(connection, (client_id, idempotency_key))
+    else:
+        locked = _LOCK_AND_LOOKUP.fetchone(
+            connection, (advisory_lock_id, client_id, idempotency_key)
+        )
+        assert locked is not None  # one row: the lock's, with or without a key
+        if not locked[0]:
+            raise IdempotencyKeyInUse("the first request with this key is still running")
+        existing = None if locked[1] is None else locked[1:]
     if existing is None:
         return None
     stored_sha256, status, expires_at, response_status, response_body = existing

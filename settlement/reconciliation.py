@@ -24,6 +24,7 @@ from typing import Final
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dbkit import BEIJING, as_utc, day_bounds_utc
 from settlement.store import SettlementRow, SettlementStatus
 
 __all__ = [
@@ -31,13 +32,13 @@ __all__ = [
     "CLR_TYPE_VISIT_TYPES",
     "DetailDifference",
     "Figures",
+    "as_utc",
     "compare_details",
     "day_bounds_utc",
     "gateway_details",
     "gateway_totals",
 ]
 
-BEIJING: Final = dt.timezone(dt.timedelta(hours=8), "CST")
 # clr_type → the visit types it clears (national clearing types) [code].
 CLR_TYPE_VISIT_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
     "11": ("outpatient", "emergency"),
@@ -66,17 +67,6 @@ class DetailDifference:
     reason: str  # missing_at_gateway | missing_at_institution | amounts_differ
     institution: Figures | None
     gateway: Figures | None
-
-
-def day_bounds_utc(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """[start, end) of ``day`` in Beijing time, as UTC instants."""
-    start = dt.datetime.combine(day, dt.time(), BEIJING).astimezone(dt.UTC)
-    return start, start + dt.timedelta(days=1)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    # SQLite returns the naive UTC value it was given (see settlement.idempotency).
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _day_filter(fixmedins_code: str, day: dt.date, clr_type: str) -> tuple[object, ...]:
@@ -144,7 +134,3 @@ def compare_details(
         elif ours != theirs:
             differences.append(DetailDifference(setl_id, "amounts_differ", theirs, ours))
     return differences
-
-
-def as_utc(value: dt.datetime) -> dt.datetime:
-    return _utc(value)

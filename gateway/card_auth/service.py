@@ -10,8 +10,10 @@ Transactions of one authentication, each one thread hop (both routes are
 
 1. write: consume the challenge (committed BEFORE any check can fail, so it is burnt anyway),
           and in the same transaction read the registry row (never cached: a card reported
-          lost is refused at once) and, when the terminal sent only the certificate's SM3 hash
-          and this worker has not verified it, the stored certificate;
+          lost is refused at once), the route of the holder's settlements (carried in the card
+          session, so settlement knows which way a visit goes before it transacts) and, when
+          the terminal sent only the certificate's SM3 hash and this worker has not verified
+          it, the stored certificate;
 2. write: store the certificate, only the first time this worker sees it authenticate a card.
 
 The checks themselves run afterwards, in DESIGN §4's order, on what was read.
@@ -34,7 +36,6 @@ from sqlalchemy.orm import Session
 
 from gateway.card_auth import checks
 from gateway.card_auth.keys import KeyManager, SoftwareKeyManager, load_master_key_file
-from gateway.card_auth.registry import read_card
 from gateway.card_auth.session import (
     SESSION_KEY_LEN,
     CardSession,
@@ -58,7 +59,9 @@ from gateway.logs import fields
 from gateway.routing import NonceClaim
 from gateway.settings import Settings
 from gateway.state import CLOCK, DATABASE, SETTINGS
-from issuance.registry import CardRecord
+from issuance.registry import CardRecord, read_card
+from settlement.counter.holders import insured_route
+from settlement.crossprov.routing import Route
 from sscard import demo as sscard_demo
 from sscard.certs import VerifiedCertificate, fingerprint_sm3
 from sscard.layout import CHALLENGE_LEN_GEN2, CHALLENGE_LEN_GEN3, MAX_TERMINAL_ID_LEN
@@ -264,6 +267,7 @@ class CardAuthService:
                 generation=generation,
                 holder_id=usable.holder_id,
                 expires_at_s=int(now_s) + ttl_s,
+                route=loaded.route,
             ),
         )
         return IssuedSession(token, ttl_s, attempt.card_sn, generation)
@@ -319,6 +323,9 @@ class LoadedAttempt:
     challenge: ConsumedChallenge
     card: CardRecord | None
     certificate_der: bytes | None
+    # The holder's route (local when they have no employee insurance: the local use cases
+    # then give the precise refusal).
+    route: Route = Route.LOCAL
 
 
 def insert_challenge_claiming(
@@ -351,8 +358,9 @@ def consume_and_read(
     # The registry row is read here, never cached, so a card reported lost a moment ago is
     # refused now.
     card = read_card(session, card_sn)
+    route = None if card is None else insured_route(session, card.holder_id)
     der = None if certificate_sm3_hex is None else find_certificate(session, certificate_sm3_hex)
-    return LoadedAttempt(found, card, der)
+    return LoadedAttempt(found, card, der, route or Route.LOCAL)
 
 
 def trust_anchors_from_settings(settings: Settings) -> TrustAnchors | None:

@@ -36,14 +36,16 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway.crossprov import cancel_keys, metrics
-from gateway.crossprov.breaker import Breaker
-from gateway.crossprov.client import AiohttpTransport, HubClient, Outcome
+from gateway.crossprov import metrics
+from gateway.crossprov.client import AiohttpTransport
+from gateway.crossprov.views import remote_cancel_answer
 from gateway.db import Database
 from gateway.logs import fields
 from gateway.settings import Settings
 from gateway.state import CLOCK, DATABASE, SETTINGS
-from settlement.crossprov import remote, wire
+from settlement.crossprov import remote, remote_cancel, wire
+from settlement.crossprov.breaker import Breaker
+from settlement.crossprov.calls import HubClient, Outcome
 
 __all__ = ["HUB", "HubContext", "hub_context", "run_reversals_once"]
 
@@ -74,6 +76,10 @@ class HubContext:
     def lease(self) -> dt.timedelta:
         longest_s = self.client.longest_call_s if self.client else 0.0
         return dt.timedelta(seconds=2 * longest_s + _STALE_MARGIN_S)
+
+    def queue_changed(self) -> None:
+        """Wake this worker's reversal task: something was queued for reversal."""
+        self.wake.set()
 
     def backoff(self, attempts: int) -> dt.timedelta:
         s = self.settings
@@ -264,12 +270,15 @@ async def _resolve_cancel(
     if status == wire.MessageStatus.CANCELLED.value and isinstance(setlinfo, Mapping):
         booked = await db.write(
             partial(
-                cancel_keys.booked_unit,
+                remote_cancel.booked_unit,
                 msgid=job.omsgid,
                 cancel_msgid=cancel_msgid,
                 owner=context.owner,
                 cancel_json=json.dumps(setlinfo, ensure_ascii=False, separators=(",", ":")),
                 now=_now(clock),
+                # The stranded keys were the /v1 door's (the only door whose cancel takes an
+                # Idempotency-Key), so they get its answer.
+                render=remote_cancel_answer,
             )
         )
         if booked:  # else the lease ran out meanwhile: its next holder decides
@@ -332,7 +341,7 @@ async def _cancel_not_done(
 ) -> bool:
     closed = await db.write(
         partial(
-            cancel_keys.not_done_unit,
+            remote_cancel.not_done_unit,
             msgid=job.omsgid,
             cancel_msgid=cancel_msgid,
             owner=context.owner,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Mapping
 from functools import partial
 from typing import Any, Final
 
@@ -22,12 +21,11 @@ from sqlalchemy.orm import Session
 
 from gateway.crossprov import models
 from gateway.crossprov.hub import HUB
-from gateway.crossprov.service import require_client, unavailable
 from gateway.errors import ErrorCode, GatewayError
 from gateway.routing import Call, Route
 from gateway.state import CLOCK, DATABASE, SETTINGS
 from gateway.store import MEDICAL_KINDS
-from settlement.crossprov import clearing, remote, wire
+from settlement.crossprov import clearing, remote, remote_clearing, wire
 from settlement.crossprov.filings import register_filing
 from settlement.crossprov.routing import SHANGHAI_ADMDVS, route_for
 from settlement.crossprov.routing import Route as Way
@@ -271,32 +269,6 @@ async def list_reversals(call: Call[None]) -> models.ReversalList:
 # --- clearing ---------------------------------------------------------------------------------
 
 
-def _hub_figures(raw: object) -> clearing.Figures:
-    if not isinstance(raw, Mapping):
-        raise wire.WireError("figures must be an object", field="figures")
-    count = raw.get("count")
-    if type(count) is not int:
-        raise wire.WireError("count must be an int", field="count")
-    return clearing.Figures(
-        count,
-        *(wire.yuan_to_fen(raw.get(name), field=name) for name in wire.FIGURE_FIELDS),
-    )
-
-
-def _hub_detail(raw: object) -> clearing.HubMessage:
-    if not isinstance(raw, Mapping) or not isinstance(raw.get("msgid"), str):
-        raise wire.WireError("a detail needs a msgid", field="details")
-    status = str(raw.get("status"))
-    return clearing.HubMessage(
-        msgid=raw["msgid"],
-        status=status,
-        setl_id=str(raw.get("setl_id")),
-        figures=clearing.Figures(
-            1, *(wire.yuan_to_fen(raw.get(name), field=name) for name in wire.FIGURE_FIELDS)
-        ),
-    )
-
-
 def _figures_out(figures: clearing.Figures | None) -> models.FiguresOut | None:
     return None if figures is None else models.FiguresOut(**figures.as_dict())
 
@@ -307,50 +279,14 @@ async def clearing_statement(call: Call[None]) -> models.ClearingOut:
     begin, end = _query_date(call, "begin"), _query_date(call, "end")
     if end < begin or (end - begin).days > 31:
         raise GatewayError(ErrorCode.VALIDATION_FAILED, "begin..end must span 1 to 32 days")
-    context = call.app[HUB]
-    require_client(context)
-    client = context.client
-    assert client is not None
-    period = {
-        "insuplc_admdvs": admdvs,
-        "stmt_begndate": begin.isoformat(),
-        "stmt_enddate": end.isoformat(),
-    }
-    institution = _institution(call)
-    answers = {}
-    for infno in (wire.INFNO_TOTALS, wire.INFNO_DETAIL):
-        outcome = await client.call(
-            infno=infno,
-            msgid=client.msgids.next(institution, odd=True),
-            insuplc_admdvs=admdvs,
-            fixmedins_code=institution,
-            payload=period,
-        )
-        if outcome.outcome == "refused" and outcome.answer is not None:
-            raise GatewayError(
-                ErrorCode.HUB_REFUSED,
-                f"{outcome.answer.err_code}: {outcome.answer.err_msg}"[:300],
-            )
-        if outcome.outcome != "ok" or outcome.answer is None:
-            raise unavailable(context, outcome.error)
-        answers[infno] = outcome.answer.output
-    try:
-        hub_settled = _hub_figures(answers[wire.INFNO_TOTALS].get("settled"))
-        details = [_hub_detail(d) for d in answers[wire.INFNO_DETAIL].get("details") or []]
-    except wire.WireError as exc:
-        raise unavailable(context, f"unreadable statement: {exc.message}") from None
-    ours = await call.app[DATABASE].read(
-        partial(clearing.gateway_messages, insuplc_admdvs=admdvs, begin=begin, end=end)
-    )
-    statement = clearing.compare(
+    statement, reversed_raw = await remote_clearing.clearing_statement(
+        call.app[DATABASE],
+        call.app[HUB],
+        fixmedins_code=_institution(call),
         insuplc_admdvs=admdvs,
         begin=begin,
         end=end,
-        ours=ours,
-        hub_settled=hub_settled,
-        hub_details=details,
     )
-    reversed_raw = answers[wire.INFNO_TOTALS].get("reversed")
     return models.ClearingOut(
         insuplc_admdvs=admdvs,
         begin=begin,
@@ -361,7 +297,7 @@ async def clearing_statement(call: Call[None]) -> models.ClearingOut:
         reversed_count=statement.reversed_count,
         unresolved_count=statement.unresolved_count,
         hub_settled=_figures_out(statement.hub_settled),
-        hub_reversed=dict(reversed_raw) if isinstance(reversed_raw, Mapping) else None,
+        hub_reversed=reversed_raw,
         mismatch_count=len(statement.mismatches),
         mismatches=[
             models.MismatchOut(

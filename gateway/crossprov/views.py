@@ -8,13 +8,22 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.crossprov.models import RemoteSettlementOut
-from gateway.settlement_api.models import FundPaymentOut
+from gateway.crossprov.models import RemoteEligibilityOut, RemoteSettlementOut
+from gateway.settlement_api.models import FundPaymentOut, InsuranceOut
 from settlement.crossprov import wire
+from settlement.crossprov.remote_person import RemotePerson
+from settlement.crossprov.remote_settle import RemoteSettled
 from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
+from settlement.keyed import Answer
 from settlement.result import FUND_POOLING, FUND_SUPPLEMENTARY
 
-__all__ = ["remote_view", "settlement_view"]
+__all__ = [
+    "remote_cancel_answer",
+    "remote_person_view",
+    "remote_settled_answer",
+    "remote_view",
+    "settlement_view",
+]
 
 
 def _fen(setlinfo: Mapping[str, Any], name: str) -> int:
@@ -74,3 +83,40 @@ def settlement_view(
 def remote_view(row: RemoteSettlementRow) -> RemoteSettlementOut:
     assert row.setlinfo_json is not None
     return settlement_view(row, json.loads(row.setlinfo_json), row.route)
+
+
+def remote_settled_answer(settled: RemoteSettled) -> Answer:
+    """A settle or discharge through the hub, as the ``/v1`` door stores and answers it."""
+    return Answer(
+        201, settlement_view(settled.row, settled.setlinfo, settled.route).model_dump_json()
+    )
+
+
+def remote_cancel_answer(row: RemoteSettlementRow) -> Answer:
+    """A cancel through the hub, as the ``/v1`` door stores and answers it."""
+    return Answer(200, remote_view(row).model_dump_json())
+
+
+def remote_person_view(person: RemotePerson) -> RemoteEligibilityOut:
+    return RemoteEligibilityOut(
+        psn_no=person.place.psn_no,
+        age_years=person.age_years,
+        retired=person.retired,
+        benefit_category="insured_place",
+        insuinfo=[
+            InsuranceOut(
+                insutype=item.insutype,
+                insuplc_admdvs=item.insuplc_admdvs,
+                psn_type=item.psn_type,
+                balc=item.balc_fen,
+                current_year_balance_fen=item.balc_fen,
+                past_years_balance_fen=0,
+            )
+            for item in person.insurances
+        ],
+        self_pay_band_consumed_fen=0,
+        deductible_consumed_fen=0,
+        pooling_fund_paid_fen=0,
+        route=person.place.route.value,  # type: ignore[arg-type]
+        filing_types=list(person.filing_types),
+    )

@@ -4,8 +4,10 @@ queries, inpatient admission → fee lines → discharge, and reconciliation (32
 Module map::
 
     gateway.settlement_api.models   request/response bodies and their bounds
-    gateway.settlement_api.service  units of work (one transaction each) over settlement.*
-    gateway.settlement_api.routes   SETTLEMENT_ROUTES and their thin handlers
+    gateway.settlement_api.views    how the use cases' outcomes read on /v1 (and the renderers
+                                    whose answers the keyed use cases store)
+    gateway.settlement_api.routes   SETTLEMENT_ROUTES and their thin handlers: parse, call a use
+                                    case of settlement.counter or settlement.crossprov, render
     gateway.settlement_api.demo     DEMO ONLY: insured persons for the demo cardholders
 
 The contract is docs/CONTRACTS.md "Settlement API". This package imports nothing on its own:

@@ -5,9 +5,13 @@ Idempotency-Keys, the settlements it may see or cancel (another institution's se
 answered exactly like a missing one), its admissions and its reconciliation. Routes acting for
 a cardholder take the card session in ``X-Card-Session``.
 
-Order of checks in a handler (nothing is written before the request is known to be good):
-card session, Idempotency-Key header, catalogue codes, then ONE unit of work
-(gateway.settlement_api.service) that claims the key, settles and stores the answer.
+A handler parses, calls a use case of settlement.counter (local) or settlement.crossprov
+(through the hub) and renders (gateway.settlement_api.views). Which of the two is a value,
+decided before any transaction: the card session carries the route of the holder's
+settlements, read when the card authenticated (a version 1 token: read here first), and the
+handler matches on it. Order of checks (nothing is written before the request is known to be
+good): card session, catalogue codes, Idempotency-Key header, then ONE unit of work that claims
+the request nonce and the key, settles and stores the answer.
 """
 
 from __future__ import annotations
@@ -24,14 +28,21 @@ from sqlalchemy.orm import Session
 
 from gateway.card_auth.service import CARD_AUTH
 from gateway.card_auth.session import CardSession
-from gateway.crossprov import dispatch as crossprov
+from gateway.crossprov.hub import HUB
+from gateway.crossprov.views import (
+    remote_cancel_answer,
+    remote_person_view,
+    remote_settled_answer,
+    remote_view,
+)
 from gateway.errors import ErrorCode, GatewayError
 from gateway.routing import JSON_CONTENT_TYPE, Call, Route
-from gateway.settlement_api import service
+from gateway.settlement_api import views
 from gateway.settlement_api.models import (
     AdmissionOut,
     AdmitRequest,
     CancelRequest,
+    DetailRow,
     DetailsRequest,
     DetailsResult,
     DischargeRequest,
@@ -39,6 +50,7 @@ from gateway.settlement_api.models import (
     EligibilityRequest,
     FeeLinesOut,
     FeeLinesRequest,
+    LineIn,
     MismatchesOut,
     PreSettleOut,
     SettlementList,
@@ -49,9 +61,24 @@ from gateway.settlement_api.models import (
 )
 from gateway.state import CLOCK, DATABASE, SETTINGS
 from gateway.store import TerminalRecord
+from issuance.registry import require_usable
 from settlement.claim import ClaimLine
-from settlement.crossprov.routing import RemoteInsuredPlace
+from settlement.counter import admissions, queries, reconcile
+from settlement.counter import settle as at_counter
+from settlement.counter.holders import insured_route
+from settlement.counter.outcomes import claim_lines
+from settlement.counter.ports import AtCounter, CardCheck, Counter
+from settlement.crossprov.remote_cancel import cancel_remote, find_remote
+from settlement.crossprov.remote_person import remote_person
+from settlement.crossprov.remote_settle import (
+    discharge_remote,
+    refuse_pre_settle,
+    settle_remote,
+)
+from settlement.crossprov.routing import Route as Way
 from settlement.errors import IdempotencyKeyInUse, SettlementNotFound
+from settlement.keyed import KeyedRequest, Stored, request_sha256
+from settlement.reconciliation import Figures
 
 __all__ = ["CARD_SESSION_HEADER", "IDEMPOTENCY_HEADER", "SETTLEMENT_ROUTES"]
 
@@ -66,7 +93,8 @@ _ID_PATTERN: Final = re.compile(r"[A-Za-z0-9]{1,40}")
 # A unit that lost a race on a first-of-the-year row (settlement.recording) is run again.
 _WRITE_ATTEMPTS: Final = 3
 # Keys being handled by this worker: (app, institution, key). Only the 409 answer depends on
-# it; the database decides what happens (see service's module docstring).
+# it; the database decides what happens (settlement.keyed). Bounded by the requests in flight
+# (max_inflight_requests): an entry lives exactly as long as its request.
 _IN_FLIGHT: set[tuple[int, str, str]] = set()
 
 _SESSION_ERRORS: Final = (
@@ -85,7 +113,7 @@ _CLAIM_ERRORS: Final = (
     ErrorCode.VISIT_TYPE_NOT_ALLOWED,
     ErrorCode.POLICY_NOT_FOUND,
 )
-# Persons insured in another province settle through the national hub (gateway.crossprov).
+# Persons insured in another province settle through the national hub (settlement.crossprov).
 _HUB_ERRORS: Final = (
     ErrorCode.FILING_REQUIRED,
     ErrorCode.HUB_UNAVAILABLE,
@@ -99,9 +127,17 @@ _KEY_ERRORS: Final = (
 )
 
 
+# --- parsing ----------------------------------------------------------------------------------
+
+
 def _terminal(call: Call[Any]) -> TerminalRecord:
     assert call.terminal is not None  # every route here is signed
     return call.terminal
+
+
+def _counter(call: Call[Any]) -> Counter:
+    terminal = _terminal(call)
+    return Counter(terminal.institution_code, terminal.institution_kind, terminal.institution_level)
 
 
 def _card_session(call: Call[Any]) -> CardSession:
@@ -109,6 +145,37 @@ def _card_session(call: Call[Any]) -> CardSession:
     if not token:
         raise GatewayError(ErrorCode.CARD_SESSION_INVALID, f"{CARD_SESSION_HEADER} is missing")
     return call.app[CARD_AUTH].require_card_session(token, _terminal(call).terminal_id)
+
+
+def _at_counter(call: Call[Any], session: CardSession) -> AtCounter:
+    return AtCounter(_counter(call), session.holder_id, _card_check(call, session))
+
+
+def _card_check(call: Call[Any], session: CardSession) -> CardCheck:
+    """The registry re-check the use case runs inside its unit (issuance's one card read)."""
+    return partial(
+        _require_card,
+        card_sn=session.card_sn,
+        legacy_accepted_until=call.app[SETTINGS].legacy_parallel_use_until,
+    )
+
+
+def _require_card(
+    session: Session, today: dt.date, *, card_sn: str, legacy_accepted_until: dt.date | None
+) -> None:
+    require_usable(session, card_sn, today=today, legacy_accepted_until=legacy_accepted_until)
+
+
+def _route_unit(session: Session, *, holder_id: int) -> Way:
+    return insured_route(session, holder_id) or Way.LOCAL
+
+
+async def _route(call: Call[Any], session: CardSession) -> Way:
+    """Which way the holder's settlements go: from the card session, or (a version 1 token)
+    read now, before any write transaction."""
+    if session.route is not None:
+        return session.route
+    return await call.app[DATABASE].read(partial(_route_unit, holder_id=session.holder_id))
 
 
 def _now(call: Call[Any]) -> dt.datetime:
@@ -136,6 +203,40 @@ def _query_date(call: Call[Any]) -> dt.date:
         ) from None
 
 
+def _lines(lines: list[LineIn]) -> list[ClaimLine]:
+    return claim_lines([(line.code, line.quantity, line.unit_price_fen) for line in lines])
+
+
+def _keyed(call: Call[Any], *, operation: str, subject: object) -> KeyedRequest:
+    """The request under its Idempotency-Key, scoped to the terminal's institution and
+    fingerprinted by operation, cardholder and body."""
+    key = call.request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None or not _KEY_PATTERN.fullmatch(key):
+        raise GatewayError(
+            ErrorCode.IDEMPOTENCY_KEY_MISSING,
+            f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters",
+        )
+    body = call.body.model_dump(mode="json") if call.body is not None else None
+    return KeyedRequest(
+        client_id=_terminal(call).institution_code,
+        idempotency_key=key,
+        request_hash=request_sha256(operation, subject, body),
+        now=_now(call),
+    )
+
+
+# --- running and rendering ----------------------------------------------------------------------
+
+
+def _response(stored: Stored) -> web.Response:
+    return web.Response(
+        text=stored.body,
+        status=stored.status,
+        content_type=JSON_CONTENT_TYPE,
+        headers={REPLAYED_HEADER: "true"} if stored.replayed else None,
+    )
+
+
 async def _write_retrying(
     call: Call[Any], unit: Callable[[Session], _T], *, fast: bool = False
 ) -> _T:
@@ -149,30 +250,11 @@ async def _write_retrying(
     raise AssertionError("unreachable")
 
 
-async def _idempotent(
-    call: Call[Any],
-    *,
-    operation: str,
-    subject: object,
-    unit: Callable[..., service.Stored],
-    fast: bool = False,
+async def _keyed_unit(
+    call: Call[Any], keyed: KeyedRequest, unit: Callable[..., Stored], *, fast: bool = False
 ) -> web.Response:
-    """Run ``unit(session, keyed=…)`` once per Idempotency-Key and answer its stored response."""
-    key = call.request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None or not _KEY_PATTERN.fullmatch(key):
-        raise GatewayError(
-            ErrorCode.IDEMPOTENCY_KEY_MISSING,
-            f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters",
-        )
-    client_id = _terminal(call).institution_code
-    body = call.body.model_dump(mode="json") if call.body is not None else None
-    keyed = service.KeyedRequest(
-        client_id=client_id,
-        idempotency_key=key,
-        request_hash=service.request_sha256(operation, subject, body),
-        now=_now(call),
-    )
-    slot = (id(call.app), client_id, key)
+    """Run ``unit(session, keyed=…)`` once per Idempotency-Key and answer its stored answer."""
+    slot = (id(call.app), keyed.client_id, keyed.idempotency_key)
     if slot in _IN_FLIGHT:
         raise IdempotencyKeyInUse("the first request with this key is still running")
     _IN_FLIGHT.add(slot)
@@ -180,12 +262,7 @@ async def _idempotent(
         stored = await _write_retrying(call, partial(unit, keyed=keyed), fast=fast)
     finally:
         _IN_FLIGHT.discard(slot)
-    return web.Response(
-        text=stored.body,
-        status=stored.status,
-        content_type=JSON_CONTENT_TYPE,
-        headers={REPLAYED_HEADER: "true"} if stored.replayed else None,
-    )
+    return _response(stored)
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -193,140 +270,136 @@ async def _idempotent(
 
 async def eligibility(call: Call[EligibilityRequest]) -> EligibilityOut:
     session = _card_session(call)
-    try:
-        return await call.app[DATABASE].read(
-            partial(
-                service.eligibility_unit,
-                card=_card_check(call, session),
-                holder_id=session.holder_id,
-                now=_now(call),
+    at = _at_counter(call, session)
+    match await _route(call, session):
+        case Way.LOCAL:
+            person = await call.app[DATABASE].read(
+                partial(at_counter.eligibility, at=at, now=_now(call))
             )
-        )
-    except RemoteInsuredPlace as place:  # insured elsewhere: ask the insured place (1101)
-        return await crossprov.eligibility(call, place)
+            return views.eligibility_view(person)
+        case Way.IN_PROVINCE_REMOTE | Way.CROSS_PROVINCE:  # ask the insured place (1101)
+            remote = await remote_person(call.app[DATABASE], call.app[HUB], at=at, now=_now(call))
+            return remote_person_view(remote)
 
 
 async def pre_settle(call: Call[SettleRequest]) -> PreSettleOut:
     session = _card_session(call)
-    lines = service.claim_lines(call.body.lines)
-    try:
-        return await _pre_settle_local(call, session, lines)
-    except RemoteInsuredPlace as place:
-        await crossprov.pre_settle(
-            call, place, visit_type=call.body.visit_type, visit_date=call.body.visit_date
-        )
-        raise AssertionError("unreachable: a remote pre-settle always answers an error") from None
-
-
-async def _pre_settle_local(
-    call: Call[SettleRequest], session: CardSession, lines: list[ClaimLine]
-) -> PreSettleOut:
-    # ONE unit: the request nonce and the counter read (the route is nonce_in_handler), instead
-    # of a nonce transaction then a read transaction. Group-committed on SQLite, its own
-    # transaction on PostgreSQL. durable=False: the nonce of a request that changes nothing
-    # may be lost in a power cut (never in a crash), as a fresh challenge's may; a replay of
-    # this estimate within the clock-skew window then answers the same terminal an estimate
-    # again. Any batch it shares with a settle still commits with the full setting.
-    read = await call.app[DATABASE].write(
-        partial(
-            service.counter_unit,
-            nonce=call.nonce,
-            card=_card_check(call, session),
-            holder_id=session.holder_id,
-            fixmedins_code=_terminal(call).institution_code,
-            visit_type=call.body.visit_type,
-            visit_date=call.body.visit_date,
-            now=_now(call),
-        ),
-        durable=False,
-        grouped=True,
-        concurrent=True,
-    )
-    return service.estimate(read, lines)  # the engine, outside the transaction
-
-
-def _card_check(call: Call[Any], session: CardSession) -> service.CardCheck:
-    return service.CardCheck(
-        card_sn=session.card_sn,
-        legacy_accepted_until=call.app[SETTINGS].legacy_parallel_use_until,
-    )
+    lines = _lines(call.body.lines)
+    at = _at_counter(call, session)
+    body = call.body
+    match await _route(call, session):
+        case Way.LOCAL:
+            # ONE unit: the request nonce and the counter's reads (the route is
+            # nonce_in_handler), the engine after it, outside the transaction. durable=False:
+            # the nonce of a request that changes nothing may be lost in a power cut (never in
+            # a crash), as a fresh challenge's may; a replay of this estimate within the
+            # clock-skew window then answers the same terminal an estimate again. Any batch it
+            # shares with a settle still commits with the full setting.
+            read = await call.app[DATABASE].write(
+                partial(
+                    at_counter.counter_read,
+                    nonce=call.nonce,
+                    at=at,
+                    visit_type=body.visit_type,
+                    visit_date=body.visit_date,
+                    now=_now(call),
+                ),
+                durable=False,
+                grouped=True,
+                concurrent=True,
+            )
+            return views.estimate_view(at_counter.estimate(read, lines))
+        case Way.IN_PROVINCE_REMOTE | Way.CROSS_PROVINCE:
+            # No estimate through the hub; the checks and the filing are still made.
+            await call.app[DATABASE].read(
+                partial(
+                    refuse_pre_settle,
+                    at=at,
+                    visit_type=body.visit_type,
+                    visit_date=body.visit_date,
+                    now=_now(call),
+                )
+            )
+            raise AssertionError("unreachable: a remote pre-settle always answers an error")
 
 
 async def settle(call: Call[SettleRequest]) -> web.Response:
     session = _card_session(call)
-    lines = service.claim_lines(call.body.lines)
-    try:
-        return await _settle_local(call, session, lines)
-    except RemoteInsuredPlace as place:  # insured elsewhere: through the hub
-        return await crossprov.settle(
-            call,
-            place,
-            operation="POST /v1/settlements",
-            subject=session.holder_id,
-            visit_type=call.body.visit_type,
-            visit_date=call.body.visit_date,
-            lines=lines,
-        )
-
-
-async def _settle_local(
-    call: Call[SettleRequest], session: CardSession, lines: list[ClaimLine]
-) -> web.Response:
-    return await _idempotent(
-        call,
-        operation="POST /v1/settlements",
-        subject=session.holder_id,
-        unit=partial(
-            service.settle_unit,
-            card=_card_check(call, session),
-            holder_id=session.holder_id,
-            fixmedins_code=_terminal(call).institution_code,
-            visit_type=call.body.visit_type,
-            visit_date=call.body.visit_date,
-            lines=lines,
-            nonce=call.nonce,  # the route is nonce_in_handler: one transaction per settle
-        ),
-        # Group-committed on SQLite (one fsync a batch), concurrent on PostgreSQL.
-        fast=True,
-    )
+    lines = _lines(call.body.lines)
+    keyed = _keyed(call, operation="POST /v1/settlements", subject=session.holder_id)
+    at = _at_counter(call, session)
+    body = call.body
+    match await _route(call, session):
+        case Way.LOCAL:
+            unit = partial(
+                at_counter.settle,
+                nonce=call.nonce,  # the route is nonce_in_handler: one transaction per settle
+                at=at,
+                visit_type=body.visit_type,
+                visit_date=body.visit_date,
+                lines=lines,
+                render=partial(views.settled_answer, status=201),
+            )
+            # Group-committed on SQLite (one fsync a batch), concurrent on PostgreSQL.
+            return await _keyed_unit(call, keyed, unit, fast=True)
+        case Way.IN_PROVINCE_REMOTE | Way.CROSS_PROVINCE:
+            stored = await settle_remote(
+                call.app[DATABASE],
+                call.app[HUB],
+                keyed=keyed,
+                nonce=call.nonce,  # claimed in the intent's transaction
+                at=at,
+                visit_type=body.visit_type,
+                visit_date=body.visit_date,
+                lines=lines,
+                render=remote_settled_answer,
+            )
+            return _response(stored)
 
 
 async def cancel(call: Call[CancelRequest]) -> web.Response:
     setl_id = _path_id(call, "setl_id", ErrorCode.SETTLEMENT_NOT_FOUND)
-    if IDEMPOTENCY_HEADER in call.request.headers and _KEY_PATTERN.fullmatch(
-        call.request.headers[IDEMPOTENCY_HEADER]
-    ):
-        # A settlement through the hub is cancelled through the hub (one read first).
-        remote = await crossprov.cancel(
-            call, setl_id, operation=f"POST /v1/settlements/{setl_id}/cancel"
-        )
-        if remote is not None:
-            return remote
-    return await _idempotent(
-        call,
-        operation=f"POST /v1/settlements/{setl_id}/cancel",
-        subject=None,
-        unit=partial(
-            service.cancel_unit,
-            fixmedins_code=_terminal(call).institution_code,
-            setl_id=setl_id,
-            reason=call.body.reason,
-        ),
+    keyed = _keyed(call, operation=f"POST /v1/settlements/{setl_id}/cancel", subject=None)
+    institution = _terminal(call).institution_code
+    # A settlement through the hub is cancelled through the hub: which one it is, is read
+    # before any write transaction.
+    remote = await call.app[DATABASE].read(
+        partial(find_remote, fixmedins_code=institution, setl_id=setl_id)
     )
+    if remote is not None:
+        stored = await cancel_remote(
+            call.app[DATABASE],
+            call.app[HUB],
+            row=remote,
+            keyed=keyed,
+            reason=call.body.reason,
+            render=remote_cancel_answer,
+        )
+        return _response(stored)
+    unit = partial(
+        at_counter.cancel,
+        fixmedins_code=institution,
+        setl_id=setl_id,
+        reason=call.body.reason,
+        render=partial(views.settled_answer, status=200),
+    )
+    return await _keyed_unit(call, keyed, unit)
 
 
 async def get_settlement(call: Call[None]) -> SettlementOut:
     setl_id = _path_id(call, "setl_id", ErrorCode.SETTLEMENT_NOT_FOUND)
+    institution = _terminal(call).institution_code
+    db = call.app[DATABASE]
     try:
-        return await call.app[DATABASE].read(
-            partial(
-                service.get_settlement_unit,
-                fixmedins_code=_terminal(call).institution_code,
-                setl_id=setl_id,
-            )
+        settled = await db.read(
+            partial(queries.get_settlement, fixmedins_code=institution, setl_id=setl_id)
         )
     except SettlementNotFound:
-        return await crossprov.get_settlement(call, setl_id)  # or 404 as well
+        remote = await db.read(partial(find_remote, fixmedins_code=institution, setl_id=setl_id))
+        if remote is None:
+            raise
+        return remote_view(remote)
+    return views.settlement_view(settled)
 
 
 async def list_settlements(call: Call[None]) -> SettlementList:
@@ -334,110 +407,140 @@ async def list_settlements(call: Call[None]) -> SettlementList:
     cursor = call.request.query.get("cursor", "0")
     if not cursor.isdigit() or len(cursor) > 18:
         raise GatewayError(ErrorCode.VALIDATION_FAILED, "cursor must be a next_cursor value")
-    return await call.app[DATABASE].read(
+    page = await call.app[DATABASE].read(
         partial(
-            service.list_settlements_unit,
+            queries.list_settlements,
             fixmedins_code=_terminal(call).institution_code,
             day=day,
             after_id=int(cursor),
         )
     )
+    return views.page_view(page)
 
 
 async def admit(call: Call[AdmitRequest]) -> AdmissionOut:
     session = _card_session(call)
-    return await call.app[DATABASE].write(
+    row = await call.app[DATABASE].write(
         partial(
-            service.admit_unit,
+            admissions.admit,
             holder_id=session.holder_id,
-            fixmedins_code=_terminal(call).institution_code,
+            counter=_counter(call),
             admission_date=call.body.admission_date,
             now=_now(call),
         )
     )
+    return views.admission_view(row)
 
 
 async def upload_fee_lines(call: Call[FeeLinesRequest]) -> FeeLinesOut | web.Response:
     admission_id = _path_id(call, "admission_id", ErrorCode.ADMISSION_NOT_FOUND)
-    lines = service.claim_lines(call.body.lines)
+    lines = _lines(call.body.lines)
+    institution = _terminal(call).institution_code
     if IDEMPOTENCY_HEADER in call.request.headers:
         # Optional here (the contract does not require it), but the way to make a retried
         # upload safe: without a key, a retry after a lost answer adds the lines twice.
-        return await _idempotent(
-            call,
-            operation=f"POST /v1/admissions/{admission_id}/fee-lines",
-            subject=None,
-            unit=partial(
-                service.keyed_fee_lines_unit,
-                fixmedins_code=_terminal(call).institution_code,
-                admission_id=admission_id,
-                lines=lines,
-            ),
+        keyed = _keyed(
+            call, operation=f"POST /v1/admissions/{admission_id}/fee-lines", subject=None
         )
-    admission, accepted, total = await call.app[DATABASE].write(
+        unit = partial(
+            admissions.keyed_fee_lines,
+            fixmedins_code=institution,
+            admission_id=admission_id,
+            lines=lines,
+            render=views.fee_lines_answer,
+        )
+        return await _keyed_unit(call, keyed, unit)
+    added = await call.app[DATABASE].write(
         partial(
-            service.fee_lines_unit,
-            fixmedins_code=_terminal(call).institution_code,
+            admissions.fee_lines,
+            fixmedins_code=institution,
             admission_id=admission_id,
             lines=lines,
         )
     )
-    return FeeLinesOut(admission_id=admission, accepted=accepted, line_count=total)
+    return views.fee_lines_view(added)
 
 
 async def discharge(call: Call[DischargeRequest]) -> web.Response:
     admission_id = _path_id(call, "admission_id", ErrorCode.ADMISSION_NOT_FOUND)
     session = _card_session(call)
-    try:
-        return await _discharge_local(call, session, admission_id)
-    except RemoteInsuredPlace as place:  # insured elsewhere: the stay settles through the hub
-        return await crossprov.discharge(
-            call,
-            place,
-            admission_id=admission_id,
-            operation=f"POST /v1/admissions/{admission_id}/discharge",
-            subject=session.holder_id,
-        )
-
-
-async def _discharge_local(
-    call: Call[DischargeRequest], session: CardSession, admission_id: str
-) -> web.Response:
-    return await _idempotent(
-        call,
-        operation=f"POST /v1/admissions/{admission_id}/discharge",
-        subject=session.holder_id,
-        unit=partial(
-            service.discharge_unit,
-            card=_card_check(call, session),
-            holder_id=session.holder_id,
-            fixmedins_code=_terminal(call).institution_code,
-            admission_id=admission_id,
-            discharge_date=call.body.discharge_date,
-        ),
+    keyed = _keyed(
+        call, operation=f"POST /v1/admissions/{admission_id}/discharge", subject=session.holder_id
     )
+    at = _at_counter(call, session)
+    discharge_date = call.body.discharge_date
+    match await _route(call, session):
+        case Way.LOCAL:
+            unit = partial(
+                admissions.discharge,
+                at=at,
+                admission_id=admission_id,
+                discharge_date=discharge_date,
+                render=partial(views.settled_answer, status=201),
+            )
+            return await _keyed_unit(call, keyed, unit)
+        case Way.IN_PROVINCE_REMOTE | Way.CROSS_PROVINCE:  # the stay settles through the hub
+            stored = await discharge_remote(
+                call.app[DATABASE],
+                call.app[HUB],
+                keyed=keyed,
+                nonce=call.nonce,
+                at=at,
+                admission_id=admission_id,
+                discharge_date=discharge_date,
+                render=remote_settled_answer,
+            )
+            return _response(stored)
 
 
 async def reconcile_totals(call: Call[TotalsRequest]) -> TotalsResult:
-    return await call.app[DATABASE].write(
+    body = call.body
+    outcome = await call.app[DATABASE].write(
         partial(
-            service.totals_unit,
+            reconcile.totals,
             fixmedins_code=_terminal(call).institution_code,
-            body=call.body,
+            stmt_date=body.stmt_date,
+            clr_type=body.clr_type,
+            theirs=Figures(
+                body.fixmedins_setl_cnt,
+                body.medfee_sumamt,
+                body.fund_pay_sumamt,
+                body.acct_pay,
+                body.psn_cash_pay,
+            ),
             now=_now(call),
+            render=views.figures_json,
         )
     )
+    return views.totals_view(outcome)
+
+
+def _amounts(row: DetailRow) -> tuple[int, int, int, int]:
+    return row.medfee_sumamt, row.fund_pay_sumamt, row.acct_pay, row.psn_cash_pay
 
 
 async def reconcile_details(call: Call[DetailsRequest]) -> DetailsResult:
-    return await call.app[DATABASE].write(
+    body = call.body
+    outcome = await call.app[DATABASE].write(
         partial(
-            service.details_unit,
+            reconcile.details,
             fixmedins_code=_terminal(call).institution_code,
-            body=call.body,
+            stmt_date=body.stmt_date,
+            clr_type=body.clr_type,
+            theirs=[
+                (
+                    row.setl_id,
+                    Figures(
+                        1, row.medfee_sumamt, row.fund_pay_sumamt, row.acct_pay, row.psn_cash_pay
+                    ),
+                )
+                for row in body.details
+            ],
             now=_now(call),
+            render=views.figures_json,
         )
     )
+    return views.details_view(outcome)
 
 
 async def reconciliation_mismatches(call: Call[None]) -> MismatchesOut:
@@ -455,12 +558,17 @@ async def reconciliation_mismatches(call: Call[None]) -> MismatchesOut:
         raise GatewayError(
             ErrorCode.RECONCILIATION_FORBIDDEN, "scope=all is for operations terminals"
         )
-    return await call.app[DATABASE].read(
+    runs = await call.app[DATABASE].read(
         partial(
-            service.mismatches_unit,
+            reconcile.mismatches,
             day=day,
             fixmedins_code=None if scope == "all" else institution,
         )
+    )
+    return MismatchesOut(
+        date=day,
+        scope="all" if scope == "all" else "institution",
+        items=[views.mismatch_view(run) for run in runs],
     )
 
 
@@ -545,7 +653,7 @@ SETTLEMENT_ROUTES: Final[tuple[Route, ...]] = (
         "/v1/settlements",
         operation_id="list_settlements",
         summary="This institution's settlements of a day (?date=YYYY-MM-DD, Beijing time).",
-        description=f"Pages of {service.LIST_PAGE_SIZE}; follow `next_cursor` with ?cursor=.",
+        description=f"Pages of {queries.LIST_PAGE_SIZE}; follow `next_cursor` with ?cursor=.",
         handler=list_settlements,
         response_model=SettlementList,
         tags=_TAGS,

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import enum
 import re
+from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
     "SHANGHAI_ADMDVS",
     "SINGLE_POOLING_AREA_PROVINCES",
-    "RemoteInsuredPlace",
+    "InsuredPlace",
     "Route",
     "is_admdvs",
-    "require_local",
     "route_for",
 ]
 
@@ -69,24 +69,12 @@ def route_for(treatment_admdvs: str, insured_admdvs: str) -> Route:
 SHANGHAI_ADMDVS: Final = "310000"  # the treatment place of every institution here (就医地)
 
 
-class RemoteInsuredPlace(Exception):  # a signal to dispatch on, not an error
-    """The person is insured outside Shanghai's pooling area: the local engine must not settle
-    them; the caller sends the request through the hub instead.
+@dataclass(frozen=True, slots=True)
+class InsuredPlace:
+    """Where a person is insured, and so which way their settlements go. A value, decided
+    before any write transaction begins (docs/architecture.md, "How a visit flows"): the
+    handler matches on ``route``."""
 
-    Raised inside a local unit of work before it writes anything of its own (the unit rolls
-    back, key claim included). Deliberately without a ``.code``: if nothing dispatches it,
-    it surfaces as a 500, a bug, never as a settlement at Shanghai's rates.
-    """
-
-    def __init__(self, psn_no: str, insuplc_admdvs: str, route: Route) -> None:
-        super().__init__(f"insured at {insuplc_admdvs}: {route.value}")
-        self.psn_no = psn_no
-        self.insuplc_admdvs = insuplc_admdvs
-        self.route = route
-
-
-def require_local(psn_no: str, insuplc_admdvs: str) -> None:
-    """Raise RemoteInsuredPlace unless the person settles locally at a Shanghai institution."""
-    route = route_for(SHANGHAI_ADMDVS, insuplc_admdvs)
-    if route is not Route.LOCAL:
-        raise RemoteInsuredPlace(psn_no, insuplc_admdvs, route)
+    psn_no: str
+    insuplc_admdvs: str
+    route: Route

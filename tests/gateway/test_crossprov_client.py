@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from gateway.crossprov.breaker import Breaker, BreakerState
-from gateway.crossprov.client import HubClient, NoAnswer, NotSent
 from gateway.settings import SettingsError, load_settings
 from settlement.crossprov import wire
+from settlement.crossprov.breaker import Breaker, BreakerState
+from settlement.crossprov.calls import HubClient, NoAnswer, NotSent
 
 INSTITUTION = "H31000000001"
 NOW_S = 1_780_000_000.0

@@ -29,10 +29,10 @@ from settlement_api_testkit import TODAY, Till, outpatient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from gateway.crossprov.client import NoAnswer
 from gateway.crossprov.hub import HUB, run_reversals_once
 from gateway.state import CLOCK, DATABASE
 from settlement.crossprov import wire
+from settlement.crossprov.calls import NoAnswer
 from settlement.crossprov.store import (
     HubReversalRow,
     RemoteSettlementRow,
@@ -327,3 +327,31 @@ async def test_ops_views_are_for_ops_terminals_and_count_hub_calls(
     assert [(i["msgid"], i["status"]) for i in items] == [(settled["msgid"], "confirmed")]
     queue = await till.get("/v1/crossprov/reversals?status=pending")
     assert (await queue.json())["depth"] == 0
+
+
+async def test_the_route_is_decided_before_any_transaction(
+    till: Till, app: web.Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The card session carries the route: a remote settle runs one read (its plan) and the
+    # intent and outcome writes, never a local unit that would roll back (the old way: a
+    # wasted transaction, an exception as control flow and a nonce un-claimed).
+    database = app[DATABASE]
+    units: list[str] = []
+    write, read = database.write, database.read
+
+    def _name(unit: Any) -> str:
+        return getattr(unit, "func", unit).__name__
+
+    async def spy_write(unit: Any, **options: Any) -> Any:
+        units.append("write " + _name(unit))
+        return await write(unit, **options)
+
+    async def spy_read(unit: Any) -> Any:
+        units.append("read " + _name(unit))
+        return await read(unit)
+
+    monkeypatch.setattr(database, "write", spy_write)
+    monkeypatch.setattr(database, "read", spy_read)
+    response = await till.settle(outpatient(), key="k-route")
+    assert response.status == 201, await response.text()
+    assert units == ["read _plan_settle", "write _intent_unit", "write _confirm_unit"]

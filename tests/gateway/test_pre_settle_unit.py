@@ -19,9 +19,12 @@ from settlement_api_testkit import Till, load_insured_world, outpatient, snapsho
 from sqlalchemy import Engine
 
 from gateway.card_auth.service import CARD_AUTH
-from gateway.settlement_api import service
-from gateway.settlement_api.models import LineIn
-from gateway.state import CLOCK, DATABASE
+from gateway.settlement_api.views import estimate_view
+from gateway.state import CLOCK, DATABASE, TERMINALS
+from issuance.registry import require_usable
+from settlement.counter import settle as at_counter
+from settlement.counter.outcomes import claim_lines
+from settlement.counter.ports import AtCounter, Counter
 
 PRE_SETTLE = "/v1/settlements/pre-settle"
 
@@ -82,23 +85,31 @@ async def test_the_estimate_equals_a_read_then_the_engine(
     answered = await response.json()
     assert till.card_session is not None
     session = app[CARD_AUTH].require_card_session(till.card_session, signer.terminal_id)
+    terminal = await app[TERMINALS].get(signer.terminal_id)
+    assert terminal is not None
+    at = AtCounter(
+        Counter(HOSPITAL, terminal.institution_kind, terminal.institution_level),
+        session.holder_id,
+        partial(_card_usable, card_sn=session.card_sn),
+    )
     read = await app[DATABASE].read(
         partial(
-            service.counter_unit,
+            at_counter.counter_read,
             nonce=None,
-            card=service.CardCheck(card_sn=session.card_sn, legacy_accepted_until=None),
-            holder_id=session.holder_id,
-            fixmedins_code=HOSPITAL,
+            at=at,
             visit_type=body["visit_type"],
             visit_date=dt.date.fromisoformat(body["visit_date"]),
             now=dt.datetime.fromtimestamp(app[CLOCK](), dt.UTC),
         )
     )
-    expected = service.estimate(
-        read, service.claim_lines([LineIn(**line) for line in body["lines"]])
-    )
+    lines = [(line["code"], line["quantity"], line["unit_price_fen"]) for line in body["lines"]]
+    expected = estimate_view(at_counter.estimate(read, claim_lines(lines)))
     assert answered == json.loads(expected.model_dump_json())
     assert answered["medfee_sumamt"] > 0
+
+
+def _card_usable(session: Any, today: dt.date, *, card_sn: str) -> None:
+    require_usable(session, card_sn, today=today, legacy_accepted_until=None)
 
 
 async def test_a_replayed_pre_settle_stops_at_its_nonce(till: Till, world: Engine) -> None:

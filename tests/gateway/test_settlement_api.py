@@ -290,7 +290,7 @@ async def test_same_key_while_running_is_409_and_settles_once(till: Till, world:
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_key_held_by_another_worker_is_409_on_postgresql(till: Till, world: Engine):
-    from gateway.settlement_api.service import advisory_lock_id
+    from settlement.keyed import advisory_lock_id
 
     key = till.new_key()
     before = snapshot(world)

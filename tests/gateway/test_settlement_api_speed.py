@@ -33,7 +33,7 @@ SETTLE = "/v1/settlements"
 # PostgreSQL (psycopg begins implicitly). Everything else (the unit's savepoint, the request
 # nonce, the advisory lock, the counter read, the key lookup, the settlement and its lines,
 # account, year totals, ledger and its read-back sum, the stored answer) runs on the driver's
-# cursor (gateway.db, gateway.store.DriverStatement, settlement.store.DriverSQL and
+# cursor (gateway.db, dbkit.DriverSQL and
 # DriverInsert), unseen by SQLAlchemy's events. Before the rewrite a settle ran ~22
 # statements, all through the ORM.
 SQLALCHEMY_STATEMENTS = {"sqlite": 1, "postgresql": 0}

@@ -1,4 +1,5 @@
-"""Which institution kind may settle which visit (gateway.settlement_api.service._visit_at)."""
+"""Which institution kind may settle which visit (settlement.counter.visits.visit_at), for every
+kind of institution the gateway enrols."""
 
 from __future__ import annotations
 
@@ -6,10 +7,26 @@ import datetime as dt
 
 import pytest
 
-from gateway.settlement_api.service import VisitTypeNotAllowed, _visit_at
 from gateway.store import MEDICAL_KINDS, InstitutionKind
+from settlement.claim import Visit
+from settlement.counter.ports import Counter
+from settlement.counter.visits import visit_at
+from settlement.errors import VisitTypeNotAllowed
 
 TODAY = dt.date(2026, 11, 27)
+
+
+def _visit_at(
+    kind: str,
+    level: int | None,
+    visit_type: str,
+    visit_date: dt.date,
+    today: dt.date,
+    *,
+    via_admission: bool = False,
+) -> Visit:
+    counter = Counter("H0000000001", kind, level)
+    return visit_at(counter, visit_type, visit_date, today, via_admission=via_admission)
 
 
 @pytest.mark.parametrize("kind", sorted(set(InstitutionKind) - MEDICAL_KINDS))

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import Session
 
+from settlement.counter.holders import HolderRow, insured_place, local_holdings
 from settlement.crossprov import clearing, remote
 from settlement.crossprov.filings import (
     Filing,
@@ -21,7 +22,7 @@ from settlement.crossprov.filings import (
     filing_for_visit,
     register_filing,
 )
-from settlement.crossprov.routing import RemoteInsuredPlace, Route, require_local, route_for
+from settlement.crossprov.routing import InsuredPlace, Route, route_for
 from settlement.crossprov.store import (
     FilingType,
     HubReversalRow,
@@ -29,6 +30,7 @@ from settlement.crossprov.store import (
     RemoteStatus,
     ReversalStatus,
 )
+from settlement.errors import InvalidPerson
 from settlement.idempotency import begin_request
 from settlement.ledger import account_balance_fen, unbalanced_transactions
 from settlement.store import IdempotencyKey, LedgerTransaction, metadata
@@ -77,12 +79,25 @@ def test_route_refuses_malformed_codes(bad: str) -> None:
         route_for("310000", bad)
 
 
-def test_require_local_signals_the_hub_route() -> None:
-    require_local("31000000000000001", "310104")
-    with pytest.raises(RemoteInsuredPlace) as raised:
-        require_local("32000000000000001", "320000")
-    assert (raised.value.route, raised.value.insuplc_admdvs) == (Route.CROSS_PROVINCE, "320000")
-    assert not hasattr(raised.value, "code")  # never rendered: dispatched, or a 500 bug
+def _holder(psn_no: str, insuplc_admdvs: str) -> HolderRow:
+    return HolderRow(
+        1, psn_no, False, dt.date(1980, 1, 1), dt.date(2019, 1, 1), None, insuplc_admdvs,
+        "11", 100, 0, None, None, None,
+    )  # fmt: skip
+
+
+def test_the_insured_place_is_a_value_that_carries_its_route() -> None:
+    # Decided before any transaction (no exception as control flow): the handler matches on it.
+    day = dt.date(2026, 6, 1)
+    local = insured_place(_holder("31000000000000001", "310104"), day)
+    assert local == InsuredPlace("31000000000000001", "310104", Route.LOCAL)
+    remote = insured_place(_holder("32000000000000001", "320000"), day)
+    assert (remote.route, remote.insuplc_admdvs) == (Route.CROSS_PROVINCE, "320000")
+    # A local settlement of a person insured elsewhere is refused, never settled at
+    # Shanghai's rates (the route changed after the card was read).
+    assert local_holdings(_holder("31000000000000001", "310104"), day).psn_no.startswith("31")
+    with pytest.raises(InvalidPerson, match="read the card again"):
+        local_holdings(_holder("32000000000000001", "320000"), day)
 
 
 # --- filings ----------------------------------------------------------------------------------

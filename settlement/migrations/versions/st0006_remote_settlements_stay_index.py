@@ -1,7 +1,7 @@
 """remote_settlements: index on (fixmedins_code, mdtrt_id)
 
 Every discharge through the hub, and every retry of one, asks which of the institution's remote
-settlements belong to this stay (gateway.crossprov.service.require_stay_not_discharged: by
+settlements belong to this stay (settlement.crossprov.remote_settle.require_stay_not_discharged: by
 ``mdtrt_id``, the stay's admission id); without this index that is a scan of the institution's
 remote settlements, growing with every cross-province visit it ever settled. Plain CREATE
 INDEX: on a large PostgreSQL table it blocks writes to remote_settlements while it builds.

@@ -1,0 +1,211 @@
+"""Inpatient stays (住院): admission (2401), fee lines (2301), discharge settlement (2304).
+
+Units of work ``unit(session)``. A stay gathers fee lines while it is open; its discharge
+settles all of them at once and closes it. A stay of a person insured elsewhere is discharged
+through the hub (settlement.crossprov.flows); :func:`stay_to_discharge` holds the checks both
+routes make before anything is settled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dbkit import beijing_date
+from settlement.claim import MAX_CLAIM_LINES, ClaimLine, Visit
+from settlement.counter.holders import HolderRow, insured_on, local_holdings, read_holder
+from settlement.counter.outcomes import FeeLinesAdded, Settled
+from settlement.counter.ports import AtCounter, Counter
+from settlement.counter.settle import record
+from settlement.counter.visits import new_id, visit_at
+from settlement.errors import (
+    AdmissionClosed,
+    AdmissionNotFound,
+    AdmissionOtherPerson,
+    InvalidClaim,
+    InvalidVisit,
+    PersonNotFound,
+    TooManyLines,
+)
+from settlement.keyed import KeyedRequest, Render, Stored, answer, claim_key
+from settlement.store import AdmissionFeeLineRow, AdmissionRow, AdmissionStatus
+
+__all__ = [
+    "MAX_STAY_LINES",
+    "StayToDischarge",
+    "admit",
+    "discharge",
+    "fee_lines",
+    "keyed_fee_lines",
+    "stay_lines",
+    "stay_to_discharge",
+]
+
+# Fee lines one stay gathers over its uploads: the engine's bound on one claim.
+MAX_STAY_LINES: Final = MAX_CLAIM_LINES
+
+
+def admit(
+    session: Session, *, holder_id: int, counter: Counter, admission_date: dt.date, now: dt.datetime
+) -> AdmissionRow:
+    """Open a stay for the cardholder at this hospital. Any insured person may be admitted;
+    where they are insured decides how the stay is settled at discharge."""
+    visit_at(counter, "inpatient", admission_date, beijing_date(now), via_admission=True)
+    holder = insured_on(read_holder(session, holder_id, admission_date.year), admission_date)
+    row = AdmissionRow(
+        admission_id=new_id("A", now),
+        person_id=holder.id,
+        fixmedins_code=counter.fixmedins_code,
+        admission_date=admission_date,
+        status=AdmissionStatus.OPEN,
+        line_count=0,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def open_admission(
+    session: Session, fixmedins_code: str, admission_id: str, *, lock: bool = True
+) -> AdmissionRow:
+    """This hospital's open stay ``admission_id`` (locked for the rest of the unit)."""
+    query = select(AdmissionRow).where(
+        AdmissionRow.admission_id == admission_id,
+        AdmissionRow.fixmedins_code == fixmedins_code,
+    )
+    row = session.scalar(query.with_for_update() if lock else query)
+    if row is None:
+        raise AdmissionNotFound("this hospital has no admission with this admission_id")
+    if row.status is not AdmissionStatus.OPEN:
+        raise AdmissionClosed("the stay was already settled at discharge")
+    return row
+
+
+def fee_lines(
+    session: Session, *, fixmedins_code: str, admission_id: str, lines: Sequence[ClaimLine]
+) -> FeeLinesAdded:
+    """Append fee lines to an open stay (bounded by :data:`MAX_STAY_LINES` under its lock)."""
+    row = open_admission(session, fixmedins_code, admission_id)
+    if row.line_count + len(lines) > MAX_STAY_LINES:
+        raise TooManyLines(f"a stay holds at most {MAX_STAY_LINES} fee lines")
+    session.add_all(
+        AdmissionFeeLineRow(
+            admission_id=row.id,
+            line_no=row.line_count + number,
+            catalogue_code=line.catalogue_code,
+            quantity=line.quantity,
+            unit_price_fen=line.unit_price_fen,
+        )
+        for number, line in enumerate(lines, start=1)
+    )
+    row.line_count += len(lines)
+    session.flush()
+    return FeeLinesAdded(row.admission_id, len(lines), row.line_count)
+
+
+def keyed_fee_lines(
+    session: Session,
+    *,
+    keyed: KeyedRequest,
+    fixmedins_code: str,
+    admission_id: str,
+    lines: Sequence[ClaimLine],
+    render: Render[FeeLinesAdded],
+) -> Stored:
+    """Fee lines under an idempotency key: a retried upload adds its lines once."""
+    stored = claim_key(session, keyed)
+    if stored is not None:
+        return stored
+    added = fee_lines(
+        session, fixmedins_code=fixmedins_code, admission_id=admission_id, lines=lines
+    )
+    return answer(session, keyed, render(added))
+
+
+@dataclass(frozen=True, slots=True)
+class StayToDischarge:
+    """An open stay that may be discharged now, by this cardholder, with its visit."""
+
+    admission: AdmissionRow
+    holder: HolderRow
+    visit: Visit
+
+
+def stay_to_discharge(
+    session: Session,
+    *,
+    at: AtCounter,
+    admission_id: str,
+    discharge_date: dt.date,
+    now: dt.datetime,
+    lock: bool = True,
+) -> StayToDischarge:
+    """The checks every discharge makes, in order: card usable, the stay open here (locked
+    in a write unit), the card's holder its patient, the dates, at least one fee line, the
+    visit allowed, the person insured on the discharge date."""
+    today = beijing_date(now)
+    at.card_check(session, today)
+    admission = open_admission(session, at.counter.fixmedins_code, admission_id, lock=lock)
+    holder = read_holder(session, at.holder_id, discharge_date.year)
+    if holder is None:
+        raise PersonNotFound("no insured person is linked to this cardholder")
+    if admission.person_id != holder.id:
+        raise AdmissionOtherPerson("the card session's holder is not this admission's patient")
+    if discharge_date < admission.admission_date:
+        raise InvalidVisit("the discharge date is before the admission date")
+    if admission.line_count == 0:
+        raise InvalidClaim("no fee lines were uploaded for this stay")
+    visit = visit_at(at.counter, "inpatient", discharge_date, today, via_admission=True)
+    return StayToDischarge(admission, insured_on(holder, discharge_date), visit)
+
+
+def stay_lines(session: Session, admission: AdmissionRow) -> list[ClaimLine]:
+    """Every fee line of the stay, in upload order."""
+    rows = session.scalars(
+        select(AdmissionFeeLineRow)
+        .where(AdmissionFeeLineRow.admission_id == admission.id)
+        .order_by(AdmissionFeeLineRow.line_no)
+    ).all()
+    return [ClaimLine(f.catalogue_code, f.quantity, f.unit_price_fen) for f in rows]
+
+
+def discharge(
+    session: Session,
+    *,
+    keyed: KeyedRequest,
+    at: AtCounter,
+    admission_id: str,
+    discharge_date: dt.date,
+    render: Render[Settled],
+) -> Stored:
+    """Discharge a locally insured patient: settle every fee line and close the stay."""
+    stored = claim_key(session, keyed)
+    if stored is not None:
+        return stored
+    stay = stay_to_discharge(
+        session,
+        at=at,
+        admission_id=admission_id,
+        discharge_date=discharge_date,
+        now=keyed.now,
+    )
+    holdings = local_holdings(stay.holder, discharge_date)
+    settled = record(
+        session,
+        holdings=holdings,
+        fixmedins_code=at.counter.fixmedins_code,
+        mdtrt_id=stay.admission.admission_id,
+        visit=stay.visit,
+        lines=stay_lines(session, stay.admission),
+        now=keyed.now,
+    )
+    stay.admission.status = AdmissionStatus.DISCHARGED
+    stay.admission.setl_id = settled.record.setl_id
+    session.flush()
+    return answer(session, keyed, render(settled))
