@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from importlib import resources
+from pathlib import Path
 
 import pytest
 from settlement_testkit import EMPLOYEE_30, book, consultation, demo_catalogue
@@ -66,8 +67,12 @@ def test_settle_refuses_a_policy_that_does_not_cover_the_visit() -> None:
 
 
 def test_shipped_files_note_source_and_assumptions() -> None:
+    # The source is the project's own docs/domain.md §6, which must exist in the clone.
+    domain = (Path(__file__).resolve().parents[2] / "docs" / "domain.md").read_text("utf-8")
+    assert "\n## 6. " in domain
     for policy in book().policies:
-        assert "DOMAIN.md §6" in policy.source
+        assert policy.source.startswith("docs/domain.md §6 ")
+        assert "[weak" in policy.source
         assert policy.assumptions
 
 

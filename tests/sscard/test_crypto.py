@@ -1,4 +1,4 @@
-"""sscard.crypto against the shared GB/T known-answer vectors, on both backends."""
+"""sscard.crypto against the GB/T known-answer vectors (tests/vectors/sm.json), on both backends."""
 
 from __future__ import annotations
 
