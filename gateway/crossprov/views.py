@@ -9,13 +9,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.crossprov.models import RemoteEligibilityOut, RemoteSettlementOut
-from gateway.settlement_api.models import FundPaymentOut, InsuranceOut
+from gateway.settlement_api.models import InsuranceOut
+from gateway.settlement_api.views import fund_rows
 from settlement.crossprov import wire
 from settlement.crossprov.remote_person import RemotePerson
 from settlement.crossprov.remote_settle import RemoteSettled
 from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
 from settlement.keyed import Answer
-from settlement.result import FUND_POOLING, FUND_SUPPLEMENTARY
 
 __all__ = [
     "remote_cancel_answer",
@@ -64,11 +64,7 @@ def settlement_view(
         acct_pay_past_years_fen=0,
         psn_cash_pay=_fen(setlinfo, "psn_cash_pay"),
         balc=_fen(setlinfo, "balc"),
-        setldetail=[
-            FundPaymentOut(fund_pay_type=code, fund_name=name, fund_payamt=amount)
-            for (code, name), amount in ((FUND_POOLING, hifp_pay), (FUND_SUPPLEMENTARY, hifob_pay))
-            if amount > 0
-        ],
+        setldetail=fund_rows(hifp_pay, hifob_pay),
         cancelled_at=None if row.cancelled_at is None else row.cancelled_at.astimezone(dt.UTC),
         cancel_reason=row.cancel_reason,
         explanation=None,

@@ -16,18 +16,11 @@ the request nonce and the key, settles and stores the answer.
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-from collections.abc import Callable
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Final
 
 from aiohttp import web
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from gateway.card_auth.service import CARD_AUTH
-from gateway.card_auth.session import CardSession
 from gateway.crossprov.hub import HUB
 from gateway.crossprov.views import (
     remote_cancel_answer,
@@ -36,38 +29,26 @@ from gateway.crossprov.views import (
     remote_view,
 )
 from gateway.errors import ErrorCode, GatewayError
-from gateway.routing import JSON_CONTENT_TYPE, Call, Route
-from gateway.settlement_api import views
+from gateway.routing import Call, Route
+from gateway.settlement_api import calls, views
 from gateway.settlement_api.models import (
     AdmissionOut,
     AdmitRequest,
     CancelRequest,
-    DetailRow,
-    DetailsRequest,
-    DetailsResult,
     DischargeRequest,
     EligibilityOut,
     EligibilityRequest,
     FeeLinesOut,
     FeeLinesRequest,
-    LineIn,
-    MismatchesOut,
     PreSettleOut,
     SettlementList,
     SettlementOut,
     SettleRequest,
-    TotalsRequest,
-    TotalsResult,
 )
-from gateway.state import CLOCK, DATABASE, SETTINGS
-from gateway.store import TerminalRecord
-from issuance.registry import require_usable
-from settlement.claim import ClaimLine
-from settlement.counter import admissions, queries, reconcile
+from gateway.settlement_api.reconciliation import RECONCILIATION_ROUTES
+from gateway.state import DATABASE
+from settlement.counter import admissions, queries
 from settlement.counter import settle as at_counter
-from settlement.counter.holders import insured_route
-from settlement.counter.outcomes import claim_lines
-from settlement.counter.ports import AtCounter, CardCheck, Counter
 from settlement.crossprov.remote_cancel import cancel_remote, find_remote
 from settlement.crossprov.remote_person import remote_person
 from settlement.crossprov.remote_settle import (
@@ -76,26 +57,9 @@ from settlement.crossprov.remote_settle import (
     settle_remote,
 )
 from settlement.crossprov.routing import Route as Way
-from settlement.errors import IdempotencyKeyInUse, SettlementNotFound
-from settlement.keyed import KeyedRequest, Stored, request_sha256
-from settlement.reconciliation import Figures
+from settlement.errors import SettlementNotFound
 
-__all__ = ["CARD_SESSION_HEADER", "IDEMPOTENCY_HEADER", "SETTLEMENT_ROUTES"]
-
-_T = TypeVar("_T")
-
-CARD_SESSION_HEADER: Final = "X-Card-Session"
-IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
-REPLAYED_HEADER: Final = "Idempotent-Replayed"
-# Visible ASCII, as the IETF draft's examples; the store holds up to 255 characters.
-_KEY_PATTERN: Final = re.compile(r"[\x21-\x7e]{1,255}")
-_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9]{1,40}")
-# A unit that lost a race on a first-of-the-year row (settlement.recording) is run again.
-_WRITE_ATTEMPTS: Final = 3
-# Keys being handled by this worker: (app, institution, key). Only the 409 answer depends on
-# it; the database decides what happens (settlement.keyed). Bounded by the requests in flight
-# (max_inflight_requests): an entry lives exactly as long as its request.
-_IN_FLIGHT: set[tuple[int, str, str]] = set()
+__all__ = ["SETTLEMENT_ROUTES"]
 
 _SESSION_ERRORS: Final = (
     ErrorCode.CARD_SESSION_INVALID,
@@ -127,167 +91,31 @@ _KEY_ERRORS: Final = (
 )
 
 
-# --- parsing ----------------------------------------------------------------------------------
-
-
-def _terminal(call: Call[Any]) -> TerminalRecord:
-    assert call.terminal is not None  # every route here is signed
-    return call.terminal
-
-
-def _counter(call: Call[Any]) -> Counter:
-    terminal = _terminal(call)
-    return Counter(terminal.institution_code, terminal.institution_kind, terminal.institution_level)
-
-
-def _card_session(call: Call[Any]) -> CardSession:
-    token = call.request.headers.get(CARD_SESSION_HEADER)
-    if not token:
-        raise GatewayError(ErrorCode.CARD_SESSION_INVALID, f"{CARD_SESSION_HEADER} is missing")
-    return call.app[CARD_AUTH].require_card_session(token, _terminal(call).terminal_id)
-
-
-def _at_counter(call: Call[Any], session: CardSession) -> AtCounter:
-    return AtCounter(_counter(call), session.holder_id, _card_check(call, session))
-
-
-def _card_check(call: Call[Any], session: CardSession) -> CardCheck:
-    """The registry re-check the use case runs inside its unit (issuance's one card read)."""
-    return partial(
-        _require_card,
-        card_sn=session.card_sn,
-        legacy_accepted_until=call.app[SETTINGS].legacy_parallel_use_until,
-    )
-
-
-def _require_card(
-    session: Session, today: dt.date, *, card_sn: str, legacy_accepted_until: dt.date | None
-) -> None:
-    require_usable(session, card_sn, today=today, legacy_accepted_until=legacy_accepted_until)
-
-
-def _route_unit(session: Session, *, holder_id: int) -> Way:
-    return insured_route(session, holder_id) or Way.LOCAL
-
-
-async def _route(call: Call[Any], session: CardSession) -> Way:
-    """Which way the holder's settlements go: from the card session, or (a version 1 token)
-    read now, before any write transaction."""
-    if session.route is not None:
-        return session.route
-    return await call.app[DATABASE].read(partial(_route_unit, holder_id=session.holder_id))
-
-
-def _now(call: Call[Any]) -> dt.datetime:
-    return dt.datetime.fromtimestamp(call.app[CLOCK](), dt.UTC)
-
-
-def _path_id(call: Call[Any], name: str, not_found: ErrorCode) -> str:
-    value = call.request.match_info[name]
-    if not _ID_PATTERN.fullmatch(value):
-        raise GatewayError(not_found, f"malformed {name}")
-    return value
-
-
-def _query_date(call: Call[Any]) -> dt.date:
-    raw = call.request.query.get("date", "")
-    try:
-        if len(raw) != 10:
-            raise ValueError
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise GatewayError(
-            ErrorCode.VALIDATION_FAILED,
-            "query parameter date must be YYYY-MM-DD",
-            errors=[{"field": "date", "problem": "must be YYYY-MM-DD", "type": "date_parsing"}],
-        ) from None
-
-
-def _lines(lines: list[LineIn]) -> list[ClaimLine]:
-    return claim_lines([(line.code, line.quantity, line.unit_price_fen) for line in lines])
-
-
-def _keyed(call: Call[Any], *, operation: str, subject: object) -> KeyedRequest:
-    """The request under its Idempotency-Key, scoped to the terminal's institution and
-    fingerprinted by operation, cardholder and body."""
-    key = call.request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None or not _KEY_PATTERN.fullmatch(key):
-        raise GatewayError(
-            ErrorCode.IDEMPOTENCY_KEY_MISSING,
-            f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters",
-        )
-    body = call.body.model_dump(mode="json") if call.body is not None else None
-    return KeyedRequest(
-        client_id=_terminal(call).institution_code,
-        idempotency_key=key,
-        request_hash=request_sha256(operation, subject, body),
-        now=_now(call),
-    )
-
-
-# --- running and rendering ----------------------------------------------------------------------
-
-
-def _response(stored: Stored) -> web.Response:
-    return web.Response(
-        text=stored.body,
-        status=stored.status,
-        content_type=JSON_CONTENT_TYPE,
-        headers={REPLAYED_HEADER: "true"} if stored.replayed else None,
-    )
-
-
-async def _write_retrying(
-    call: Call[Any], unit: Callable[[Session], _T], *, fast: bool = False
-) -> _T:
-    for attempt in range(1, _WRITE_ATTEMPTS + 1):
-        try:
-            # fast: group-committed on SQLite, beside the writer queue on PostgreSQL (db.py).
-            return await call.app[DATABASE].write(unit, grouped=fast, concurrent=fast)
-        except IntegrityError:
-            if attempt == _WRITE_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
-
-
-async def _keyed_unit(
-    call: Call[Any], keyed: KeyedRequest, unit: Callable[..., Stored], *, fast: bool = False
-) -> web.Response:
-    """Run ``unit(session, keyed=…)`` once per Idempotency-Key and answer its stored answer."""
-    slot = (id(call.app), keyed.client_id, keyed.idempotency_key)
-    if slot in _IN_FLIGHT:
-        raise IdempotencyKeyInUse("the first request with this key is still running")
-    _IN_FLIGHT.add(slot)
-    try:
-        stored = await _write_retrying(call, partial(unit, keyed=keyed), fast=fast)
-    finally:
-        _IN_FLIGHT.discard(slot)
-    return _response(stored)
-
-
 # --- handlers ---------------------------------------------------------------------------------
 
 
 async def eligibility(call: Call[EligibilityRequest]) -> EligibilityOut:
-    session = _card_session(call)
-    at = _at_counter(call, session)
-    match await _route(call, session):
+    session = calls.card_session(call)
+    at = calls.at_counter(call, session)
+    match await calls.route_of(call, session):
         case Way.LOCAL:
             person = await call.app[DATABASE].read(
-                partial(at_counter.eligibility, at=at, now=_now(call))
+                partial(at_counter.eligibility, at=at, now=calls.now_of(call))
             )
             return views.eligibility_view(person)
         case Way.IN_PROVINCE_REMOTE | Way.CROSS_PROVINCE:  # ask the insured place (1101)
-            remote = await remote_person(call.app[DATABASE], call.app[HUB], at=at, now=_now(call))
+            remote = await remote_person(
+                call.app[DATABASE], call.app[HUB], at=at, now=calls.now_of(call)
+            )
             return remote_person_view(remote)
 
 
 async def pre_settle(call: Call[SettleRequest]) -> PreSettleOut:
-    session = _card_session(call)
-    lines = _lines(call.body.lines)
-    at = _at_counter(call, session)
+    session = calls.card_session(call)
+    lines = calls.claim_of(call.body.lines)
+    at = calls.at_counter(call, session)
     body = call.body
-    match await _route(call, session):
+    match await calls.route_of(call, session):
         case Way.LOCAL:
             # ONE unit: the request nonce and the counter's reads (the route is
             # nonce_in_handler), the engine after it, outside the transaction. durable=False:
@@ -302,7 +130,7 @@ async def pre_settle(call: Call[SettleRequest]) -> PreSettleOut:
                     at=at,
                     visit_type=body.visit_type,
                     visit_date=body.visit_date,
-                    now=_now(call),
+                    now=calls.now_of(call),
                 ),
                 durable=False,
                 grouped=True,
@@ -317,19 +145,19 @@ async def pre_settle(call: Call[SettleRequest]) -> PreSettleOut:
                     at=at,
                     visit_type=body.visit_type,
                     visit_date=body.visit_date,
-                    now=_now(call),
+                    now=calls.now_of(call),
                 )
             )
             raise AssertionError("unreachable: a remote pre-settle always answers an error")
 
 
 async def settle(call: Call[SettleRequest]) -> web.Response:
-    session = _card_session(call)
-    lines = _lines(call.body.lines)
-    keyed = _keyed(call, operation="POST /v1/settlements", subject=session.holder_id)
-    at = _at_counter(call, session)
+    session = calls.card_session(call)
+    lines = calls.claim_of(call.body.lines)
+    keyed = calls.keyed_request(call, operation="POST /v1/settlements", subject=session.holder_id)
+    at = calls.at_counter(call, session)
     body = call.body
-    match await _route(call, session):
+    match await calls.route_of(call, session):
         case Way.LOCAL:
             unit = partial(
                 at_counter.settle,
@@ -341,7 +169,7 @@ async def settle(call: Call[SettleRequest]) -> web.Response:
                 render=partial(views.settled_answer, status=201),
             )
             # Group-committed on SQLite (one fsync a batch), concurrent on PostgreSQL.
-            return await _keyed_unit(call, keyed, unit, fast=True)
+            return await calls.keyed_unit(call, keyed, unit, fast=True)
         case Way.IN_PROVINCE_REMOTE | Way.CROSS_PROVINCE:
             stored = await settle_remote(
                 call.app[DATABASE],
@@ -354,13 +182,15 @@ async def settle(call: Call[SettleRequest]) -> web.Response:
                 lines=lines,
                 render=remote_settled_answer,
             )
-            return _response(stored)
+            return calls.response(stored)
 
 
 async def cancel(call: Call[CancelRequest]) -> web.Response:
-    setl_id = _path_id(call, "setl_id", ErrorCode.SETTLEMENT_NOT_FOUND)
-    keyed = _keyed(call, operation=f"POST /v1/settlements/{setl_id}/cancel", subject=None)
-    institution = _terminal(call).institution_code
+    setl_id = calls.path_id(call, "setl_id", ErrorCode.SETTLEMENT_NOT_FOUND)
+    keyed = calls.keyed_request(
+        call, operation=f"POST /v1/settlements/{setl_id}/cancel", subject=None
+    )
+    institution = calls.terminal_of(call).institution_code
     # A settlement through the hub is cancelled through the hub: which one it is, is read
     # before any write transaction.
     remote = await call.app[DATABASE].read(
@@ -375,7 +205,7 @@ async def cancel(call: Call[CancelRequest]) -> web.Response:
             reason=call.body.reason,
             render=remote_cancel_answer,
         )
-        return _response(stored)
+        return calls.response(stored)
     unit = partial(
         at_counter.cancel,
         fixmedins_code=institution,
@@ -383,12 +213,12 @@ async def cancel(call: Call[CancelRequest]) -> web.Response:
         reason=call.body.reason,
         render=partial(views.settled_answer, status=200),
     )
-    return await _keyed_unit(call, keyed, unit)
+    return await calls.keyed_unit(call, keyed, unit)
 
 
 async def get_settlement(call: Call[None]) -> SettlementOut:
-    setl_id = _path_id(call, "setl_id", ErrorCode.SETTLEMENT_NOT_FOUND)
-    institution = _terminal(call).institution_code
+    setl_id = calls.path_id(call, "setl_id", ErrorCode.SETTLEMENT_NOT_FOUND)
+    institution = calls.terminal_of(call).institution_code
     db = call.app[DATABASE]
     try:
         settled = await db.read(
@@ -403,14 +233,14 @@ async def get_settlement(call: Call[None]) -> SettlementOut:
 
 
 async def list_settlements(call: Call[None]) -> SettlementList:
-    day = _query_date(call)
+    day = calls.query_date(call)
     cursor = call.request.query.get("cursor", "0")
     if not cursor.isdigit() or len(cursor) > 18:
         raise GatewayError(ErrorCode.VALIDATION_FAILED, "cursor must be a next_cursor value")
     page = await call.app[DATABASE].read(
         partial(
             queries.list_settlements,
-            fixmedins_code=_terminal(call).institution_code,
+            fixmedins_code=calls.terminal_of(call).institution_code,
             day=day,
             after_id=int(cursor),
         )
@@ -419,27 +249,27 @@ async def list_settlements(call: Call[None]) -> SettlementList:
 
 
 async def admit(call: Call[AdmitRequest]) -> AdmissionOut:
-    session = _card_session(call)
+    session = calls.card_session(call)
     row = await call.app[DATABASE].write(
         partial(
             admissions.admit,
             holder_id=session.holder_id,
-            counter=_counter(call),
+            counter=calls.counter_of(call),
             admission_date=call.body.admission_date,
-            now=_now(call),
+            now=calls.now_of(call),
         )
     )
     return views.admission_view(row)
 
 
 async def upload_fee_lines(call: Call[FeeLinesRequest]) -> FeeLinesOut | web.Response:
-    admission_id = _path_id(call, "admission_id", ErrorCode.ADMISSION_NOT_FOUND)
-    lines = _lines(call.body.lines)
-    institution = _terminal(call).institution_code
-    if IDEMPOTENCY_HEADER in call.request.headers:
+    admission_id = calls.path_id(call, "admission_id", ErrorCode.ADMISSION_NOT_FOUND)
+    lines = calls.claim_of(call.body.lines)
+    institution = calls.terminal_of(call).institution_code
+    if calls.IDEMPOTENCY_HEADER in call.request.headers:
         # Optional here (the contract does not require it), but the way to make a retried
         # upload safe: without a key, a retry after a lost answer adds the lines twice.
-        keyed = _keyed(
+        keyed = calls.keyed_request(
             call, operation=f"POST /v1/admissions/{admission_id}/fee-lines", subject=None
         )
         unit = partial(
@@ -449,7 +279,7 @@ async def upload_fee_lines(call: Call[FeeLinesRequest]) -> FeeLinesOut | web.Res
             lines=lines,
             render=views.fee_lines_answer,
         )
-        return await _keyed_unit(call, keyed, unit)
+        return await calls.keyed_unit(call, keyed, unit)
     added = await call.app[DATABASE].write(
         partial(
             admissions.fee_lines,
@@ -462,14 +292,14 @@ async def upload_fee_lines(call: Call[FeeLinesRequest]) -> FeeLinesOut | web.Res
 
 
 async def discharge(call: Call[DischargeRequest]) -> web.Response:
-    admission_id = _path_id(call, "admission_id", ErrorCode.ADMISSION_NOT_FOUND)
-    session = _card_session(call)
-    keyed = _keyed(
+    admission_id = calls.path_id(call, "admission_id", ErrorCode.ADMISSION_NOT_FOUND)
+    session = calls.card_session(call)
+    keyed = calls.keyed_request(
         call, operation=f"POST /v1/admissions/{admission_id}/discharge", subject=session.holder_id
     )
-    at = _at_counter(call, session)
+    at = calls.at_counter(call, session)
     discharge_date = call.body.discharge_date
-    match await _route(call, session):
+    match await calls.route_of(call, session):
         case Way.LOCAL:
             unit = partial(
                 admissions.discharge,
@@ -478,7 +308,7 @@ async def discharge(call: Call[DischargeRequest]) -> web.Response:
                 discharge_date=discharge_date,
                 render=partial(views.settled_answer, status=201),
             )
-            return await _keyed_unit(call, keyed, unit)
+            return await calls.keyed_unit(call, keyed, unit)
         case Way.IN_PROVINCE_REMOTE | Way.CROSS_PROVINCE:  # the stay settles through the hub
             stored = await discharge_remote(
                 call.app[DATABASE],
@@ -490,86 +320,7 @@ async def discharge(call: Call[DischargeRequest]) -> web.Response:
                 discharge_date=discharge_date,
                 render=remote_settled_answer,
             )
-            return _response(stored)
-
-
-async def reconcile_totals(call: Call[TotalsRequest]) -> TotalsResult:
-    body = call.body
-    outcome = await call.app[DATABASE].write(
-        partial(
-            reconcile.totals,
-            fixmedins_code=_terminal(call).institution_code,
-            stmt_date=body.stmt_date,
-            clr_type=body.clr_type,
-            theirs=Figures(
-                body.fixmedins_setl_cnt,
-                body.medfee_sumamt,
-                body.fund_pay_sumamt,
-                body.acct_pay,
-                body.psn_cash_pay,
-            ),
-            now=_now(call),
-            render=views.figures_json,
-        )
-    )
-    return views.totals_view(outcome)
-
-
-def _amounts(row: DetailRow) -> tuple[int, int, int, int]:
-    return row.medfee_sumamt, row.fund_pay_sumamt, row.acct_pay, row.psn_cash_pay
-
-
-async def reconcile_details(call: Call[DetailsRequest]) -> DetailsResult:
-    body = call.body
-    outcome = await call.app[DATABASE].write(
-        partial(
-            reconcile.details,
-            fixmedins_code=_terminal(call).institution_code,
-            stmt_date=body.stmt_date,
-            clr_type=body.clr_type,
-            theirs=[
-                (
-                    row.setl_id,
-                    Figures(
-                        1, row.medfee_sumamt, row.fund_pay_sumamt, row.acct_pay, row.psn_cash_pay
-                    ),
-                )
-                for row in body.details
-            ],
-            now=_now(call),
-            render=views.figures_json,
-        )
-    )
-    return views.details_view(outcome)
-
-
-async def reconciliation_mismatches(call: Call[None]) -> MismatchesOut:
-    day = _query_date(call)
-    institution = _terminal(call).institution_code
-    ops = {
-        code.strip()
-        for code in call.app[SETTINGS].reconciliation_ops_institutions.split(",")
-        if code.strip()
-    }
-    scope = call.request.query.get("scope", "institution")
-    if scope not in ("institution", "all"):
-        raise GatewayError(ErrorCode.VALIDATION_FAILED, "scope must be institution or all")
-    if scope == "all" and institution not in ops:
-        raise GatewayError(
-            ErrorCode.RECONCILIATION_FORBIDDEN, "scope=all is for operations terminals"
-        )
-    runs = await call.app[DATABASE].read(
-        partial(
-            reconcile.mismatches,
-            day=day,
-            fixmedins_code=None if scope == "all" else institution,
-        )
-    )
-    return MismatchesOut(
-        date=day,
-        scope="all" if scope == "all" else "institution",
-        items=[views.mismatch_view(run) for run in runs],
-    )
+            return calls.response(stored)
 
 
 _TAGS: Final = ("settlement",)
@@ -711,37 +462,5 @@ SETTLEMENT_ROUTES: Final[tuple[Route, ...]] = (
             *_HUB_ERRORS,
         ),
     ),
-    Route(
-        "POST",
-        "/v1/reconciliation/totals",
-        operation_id="reconcile_totals",
-        summary="Totals reconciliation (3201) for a day and clr_type.",
-        handler=reconcile_totals,
-        request_model=TotalsRequest,
-        response_model=TotalsResult,
-        tags=_TAGS,
-    ),
-    Route(
-        "POST",
-        "/v1/reconciliation/details",
-        operation_id="reconcile_details",
-        summary="Detail reconciliation (3202): the settlements that differ.",
-        handler=reconcile_details,
-        request_model=DetailsRequest,
-        response_model=DetailsResult,
-        tags=_TAGS,
-    ),
-    Route(
-        "GET",
-        "/v1/reconciliation/mismatches",
-        operation_id="reconciliation_mismatches",
-        summary="A day's reconciliation mismatches (?date=YYYY-MM-DD[&scope=all]).",
-        description="Any terminal lists its own institution's mismatching runs. `scope=all` "
-        "lists every institution's and is for operations terminals only: those of the "
-        "institutions in the `reconciliation_ops_institutions` setting (else 403).",
-        handler=reconciliation_mismatches,
-        response_model=MismatchesOut,
-        tags=_TAGS,
-        errors=(ErrorCode.VALIDATION_FAILED, ErrorCode.RECONCILIATION_FORBIDDEN),
-    ),
+    *RECONCILIATION_ROUTES,
 )
