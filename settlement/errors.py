@@ -42,8 +42,9 @@ arithmetic, so a rejected claim changes nothing.
      │                                                          (→ 422)
      ├── LedgerUnbalanced                LEDGER_UNBALANCED      a ledger transaction does not sum
      │                                                          to zero (a bug, never user input)
-     └── HubError                        (through the national cross-province hub; a missing
-          │                               filing is settlement.crossprov.filings.FilingRequired)
+     └── HubError                        HUB_ERROR              through the national hub (a missing
+          │                                                     filing is crossprov.filings'
+          │                                                     FilingRequired)
           ├── HubUnavailable             HUB_UNAVAILABLE        nothing reached the hub (retry;
           │                                                     .retry_after_s)
           ├── HubOutcomeUnknown          HUB_OUTCOME_UNKNOWN    not confirmed; being reversed

@@ -34,7 +34,7 @@ from sqlalchemy import BigInteger, Boolean, Table, delete, literal_column
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dbkit import DriverInsert, DriverSQL
+from dbkit import DriverInsert, DriverSQL, as_utc
 from settlement.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from settlement.store import IdempotencyKey, IdempotencyStatus
 
@@ -57,11 +57,6 @@ class IdempotencyOutcome:
     replay: bool  # True: answer with the stored response, do nothing else
     response_status: int | None = None
     response_body: str | None = None
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes for DateTime(timezone=True); they were written in UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def begin_request(
@@ -94,7 +89,7 @@ def begin_request(
         pass
     existing = session.get(IdempotencyKey, (client_id, idempotency_key), populate_existing=True)
     assert existing is not None
-    if _utc(existing.expires_at) <= now:
+    if as_utc(existing.expires_at) <= now:
         session.execute(
             delete(IdempotencyKey).where(
                 IdempotencyKey.client_id == client_id,
@@ -208,7 +203,7 @@ def lookup_request(
     if existing is None:
         return None
     stored_sha256, status, expires_at, response_status, response_body = existing
-    if _utc(expires_at) <= now:
+    if as_utc(expires_at) <= now:
         session.execute(
             delete(IdempotencyKey).where(
                 IdempotencyKey.client_id == client_id,

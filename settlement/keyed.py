@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from dbkit import as_utc
 from settlement.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from settlement.idempotency import finish_request, lookup_request, store_response
 from settlement.store import IdempotencyKey, IdempotencyStatus
@@ -162,10 +163,7 @@ def stored_answer(session: Session, keyed: KeyedRequest) -> Stored | None:
     row = session.get(IdempotencyKey, (keyed.client_id, keyed.idempotency_key))
     if row is None:
         return None
-    expires_at = row.expires_at
-    if expires_at.tzinfo is None:  # SQLite hands back the naive UTC value it was given
-        expires_at = expires_at.replace(tzinfo=dt.UTC)
-    if expires_at <= keyed.now:
+    if as_utc(row.expires_at) <= keyed.now:
         return None
     if row.request_sha256 != keyed.request_hash:
         raise IdempotencyKeyReused(

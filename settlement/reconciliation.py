@@ -24,17 +24,14 @@ from typing import Final
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dbkit import BEIJING, as_utc, day_bounds_utc
+from dbkit import day_bounds_utc
 from settlement.store import SettlementRow, SettlementStatus
 
 __all__ = [
-    "BEIJING",
     "CLR_TYPE_VISIT_TYPES",
     "DetailDifference",
     "Figures",
-    "as_utc",
     "compare_details",
-    "day_bounds_utc",
     "gateway_details",
     "gateway_totals",
 ]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hmac
-from typing import Final
 
 from gateway.card_auth.keys import KeyManager, cryptogram_matches
 from gateway.card_auth.tables import ChallengeRecord, ConsumedChallenge
@@ -29,7 +28,6 @@ from sscard.crypto import SignatureInvalid, sm2_verify
 from sscard.layout import CardSn, card_auth_message
 
 __all__ = [
-    "SHANGHAI",
     "card_sn_from_hex",
     "check_card_status",
     "check_challenge",
@@ -40,7 +38,6 @@ __all__ = [
 ]
 
 # Card expiry dates are calendar dates in Shanghai (UTC+8, no daylight saving time).
-SHANGHAI: Final = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 
 @functools.lru_cache(maxsize=8192)

@@ -34,6 +34,7 @@ from typing import Final
 from aiohttp import web
 from sqlalchemy.orm import Session
 
+from dbkit import beijing_date
 from gateway.card_auth import checks
 from gateway.card_auth.keys import KeyManager, SoftwareKeyManager, load_master_key_file
 from gateway.card_auth.session import (
@@ -227,7 +228,7 @@ class CardAuthService:
             card_sn=attempt.card_sn,
             generation=generation,
             certificate_sm3=None if verified is None else verified.fingerprint.hex(),
-            today=dt.datetime.fromtimestamp(now_s, checks.SHANGHAI).date(),
+            today=beijing_date(dt.datetime.fromtimestamp(now_s, dt.UTC)),
             legacy_accepted_until=self._settings.legacy_parallel_use_until,
         )
 

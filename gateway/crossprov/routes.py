@@ -19,6 +19,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dbkit import as_utc, day_bounds_utc
 from gateway.crossprov import models
 from gateway.crossprov.hub import HUB
 from gateway.errors import ErrorCode, GatewayError
@@ -36,7 +37,6 @@ from settlement.crossprov.store import (
     RemoteSettlementRow,
     ReversalStatus,
 )
-from settlement.reconciliation import day_bounds_utc
 
 __all__ = ["CROSSPROV_ROUTES"]
 
@@ -88,10 +88,6 @@ def _query_date(call: Call[Any], name: str) -> dt.date:
         return dt.date.fromisoformat(raw)
     except ValueError:
         raise GatewayError(ErrorCode.VALIDATION_FAILED, f"{name} is not a date") from None
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 # --- filings ----------------------------------------------------------------------------------
@@ -195,8 +191,8 @@ def _settlements_unit(
                 psn_cash_pay=r.psn_cash_pay,
                 err_code=r.err_code,
                 err_msg=r.err_msg,
-                created_at=_utc(r.created_at),
-                resolved_at=None if r.resolved_at is None else _utc(r.resolved_at),
+                created_at=as_utc(r.created_at),
+                resolved_at=None if r.resolved_at is None else as_utc(r.resolved_at),
             )
             for r in page
         ],
@@ -244,12 +240,12 @@ def _reversals_unit(
                 insuplc_admdvs=r.insuplc_admdvs,
                 status=r.status.value,
                 attempts=r.attempts,
-                next_attempt_at=_utc(r.next_attempt_at),
-                leased=r.lease_until is not None and _utc(r.lease_until) > now,
+                next_attempt_at=as_utc(r.next_attempt_at),
+                leased=r.lease_until is not None and as_utc(r.lease_until) > now,
                 last_error=r.last_error,
                 hub_reversed=r.hub_reversed,
-                created_at=_utc(r.created_at),
-                done_at=None if r.done_at is None else _utc(r.done_at),
+                created_at=as_utc(r.created_at),
+                done_at=None if r.done_at is None else as_utc(r.done_at),
             )
             for r in rows
         ],

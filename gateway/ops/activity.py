@@ -22,13 +22,13 @@ from typing import Any, Final
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dbkit import as_utc, day_bounds_utc
 from gateway.ops.models import (
     ActivityRow,
     CancellationRow,
     MismatchRow,
     ReconciliationSummary,
 )
-from settlement.reconciliation import as_utc, day_bounds_utc
 from settlement.store import ReconciliationRun, SettlementRow, SettlementStatus
 
 __all__ = [

@@ -25,9 +25,9 @@ from typing import Final
 from prometheus_client import Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
+from dbkit import BEIJING
 from gateway.card_auth.routes import CARD_AUTH_ROUTES
 from gateway.ops.models import CardAuthOutcomes, CodeCount, HubCallCount
-from settlement.reconciliation import BEIJING
 
 __all__ = ["COUNTERS_SINCE", "Counters", "counters_note", "read_counters"]
 

@@ -48,6 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from dbkit import as_utc, day_bounds_utc
 from gateway.ops.models import (
     ActivityRow,
     CancellationRow,
@@ -55,7 +56,6 @@ from gateway.ops.models import (
     RemoteStatusCount,
     ReversalQueue,
 )
-from settlement.reconciliation import as_utc, day_bounds_utc
 from settlement.store import LedgerEntry, LedgerSide, LedgerTransaction
 
 __all__ = [

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from dbkit import BEIJING
 from gateway import metrics
 from gateway.errors import ErrorCode, GatewayError
 from gateway.ops.access import authorize
@@ -22,7 +23,6 @@ from gateway.ops.models import OpsSummary
 from gateway.ops.summary import day_summary
 from gateway.routing import Call, Route
 from gateway.state import CLOCK, DATABASE
-from settlement.reconciliation import BEIJING
 
 __all__ = ["CONTENT_SECURITY_POLICY", "OPS_ROUTES"]
 

@@ -21,8 +21,8 @@ from typing import Final
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from dbkit import BEIJING
 from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
-from settlement.reconciliation import BEIJING
 
 __all__ = [
     "Figures",

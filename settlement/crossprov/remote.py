@@ -44,6 +44,7 @@ from typing import Final
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from dbkit import as_utc
 from settlement.crossprov import wire
 from settlement.crossprov.store import (
     HubReversalRow,
@@ -101,11 +102,6 @@ class CancelBusy(SettlementError):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes for DateTime(timezone=True); they were written in UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def province_receivable(insuplc_admdvs: str) -> str:
@@ -426,9 +422,9 @@ def begin_cancel(
         check is not None
         and check.status is ReversalStatus.PENDING
         and check.lease_until is not None
-        and _utc(check.lease_until) > now
+        and as_utc(check.lease_until) > now
     ):
-        wait_s = (_utc(check.lease_until) - now).total_seconds()
+        wait_s = (as_utc(check.lease_until) - now).total_seconds()
         raise CancelBusy(
             "this settlement's cancel is being resolved with the hub; retry shortly",
             retry_after_s=max(1, min(int(wait_s) + 1, 60)),

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from dbkit import BEIJING
 from settlement.money import format_yuan
 
 __all__ = [
@@ -72,7 +73,6 @@ __all__ = [
     "yuan_to_fen",
 ]
 
-BEIJING: Final = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 TREATMENT_ADMDVS: Final = "310000"  # Shanghai: every call from this gateway is treated here
 
 # --- transaction codes (infno) ----------------------------------------------------------------

@@ -30,13 +30,13 @@ from settlement_api_testkit import (
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from dbkit import BEIJING
 from gateway.app import create_app
 from gateway.ops.access import OPS_TOKEN_FILE, _demo_token, resolve_ops_access
 from gateway.ops.guard import REFILL_S, WRONG_TOKENS_ALLOWED, WrongTokenGuard, client_key
 from gateway.ops.routes import CONTENT_SECURITY_POLICY
 from gateway.settings import Settings, SettingsError, load_settings
 from settlement.money import format_yuan
-from settlement.reconciliation import BEIJING
 from settlement.store import InsuredPersonRow, SettlementRow, SettlementStatus
 
 TOKEN = "ops-test-token-" + "x" * 32

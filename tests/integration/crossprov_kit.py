@@ -27,9 +27,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from dbkit import BEIJING
 from gateway.crossprov.demo import demo_remote_holders, demo_remote_psn_no
 from settlement.crossprov.store import FilingType
-from settlement.reconciliation import BEIJING
 from sscard import demo as sd
 from sscard.crypto import sm2_sign
 from sscard.layout import card_auth_message

@@ -30,9 +30,9 @@ from democard import card_auth_response
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
+from dbkit import BEIJING, day_bounds_utc
 from gateway.ops.guard import WRONG_TOKENS_ALLOWED
 from settlement.money import format_yuan
-from settlement.reconciliation import BEIJING, day_bounds_utc
 from settlement.store import InsuredPersonRow, SettlementRow, SettlementStatus
 from sscard import demo as sd
 from sscard.terminal_auth import demo_terminal, signed_headers

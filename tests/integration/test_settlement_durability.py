@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from democard import card_auth_response
 
-from settlement.reconciliation import BEIJING
+from dbkit import BEIJING
 from sscard import demo as sd
 from sscard.terminal_auth import demo_terminal, signed_headers
 
