@@ -25,6 +25,7 @@ from gateway import migrate
 from gateway.card_auth.service import card_auth_context
 from gateway.crossprov.hub import hub_context
 from gateway.db import Database, make_engine
+from gateway.fsi.door import at_fsi_path, fsi_context
 from gateway.housekeeping import sweep_nonces_forever
 from gateway.middleware import observe, problems
 from gateway.openapi import build_openapi
@@ -55,6 +56,7 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The gateway application. ``routes`` and ``clock`` are seams for tests."""
+    routes = at_fsi_path(routes, settings.fsi_path)
     app = web.Application(
         middlewares=(observe, problems),
         # aiohttp enforces this while reading a body, chunked or not.
@@ -79,6 +81,8 @@ def create_app(
     app.cleanup_ctx.append(hub_context)
     # The ops dashboard's credential (gateway.ops.access): resolved and announced at start-up.
     app.cleanup_ctx.append(ops_context)
+    # The national door's per-worker caches (institutions, card presence).
+    app.cleanup_ctx.append(fsi_context)
     return app
 
 

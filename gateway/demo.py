@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from gateway.card_auth.demo_cards import DemoCards
 from gateway.crossprov.demo import DemoRemotePersons
 from gateway.db import for_writes
+from gateway.fsi.demo import DemoFsiOperators
 from gateway.issuance_api.demo import DemoIssuingInstitutions
 from gateway.logs import fields
 from gateway.settlement_api.demo import DemoSettlementPersons
@@ -136,6 +137,7 @@ DEMO_PARTS: Final[tuple[DemoPart, ...]] = (
     DemoSettlementPersons(),
     # After the Shanghai persons: moves a dedicated range of them to the hub's provinces.
     DemoRemotePersons(),
+    DemoFsiOperators(),  # the national door's operators (gateway.fsi)
 )
 
 

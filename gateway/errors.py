@@ -146,6 +146,26 @@ class ErrorCode(StrEnum):
     # operations dashboard (gateway.ops)
     OPS_UNAUTHORIZED = "OPS_UNAUTHORIZED"
     OPS_TOO_MANY_WRONG_TOKENS = "OPS_TOO_MANY_WRONG_TOKENS"
+    # --- the national-interface door (gateway.fsi, docs/national-interface.md) -------------
+    # Answered inside an HTTP 200 envelope (infcode -1, or -2 for a msgid conflict); the
+    # status below is what the code would mean on /v1 and is not sent by the /fsi door.
+    FSI_ENVELOPE_INVALID = "FSI_ENVELOPE_INVALID"
+    FSI_INFNO_UNSUPPORTED = "FSI_INFNO_UNSUPPORTED"
+    FSI_INSTITUTION_UNKNOWN = "FSI_INSTITUTION_UNKNOWN"
+    FSI_OPERATOR_UNKNOWN = "FSI_OPERATOR_UNKNOWN"
+    FSI_SIGN_NO_INVALID = "FSI_SIGN_NO_INVALID"
+    FSI_MSGID_REUSED = "FSI_MSGID_REUSED"
+    FSI_MSGID_IN_USE = "FSI_MSGID_IN_USE"
+    FSI_MSGID_REVERSED = "FSI_MSGID_REVERSED"
+    FSI_CARD_NOT_PRESENT = "FSI_CARD_NOT_PRESENT"
+    FSI_CARD_MISMATCH = "FSI_CARD_MISMATCH"
+    FSI_CERT_TYPE_UNSUPPORTED = "FSI_CERT_TYPE_UNSUPPORTED"
+    FSI_AMOUNT_MISMATCH = "FSI_AMOUNT_MISMATCH"
+    FSI_REVERSAL_REFUSED = "FSI_REVERSAL_REFUSED"
+    FSI_CAINFO_INVALID = "FSI_CAINFO_INVALID"
+    FSI_DECRYPT_FAILED = "FSI_DECRYPT_FAILED"
+    FSI_INF_TIME_STALE = "FSI_INF_TIME_STALE"
+    FSI_FILE_NOT_FOUND = "FSI_FILE_NOT_FOUND"
 
 
 @dataclass(frozen=True, slots=True)
@@ -802,6 +822,120 @@ ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType(
             "该地址发送的错误运维令牌过多，网关暂时不再校验来自该地址的令牌。请等待提示的时间后，"
             "再输入网关 ops_token 配置中的令牌。",
             retry_after_s=60,
+        ),
+        # --- the national-interface door (gateway.fsi) -------------------------------------
+        ErrorCode.FSI_ENVELOPE_INVALID: ErrorSpec(
+            422,
+            "Envelope invalid",
+            f"The HIS sent an envelope with missing or wrong fields. {_CALL_IT}",
+            f"HIS 发送的报文有字段缺失或格式不正确。{_CALL_IT_ZH}",
+        ),
+        ErrorCode.FSI_INFNO_UNSUPPORTED: ErrorSpec(
+            422,
+            "Transaction not supported",
+            "The gateway does not offer this transaction (infno). Do it at the insurance "
+            f"office's window, or {_CALL_IT[0].lower()}{_CALL_IT[1:]}",
+            f"网关不支持该交易（infno）。请到医保窗口办理，或{_CALL_IT_ZH}",
+        ),
+        ErrorCode.FSI_INSTITUTION_UNKNOWN: ErrorSpec(
+            403,
+            "Institution unknown",
+            "This institution code is not enrolled with the gateway. Ask your IT support to "
+            "check fixmedins_code.",
+            "该定点医药机构编号未在网关登记。请联系信息科核对 fixmedins_code。",
+        ),
+        ErrorCode.FSI_OPERATOR_UNKNOWN: ErrorSpec(
+            403,
+            "Operator unknown",
+            "This operator is not registered for this institution. Sign in with your own "
+            "operator number, or ask the insurance office to register it.",
+            "该操作员未在本机构登记。请使用本人操作员编号签到，或联系医保办登记。",
+        ),
+        ErrorCode.FSI_SIGN_NO_INVALID: ErrorSpec(
+            403,
+            "Not signed in",
+            "This operator is not signed in at this device (sign_no unknown, signed out or "
+            "expired). Sign in again (9001), then repeat the transaction.",
+            "本操作员未在本设备签到（签到编号无效、已签退或已过期）。请重新签到（9001）后再办理。",
+        ),
+        ErrorCode.FSI_MSGID_REUSED: ErrorSpec(
+            422,
+            "msgid reused",
+            f"The HIS reused a message number (msgid) for a different request. {_CALL_IT}",
+            f"HIS 对不同的请求使用了相同的报文编号（msgid）。{_CALL_IT_ZH}",
+        ),
+        ErrorCode.FSI_MSGID_IN_USE: ErrorSpec(
+            409,
+            "msgid still running",
+            "The first request with this message number is still running. Wait a moment "
+            "and send it again unchanged.",
+            "相同报文编号的请求仍在处理中。请稍候原样重发。",
+        ),
+        ErrorCode.FSI_MSGID_REVERSED: ErrorSpec(
+            409,
+            "msgid reversed",
+            "This transaction was reversed (2601) and will not be done. Start it again with "
+            "a new message number if it is still wanted.",
+            "该交易已被冲正（2601），不再办理。如仍需办理，请用新的报文编号重新发起。",
+        ),
+        ErrorCode.FSI_CARD_NOT_PRESENT: ErrorSpec(
+            403,
+            "Card not read here",
+            "The card was not read and authenticated at this device within the last minutes. "
+            f"{_READ_AGAIN}",
+            f"该卡近期未在本设备读卡认证。{_READ_AGAIN_ZH}",
+        ),
+        ErrorCode.FSI_CARD_MISMATCH: ErrorSpec(
+            422,
+            "Card does not match",
+            "The card number or person number sent does not belong to the card that was "
+            f"read. {_READ_AGAIN}",
+            f"报文中的卡号或人员编号与所读社保卡不符。{_READ_AGAIN_ZH}",
+        ),
+        ErrorCode.FSI_CERT_TYPE_UNSUPPORTED: ErrorSpec(
+            422,
+            "Certificate type not supported",
+            "The gateway settles with the social security card only (mdtrt_cert_type 03). "
+            "Ask the patient for their card.",
+            "网关仅支持社保卡就医（mdtrt_cert_type 03）。请患者出示社保卡。",
+        ),
+        ErrorCode.FSI_AMOUNT_MISMATCH: ErrorSpec(
+            422,
+            "Total does not match the lines",
+            f"The total sent (medfee_sumamt) is not the sum of the fee lines. {_CHECK_CLAIM}",
+            f"费用总额（medfee_sumamt）与明细合计不符。{_CHECK_CLAIM_ZH}",
+        ),
+        ErrorCode.FSI_REVERSAL_REFUSED: ErrorSpec(
+            422,
+            "Reversal refused",
+            "This transaction cannot be reversed (2601) here. Cancel it with its own cancel "
+            "transaction instead.",
+            "该交易不能冲正（2601）。请使用对应的撤销交易办理。",
+        ),
+        ErrorCode.FSI_CAINFO_INVALID: ErrorSpec(
+            403,
+            "Envelope signature invalid",
+            f"The envelope's signature (cainfo) does not verify. {_CALL_IT}",
+            f"报文签名（cainfo）验证失败。{_CALL_IT_ZH}",
+        ),
+        ErrorCode.FSI_DECRYPT_FAILED: ErrorSpec(
+            422,
+            "Input could not be decrypted",
+            f"The encrypted input could not be decrypted with this institution's key. {_CALL_IT}",
+            f"加密的交易输入无法用本机构密钥解密。{_CALL_IT_ZH}",
+        ),
+        ErrorCode.FSI_INF_TIME_STALE: ErrorSpec(
+            403,
+            "Envelope time out of range",
+            "The envelope's time (inf_time) is too far from the gateway's clock. Check the "
+            "computer's clock, then send a new request.",
+            "报文时间（inf_time）与网关时间相差过大。请校准电脑时间后重新发起。",
+        ),
+        ErrorCode.FSI_FILE_NOT_FOUND: ErrorSpec(
+            404,
+            "File not found",
+            f"No uploaded file has this file number (file_qury_no). {_CALL_IT}",
+            f"没有与该文件查询号（file_qury_no）对应的上传文件。{_CALL_IT_ZH}",
         ),
     }
 )

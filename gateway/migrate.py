@@ -29,6 +29,7 @@ import settlement.store
 from gateway import store
 from gateway.card_auth import tables as _card_auth_tables  # noqa: F401 - registers its tables
 from gateway.db import for_writes
+from gateway.fsi import store as fsi_store
 from settlement.crossprov import store as _crossprov_tables  # noqa: F401 - registers its tables
 
 __all__ = [
@@ -66,6 +67,12 @@ MIGRATION_SOURCES: Final[Sequence[MigrationSource]] = (
         "settlement",
         settlement.store.metadata,
         Path(settlement.store.__file__).resolve().parent / "migrations" / "versions",
+    ),
+    # The national-interface door (gateway.fsi): a branch of its own.
+    MigrationSource(
+        "fsi",
+        fsi_store.metadata,
+        Path(fsi_store.__file__).resolve().parent / "migrations" / "versions",
     ),
 )
 

@@ -19,6 +19,7 @@ from gateway import metrics
 from gateway.card_auth.routes import CARD_AUTH_ROUTES
 from gateway.crossprov.routes import CROSSPROV_ROUTES
 from gateway.errors import ErrorCode, GatewayError
+from gateway.fsi.door import FSI_ROUTES
 from gateway.issuance_api.routes import ISSUANCE_ROUTES
 from gateway.ops.routes import OPS_ROUTES
 from gateway.routing import Call, RequestModel, Route, Text
@@ -154,4 +155,5 @@ ROUTES: Final[tuple[Route, ...]] = (
     ),
     *ISSUANCE_ROUTES,
     *OPS_ROUTES,
+    *FSI_ROUTES,  # the national-interface door (gateway.fsi)
 )

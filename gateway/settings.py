@@ -134,6 +134,21 @@ class Settings(BaseModel):
     # Any other terminal sees its own institution's only.
     reconciliation_ops_institutions: str = Field("", max_length=4096)
 
+    # -- the national-interface door (gateway.fsi, docs/national-interface.md) ------------------
+    # Where the door listens: under /fsi/, one URL for every infno (most HIS clients), the
+    # infno appended as one more path segment also accepted (some clients).
+    fsi_path: str = Field(
+        "/fsi/api/rsfComIfsService/callService", pattern=r"^/fsi(/[A-Za-z0-9._-]+)+$"
+    )
+    # A sign-in (9001) is valid this long, or until its sign-out (9002): a working day.
+    fsi_sign_in_ttl_s: int = Field(12 * 3600, ge=60, le=7 * 86_400)
+    # Signed profiles (sm2-sm4): an envelope whose inf_time is further than this from the
+    # gateway's clock is refused (with the msgid store, this bounds a replay).
+    fsi_inf_time_skew_s: int = Field(300, ge=5, le=3600)
+    # The transport profile of an institution that has none configured (fsi_transport):
+    # "plain" (JSON over the institution's private line) or "refuse".
+    fsi_default_profile: Literal["plain", "refuse"] = "plain"
+
     # -- card issuance --------------------------------------------------------------------------
     # The change-over programme (cohorts and their windows, channels, photo sources, the 11
     # banks): a TOML file shaped like issuance/config/programme_2019.toml, checked at start-up.

@@ -290,10 +290,11 @@ ADMISSION_ONE_SETTLEMENT: Final = "setl_id IS NULL OR remote_msgid IS NULL"
 
 
 class AdmissionRow(SettlementBase):
-    """An inpatient stay (住院登记, 2401): fee lines accumulate while it is open; discharge
-    settles them all at once (2304) and links the settlement: ``setl_id`` for a local one,
-    ``remote_msgid`` (the ``remote_settlements`` message) for one through the national hub,
-    exactly one of them once discharged."""
+    """A registered visit (就诊登记): an inpatient stay (住院登记, 2401) or an outpatient visit
+    registered before its fees (门诊挂号, 2201; ``visit_type``). Fee lines accumulate while it
+    is open; its settlement (2304 at discharge, 2207) settles them all at once and links it:
+    ``setl_id`` for a local one, ``remote_msgid`` (the ``remote_settlements`` message) for one
+    through the national hub, exactly one of them once closed (``discharged``)."""
 
     __tablename__ = "admissions"
     __table_args__ = (
@@ -311,8 +312,14 @@ class AdmissionRow(SettlementBase):
     person_id: Mapped[int] = mapped_column(ForeignKey("insured_persons.id"), index=True)
     fixmedins_code: Mapped[str] = mapped_column(String(12))
     admission_date: Mapped[dt.date] = mapped_column(Date)
+    # "inpatient" (a stay, 2401) or "outpatient" (a registered outpatient visit, 2201); each
+    # use case opens only its own kind (st0007: every older row is a stay).
+    visit_type: Mapped[str] = mapped_column(
+        String(16), default="inpatient", server_default="inpatient"
+    )
     status: Mapped[AdmissionStatus] = mapped_column(_enum(AdmissionStatus, "admission_status"))
-    # Lines uploaded so far: the bound on a stay is checked against it under the row lock.
+    # Lines on the visit now (uploaded, less a cancelled batch's): the bound on a visit is
+    # checked against it under the row lock.
     line_count: Mapped[int] = mapped_column(Integer)
     setl_id: Mapped[str | None] = mapped_column(ForeignKey("settlements.setl_id"), unique=True)
     # A discharge through the hub (2304): its msgid (settlement.crossprov.wire.make_msgid, 30
@@ -324,7 +331,7 @@ class AdmissionRow(SettlementBase):
 
 
 class AdmissionFeeLineRow(SettlementBase):
-    """One uploaded fee line of a stay (住院费用明细, 2301)."""
+    """One uploaded fee line of a registered visit (住院费用明细 2301, 门诊费用明细 2204)."""
 
     __tablename__ = "admission_fee_lines"
     __table_args__ = (
@@ -337,6 +344,11 @@ class AdmissionFeeLineRow(SettlementBase):
     catalogue_code: Mapped[str] = mapped_column(String(50))
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price_fen: Mapped[int] = mapped_column(BigInteger)
+    # The upload's batch (收费批次号 chrg_bchno) and the HIS's own line number (费用明细流水号
+    # feedetl_sn), when the national interface sent them: a batch is cancelled as a whole
+    # (2205, 2302) while the visit is open.
+    chrg_bchno: Mapped[str | None] = mapped_column(String(30))
+    feedetl_sn: Mapped[str | None] = mapped_column(String(30))
 
 
 class ReconciliationRun(SettlementBase):

@@ -56,6 +56,7 @@ from gateway.card_auth.tables import (
 from gateway.card_auth.trust import TrustAnchors, VerifiedCertificateCache
 from gateway.db import Database
 from gateway.errors import ErrorCode, GatewayError
+from gateway.fsi.store import ROUTE_CODES, PresenceRecord, record_presence
 from gateway.logs import fields
 from gateway.routing import NonceClaim
 from gateway.settings import Settings
@@ -260,6 +261,24 @@ class CardAuthService:
             )
 
         ttl_s = self._settings.card_session_ttl_s
+        # The card is present at this terminal for the national door (gateway.fsi.presence),
+        # as long as its card session lasts. durable=False: a power cut may lose it, and the
+        # clerk then reads the card again; nothing else depends on it.
+        await self._db.write(
+            partial(
+                record_presence,
+                record=PresenceRecord(
+                    terminal_id=terminal_id,
+                    card_sn=attempt.card_sn.upper(),
+                    holder_id=usable.holder_id,
+                    generation=generation,
+                    route=ROUTE_CODES[loaded.route],
+                    expires_at_s=int(now_s) + ttl_s,
+                ),
+            ),
+            durable=False,
+            grouped=True,
+        )
         token = issue_card_session(
             self._session_key,
             CardSession(

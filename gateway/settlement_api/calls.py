@@ -42,8 +42,10 @@ __all__ = [
     "now_of",
     "path_id",
     "query_date",
+    "registry_check",
     "response",
     "route_of",
+    "run_keyed",
     "terminal_of",
 ]
 
@@ -88,10 +90,16 @@ def at_counter(call: Call[Any], session: CardSession) -> AtCounter:
 
 def card_check(call: Call[Any], session: CardSession) -> CardCheck:
     """The registry re-check the use case runs inside its unit (issuance's one card read)."""
+    return registry_check(call.app, session.card_sn)
+
+
+def registry_check(app: web.Application, card_sn: str) -> CardCheck:
+    """The card re-check of ``card_sn`` for a use case's unit: shared by both doors (the
+    national envelope's card comes from card presence instead of a card session)."""
     return partial(
         _require_card,
-        card_sn=session.card_sn,
-        legacy_accepted_until=call.app[SETTINGS].legacy_parallel_use_until,
+        card_sn=card_sn,
+        legacy_accepted_until=app[SETTINGS].legacy_parallel_use_until,
     )
 
 
@@ -173,28 +181,39 @@ def response(stored: Stored) -> web.Response:
 
 
 async def write_retrying(
-    call: Call[Any], unit: Callable[[Session], _T], *, fast: bool = False
+    app: web.Application, unit: Callable[[Session], _T], *, fast: bool = False
 ) -> _T:
     for attempt in range(1, _WRITE_ATTEMPTS + 1):
         try:
             # fast: group-committed on SQLite, beside the writer queue on PostgreSQL (db.py).
-            return await call.app[DATABASE].write(unit, grouped=fast, concurrent=fast)
+            return await app[DATABASE].write(unit, grouped=fast, concurrent=fast)
         except IntegrityError:
             if attempt == _WRITE_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
 
 
-async def keyed_unit(
-    call: Call[Any], keyed: KeyedRequest, unit: Callable[..., Stored], *, fast: bool = False
-) -> web.Response:
-    """Run ``unit(session, keyed=…)`` once per Idempotency-Key and answer its stored answer."""
-    slot = (id(call.app), keyed.client_id, keyed.idempotency_key)
+async def run_keyed(
+    app: web.Application,
+    keyed: KeyedRequest,
+    unit: Callable[..., Stored],
+    *,
+    fast: bool = False,
+) -> Stored:
+    """Run ``unit(session, keyed=…)`` once per key and return its stored answer: shared by
+    both doors (the ``/v1`` Idempotency-Key, the national envelope's msgid)."""
+    slot = (id(app), keyed.client_id, keyed.idempotency_key)
     if slot in _IN_FLIGHT:
         raise IdempotencyKeyInUse("the first request with this key is still running")
     _IN_FLIGHT.add(slot)
     try:
-        stored = await write_retrying(call, partial(unit, keyed=keyed), fast=fast)
+        return await write_retrying(app, partial(unit, keyed=keyed), fast=fast)
     finally:
         _IN_FLIGHT.discard(slot)
-    return response(stored)
+
+
+async def keyed_unit(
+    call: Call[Any], keyed: KeyedRequest, unit: Callable[..., Stored], *, fast: bool = False
+) -> web.Response:
+    """Run ``unit(session, keyed=…)`` once per Idempotency-Key and answer its stored answer."""
+    return response(await run_keyed(call.app, keyed, unit, fast=fast))

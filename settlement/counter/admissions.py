@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dbkit import beijing_date
@@ -72,12 +72,20 @@ def admit(
 
 
 def open_admission(
-    session: Session, fixmedins_code: str, admission_id: str, *, lock: bool = True
+    session: Session,
+    fixmedins_code: str,
+    admission_id: str,
+    *,
+    lock: bool = True,
+    visit_type: str = "inpatient",
 ) -> AdmissionRow:
-    """This hospital's open stay ``admission_id`` (locked for the rest of the unit)."""
+    """This hospital's open stay ``admission_id`` (locked for the rest of the unit); with
+    ``visit_type="outpatient"``, its open registered outpatient visit instead (2201). A visit
+    of the other kind answers exactly like a missing one."""
     query = select(AdmissionRow).where(
         AdmissionRow.admission_id == admission_id,
         AdmissionRow.fixmedins_code == fixmedins_code,
+        AdmissionRow.visit_type == visit_type,
     )
     row = session.scalar(query.with_for_update() if lock else query)
     if row is None:
@@ -88,19 +96,38 @@ def open_admission(
 
 
 def fee_lines(
-    session: Session, *, fixmedins_code: str, admission_id: str, lines: Sequence[ClaimLine]
+    session: Session,
+    *,
+    fixmedins_code: str,
+    admission_id: str,
+    lines: Sequence[ClaimLine],
+    visit_type: str = "inpatient",
+    chrg_bchno: str | None = None,
+    feedetl_sns: Sequence[str] | None = None,
 ) -> FeeLinesAdded:
-    """Append fee lines to an open stay (bounded by :data:`MAX_STAY_LINES` under its lock)."""
-    row = open_admission(session, fixmedins_code, admission_id)
+    """Append fee lines to an open stay, or to an open registered outpatient visit
+    (``visit_type``), bounded by :data:`MAX_STAY_LINES` under its lock. ``chrg_bchno`` names
+    the upload's batch and ``feedetl_sns`` the HIS's line numbers (the national interface)."""
+    assert feedetl_sns is None or len(feedetl_sns) == len(lines)
+    row = open_admission(session, fixmedins_code, admission_id, visit_type=visit_type)
     if row.line_count + len(lines) > MAX_STAY_LINES:
-        raise TooManyLines(f"a stay holds at most {MAX_STAY_LINES} fee lines")
+        raise TooManyLines(f"a visit holds at most {MAX_STAY_LINES} fee lines")
+    # Numbered after the highest line ever stored: a cancelled batch leaves a gap, never a
+    # number used twice. One read of the primary key's prefix, under the visit's lock.
+    last_no = session.scalar(
+        select(func.coalesce(func.max(AdmissionFeeLineRow.line_no), 0)).where(
+            AdmissionFeeLineRow.admission_id == row.id
+        )
+    )
     session.add_all(
         AdmissionFeeLineRow(
             admission_id=row.id,
-            line_no=row.line_count + number,
+            line_no=int(last_no or 0) + number,
             catalogue_code=line.catalogue_code,
             quantity=line.quantity,
             unit_price_fen=line.unit_price_fen,
+            chrg_bchno=chrg_bchno,
+            feedetl_sn=None if feedetl_sns is None else feedetl_sns[number - 1],
         )
         for number, line in enumerate(lines, start=1)
     )
@@ -117,13 +144,22 @@ def keyed_fee_lines(
     admission_id: str,
     lines: Sequence[ClaimLine],
     render: Render[FeeLinesAdded],
+    visit_type: str = "inpatient",
+    chrg_bchno: str | None = None,
+    feedetl_sns: Sequence[str] | None = None,
 ) -> Stored:
     """Fee lines under an idempotency key: a retried upload adds its lines once."""
     stored = claim_key(session, keyed)
     if stored is not None:
         return stored
     added = fee_lines(
-        session, fixmedins_code=fixmedins_code, admission_id=admission_id, lines=lines
+        session,
+        fixmedins_code=fixmedins_code,
+        admission_id=admission_id,
+        lines=lines,
+        visit_type=visit_type,
+        chrg_bchno=chrg_bchno,
+        feedetl_sns=feedetl_sns,
     )
     return answer(session, keyed, render(added))
 

@@ -24,6 +24,9 @@ __all__ = [
     "Eligibility",
     "Estimate",
     "FeeLinesAdded",
+    "FeeLinesCancelled",
+    "PersonInformation",
+    "Registered",
     "Settled",
     "SettlementPage",
     "catalogue",
@@ -105,3 +108,35 @@ class SettlementPage:
     day: dt.date
     items: Sequence[Settled]
     next_after_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeeLinesCancelled:
+    """A batch of fee lines taken off an open visit (2205, 2302)."""
+
+    admission_id: str
+    cancelled: int
+    line_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A registered visit (an outpatient registration, 2201): its id is the visit's
+    ``mdtrt_id``, under which its fee lines are uploaded and it is settled."""
+
+    mdtrt_id: str
+    psn_no: str
+    visit_type: str
+    begin_date: dt.date
+
+
+@dataclass(frozen=True, slots=True)
+class PersonInformation:
+    """Who the cardholder is (1101's ``baseinfo``) beside what they are insured for: name
+    and citizen id are personal data, for the door's answer to the counter only, never a
+    log."""
+
+    eligibility: Eligibility
+    name: str
+    citizen_id: str
+    birth_date: dt.date

@@ -67,6 +67,7 @@ def test_never_mixed_into_a_database_with_real_institutions(engine: Engine):
         "cardholders_and_cards": 0,
         "settlement_persons": 0,
         "crossprov_persons": 0,
+        "fsi_operators": 0,
     }
     with Session(engine) as session:
         assert session.execute(select(func.count()).select_from(Institution)).scalar_one() == 2

@@ -71,6 +71,7 @@ BRANCH = (
     "settlement.migrations.versions.st0004_settlement_day_indexes",
     "settlement.migrations.versions.st0005_admission_remote_discharge",
     "settlement.migrations.versions.st0006_remote_settlements_stay_index",
+    "settlement.migrations.versions.st0007_registered_visits",
 )
 ST0005 = BRANCH.index("settlement.migrations.versions.st0005_admission_remote_discharge")
 
