@@ -133,10 +133,15 @@ class TerminalRecord:
     # The institution's hospital level (1-3), None for every other kind: the settlement use
     # cases take it from here instead of reading the institution in their transaction.
     institution_level: int | None = None
+    # The institution speaks the national interface too (it has operators of the /fsi door):
+    # its card authentications record the card's presence for that door (gateway.fsi.presence).
+    national_door: bool = False
 
 
 _FIND_TERMINAL: Final = DriverSQL(
-    "SELECT t.institution_code, i.kind, t.secret, t.enabled, i.level FROM terminals AS t "
+    "SELECT t.institution_code, i.kind, t.secret, t.enabled, i.level, "
+    "EXISTS (SELECT 1 FROM fsi_operators AS o WHERE o.fixmedins_code = t.institution_code) "
+    "FROM terminals AS t "
     "JOIN institutions AS i ON i.code = t.institution_code WHERE t.terminal_id = ?"
 )
 
@@ -146,7 +151,7 @@ def find_terminal(session: Session, terminal_id: str) -> TerminalRecord | None:
     row = _FIND_TERMINAL.fetchone(session.connection(), (terminal_id,))
     if row is None:
         return None
-    institution_code, kind, secret, enabled, level = row
+    institution_code, kind, secret, enabled, level, national_door = row
     return TerminalRecord(
         terminal_id=terminal_id,
         institution_code=institution_code,
@@ -154,6 +159,7 @@ def find_terminal(session: Session, terminal_id: str) -> TerminalRecord | None:
         secret=bytes(secret),
         enabled=bool(enabled),
         institution_level=None if level is None else int(level),
+        national_door=bool(national_door),
     )
 
 

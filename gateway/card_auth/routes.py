@@ -153,7 +153,10 @@ async def challenge(call: Call[ChallengeRequest]) -> ChallengeGranted:
 async def response(call: Call[CardAuthAnswer]) -> CardSessionGranted:
     assert call.terminal is not None
     granted = await call.app[CARD_AUTH].authenticate(
-        call.body.to_attempt(), terminal_id=call.terminal.terminal_id, nonce=call.nonce
+        call.body.to_attempt(),
+        terminal_id=call.terminal.terminal_id,
+        nonce=call.nonce,
+        national_door=call.terminal.national_door,
     )
     return CardSessionGranted(
         card_session=granted.token,

@@ -180,7 +180,12 @@ class CardAuthService:
     # -- POST /v1/card-auth/response ------------------------------------------------------------
 
     async def authenticate(
-        self, attempt: AuthAttempt, *, terminal_id: str, nonce: NonceClaim | None = None
+        self,
+        attempt: AuthAttempt,
+        *,
+        terminal_id: str,
+        nonce: NonceClaim | None = None,
+        national_door: bool = False,
     ) -> IssuedSession:
         now_s = self._clock()
         now_ms = int(now_s * 1000)
@@ -262,23 +267,21 @@ class CardAuthService:
 
         ttl_s = self._settings.card_session_ttl_s
         # The card is present at this terminal for the national door (gateway.fsi.presence),
-        # as long as its card session lasts. durable=False: a power cut may lose it, and the
-        # clerk then reads the card again; nothing else depends on it.
-        await self._db.write(
-            partial(
-                record_presence,
-                record=PresenceRecord(
-                    terminal_id=terminal_id,
-                    card_sn=attempt.card_sn.upper(),
-                    holder_id=usable.holder_id,
-                    generation=generation,
-                    route=ROUTE_CODES[loaded.route],
-                    expires_at_s=int(now_s) + ttl_s,
-                ),
-            ),
-            durable=False,
-            grouped=True,
-        )
+        # as long as its card session lasts: only for an institution that uses that door (a
+        # /v1-only institution pays no write for it). durable=False: a power cut may lose it,
+        # and the clerk then reads the card again; nothing else depends on it.
+        if national_door:
+            presence = PresenceRecord(
+                terminal_id=terminal_id,
+                card_sn=attempt.card_sn.upper(),
+                holder_id=usable.holder_id,
+                generation=generation,
+                route=ROUTE_CODES[loaded.route],
+                expires_at_s=int(now_s) + ttl_s,
+            )
+            await self._db.write(
+                partial(record_presence, record=presence), durable=False, grouped=True
+            )
         token = issue_card_session(
             self._session_key,
             CardSession(
