@@ -3,9 +3,10 @@
 ``create_app(settings)`` builds a ready-to-run application: middlewares, the router from the
 route table, the OpenAPI document from the same table, and two resources in ``cleanup_ctx``:
 
-* the database: engine + bounded thread pool (gateway.db), the terminal directory on top of
-  it, and a check that the schema is at the migrations' heads (``serve`` migrates before it
-  starts workers; a worker never migrates, so N workers never race to);
+* the database: engine + bounded thread pool (gateway.db; writes timed and failures counted by
+  gateway.db_metrics), the terminal directory on top of it, and a check that the schema is at
+  the migrations' heads (``serve`` migrates before it starts workers; a worker never migrates,
+  so N workers never race to);
 * the nonce sweeper task.
 
 Importing this module imports prometheus_client: see gateway.metrics for why the supervisor
@@ -24,7 +25,8 @@ from aiohttp import web
 from gateway import migrate
 from gateway.card_auth.service import card_auth_context
 from gateway.crossprov.hub import hub_context
-from gateway.db import Database, make_engine
+from gateway.db import make_engine
+from gateway.db_metrics import MeasuredDatabase
 from gateway.fsi.door import at_fsi_path, fsi_context
 from gateway.housekeeping import sweep_nonces_forever
 from gateway.middleware import observe, problems
@@ -89,7 +91,8 @@ def create_app(
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = make_engine(settings)
-    db = Database(engine, threads=settings.db_threads)
+    # Measured: write latency and database failures (gateway.db_metrics).
+    db = MeasuredDatabase(engine, threads=settings.db_threads)
     try:
         await asyncio.to_thread(migrate.check_schema_current, engine)
         app[DATABASE] = db

@@ -8,8 +8,27 @@ import time: the supervisor (gateway.serve) sets it and empties the folder befor
 worker, and imports nothing that imports this module before that. Without the variable (tests,
 ``create_app`` embedded elsewhere) the default in-process registry is used.
 
-Label values are bounded: ``route`` is the route's path template (or "unmatched"), ``code`` an
-ErrorCode, ``status`` an HTTP status. Never a raw path, a terminal id or anything from a body.
+Label values are bounded: ``route`` is the route's path template (or "unmatched"), ``code`` and
+``reason`` an ErrorCode, ``status`` an HTTP status, ``visit_type`` one of the API's four visit
+types (anything else is counted as "other"), the rest small fixed sets named where each metric
+is defined. Never a raw path, a terminal id, an institution or anything else from a body.
+
+Where each metric is measured (the alert rules in deploy/prometheus/alerts.yml and the
+dashboards in deploy/grafana use them; docs/operations.md has a runbook for every alert):
+
+* HTTP: ``gateway_requests_total``, ``gateway_request_duration_seconds``,
+  ``gateway_rejections_total``, ``gateway_inflight_requests`` (gateway.middleware);
+* database: ``gateway_db_write_duration_seconds``, ``gateway_db_errors_total``
+  (gateway.db_metrics.MeasuredDatabase, the served app's database);
+* processes: ``gateway_worker_restarts_total`` (the supervisor, gateway.serve);
+  ``gateway_counters_start_time_seconds`` (gateway.ops.counters);
+* card authentication: ``gateway_card_authentications_total`` (the response route,
+  gateway.card_auth.routes), ``gateway_card_cert_cache_lookups_total``
+  (gateway.card_auth.service);
+* money: ``gateway_settlements_total``, ``gateway_settlement_cancels_total``,
+  ``gateway_settled_amount_fen_total``, ``gateway_reconciliations_total``
+  (gateway.settlement_metrics, from the answers of the settlement routes);
+* the national hub: ``ssc_hub_*`` (gateway.crossprov.metrics).
 """
 
 from __future__ import annotations
@@ -29,18 +48,29 @@ from prometheus_client import (
 from prometheus_client import multiprocess as _multiprocess
 
 __all__ = [
+    "CARD_AUTHENTICATIONS",
+    "CARD_CERT_CACHE_HITS",
+    "CARD_CERT_CACHE_MISSES",
     "CONTENT_TYPE_LATEST",
+    "DB_ERRORS",
+    "DB_WRITE_SECONDS",
     "INFLIGHT",
     "NONCES_SWEPT",
+    "RECONCILIATIONS",
     "REJECTIONS",
     "REQUESTS",
     "REQUEST_SECONDS",
+    "SETTLED_AMOUNT_FEN",
+    "SETTLEMENTS",
+    "SETTLEMENT_CANCELS",
     "TERMINAL_HITS",
     "TERMINAL_LOOKUPS",
     "TERMINAL_MISSES",
     "UNMATCHED_ROUTE",
+    "WORKER_RESTARTS",
     "count_request",
     "render_latest",
+    "visit_type_label",
 ]
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
@@ -95,6 +125,93 @@ NONCES_SWEPT: Final = Counter(
     "gateway_nonces_swept",
     "Expired request nonces deleted.",
 )
+
+# --- database ------------------------------------------------------------------------------------
+
+DB_WRITE_SECONDS: Final = Histogram(
+    "gateway_db_write_duration_seconds",
+    "Time from asking for a write unit of work to its commit (or failure), waiting for the "
+    "process's writer queue and the database's write lock included.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+DB_ERRORS: Final = Counter(
+    "gateway_db_errors",
+    "Units of work that failed in the database itself, by op (read, write) and kind "
+    "(unavailable: connection lost or pool exhausted, answered 503 DB_UNAVAILABLE; failed: "
+    "any other database error). Unique-key conflicts are not counted: they are how replays "
+    "and races are told apart, and are answered by their own codes.",
+    ["op", "kind"],
+)
+
+# --- processes -----------------------------------------------------------------------------------
+
+WORKER_RESTARTS: Final = Counter(
+    "gateway_worker_restarts",
+    "Worker processes that died unexpectedly and were started again by the supervisor.",
+)
+
+# --- card authentication -------------------------------------------------------------------------
+
+CARD_AUTHENTICATIONS: Final = Counter(
+    "gateway_card_authentications",
+    "Card answers judged (POST /v1/card-auth/response), by card generation (2, 3), outcome "
+    "(authenticated; refused: a 4xx code; error: a 5xx code) and reason (the error code, "
+    "none when authenticated).",
+    ["generation", "outcome", "reason"],
+)
+_CARD_CERT_CACHE: Final = Counter(
+    "gateway_card_cert_cache_lookups",
+    "Third-generation card answers whose certificate chain was found verified in this "
+    "worker's cache (hit) or had to be verified (miss: SM2 chain verification).",
+    ["result"],
+)
+CARD_CERT_CACHE_HITS: Final = _CARD_CERT_CACHE.labels("hit")
+CARD_CERT_CACHE_MISSES: Final = _CARD_CERT_CACHE.labels("miss")
+
+# --- money ---------------------------------------------------------------------------------------
+
+# The API's visit types (gateway.settlement_api.models); anything else is labelled "other".
+_VISIT_TYPES: Final = frozenset({"outpatient", "emergency", "inpatient", "pharmacy"})
+
+SETTLEMENTS: Final = Counter(
+    "gateway_settlements",
+    "Settlements made (an answered settle or discharge; replays of a stored answer are not "
+    "counted), by route (local, in_province_remote, cross_province) and visit type.",
+    ["route", "visit_type"],
+)
+SETTLEMENT_CANCELS: Final = Counter(
+    "gateway_settlement_cancels",
+    "Settlements cancelled (replays not counted), by route and visit type.",
+    ["route", "visit_type"],
+)
+SETTLED_AMOUNT_FEN: Final = Counter(
+    "gateway_settled_amount_fen",
+    "Amounts of the settlements made, in fen, by route, visit type and payer (fund, account, "
+    "cash: the three add up to the visit's total). Exact as long as a series stays below "
+    "2^53 fen.",
+    ["route", "visit_type", "payer"],
+)
+RECONCILIATIONS: Final = Counter(
+    "gateway_reconciliations",
+    "Reconciliation runs answered, by kind (totals: 3201, details: 3202) and result "
+    "(matched, mismatched).",
+    ["kind", "result"],
+)
+
+
+# The alerting counters' series exist from start-up at 0: a series born at 1 would hide its
+# first increment from rate() and increase(), and an alert on it would miss the first event.
+for _op in ("read", "write"):
+    for _kind in ("unavailable", "failed"):
+        DB_ERRORS.labels(_op, _kind)
+for _kind in ("totals", "details"):
+    for _result in ("matched", "mismatched"):
+        RECONCILIATIONS.labels(_kind, _result)
+
+
+def visit_type_label(value: object) -> str:
+    """A visit type as a label value: one of the API's, or "other" (bounded)."""
+    return value if isinstance(value, str) and value in _VISIT_TYPES else "other"
 
 
 def render_latest() -> bytes:

@@ -219,6 +219,7 @@ class _Supervisor:
             return False
         self._restarts.append(now)
         self._start(slot)
+        self._count_restart()
         return True
 
     def _stop_all(self, *, failed: bool) -> int:
@@ -240,6 +241,14 @@ class _Supervisor:
             clean = clean and worker.exitcode in (0, -signal.SIGTERM)
         log.info("gateway stopped", extra=fields(clean=clean))
         return 0 if clean else 1
+
+    @staticmethod
+    def _count_restart() -> None:
+        # Imported only now: PROMETHEUS_MULTIPROC_DIR is set (see prepare()). The supervisor's
+        # counter file sits beside the workers' and /metrics sums it with theirs.
+        from gateway.metrics import WORKER_RESTARTS
+
+        WORKER_RESTARTS.inc()
 
     @staticmethod
     def _forget_metrics(worker: BaseProcess) -> None:
