@@ -24,6 +24,7 @@ from gateway.issuance_api.routes import ISSUANCE_ROUTES
 from gateway.ops.routes import OPS_ROUTES
 from gateway.routing import Call, RequestModel, Route, Text
 from gateway.settlement_api.routes import SETTLEMENT_ROUTES
+from gateway.settlement_metrics import measure_settlement_routes
 from gateway.state import DATABASE, OPENAPI
 from gateway.store import MEDICAL_KINDS
 
@@ -149,7 +150,9 @@ ROUTES: Final[tuple[Route, ...]] = (
     # (issuance) is refused here with 403 INSTITUTION_KIND_NOT_ALLOWED before any handler runs.
     # (Operations terminals of the settlement and cross-province listings are hospitals' or
     # pharmacies' today; an office kind of its own would be added to these kinds.)
-    *(
+    # Settlements, cancels and reconciliations are counted from their answers
+    # (gateway.settlement_metrics).
+    *measure_settlement_routes(
         dataclasses.replace(route, institution_kinds=frozenset(MEDICAL_KINDS))
         for route in (*SETTLEMENT_ROUTES, *CROSSPROV_ROUTES)
     ),

@@ -15,9 +15,10 @@ from typing import Annotated, Final, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from gateway import metrics
 from gateway.card_auth.checks import card_sn_from_hex
 from gateway.card_auth.service import CARD_AUTH, AuthAttempt
-from gateway.errors import ErrorCode
+from gateway.errors import ERRORS, ErrorCode, domain_error_code
 from gateway.routing import Call, RequestModel, Route
 from sscard.certs import MAX_CERTIFICATE_DER_BYTES
 
@@ -152,18 +153,33 @@ async def challenge(call: Call[ChallengeRequest]) -> ChallengeGranted:
 
 async def response(call: Call[CardAuthAnswer]) -> CardSessionGranted:
     assert call.terminal is not None
-    granted = await call.app[CARD_AUTH].authenticate(
-        call.body.to_attempt(),
-        terminal_id=call.terminal.terminal_id,
-        nonce=call.nonce,
-        national_door=call.terminal.national_door,
-    )
+    attempt = call.body.to_attempt()
+    try:
+        granted = await call.app[CARD_AUTH].authenticate(
+            attempt,
+            terminal_id=call.terminal.terminal_id,
+            nonce=call.nonce,
+            national_door=call.terminal.national_door,
+        )
+    except Exception as exc:
+        _count_verdict(attempt.generation, domain_error_code(exc) or ErrorCode.INTERNAL)
+        raise
+    _count_verdict(attempt.generation, None)
     return CardSessionGranted(
         card_session=granted.token,
         expires_in_s=granted.expires_in_s,
         card_sn=granted.card_sn,
         generation=granted.generation,
     )
+
+
+def _count_verdict(generation: int, code: str | None) -> None:
+    """gateway_card_authentications_total: ``code`` None when the card was authenticated."""
+    if code is None:
+        outcome, reason = "authenticated", "none"
+    else:
+        outcome, reason = ("error" if ERRORS[code].status >= 500 else "refused"), code
+    metrics.CARD_AUTHENTICATIONS.labels(str(generation), outcome, reason).inc()
 
 
 _RESPONSE_ERRORS: Final = (

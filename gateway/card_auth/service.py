@@ -35,6 +35,7 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from dbkit import beijing_date
+from gateway import metrics
 from gateway.card_auth import checks
 from gateway.card_auth.keys import KeyManager, SoftwareKeyManager, load_master_key_file
 from gateway.card_auth.session import (
@@ -303,6 +304,7 @@ class CardAuthService:
         if attempt.certificate_der is not None:
             der = attempt.certificate_der
             cached = self.certificates.get(fingerprint_sm3(der), at)
+            _count_cache_lookup(cached)
             if cached is not None and cached.card_sn == attempt.card_sn:
                 return cached, None
             leaf = checks.parse_certificate(der)
@@ -312,6 +314,7 @@ class CardAuthService:
             return verified, der
         assert attempt.certificate_sm3 is not None
         cached = self.certificates.get(attempt.certificate_sm3, at)
+        _count_cache_lookup(cached)
         if cached is not None:
             leaf = cached.leaf
         elif stored_der is not None:
@@ -339,6 +342,12 @@ class CardAuthService:
             raise GatewayError(
                 ErrorCode.CARD_AUTH_UNAVAILABLE, "no legacy master key is configured"
             )
+
+
+def _count_cache_lookup(cached: VerifiedCertificate | None) -> None:
+    # Once per answer, here: verify_certificate looks in the cache again, and a cached chain
+    # it finds there is the one found here (same fingerprint, same instant).
+    (metrics.CARD_CERT_CACHE_MISSES if cached is None else metrics.CARD_CERT_CACHE_HITS).inc()
 
 
 @dataclass(frozen=True, slots=True)
