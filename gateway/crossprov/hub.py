@@ -45,7 +45,7 @@ from gateway.settings import Settings
 from gateway.state import CLOCK, DATABASE, SETTINGS
 from settlement.crossprov import remote, remote_cancel, wire
 from settlement.crossprov.breaker import Breaker
-from settlement.crossprov.calls import HubClient, Outcome
+from settlement.crossprov.calls import HubClient
 
 __all__ = ["HUB", "HubContext", "hub_context", "run_reversals_once"]
 
@@ -92,10 +92,6 @@ class HubContext:
 HUB: Final = web.AppKey("hub", HubContext)
 
 
-def _count_outcome(infno: str, outcome: Outcome) -> None:
-    metrics.HUB_CALLS.labels(infno, outcome).inc()
-
-
 def make_hub_context(
     settings: Settings, clock: Callable[[], float], transport: object | None = None
 ) -> tuple[HubContext, AiohttpTransport | None]:
@@ -105,16 +101,17 @@ def make_hub_context(
         real = AiohttpTransport(settings.hub_url)
         transport = real
     if transport is not None:
+        breaker = Breaker(
+            failure_threshold=settings.hub_breaker_failures,
+            open_s=settings.hub_breaker_open_s,
+        )
         client = HubClient(
             transport,  # type: ignore[arg-type]
-            Breaker(
-                failure_threshold=settings.hub_breaker_failures,
-                open_s=settings.hub_breaker_open_s,
-            ),
+            breaker,
             timeout_ms=settings.hub_timeout_ms,
             retries=settings.hub_retries,
             clock=clock,
-            on_outcome=_count_outcome,
+            on_outcome=partial(metrics.count_call, breaker),
         )
     owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
     return HubContext(settings=settings, client=client, owner=owner), real
@@ -182,6 +179,9 @@ async def run_reversals_once(context: HubContext, db: Database, clock: Callable[
         done = sum(results)
         work = await db.read(partial(remote.pending_work, older_than=older_than, now=now))
     metrics.REVERSAL_QUEUE_DEPTH.set(work.queue_depth)
+    metrics.REVERSAL_QUEUE_OLDEST_AGE.set(
+        await metrics.oldest_pending_age_s(db, now) if work.queue_depth else 0.0
+    )
     if context.client is not None:
         metrics.BREAKER_STATE.set(int(context.client.breaker.state))
     return done
