@@ -120,3 +120,4 @@ def test_every_metric_the_rules_and_dashboards_use_is_defined_by_the_gateway() -
     }
     unknown = {where: names - defined for where, names in used.items() if names - defined}
     assert unknown == {}
+    assert any("gateway_settlements_total" in names for names in used.values())
