@@ -15,7 +15,8 @@ Start-up, in the supervisor, once, before any worker exists:
    process on a free local port and hand its URL to the workers (gateway.crossprov.embedded);
    it is stopped after the workers.
 
-Then it starts the workers (``spawn``: a fresh interpreter, no inherited threads or locks).
+Then it starts the workers (``spawn``: a fresh interpreter, no inherited threads or locks); the
+first, once it listens, prints one line for people on stderr (gateway.front_door.start_line).
 Each worker binds its own listening socket with SO_REUSEPORT, so the kernel spreads incoming
 connections across workers. The supervisor restarts a worker that dies (at most
 ``_RESTARTS_PER_WINDOW`` in ``_RESTART_WINDOW_S``, then it gives up and exits 1). On SIGTERM or
@@ -162,7 +163,8 @@ class _Supervisor:
                 ),
             )
             for slot in range(self._settings.workers):
-                self._start(slot)
+                # The first worker says, once it listens, where people find things.
+                self._start(slot, announce=slot == 0)
             failed = False
             while not self._signals and not failed:
                 sentinels = {worker.sentinel: n for n, worker in self._workers.items()}
@@ -189,10 +191,10 @@ class _Supervisor:
                 if worker.is_alive():
                     worker.kill()
 
-    def _start(self, slot: int) -> None:
+    def _start(self, slot: int, *, announce: bool = False) -> None:
         worker = self._context.Process(
             target=run_worker,
-            args=(self._settings, self._port, slot),
+            args=(self._settings, self._port, slot, announce),
             name=f"gateway-worker-{slot}",
         )
         worker.start()
@@ -267,13 +269,14 @@ def _drain(sock: socket.socket) -> None:
         pass
 
 
-def run_worker(settings: Settings, port: int, slot: int) -> None:
-    """Entry point of a worker process (spawned: a fresh interpreter)."""
+def run_worker(settings: Settings, port: int, slot: int, announce: bool = False) -> None:
+    """Entry point of a worker process (spawned: a fresh interpreter). ``announce``: print
+    the human start-up line (gateway.front_door) once listening."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     configure_logging(settings.log_format, settings.log_level)
     try:
-        _run_loop(settings.event_loop, _serve_worker(settings, port, slot))
+        _run_loop(settings.event_loop, _serve_worker(settings, port, slot, announce))
     except Exception:
         log.exception("worker failed", extra=fields(slot=slot))
         sys.exit(1)
@@ -294,11 +297,13 @@ def _run_loop(choice: str, main: Coroutine[Any, Any, None]) -> None:
     asyncio.run(main)
 
 
-async def _serve_worker(settings: Settings, port: int, slot: int) -> None:
+async def _serve_worker(settings: Settings, port: int, slot: int, announce: bool) -> None:
     from aiohttp import web
 
     # Imported here, in the worker, after PROMETHEUS_MULTIPROC_DIR is in the environment.
     from gateway.app import create_app
+    from gateway.front_door import start_line
+    from gateway.ops.access import OPS_ACCESS
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -320,6 +325,10 @@ async def _serve_worker(settings: Settings, port: int, slot: int) -> None:
         await site.start()
         loop_name = type(asyncio.get_running_loop()).__module__.partition(".")[0]
         log.info("worker ready", extra=fields(slot=slot, port=port, event_loop=loop_name))
+        if announce:
+            # For people, beside the JSON lines (not one of them): stderr, plain text.
+            line = start_line(settings, port, runner.app[OPS_ACCESS].source)
+            print(line, file=sys.stderr, flush=True)
         await stop.wait()
         log.info("worker draining", extra=fields(slot=slot))
     finally:

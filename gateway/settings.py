@@ -179,6 +179,10 @@ class Settings(BaseModel):
     # Empty: in the demo world a random token is kept in {data_dir}/ops-token and printed at
     # start-up; otherwise the dashboard refuses everyone (401) until one is configured.
     ops_token: str = Field("", max_length=256, pattern=r"^[\x21-\x7e]*$")
+    # Where people read this gateway's documentation (the repository's docs/ folder, e.g.
+    # https://git.example.org/ssc-gateway/-/tree/main/docs): the front page (GET /) links to it.
+    # Empty: the page names the files of the repository instead.
+    docs_url: str = Field("", max_length=2048, pattern=r"^(https?://[\x21-\x7e]+)?$")
 
     # -- demo world (DEMO ONLY) -----------------------------------------------------------------
     # auto: load into an empty embedded (SQLite) database only; on: also into other databases;
