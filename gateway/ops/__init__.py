@@ -2,9 +2,12 @@
 
 * ``/ops`` and ``/ops/static/*``: a static page (HTML, small vanilla JS, CSS; no build step, no
   CDN, a strict Content-Security-Policy). It holds no data.
-* ``GET /v1/ops/summary?date=``: the day's figures as JSON, behind the ops bearer token
-  (:mod:`gateway.ops.access`), because a browser cannot sign with a terminal key; a few wrong
-  tokens from one address and it is refused for a while (:mod:`gateway.ops.guard`).
+* ``GET /v1/ops/summary?date=``: the day's figures as JSON, hour by hour too
+  (:mod:`.hourly`), behind the ops bearer token (:mod:`gateway.ops.access`), because a browser
+  cannot sign with a terminal key; a few wrong tokens from one address and it is refused for a
+  while (:mod:`gateway.ops.guard`);
+* ``GET /v1/ops/settlements/by-institution?date=&route=&visit_type=&hour=``: the institutions
+  behind a settlement figure (:mod:`.drilldown`), same token.
 
 The figures come from read-only queries over several packages' tables (:mod:`.activity`,
 :mod:`.remote`) and from the gateway's own Prometheus counters (:mod:`.counters`), which count

@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dbkit import BEIJING
 from gateway.card_auth.routes import CARD_AUTH_ROUTES
+from gateway.errors import ERRORS
 from gateway.ops.models import CardAuthOutcomes, CodeCount, HubCallCount
 
 __all__ = ["COUNTERS_SINCE", "Counters", "counters_note", "read_counters"]
@@ -122,5 +123,20 @@ def read_counters(exposition: bytes) -> Counters:
 
 def _ranked(counts: Iterable[tuple[str, float]]) -> list[CodeCount]:
     # Most frequent first; the label set is bounded (ErrorCode), so is this list.
-    rows = [CodeCount(code=code, count=int(n)) for code, n in counts if n >= 1]
+    rows = [_explained(code, int(n)) for code, n in counts if n >= 1]
     return sorted(rows, key=lambda row: (-row.count, row.code))
+
+
+def _explained(code: str, count: int) -> CodeCount:
+    """The count with what the code means (the page's drill-down from a code)."""
+    spec = ERRORS.get(code)
+    if spec is None:  # not this gateway's code: shown as it is
+        return CodeCount(code=code, count=count)
+    return CodeCount(
+        code=code,
+        count=count,
+        status=spec.status,
+        title=spec.title,
+        message=spec.message,
+        message_zh=spec.message_zh,
+    )

@@ -14,7 +14,10 @@ __all__ = [
     "CardAuthOutcomes",
     "CodeCount",
     "CrossProvince",
+    "HourRow",
     "HubCallCount",
+    "InstitutionBreakdown",
+    "InstitutionFigures",
     "MismatchRow",
     "OpsSummary",
     "ProvinceReceivable",
@@ -76,8 +79,15 @@ class ReconciliationSummary(BaseModel):
 
 
 class CodeCount(BaseModel):
+    """An error code and how often it was answered; what it means comes from the error table
+    (gateway/errors.py), so that the page can explain a code without a second request."""
+
     code: str
     count: int
+    status: int | None = Field(default=None, description="The code's HTTP status.")
+    title: str | None = Field(default=None, description="The code's short title.")
+    message: str | None = Field(default=None, description="What a clerk is told, in English.")
+    message_zh: str | None = Field(default=None, description="What a clerk is told, in Chinese.")
 
 
 class CardAuthOutcomes(BaseModel):
@@ -122,10 +132,49 @@ class CrossProvince(BaseModel):
     notes: list[str]
 
 
+class HourRow(BaseModel):
+    """Settlements made in one hour of the day (Beijing time), all routes: the valid ones and
+    their total, and how many of them were cancelled since (as ActivityRow, per hour)."""
+
+    hour: int = Field(ge=0, le=23, description="Beijing hour: 9 is 09:00-09:59.")
+    count: int
+    medfee_sumamt: int | None = Field(description="None when a remote table lacks amounts.")
+    cancelled_count: int
+
+
+class InstitutionFigures(BaseModel):
+    """One institution's settlements in the drill-down (valid ones and their total, and those
+    cancelled since), or the rest of them summed (``fixmedins_code`` "others")."""
+
+    fixmedins_code: str
+    name: str | None = Field(description="The institution's name (None: not in institutions).")
+    kind: str | None = Field(description="hospital | pharmacy | …")
+    count: int
+    medfee_sumamt: int | None
+    cancelled_count: int
+
+
+class InstitutionBreakdown(BaseModel):
+    """The institutions behind a figure of the day: settlements of one route, visit type and
+    hour (or all of them), the busiest first."""
+
+    date: dt.date
+    route: str = Field(description="all | local | in_province_remote | cross_province")
+    visit_type: str = Field(description="all, or one visit type")
+    hour: int | None = Field(description="A Beijing hour, or None for the whole day.")
+    institution_count: int = Field(description="Institutions with any settlement here.")
+    institutions: list[InstitutionFigures] = Field(description="The busiest (bounded).")
+    others: InstitutionFigures | None = Field(description="The rest, summed; None if none.")
+    notes: list[str]
+
+
 class OpsSummary(BaseModel):
     date: dt.date = Field(description="The day, in Beijing time (UTC+8).")
     generated_at: dt.datetime
     settlements: SettlementActivity
+    hourly: list[HourRow] = Field(
+        description="The day's 24 Beijing hours, from the database (every route)."
+    )
     reconciliation: ReconciliationSummary
     counters_note: str = Field(
         description="Says that rejections, card_auth and cross_province.hub_calls count since "

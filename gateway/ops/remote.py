@@ -110,7 +110,13 @@ def _column(table: Table, *names: str) -> Column[Any] | None:
 def _in_day(column: Column[Any], day: dt.date) -> ColumnElement[bool] | None:
     """``column`` falls on ``day`` (Beijing): timestamps compare as instants, ``*_ms`` and
     ``*_s`` integers as unix time. None when the column's type says neither."""
-    start, end = day_bounds_utc(day)
+    return _in_range(column, *day_bounds_utc(day))
+
+
+def _in_range(
+    column: Column[Any], start: dt.datetime, end: dt.datetime
+) -> ColumnElement[bool] | None:
+    """``column`` falls in [start, end), as :func:`_in_day` reads it."""
     if isinstance(column.type, DateTime | Date):
         return and_(column >= start, column < end)
     if isinstance(column.type, Integer):

@@ -1,11 +1,13 @@
-"""The dashboard's routes: the static page and its assets (no data, no credential needed) and
-the summary JSON (ops bearer token). Thin: parse the day, check the token, read, render."""
+"""The dashboard's routes: the static page and its assets (no data, no credential needed), the
+summary JSON and the drill-down to the institutions behind a settlement figure (ops bearer
+token). Thin: parse the query, check the token, read, render."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -17,9 +19,10 @@ from aiohttp import web
 from dbkit import BEIJING
 from gateway import metrics
 from gateway.errors import ErrorCode, GatewayError
+from gateway.ops import drilldown
 from gateway.ops.access import authorize
 from gateway.ops.counters import read_counters
-from gateway.ops.models import OpsSummary
+from gateway.ops.models import InstitutionBreakdown, OpsSummary
 from gateway.ops.summary import day_summary
 from gateway.routing import Call, Route
 from gateway.state import CLOCK, DATABASE
@@ -118,6 +121,51 @@ async def ops_summary(call: Call[None]) -> web.Response:
     )
 
 
+def _choice(call: Call[Any], name: str, allowed: frozenset[str] | None) -> str:
+    """A query parameter that is "all" (absent) or one of ``allowed`` (None: a lowercase word,
+    as visit types are)."""
+    raw = call.request.query.get(name, drilldown.ALL)
+    ok = raw in allowed if allowed is not None else re.fullmatch(r"[a-z_]{1,20}", raw) is not None
+    if not ok:
+        raise GatewayError(
+            ErrorCode.VALIDATION_FAILED,
+            f"query parameter {name} is not one this page asks for",
+            errors=[{"field": name, "problem": "unknown value", "type": "enum"}],
+        )
+    return raw
+
+
+def _hour(call: Call[Any]) -> int | None:
+    raw = call.request.query.get("hour")
+    if raw is None:
+        return None
+    if not re.fullmatch(r"\d{1,2}", raw) or not 0 <= int(raw) <= 23:
+        raise GatewayError(
+            ErrorCode.VALIDATION_FAILED,
+            "query parameter hour must be 0 to 23 (Beijing time)",
+            errors=[{"field": "hour", "problem": "must be 0 to 23", "type": "int_parsing"}],
+        )
+    return int(raw)
+
+
+async def settlements_by_institution(call: Call[None]) -> web.Response:
+    authorize(call.request)
+    scope = drilldown.Scope(
+        day=_day(call),
+        route=_choice(call, "route", drilldown.ROUTES),
+        visit_type=_choice(call, "visit_type", None),
+        hour=_hour(call),
+    )
+    breakdown = await call.app[DATABASE].read(
+        partial(drilldown.settlements_by_institution, scope=scope)
+    )
+    return web.Response(
+        body=breakdown.model_dump_json().encode(),
+        content_type="application/json",
+        headers={**_SECURITY_HEADERS, "Cache-Control": "no-store"},
+    )
+
+
 _TAGS: Final = ("ops dashboard",)
 
 OPS_ROUTES: Final[tuple[Route, ...]] = (
@@ -150,6 +198,28 @@ OPS_ROUTES: Final[tuple[Route, ...]] = (
         "`Cache-Control: no-store`.",
         handler=ops_summary,
         response_model=OpsSummary,
+        tags=_TAGS,
+        signed=False,
+        errors=(
+            ErrorCode.OPS_UNAUTHORIZED,
+            ErrorCode.OPS_TOO_MANY_WRONG_TOKENS,
+            ErrorCode.VALIDATION_FAILED,
+            ErrorCode.DB_UNAVAILABLE,
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/ops/settlements/by-institution",
+        operation_id="ops_settlements_by_institution",
+        summary="The institutions behind a day's settlement figure (?date=&route=&visit_type="
+        "&hour=), the busiest first.",
+        description="The /ops page's drill-down. Same ops bearer token as /v1/ops/summary. "
+        "route: all | local | in_province_remote | cross_province; visit_type: all or one; "
+        "hour: a Beijing hour 0-23 (absent: the whole day). Valid settlements with their total "
+        "and those cancelled since, per institution (code, name, kind): the top 20 and the rest "
+        "summed. No personal data. `Cache-Control: no-store`.",
+        handler=settlements_by_institution,
+        response_model=InstitutionBreakdown,
         tags=_TAGS,
         signed=False,
         errors=(

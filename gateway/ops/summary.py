@@ -6,7 +6,7 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
-from gateway.ops import activity, remote
+from gateway.ops import activity, hourly, remote
 from gateway.ops.counters import Counters, counters_note
 from gateway.ops.models import ActivityRow, CrossProvince, OpsSummary, SettlementActivity
 
@@ -33,6 +33,7 @@ def day_summary(
                 *remote.remote_cancellations(session, day),
             ],
         ),
+        hourly=hourly.hourly_settlements(session, day),
         reconciliation=activity.reconciliation(session, day),
         counters_note=counters_note(counters.since),
         counters_since=counters.since,
