@@ -4,8 +4,15 @@ chromium-driver, driven by selenium) opens /ops, is refused with a wrong token, 
 the demo token the gateway made and printed at start-up, waits for the script to render, and
 the figures on the page are the database's, the counters labelled with the gateway's start.
 Then a few wrong tokens lock the browser's address out (429, shown on the sign-in form) while
-the right token from another address is still served. Chromium missing: FAIL under CI=true,
-else skip."""
+the right token from another address is still served.
+
+The second test starts from the front door (GET /, and the one human line the gateway printed
+at start-up), follows its link to /ops, chooses a 10 s refresh that survives a reload and sees
+the page refresh by itself; checks the hourly chart against the database hour by hour, the
+rejections chart's sampled intervals and its label, and the drill-downs (a row and a bar to
+the institutions behind them, a rejection to what its code means); and saves a screenshot
+(with SSC_UPDATE_SCREENSHOTS=1, over docs/img/ops-dashboard.png, which docs/operations.md
+shows). Chromium missing: FAIL under CI=true, else skip."""
 
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ from gateway.ops.guard import WRONG_TOKENS_ALLOWED
 from settlement.money import format_yuan
 from settlement.store import InsuredPersonRow, SettlementRow, SettlementStatus
 from sscard import demo as sd
-from sscard.terminal_auth import demo_terminal, signed_headers
+from sscard.terminal_auth import demo_institution_code, demo_terminal, signed_headers
 
 pytestmark = pytest.mark.integration
 
@@ -452,3 +459,183 @@ def _lock_out_and_still_serve_another_address(gw: Gateway, browser: Any, token: 
     assert lines, log
     assert all("127.0.0.1" in line for line in lines)
     assert guess not in log
+
+
+# --- the front door and the live page ------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "docs" / "img" / "ops-dashboard.png"
+# Set to 1 to refresh the committed screenshot (docs/operations.md shows it) from this test.
+UPDATE_SCREENSHOT_ENV = "SSC_UPDATE_SCREENSHOTS"
+AUTO_REFRESH_TIMEOUT_S = 30.0
+
+
+def _settlements_by_hour(gw: Gateway, day: dt.date) -> dict[int, tuple[int, int]]:
+    """(valid, cancelled since) settlements of ``day`` per Beijing hour, from the database."""
+    engine = create_engine(f"sqlite:///{gw.data_dir / 'gateway.sqlite3'}")
+    start, end = day_bounds_utc(day)
+    try:
+        with Session(engine) as session:
+            rows = session.execute(
+                select(SettlementRow.setl_time, SettlementRow.status).where(
+                    SettlementRow.setl_time >= start, SettlementRow.setl_time < end
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    hours: dict[int, tuple[int, int]] = {}
+    for setl_time, status in rows:
+        hour = setl_time.replace(tzinfo=dt.UTC).astimezone(BEIJING).hour
+        valid, cancelled = hours.get(hour, (0, 0))
+        if status == SettlementStatus.SETTLED:
+            valid += 1
+        else:
+            cancelled += 1
+        hours[hour] = (valid, cancelled)
+    return hours
+
+
+_CHART_JS = """
+return {
+  bars: Array.from(document.querySelectorAll("#hourly-chart rect.bar:not(.cancelled)"),
+    (r) => [Number(r.dataset.hour), Number(r.dataset.count), Number(r.dataset.cancelled)]),
+  kpi: document.getElementById("kpi-settlements").textContent,
+  samples: Number(document.getElementById("rejections-caption").dataset.samples || "0"),
+  rejectBars: Array.from(document.querySelectorAll("#rejections-chart rect.bar.reject"),
+    (r) => Number(r.dataset.delta)),
+  caption: document.getElementById("rejections-caption").textContent,
+  refresh: document.getElementById("refresh").value,
+  state: document.body.dataset.state,
+};
+"""
+
+
+_DRILL_ROWS_JS = """
+const rows = document.querySelectorAll("#drill-institutions tbody tr[data-code]");
+return Array.from(rows, (tr) => [tr.dataset.code, Object.fromEntries(Array.from(
+  tr.querySelectorAll("td[data-field]"), (td) => [td.dataset.field, td.textContent]))]);
+"""
+
+
+def _drill_rows(driver: Any) -> dict[str, dict[str, str]]:
+    return dict(driver.execute_script(_DRILL_ROWS_JS))
+
+
+def _wait_drilled(driver: Any, kind: str) -> None:
+    """Until the drill-down panel shows a fresh answer of ``kind`` (reset when opened)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, RENDER_TIMEOUT_S).until(
+        lambda d: d.find_element("id", "drill").get_attribute("data-kind") == kind,
+        message=f"the drill-down never showed {kind}",
+    )
+
+
+def test_front_door_start_up_line_and_the_live_dashboard(
+    gateway: Gateway, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    # The one human line at start-up: URLs, where the token is, never the token.
+    token_path = gateway.data_dir / "ops-token"
+    token = token_path.read_text().strip()
+    lines = [line for line in gateway.log().splitlines() if line.startswith("SSC gateway")]
+    assert len(lines) == 1, gateway.log()
+    line = lines[0]
+    for url in ("/ops", "/openapi.json", "/healthz", "/readyz", "/metrics"):
+        assert f"{gateway.url}{url}" in line
+    assert str(token_path) in line
+    assert token not in line
+    assert f"ssc-terminal demo --gateway {gateway.url} --reader memory" in line
+
+    day = _settle_a_few(gateway)
+    # The front door, then its link to the dashboard.
+    browser.get(f"{gateway.url}/")
+    assert "SSC settlement gateway" in browser.title
+    browser.find_element("link text", "Settlement operations").click()
+    _wait_state(browser, "login")
+    _sign_in(browser, token)
+    _wait_state(browser, "ready")
+    assert browser.find_element("id", "refresh").get_attribute("value") == "60"  # the default
+
+    # The interval is the tab's: 10 s survives a reload, and the page refreshes by itself.
+    Select(browser.find_element("id", "refresh")).select_by_value("10")
+    browser.refresh()
+    _wait_state(browser, "ready")
+    assert browser.find_element("id", "refresh").get_attribute("value") == "10"
+    assert browser.find_element("tag name", "body").get_attribute("data-refresh") == "10"
+    renders = _renders(browser)
+    # A rejection between two refreshes: the page's own sampling shows it.
+    assert _request(gateway, "GET", "/v1/settlements/none", signed=False)[0] == 401
+    WebDriverWait(browser, AUTO_REFRESH_TIMEOUT_S).until(
+        lambda d: _renders(d) > renders, message="the page never refreshed by itself"
+    )
+    shown = browser.execute_script(_CHART_JS)
+    assert shown["state"] == "ready"
+    # The hourly chart is the database's, hour by hour.
+    expected = _settlements_by_hour(gateway, day)
+    assert [hour for hour, _, _ in shown["bars"]] == list(range(24))
+    for hour, count, cancelled in shown["bars"]:
+        assert (count, cancelled) == expected.get(hour, (0, 0)), hour
+    assert shown["kpi"] == str(sum(valid for valid, _ in expected.values()))
+    # Rejections: what this tab saw between refreshes, labelled as such.
+    assert shown["samples"] >= 2
+    assert len(shown["rejectBars"]) == shown["samples"] - 1
+    assert sum(shown["rejectBars"]) >= 1
+    assert "between this page's refreshes" in shown["caption"]
+    assert "running count since it started" in shown["caption"]
+
+    # Drill-down: the row local/outpatient -> its institution, as the database has it.
+    institution = demo_institution_code(TERMINAL // 2)
+    browser.find_element(
+        "css selector", 'tr[data-route="local"][data-visit-type="outpatient"] td.drill-cell button'
+    ).click()
+    _wait_drilled(browser, "institutions")
+    rows = _drill_rows(browser)
+    assert set(rows) == {institution}
+    assert rows[institution]["count"] == "1"  # two outpatient visits, one cancelled since
+    assert rows[institution]["cancelled_count"] == "1"
+    assert rows[institution]["kind"] == "hospital"
+    # ... and from a bar of the chart: the busiest hour's institutions.
+    busiest = max(expected, key=lambda hour: expected[hour][0])
+    browser.execute_script(
+        "document.querySelectorAll('#hourly-chart rect.bar-target')[arguments[0]]"
+        ".dispatchEvent(new MouseEvent('click', {bubbles: true}))",
+        busiest,
+    )
+    _wait_drilled(browser, "institutions")
+    assert f"{busiest:02d}:00" in browser.find_element("id", "drill-title").text
+    assert institution in _drill_rows(browser)
+    # From a rejection to what its code means.
+    browser.find_element(
+        "css selector", '#rejections tr[data-code="SIGNATURE_MISSING"] button'
+    ).click()
+    _wait_drilled(browser, "code")
+    assert browser.find_element("id", "drill-status").text == "401"
+    assert browser.find_element("id", "drill-message").text
+    assert browser.find_element("id", "drill-message-zh").text
+
+    # The screenshot for the docs: the day's institutions open under the figures.
+    browser.find_element("id", "tile-settlements").click()
+    _wait_drilled(browser, "institutions")
+    assert not browser.find_element("id", "drill-code").is_displayed()
+    assert set(_drill_rows(browser)) == {institution}
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, min(int(height), 4000))
+    browser.execute_script("window.scrollTo(0, 0)")
+    shot = tmp_path / "ops-dashboard.png"
+    assert browser.save_screenshot(str(shot))
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) > 20_000  # a rendered page, not a blank one
+    if os.environ.get(UPDATE_SCREENSHOT_ENV) == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        SCREENSHOT.write_bytes(png)
+
+    # No personal data on the page, and the strict CSP was never violated.
+    _, personal = _database_figures(gateway, day)
+    html = browser.execute_script("return document.documentElement.outerHTML")
+    for value in personal:
+        assert value not in html
+    severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert severe == []
