@@ -175,8 +175,9 @@ _VISIT_TYPES: Final = frozenset({"outpatient", "emergency", "inpatient", "pharma
 
 SETTLEMENTS: Final = Counter(
     "gateway_settlements",
-    "Settlements made (an answered settle or discharge; replays of a stored answer are not "
-    "counted), by route (local, in_province_remote, cross_province) and visit type.",
+    "Settlements made through the /v1 door (an answered settle or discharge; replays of a "
+    "stored answer are not counted), by route (local, in_province_remote, cross_province) "
+    "and visit type. The national-interface door (/fsi) is not counted here yet.",
     ["route", "visit_type"],
 )
 SETTLEMENT_CANCELS: Final = Counter(

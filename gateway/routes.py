@@ -19,8 +19,8 @@ from gateway import metrics
 from gateway.card_auth.routes import CARD_AUTH_ROUTES
 from gateway.crossprov.routes import CROSSPROV_ROUTES
 from gateway.errors import ErrorCode, GatewayError
-from gateway.fsi.door import FSI_ROUTES
 from gateway.front_door import FRONT_DOOR_ROUTES
+from gateway.fsi.door import FSI_ROUTES
 from gateway.issuance_api.routes import ISSUANCE_ROUTES
 from gateway.ops.routes import OPS_ROUTES
 from gateway.routing import Call, RequestModel, Route, Text

@@ -8,6 +8,10 @@ them become. A settlement's answer carries its visit type, its split and, throug
 ``route``; a replayed answer (``Idempotent-Replayed: true``) is a settlement counted already and
 is not counted again, so a terminal's retries never inflate the figures.
 
+Not counted: the national-interface door (gateway.fsi, the envelope with infno 2207 ...),
+which answers the same use cases in its own format; counting where the use cases make a
+settlement (an observer passed to them) would cover both doors and spare the parse here.
+
 Why here and not in the use cases: the use cases belong to ``settlement``, which must not
 import the gateway's metrics, and their route handlers only translate. Wrapping the handlers
 where the route table is put together (gateway.routes) keeps the counting in one place. These

@@ -20,10 +20,10 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dbkit import as_utc
 from gateway.db import Database
 from settlement.crossprov.breaker import Breaker
 from settlement.crossprov.store import HubReversalRow, ReversalStatus
-from settlement.reconciliation import as_utc
 
 __all__ = [
     "BREAKER_STATE",

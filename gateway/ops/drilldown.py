@@ -19,11 +19,11 @@ from sqlalchemy import and_, func, literal_column, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from dbkit import day_bounds_utc
 from gateway.ops import remote
 from gateway.ops.activity import LOCAL_ROUTE
 from gateway.ops.models import InstitutionBreakdown, InstitutionFigures
 from gateway.store import Institution
-from settlement.reconciliation import day_bounds_utc
 from settlement.store import SettlementRow, SettlementStatus
 
 __all__ = [

@@ -19,9 +19,9 @@ from sqlalchemy import DateTime, Integer, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from dbkit import day_bounds_utc
 from gateway.ops import remote
 from gateway.ops.models import HourRow
-from settlement.reconciliation import day_bounds_utc
 from settlement.store import SettlementRow, SettlementStatus
 
 __all__ = ["HOURS", "beijing_hour", "hourly_settlements"]

@@ -20,11 +20,11 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.crossprov.client import NoAnswer
 from gateway.crossprov.hub import HUB, run_reversals_once
 from gateway.db_metrics import MeasuredDatabase, database_failure_kind
 from gateway.errors import ERRORS, ErrorCode, GatewayError
 from gateway.state import CLOCK, DATABASE
+from settlement.crossprov.calls import NoAnswer
 
 
 def value(name: str, **labels: str) -> float:

@@ -6,8 +6,10 @@ pharmacy and cross-province settlements, a replay, cancels, a reconciliation tha
 match, an unsigned request, a 404, the hub losing every answer (unknown outcomes: a 503 and a
 reversal queue) and a worker killed (the supervisor restarts it).
 
-Then: each metric name an expression uses is in the gateway's /metrics, each expression returns
-at least one series, every rule evaluates without error, and GatewayWorkerRestarted fires.
+Then: the counts in /metrics are the traffic's, summed over the workers (the killed one's
+included); each metric name an expression uses is in the gateway's /metrics, each expression
+returns at least one series, every rule evaluates without error, and GatewayWorkerRestarted
+fires.
 Prometheus missing: FAIL under CI=true, else skip."""
 
 from __future__ import annotations
@@ -270,12 +272,42 @@ def _kill_one_worker(gateway: Gateway) -> int:
     return pid
 
 
-def _exposed_names(gateway: Gateway) -> set[str]:
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _exposition(gateway: Gateway) -> Samples:
+    """The gateway's /metrics: (sample name, labels) -> value, as one scrape sees it."""
     with urllib.request.urlopen(f"{gateway.url}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     return {
-        sample.name for family in text_string_to_metric_families(text) for sample in family.samples
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
     }
+
+
+def _assert_summed_over_workers(samples: Samples) -> None:
+    """The traffic's counts, whichever of the two workers (one of them killed since: its
+    counters stay in the sums) answered each request."""
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, frozenset(labels.items())), 0.0)
+
+    settlements = "gateway_settlements_total"
+    assert value(settlements, route="local", visit_type="outpatient") == 2  # the replay: not
+    assert value(settlements, route="local", visit_type="pharmacy") == 1
+    assert value(settlements, route="cross_province", visit_type="outpatient") == 1  # + unknown
+    assert value("gateway_settlement_cancels_total", route="local", visit_type="outpatient") == 1
+    paid = sum(
+        value("gateway_settled_amount_fen_total", route="local", visit_type="outpatient", payer=p)
+        for p in ("fund", "account", "cash")
+    )
+    assert paid == 3_000 + 1_500
+    assert value("gateway_reconciliations_total", kind="totals", result="mismatched") == 1
+    auths = "gateway_card_authentications_total"
+    assert value(auths, generation="3", outcome="authenticated", reason="none") == 3
+    assert value(auths, generation="3", outcome="refused", reason="CARD_LOST") == 1
+    assert value("gateway_worker_restarts_total") == 1
 
 
 def _wait_scraped(url: str, since_s: float, *, restarted: bool = True) -> None:
@@ -304,7 +336,9 @@ async def test_every_rule_and_dashboard_expression_against_a_live_gateway(
         traffic_done_s = time.time()
         await asyncio.to_thread(_wait_scraped, prometheus, traffic_done_s)
 
-        exposed = _exposed_names(gateway) | PROMETHEUS_SERIES
+        samples = _exposition(gateway)
+        _assert_summed_over_workers(samples)
+        exposed = {name for name, _ in samples} | PROMETHEUS_SERIES
         rules = alert_rules()
         queries = {
             f"{name} / {title}": expr
