@@ -30,7 +30,7 @@ from gateway import metrics
 from gateway.errors import PROBLEM_CONTENT_TYPE, ErrorCode, GatewayError, problem_body
 from gateway.routing import Call, RequestModel, Route, Text
 from gateway.state import CLOCK, DATABASE, ERROR_CODE, REQUEST_ID, SETTINGS
-from issuance import service
+from issuance import applications, batches, card_changes, queries, uploads, views
 from issuance.access import Agent
 from issuance.errors import IllegalTransition, IssuanceForbidden, IssuingCaUnavailable
 from issuance.production import InMemoryPersonaliser, IssuingCa, demo_issuing_ca
@@ -63,7 +63,7 @@ BATCH_APPLICATIONS_PER_UNIT: Final = 1_000  # ~0.03 ms each: grouping is cheap p
 
 def _citizen_id(value: str) -> str:
     value = value.upper()
-    if not service.valid_citizen_id(value):
+    if not applications.valid_citizen_id(value):
         raise ValueError("check digit does not match")
     return value
 
@@ -116,7 +116,7 @@ class ApplicationOut(BaseModel):
     applied_at: dt.datetime
 
     @classmethod
-    def of(cls, view: service.ApplicationView) -> Self:
+    def of(cls, view: views.ApplicationView) -> Self:
         return cls.model_validate(view, from_attributes=True)
 
 
@@ -244,7 +244,7 @@ async def _agent(call: Call[Any]) -> Agent:
     assert terminal is not None
     agent = await call.app[DATABASE].read(
         partial(
-            service.find_agent,
+            queries.find_agent,
             institution_code=terminal.institution_code,
             terminal_id=terminal.terminal_id,
         )
@@ -333,8 +333,8 @@ async def apply(call: Call[ApplicationIn]) -> ApplicationOut:
     agent = await _agent(call)
     body = call.body
     a = body.applicant
-    request = service.ApplicationRequest(
-        applicant=service.Applicant(
+    request = applications.ApplicationRequest(
+        applicant=applications.Applicant(
             citizen_id=a.citizen_id.upper(),
             name=a.name,
             birth_date=a.birth_date,
@@ -353,7 +353,7 @@ async def apply(call: Call[ApplicationIn]) -> ApplicationOut:
     )
     now, programme = _now(call), _programme(call)
     view = await call.app[DATABASE].write(
-        lambda s: service.apply(s, programme, agent, request, now)
+        lambda s: applications.apply(s, programme, agent, request, now)
     )
     return ApplicationOut.of(view)
 
@@ -370,14 +370,14 @@ async def upload(call: Call[None]) -> UploadOut:
     if "\x00" in text:
         raise GatewayError(ErrorCode.UPLOAD_INVALID, "CSV must not contain NUL characters")
     agent, now, programme = await _agent(call), _now(call), _programme(call)
-    service.require_uploader(agent)
-    rows = service.parse_upload(text)  # the file as a whole, before anything is written
-    results: list[service.RowResult] = []
+    uploads.require_uploader(agent)
+    rows = uploads.parse_upload(text)  # the file as a whole, before anything is written
+    results: list[uploads.RowResult] = []
     for start in range(0, len(rows), UPLOAD_ROWS_PER_UNIT):
         part = rows[start : start + UPLOAD_ROWS_PER_UNIT]
         results += await call.app[DATABASE].write(
             partial(
-                service.upload_rows,
+                uploads.upload_rows,
                 programme=programme,
                 agent=agent,
                 rows=part,
@@ -397,7 +397,7 @@ async def status(call: Call[StatusIn]) -> StatusOut:
     agent = await _agent(call)
     body = call.body
     views = await call.app[DATABASE].read(
-        lambda s: service.status(
+        lambda s: queries.status(
             s, agent, application_id=body.application_id, citizen_id=body.citizen_id
         )
     )
@@ -408,21 +408,23 @@ async def delivery(call: Call[DeliveryIn]) -> ApplicationOut | web.Response:
     outcome = call.body.outcome
     return await _card_write(
         call,
-        _card_event(lambda s, agent, sn, now: service.record_delivery(s, agent, sn, outcome, now)),
+        _card_event(
+            lambda s, agent, sn, now: card_changes.record_delivery(s, agent, sn, outcome, now)
+        ),
         ApplicationOut.of,
     )
 
 
-def _change_out(change: service.CardChange) -> CardChangeOut:
+def _change_out(change: card_changes.CardChange) -> CardChangeOut:
     return CardChangeOut.model_validate(change, from_attributes=True)
 
 
 async def activate(call: Call[EmptyIn]) -> CardChangeOut | web.Response:
-    return await _card_write(call, _card_event(service.activate), _change_out)
+    return await _card_write(call, _card_event(card_changes.activate), _change_out)
 
 
 async def report_loss(call: Call[EmptyIn]) -> CardChangeOut | web.Response:
-    return await _card_write(call, _card_event(service.report_loss), _change_out)
+    return await _card_write(call, _card_event(card_changes.report_loss), _change_out)
 
 
 async def replace(call: Call[ReplaceIn]) -> CardChangeOut | web.Response:
@@ -430,12 +432,12 @@ async def replace(call: Call[ReplaceIn]) -> CardChangeOut | web.Response:
 
     def unit_for(
         agent: Agent, sn: str, now: dt.datetime
-    ) -> Callable[[Session], service.CardChange]:
+    ) -> Callable[[Session], card_changes.CardChange]:
         # Only now, after the access check: an institution without the role gets 403, not
         # word of whether cards can be made.
         ca = _issuing_ca(call) if body.instant else None
         return partial(
-            service.replace,
+            card_changes.replace,
             agent=agent,
             card_sn=sn,
             now=now,
@@ -453,7 +455,7 @@ async def replace(call: Call[ReplaceIn]) -> CardChangeOut | web.Response:
 async def card_history(call: Call[HistoryIn]) -> HistoryOut:
     agent, body = await _agent(call), call.body
     entries = await call.app[DATABASE].read(
-        lambda s: service.history(
+        lambda s: queries.history(
             s,
             agent,
             card_sn=None if body.card_sn is None else body.card_sn.upper(),
@@ -472,7 +474,7 @@ async def stats(call: Call[None]) -> StatsOut:
     except ValueError:
         raise GatewayError(ErrorCode.VALIDATION_FAILED, "date must be YYYY-MM-DD") from None
     agent = await _agent(call)
-    result = await call.app[DATABASE].read(lambda s: service.daily_stats(s, agent, day))
+    result = await call.app[DATABASE].read(lambda s: queries.daily_stats(s, agent, day))
     return StatsOut(
         day=result.day,
         applications=[
@@ -488,7 +490,7 @@ async def stats(call: Call[None]) -> StatsOut:
 async def create_batches(call: Call[EmptyIn]) -> BatchesOut:
     agent, now = await _agent(call), _now(call)
     limit = BATCH_APPLICATIONS_PER_UNIT
-    unit = partial(service.fill_batches, agent=agent, now=now, limit=limit)
+    unit = partial(batches.fill_batches, agent=agent, now=now, limit=limit)
     ids: list[int] = []
     while True:  # each unit moves `limit` applications, or fewer when none are left: this ends
         touched, moved = await call.app[DATABASE].write(unit)
@@ -507,18 +509,18 @@ def _batch_id(call: Call[Any]) -> int:
 async def produce(call: Call[EmptyIn]) -> BatchReportOut | web.Response:
     agent, now, batch_id, ca = await _agent(call), _now(call), _batch_id(call), _issuing_ca(call)
     find = partial(
-        service.cards_to_make, agent=agent, batch_id=batch_id, limit=PRODUCE_CARDS_PER_UNIT
+        batches.cards_to_make, agent=agent, batch_id=batch_id, limit=PRODUCE_CARDS_PER_UNIT
     )
     while True:  # each round makes its cards, or finds none left: this ends
         ids = await call.app[DATABASE].read(find)
         # Key pairs and certificates (~2 ms of CPU a card) in a worker thread, before the write
         # unit: the one database writer is held for the rows only. A failure from here on
         # writes nothing; the next round (or call) makes the same cards anew.
-        made = await asyncio.to_thread(service.personalise_cards, ids, ca, now)
+        made = await asyncio.to_thread(batches.personalise_cards, ids, ca, now)
         result = await _write(
             call,
             partial(
-                service.record_made_cards,
+                batches.record_made_cards,
                 agent=agent,
                 batch_id=batch_id,
                 made=made,
@@ -534,7 +536,7 @@ async def produce(call: Call[EmptyIn]) -> BatchReportOut | web.Response:
 
 async def batch_report(call: Call[None]) -> BatchReportOut:
     agent, batch_id = await _agent(call), _batch_id(call)
-    report = await call.app[DATABASE].read(lambda s: service.batch_report(s, agent, batch_id))
+    report = await call.app[DATABASE].read(lambda s: batches.batch_report(s, agent, batch_id))
     return BatchReportOut.model_validate(report, from_attributes=True)
 
 
@@ -607,8 +609,8 @@ ISSUANCE_ROUTES: Final[tuple[Route, ...]] = (
         "/v1/issuance/employer-batches",
         operation_id="issuance_employer_batch",
         summary="An employer's CSV of employees (text/csv, UTF-8): one result per row.",
-        description="Header: " + ",".join(service.UPLOAD_COLUMNS) + f". At most "
-        f"{service.MAX_UPLOAD_ROWS} rows and {MAX_UPLOAD_BYTES} bytes (this route's own body "
+        description="Header: " + ",".join(uploads.UPLOAD_COLUMNS) + f". At most "
+        f"{uploads.MAX_UPLOAD_ROWS} rows and {MAX_UPLOAD_BYTES} bytes (this route's own body "
         "limit; a larger body is 413 BODY_TOO_LARGE and nothing is stored). Each row is "
         "applied whole or not at all; a refused row names its reason.",
         handler=upload,

@@ -65,7 +65,7 @@ from sscard.layout import citizen_id_check_digit
 __all__ = ["add_arguments", "run"]
 
 UPLOAD_PATH: Final = "/v1/issuance/employer-batches"
-MAX_CSV_ROWS: Final = 5_000  # the route's row limit (issuance.service.MAX_UPLOAD_ROWS)
+MAX_CSV_ROWS: Final = 5_000  # the route's row limit (issuance.uploads.MAX_UPLOAD_ROWS)
 CSV_HEADER: Final = (
     "citizen_id,name,birth_date,gender,area_code,hukou_shanghai,insured_in_shanghai,"
     "salary_banks,bank,photo_source,backup_centre"

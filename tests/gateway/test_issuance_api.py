@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from gateway.db import Database
 from gateway.issuance_api.routes import DEMO_PERSONALISER
 from gateway.store import Institution, Terminal
-from issuance import service
+from issuance import batches
 from issuance.production import PersonalisedCard, new_card_sn
 from issuance.store import Application, Card, IssuanceAgent
 from sscard import demo as sd
@@ -266,7 +266,7 @@ async def test_production_makes_keys_outside_the_write_unit_and_resumes_after_a_
 
     writing = threading.Event()  # set while any write unit runs (the writer is held)
     made_while_writing: list[bool] = []
-    personalise, write = service.personalise, Database.write
+    personalise, write = batches.personalise, Database.write
 
     def watched_personalise(*args: Any, **kwargs: Any) -> Any:
         made_while_writing.append(writing.is_set())
@@ -282,7 +282,7 @@ async def test_production_makes_keys_outside_the_write_unit_and_resumes_after_a_
 
         return await write(self, watched_unit, **options)
 
-    monkeypatch.setattr(service, "personalise", watched_personalise)
+    monkeypatch.setattr(batches, "personalise", watched_personalise)
     monkeypatch.setattr(Database, "write", watched_write)
     # The chip writer breaks on the 4th card: the second round of 2 fails after its cards were
     # personalised and its first card's row was already flushed in the unit.

@@ -9,8 +9,8 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from issuance.access import Agent, Role
+from issuance.applications import Applicant, ApplicationRequest
 from issuance.programme import Channel, PhotoSource
-from issuance.service import Applicant, ApplicationRequest
 from issuance.store import IssuanceAgent
 from sscard.layout import citizen_id_check_digit
 

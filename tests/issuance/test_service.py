@@ -29,7 +29,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from gateway.card_auth.demo_cards import holder_id
-from issuance import errors, service
+from issuance import applications, batches, card_changes, errors, queries, uploads
 from issuance.access import Agent
 from issuance.production import InMemoryPersonaliser, IssuingCa, PersonalisedCard, new_card_sn
 from issuance.programme import Channel, PhotoSource, Programme
@@ -129,28 +129,28 @@ def test_cohort_through_channel_end_to_end(
     now = at(day)
     view = run(
         engine,
-        lambda s: service.apply(
+        lambda s: applications.apply(
             s, programme, agent, request(who, cohort, channel, photo, **banks), now
         ),
     )
     assert view.stage == "info_collected"
     assert view.citizen_id_masked.startswith("3101")
     assert "*" in view.citizen_id_masked
-    [batch_id] = run(engine, lambda s: service.create_batches(s, CENTRE, now))
+    [batch_id] = run(engine, lambda s: batches.create_batches(s, CENTRE, now))
     report = run(
         engine,
-        lambda s: service.produce_batch(
+        lambda s: batches.produce_batch(
             s, CENTRE, batch_id, ca=ca, personaliser=personaliser, now=now
         ),
     )
     assert report.channel == channel.value
     assert report.by_stage == {"mailed": 1}
     assert report.by_cohort == {cohort: 1}
-    [status] = run(engine, lambda s: service.status(s, CENTRE, application_id=view.application_id))
+    [status] = run(engine, lambda s: queries.status(s, CENTRE, application_id=view.application_id))
     assert status.card_sn is not None
     card_sn = status.card_sn
-    run(engine, lambda s: service.record_delivery(s, CENTRE, card_sn, "delivered", now))
-    change = run(engine, lambda s: service.activate(s, CENTRE, card_sn, now))
+    run(engine, lambda s: card_changes.record_delivery(s, CENTRE, card_sn, "delivered", now))
+    change = run(engine, lambda s: card_changes.activate(s, CENTRE, card_sn, now))
     assert change.state == "active"
     made = personaliser.cards[card_sn]
     with Session(engine) as session:
@@ -173,13 +173,13 @@ def test_cohort_through_channel_end_to_end(
         "deliver",
         "activate",
     ]
-    hotline_view = run(engine, lambda s: service.history(s, HOTLINE, card_sn=card_sn))
+    hotline_view = run(engine, lambda s: queries.history(s, HOTLINE, card_sn=card_sn))
     assert hotline_view[0].actor == agent.actor
 
 
 def _legacy_holder_applies(engine: Engine, programme: Programme, h: int) -> int:
     holder = sd.demo_holder(sd.DEFAULT_DEMO_SEED, h)
-    who = service.Applicant(
+    who = applications.Applicant(
         holder.citizen_id,
         holder.name,
         holder.birth_date,
@@ -190,7 +190,7 @@ def _legacy_holder_applies(engine: Engine, programme: Programme, h: int) -> int:
     )
     req = request(who, "retiree", Channel.BANK_BRANCH, PhotoSource.ON_SITE, pension_bank="ICBC")
     return run(
-        engine, lambda s: service.apply(s, programme, BANK_ICBC, req, at(dt.date(2019, 2, 1)))
+        engine, lambda s: applications.apply(s, programme, BANK_ICBC, req, at(dt.date(2019, 2, 1)))
     ).application_id
 
 
@@ -198,12 +198,12 @@ def _produce_and_deliver(
     engine: Engine, ca: IssuingCa, personaliser: InMemoryPersonaliser, day: dt.date
 ) -> list[str]:
     now = at(day)
-    batches = run(engine, lambda s: service.create_batches(s, CENTRE, now))
-    for b in batches:
+    batch_ids = run(engine, lambda s: batches.create_batches(s, CENTRE, now))
+    for b in batch_ids:
         run(
             engine,
             functools.partial(
-                service.produce_batch,
+                batches.produce_batch,
                 agent=CENTRE,
                 batch_id=b,
                 ca=ca,
@@ -221,7 +221,7 @@ def _produce_and_deliver(
         run(
             engine,
             functools.partial(
-                service.record_delivery, agent=CENTRE, card_sn=sn, outcome="delivered", now=now
+                card_changes.record_delivery, agent=CENTRE, card_sn=sn, outcome="delivered", now=now
             ),
         )
     return sns
@@ -234,7 +234,9 @@ def test_activation_supersedes_the_legacy_card_in_one_transaction(
     _legacy_holder_applies(engine, programme, h)
     [new_sn] = _produce_and_deliver(engine, ca, personaliser, dt.date(2019, 2, 10))
     legacy_sn = sd.demo_card_sn(h, 2).hex
-    change = run(engine, lambda s: service.activate(s, BANK_ICBC, new_sn, at(dt.date(2019, 2, 11))))
+    change = run(
+        engine, lambda s: card_changes.activate(s, BANK_ICBC, new_sn, at(dt.date(2019, 2, 11)))
+    )
     assert change.superseded == (legacy_sn,)
     with Session(engine) as session:
         legacy = session.get(Card, legacy_sn)
@@ -247,7 +249,7 @@ def test_activation_supersedes_the_legacy_card_in_one_transaction(
             )
     history = run(
         engine,
-        lambda s: service.history(
+        lambda s: queries.history(
             s, HOTLINE, citizen_id=sd.demo_holder(sd.DEFAULT_DEMO_SEED, h).citizen_id
         ),
     )
@@ -261,7 +263,7 @@ def test_activation_rolls_back_as_a_whole(
     [new_sn] = _produce_and_deliver(engine, ca, personaliser, dt.date(2019, 2, 10))
 
     def fails_after(session: Session) -> None:
-        service.activate(session, CENTRE, new_sn, at(dt.date(2019, 2, 11)))
+        card_changes.activate(session, CENTRE, new_sn, at(dt.date(2019, 2, 11)))
         raise RuntimeError("crash after activation, before commit")
 
     with pytest.raises(RuntimeError):
@@ -278,16 +280,16 @@ def test_illegal_transition_reports_current_and_allowed(
 ) -> None:
     _legacy_holder_applies(engine, programme, 5)
     now = at(dt.date(2019, 2, 10))
-    [batch] = run(engine, lambda s: service.create_batches(s, CENTRE, now))
+    [batch] = run(engine, lambda s: batches.create_batches(s, CENTRE, now))
     run(
         engine,
-        lambda s: service.produce_batch(
+        lambda s: batches.produce_batch(
             s, CENTRE, batch, ca=ca, personaliser=personaliser, now=now
         ),
     )
     [sn] = personaliser.cards
     with pytest.raises(errors.IllegalTransition) as caught:
-        run(engine, lambda s: service.activate(s, CENTRE, sn, now))
+        run(engine, lambda s: card_changes.activate(s, CENTRE, sn, now))
     assert caught.value.current == "mailed"
     assert caught.value.allowed == ("deliver", "delivery_fail")
 
@@ -297,22 +299,24 @@ def test_delivery_failure_goes_to_the_backup_centre(
 ) -> None:
     _legacy_holder_applies(engine, programme, 5)
     now = at(dt.date(2019, 2, 10))
-    [batch] = run(engine, lambda s: service.create_batches(s, CENTRE, now))
+    [batch] = run(engine, lambda s: batches.create_batches(s, CENTRE, now))
     run(
         engine,
-        lambda s: service.produce_batch(
+        lambda s: batches.produce_batch(
             s, CENTRE, batch, ca=ca, personaliser=personaliser, now=now
         ),
     )
     [sn] = personaliser.cards
-    run(engine, lambda s: service.record_delivery(s, CENTRE, sn, "failed", now))
-    run(engine, lambda s: service.record_delivery(s, CENTRE, sn, "at_backup_centre", now))
+    run(engine, lambda s: card_changes.record_delivery(s, CENTRE, sn, "failed", now))
+    run(engine, lambda s: card_changes.record_delivery(s, CENTRE, sn, "at_backup_centre", now))
     # The backup community centre sees the card (it is the registered backup), another does not.
     with pytest.raises(errors.IssuedCardNotFound):
-        run(engine, lambda s: service.record_delivery(s, OTHER_COMMUNITY, sn, "picked_up", now))
-    view = run(engine, lambda s: service.record_delivery(s, COMMUNITY, sn, "picked_up", now))
+        run(
+            engine, lambda s: card_changes.record_delivery(s, OTHER_COMMUNITY, sn, "picked_up", now)
+        )
+    view = run(engine, lambda s: card_changes.record_delivery(s, COMMUNITY, sn, "picked_up", now))
     assert view.stage == "collected"
-    assert run(engine, lambda s: service.activate(s, COMMUNITY, sn, now)).state == "active"
+    assert run(engine, lambda s: card_changes.activate(s, COMMUNITY, sn, now)).state == "active"
 
 
 def test_loss_report_blocks_at_once_and_instant_replacement_makes_a_new_key(
@@ -321,13 +325,13 @@ def test_loss_report_blocks_at_once_and_instant_replacement_makes_a_new_key(
     _legacy_holder_applies(engine, programme, 5)
     [sn] = _produce_and_deliver(engine, ca, personaliser, dt.date(2019, 2, 10))
     now = at(dt.date(2019, 3, 1))
-    run(engine, lambda s: service.activate(s, BANK_ICBC, sn, now))
-    run(engine, lambda s: service.report_loss(s, HOTLINE, sn, now))
+    run(engine, lambda s: card_changes.activate(s, BANK_ICBC, sn, now))
+    run(engine, lambda s: card_changes.report_loss(s, HOTLINE, sn, now))
     with Session(engine) as session, pytest.raises(errors.CardLost):
         CardRegistry(session).require_usable(sn, today=now.date(), legacy_accepted_until=None)
     change = run(
         engine,
-        lambda s: service.replace(
+        lambda s: card_changes.replace(
             s, BANK_ICBC, sn, now, instant=True, ca=ca, personaliser=personaliser
         ),
     )
@@ -346,8 +350,8 @@ def test_loss_report_blocks_at_once_and_instant_replacement_makes_a_new_key(
                 change.new_card_sn, today=now.date(), legacy_accepted_until=None
             )
     new_sn = change.new_card_sn
-    run(engine, lambda s: service.activate(s, BANK_ICBC, new_sn, now))
-    events = [e.event for e in run(engine, lambda s: service.history(s, HOTLINE, card_sn=new_sn))]
+    run(engine, lambda s: card_changes.activate(s, BANK_ICBC, new_sn, now))
+    events = [e.event for e in run(engine, lambda s: queries.history(s, HOTLINE, card_sn=new_sn))]
     assert events == ["apply", "collect_info", "add_to_batch", "produce", "hand_over", "activate"]
 
 
@@ -359,7 +363,7 @@ def test_ordinary_replacement_joins_the_next_batch(
     change = run(
         engine,
         lambda s: (
-            service.replace(
+            card_changes.replace(
                 s,
                 COMMUNITY,
                 legacy_lost,
@@ -369,14 +373,14 @@ def test_ordinary_replacement_joins_the_next_batch(
                 programme=programme,
             )
             if sd.demo_holder(sd.DEFAULT_DEMO_SEED, 9).area_code == COMMUNITY.area_code
-            else service.replace(
+            else card_changes.replace(
                 s, CENTRE, legacy_lost, now, instant=False, chosen_bank="BOC", programme=programme
             )
         ),
     )
     assert change.new_card_sn is None
     [status] = run(
-        engine, lambda s: service.status(s, CENTRE, application_id=change.new_application_id or 0)
+        engine, lambda s: queries.status(s, CENTRE, application_id=change.new_application_id or 0)
     )
     assert status.stage == "info_collected"
     assert status.replaces_card_sn == legacy_lost
@@ -388,9 +392,9 @@ def test_one_open_application_per_holder(engine: Engine, programme: Programme) -
     who = applicant(1)
     req = request(who, "first_card", Channel.COMMUNITY_CENTRE, chosen_bank="BOC")
     now = at(dt.date(2027, 1, 15))
-    run(engine, lambda s: service.apply(s, programme, COMMUNITY, req, now))
+    run(engine, lambda s: applications.apply(s, programme, COMMUNITY, req, now))
     with pytest.raises(errors.ApplicationOpen):
-        run(engine, lambda s: service.apply(s, programme, COMMUNITY, req, now))
+        run(engine, lambda s: applications.apply(s, programme, COMMUNITY, req, now))
     with Session(engine) as session:
         assert len(session.execute(select(Application)).all()) == 1
 
@@ -399,10 +403,15 @@ def test_holder_mismatch_is_refused_without_personal_data(
     engine: Engine, programme: Programme
 ) -> None:
     holder = sd.demo_holder(sd.DEFAULT_DEMO_SEED, 3)
-    who = service.Applicant(holder.citizen_id, "冒名", holder.birth_date, "1", "310104", True, True)
+    who = applications.Applicant(
+        holder.citizen_id, "冒名", holder.birth_date, "1", "310104", True, True
+    )
     req = request(who, "first_card", Channel.COMMUNITY_CENTRE, chosen_bank="BOC")
     with pytest.raises(errors.HolderMismatch) as caught:
-        run(engine, lambda s: service.apply(s, programme, COMMUNITY, req, at(dt.date(2027, 1, 15))))
+        run(
+            engine,
+            lambda s: applications.apply(s, programme, COMMUNITY, req, at(dt.date(2027, 1, 15))),
+        )
     assert holder.citizen_id not in caught.value.message
     assert holder.name not in caught.value.message
 
@@ -411,7 +420,7 @@ GOOD_ROW = "{cid},张三,1985-02-03,1,310104,1,0,ICBC;HSBC,,on_site,C-310104-01"
 
 
 def _csv(*rows: str) -> str:
-    return ",".join(service.UPLOAD_COLUMNS) + "\n" + "\n".join(rows) + "\n"
+    return ",".join(uploads.UPLOAD_COLUMNS) + "\n" + "\n".join(rows) + "\n"
 
 
 def test_employer_csv_with_broken_rows(engine: Engine, programme: Programme) -> None:
@@ -431,7 +440,7 @@ def test_employer_csv_with_broken_rows(engine: Engine, programme: Programme) -> 
     )
     results = run(
         engine,
-        lambda s: service.upload_employees(s, programme, EMPLOYER, text, at(dt.date(2019, 8, 1))),
+        lambda s: uploads.upload_employees(s, programme, EMPLOYER, text, at(dt.date(2019, 8, 1))),
     )
     assert [(r.row, r.accepted, r.code) for r in results] == [
         (1, True, None),
@@ -458,7 +467,7 @@ def test_employer_csv_with_broken_rows(engine: Engine, programme: Programme) -> 
     ("text", "match"),
     [
         ("citizen_id,name\n1,2\n", "missing"),
-        (",".join(service.UPLOAD_COLUMNS) + "\n", "no rows"),
+        (",".join(uploads.UPLOAD_COLUMNS) + "\n", "no rows"),
         (_csv(*["x"] * 5001), "more than 5000"),
     ],
 )
@@ -468,7 +477,7 @@ def test_unusable_csv_is_refused_as_a_whole(
     with pytest.raises(errors.UploadInvalid, match=match):
         run(
             engine,
-            lambda s: service.upload_employees(
+            lambda s: uploads.upload_employees(
                 s, programme, EMPLOYER, text, at(dt.date(2019, 8, 1))
             ),
         )
@@ -478,7 +487,7 @@ def test_rbac_roles_and_scopes(engine: Engine, programme: Programme) -> None:
     now = at(dt.date(2019, 3, 1))
     icbc = run(
         engine,
-        lambda s: service.apply(
+        lambda s: applications.apply(
             s,
             programme,
             BANK_ICBC,
@@ -488,7 +497,7 @@ def test_rbac_roles_and_scopes(engine: Engine, programme: Programme) -> None:
     )
     ccb = run(
         engine,
-        lambda s: service.apply(
+        lambda s: applications.apply(
             s,
             programme,
             BANK_CCB,
@@ -499,21 +508,21 @@ def test_rbac_roles_and_scopes(engine: Engine, programme: Programme) -> None:
         ),
     )
     # A bank sees its own applicants only; the other's are "not found", not "forbidden".
-    assert run(engine, lambda s: service.status(s, BANK_ICBC, application_id=icbc.application_id))
+    assert run(engine, lambda s: queries.status(s, BANK_ICBC, application_id=icbc.application_id))
     with pytest.raises(errors.ApplicationNotFound):
-        run(engine, lambda s: service.status(s, BANK_ICBC, application_id=ccb.application_id))
+        run(engine, lambda s: queries.status(s, BANK_ICBC, application_id=ccb.application_id))
     with pytest.raises(errors.ApplicationNotFound):
-        run(engine, lambda s: service.status(s, BANK_CCB, citizen_id=applicant(1).citizen_id))
+        run(engine, lambda s: queries.status(s, BANK_CCB, citizen_id=applicant(1).citizen_id))
     # Community centres: their district (or backup centre) only.
-    assert run(engine, lambda s: service.status(s, COMMUNITY, application_id=icbc.application_id))
+    assert run(engine, lambda s: queries.status(s, COMMUNITY, application_id=icbc.application_id))
     with pytest.raises(errors.ApplicationNotFound):
-        run(engine, lambda s: service.status(s, OTHER_EMPLOYER, application_id=icbc.application_id))
+        run(engine, lambda s: queries.status(s, OTHER_EMPLOYER, application_id=icbc.application_id))
     # The hotline sees everything but cannot apply; an employer cannot apply at a counter.
-    assert run(engine, lambda s: service.status(s, HOTLINE, application_id=ccb.application_id))
+    assert run(engine, lambda s: queries.status(s, HOTLINE, application_id=ccb.application_id))
     with pytest.raises(errors.IssuanceForbidden):
         run(
             engine,
-            lambda s: service.apply(
+            lambda s: applications.apply(
                 s,
                 programme,
                 HOTLINE,
@@ -524,7 +533,7 @@ def test_rbac_roles_and_scopes(engine: Engine, programme: Programme) -> None:
     with pytest.raises(errors.ChannelNotAllowed):
         run(
             engine,
-            lambda s: service.apply(
+            lambda s: applications.apply(
                 s,
                 programme,
                 BANK_ICBC,
@@ -533,13 +542,13 @@ def test_rbac_roles_and_scopes(engine: Engine, programme: Programme) -> None:
             ),
         )
     with pytest.raises(errors.IssuanceForbidden):
-        run(engine, lambda s: service.create_batches(s, BANK_ICBC, now))
+        run(engine, lambda s: batches.create_batches(s, BANK_ICBC, now))
     with pytest.raises(errors.IssuanceForbidden):
-        run(engine, lambda s: service.daily_stats(s, BANK_ICBC, now.date()))
+        run(engine, lambda s: queries.daily_stats(s, BANK_ICBC, now.date()))
     # Online applications: visible to the platform that took them.
     pupil = run(
         engine,
-        lambda s: service.apply(
+        lambda s: applications.apply(
             s,
             programme,
             ONLINE,
@@ -553,9 +562,9 @@ def test_rbac_roles_and_scopes(engine: Engine, programme: Programme) -> None:
             at(dt.date(2019, 5, 1)),
         ),
     )
-    assert run(engine, lambda s: service.status(s, ONLINE, application_id=pupil.application_id))
+    assert run(engine, lambda s: queries.status(s, ONLINE, application_id=pupil.application_id))
     with pytest.raises(errors.ApplicationNotFound):
-        run(engine, lambda s: service.status(s, ONLINE, application_id=icbc.application_id))
+        run(engine, lambda s: queries.status(s, ONLINE, application_id=icbc.application_id))
 
 
 def test_daily_stats_like_the_seed(
@@ -566,7 +575,7 @@ def test_daily_stats_like_the_seed(
         run(
             engine,
             functools.partial(
-                service.apply,
+                applications.apply,
                 programme=programme,
                 agent=ONLINE,
                 request=request(
@@ -580,7 +589,7 @@ def test_daily_stats_like_the_seed(
         )
     run(
         engine,
-        lambda s: service.apply(
+        lambda s: applications.apply(
             s,
             programme,
             BANK_ICBC,
@@ -589,12 +598,12 @@ def test_daily_stats_like_the_seed(
         ),
     )
     _produce_and_deliver(engine, ca, personaliser, day)
-    stats = run(engine, lambda s: service.daily_stats(s, HOTLINE, day))
+    stats = run(engine, lambda s: queries.daily_stats(s, HOTLINE, day))
     assert stats.applications == [("bank_branch", "retiree", 1), ("online_wechat", "pupil", 3)]
     assert (stats.applications_counter, stats.applications_online) == (1, 3)
     assert stats.cards["produced"] == stats.cards["mailed"] == stats.cards["delivered"] == 4
     assert stats.cards["activated"] == 0
-    next_day = run(engine, lambda s: service.daily_stats(s, HOTLINE, day + dt.timedelta(days=1)))
+    next_day = run(engine, lambda s: queries.daily_stats(s, HOTLINE, day + dt.timedelta(days=1)))
     assert next_day.applications == []
     assert next_day.cards["produced"] == 0
     assert next_day.cards_cumulative["produced"] == 4
@@ -608,7 +617,7 @@ def test_expiry_sweep(engine: Engine) -> None:
         expires = card.expires_on
     moved = run(
         engine,
-        lambda s: service.expire_cards(s, CENTRE, expires + dt.timedelta(days=1), at(expires)),
+        lambda s: card_changes.expire_cards(s, CENTRE, expires + dt.timedelta(days=1), at(expires)),
     )
     assert moved >= 1
     with Session(engine) as session:
@@ -624,7 +633,7 @@ def test_a_row_failing_after_its_writes_leaves_nothing_behind(
     from issuance.store import Cardholder
 
     cids = [citizen_id(200 + n, dt.date(1985, 2, 3)) for n in range(3)]
-    real = service._move_application
+    real = applications.move_application
     calls = {"n": 0}
 
     def flaky(session: Session, app: Application, *args: Any) -> Any:
@@ -633,7 +642,7 @@ def test_a_row_failing_after_its_writes_leaves_nothing_behind(
             raise errors.IllegalTransition("applied", "collect_info", ())
         return real(session, app, *args)
 
-    monkeypatch.setattr(service, "_move_application", flaky)
+    monkeypatch.setattr(applications, "move_application", flaky)
     results = service_upload(engine, programme, _csv(*(GOOD_ROW.format(cid=c) for c in cids)))
     assert [(r.accepted, r.code) for r in results] == [
         (True, None),
@@ -649,10 +658,10 @@ def test_a_row_failing_after_its_writes_leaves_nothing_behind(
         assert len(session.execute(select(CardEvent)).all()) == 4
 
 
-def service_upload(engine: Engine, programme: Programme, text: str) -> list[service.RowResult]:
+def service_upload(engine: Engine, programme: Programme, text: str) -> list[uploads.RowResult]:
     return run(
         engine,
-        lambda s: service.upload_employees(s, programme, EMPLOYER, text, at(dt.date(2019, 8, 1))),
+        lambda s: uploads.upload_employees(s, programme, EMPLOYER, text, at(dt.date(2019, 8, 1))),
     )
 
 
@@ -662,13 +671,13 @@ def test_production_in_bounded_units_is_resumable_and_dated_at_the_end(
     now = at(dt.date(2019, 3, 1))
     for n in range(5):
         req = request(applicant(300 + n), "retiree", Channel.BANK_BRANCH, pension_bank="ICBC")
-        run(engine, lambda s, r=req: service.apply(s, programme, BANK_ICBC, r, now))
-    [batch_id] = run(engine, lambda s: service.create_batches(s, CENTRE, now))
+        run(engine, lambda s, r=req: applications.apply(s, programme, BANK_ICBC, r, now))
+    [batch_id] = run(engine, lambda s: batches.create_batches(s, CENTRE, now))
 
-    def produce(limit: int) -> service.BatchReport:
+    def produce(limit: int) -> batches.BatchReport:
         return run(
             engine,
-            lambda s: service.produce_batch(
+            lambda s: batches.produce_batch(
                 s, CENTRE, batch_id, ca=ca, personaliser=personaliser, now=now, limit=limit
             ),
         )
@@ -685,7 +694,7 @@ def test_production_in_bounded_units_is_resumable_and_dated_at_the_end(
     later = at(dt.date(2019, 3, 2))
     again = run(
         engine,
-        lambda s: service.produce_batch(
+        lambda s: batches.produce_batch(
             s, CENTRE, batch_id, ca=ca, personaliser=personaliser, now=later, limit=2
         ),
     )
@@ -715,8 +724,8 @@ def test_cards_personalised_outside_the_transaction_survive_a_failure_before_the
     now = at(dt.date(2019, 3, 1))
     for n in range(5):
         req = request(applicant(600 + n), "retiree", Channel.BANK_BRANCH, pension_bank="ICBC")
-        run(engine, lambda s, r=req: service.apply(s, programme, BANK_ICBC, r, now))
-    [batch_id] = run(engine, lambda s: service.create_batches(s, CENTRE, now))
+        run(engine, lambda s, r=req: applications.apply(s, programme, BANK_ICBC, r, now))
+    [batch_id] = run(engine, lambda s: batches.create_batches(s, CENTRE, now))
 
     def registered(card_sns: Sequence[str]) -> dict[str, str]:
         """card_sn -> the certificate's SM3 the registry holds."""
@@ -746,28 +755,28 @@ def test_cards_personalised_outside_the_transaction_survive_a_failure_before_the
         assert batch is not None
         assert batch.produced_at is None
 
-    ids = run(engine, lambda s: service.cards_to_make(s, CENTRE, batch_id, limit=25))
+    ids = run(engine, lambda s: batches.cards_to_make(s, CENTRE, batch_id, limit=25))
     assert len(ids) == 5
     # Computed with no session at all, then the process dies before the write: nothing was
     # written, and nothing needs undoing.
-    lost = service.personalise_cards(ids, ca, now)
+    lost = batches.personalise_cards(ids, ca, now)
     nothing_written()
     # The write unit fails in its middle (the third card's key cannot be handed over): the
     # two cards already flushed roll back with it.
     with pytest.raises(OSError, match="link down"):
         run(
             engine,
-            lambda s: service.record_made_cards(
+            lambda s: batches.record_made_cards(
                 s, CENTRE, batch_id, lost, personaliser=FailingPersonaliser(2), now=now
             ),
         )
     nothing_written()
     # The retry reads again, personalises anew, writes once.
-    ids = run(engine, lambda s: service.cards_to_make(s, CENTRE, batch_id, limit=25))
-    made = service.personalise_cards(ids, ca, now)
+    ids = run(engine, lambda s: batches.cards_to_make(s, CENTRE, batch_id, limit=25))
+    made = batches.personalise_cards(ids, ca, now)
     report = run(
         engine,
-        lambda s: service.record_made_cards(
+        lambda s: batches.record_made_cards(
             s, CENTRE, batch_id, made, personaliser=personaliser, now=now
         ),
     )
@@ -782,7 +791,7 @@ def test_cards_personalised_outside_the_transaction_survive_a_failure_before_the
     # A late write of the lost round (a second producer, a retried request) changes nothing.
     again = run(
         engine,
-        lambda s: service.record_made_cards(
+        lambda s: batches.record_made_cards(
             s, CENTRE, batch_id, lost, personaliser=InMemoryPersonaliser(), now=now
         ),
     )
@@ -792,16 +801,16 @@ def test_cards_personalised_outside_the_transaction_survive_a_failure_before_the
 
 def test_upload_rows_numbers_rows_of_a_split_file(engine: Engine, programme: Programme) -> None:
     now = at(dt.date(2019, 8, 1))
-    header = ",".join(service.UPLOAD_COLUMNS)
+    header = ",".join(uploads.UPLOAD_COLUMNS)
     lines = [
         f"{citizen_id(400 + n)},员工,1980-01-01,1,310104,1,1,ICBC,,on_site,C-310104-01"
         for n in range(4)
     ]
-    rows = service.parse_upload("\n".join([header, *lines, lines[0]]))
-    first = run(engine, lambda s: service.upload_rows(s, programme, EMPLOYER, rows[:3], now))
+    rows = uploads.parse_upload("\n".join([header, *lines, lines[0]]))
+    first = run(engine, lambda s: uploads.upload_rows(s, programme, EMPLOYER, rows[:3], now))
     rest = run(
         engine,
-        lambda s: service.upload_rows(s, programme, EMPLOYER, rows[3:], now, first_row=4),
+        lambda s: uploads.upload_rows(s, programme, EMPLOYER, rows[3:], now, first_row=4),
     )
     assert [(r.row, r.accepted, r.code) for r in first + rest] == [
         (1, True, None),
@@ -811,7 +820,7 @@ def test_upload_rows_numbers_rows_of_a_split_file(engine: Engine, programme: Pro
         (5, False, "APPLICATION_OPEN"),  # the first row again: taken once
     ]
     with pytest.raises(errors.IssuanceForbidden):
-        run(engine, lambda s: service.upload_rows(s, programme, BANK_ICBC, rows, now))
+        run(engine, lambda s: uploads.upload_rows(s, programme, BANK_ICBC, rows, now))
 
 
 def test_batches_fill_in_bounded_units_until_production_starts(
@@ -822,12 +831,12 @@ def test_batches_fill_in_bounded_units_until_production_starts(
     def take(first: int, count: int) -> None:
         for n in range(first, first + count):
             req = request(applicant(500 + n), "retiree", Channel.BANK_BRANCH, pension_bank="ICBC")
-            run(engine, lambda s, r=req: service.apply(s, programme, BANK_ICBC, r, now))
+            run(engine, lambda s, r=req: applications.apply(s, programme, BANK_ICBC, r, now))
 
     def fill(limit: int | None, max_size: int = 4) -> tuple[list[int], int]:
         return run(
             engine,
-            lambda s: service.fill_batches(s, CENTRE, now, max_size=max_size, limit=limit),
+            lambda s: batches.fill_batches(s, CENTRE, now, max_size=max_size, limit=limit),
         )
 
     take(0, 5)
@@ -846,7 +855,7 @@ def test_batches_fill_in_bounded_units_until_production_starts(
     assert (ids, moved) == ([second], 1)
     run(
         engine,
-        lambda s: service.produce_batch(
+        lambda s: batches.produce_batch(
             s, CENTRE, second, ca=ca, personaliser=personaliser, now=now, limit=1
         ),
     )

@@ -13,7 +13,7 @@ import tomllib
 import pytest
 
 from issuance.programme import parse_programme
-from issuance.service import parse_upload
+from issuance.uploads import parse_upload
 from loadtest.bench.issuance import PROGRAMME_FILE, csv_chunk, programme_for_today
 
 

@@ -1,0 +1,152 @@
+"""The one way an application or a card changes stage, and the issuance clock's helpers.
+
+Every change of stage goes through :func:`issuance.lifecycle.transition` and appends one
+``card_events`` row (time, actor, channel): :func:`move_application` before a card exists,
+:func:`move_card` after (it keeps the card's application in step). The use-case modules
+(applications, uploads, batches, card_changes) move a stage through these and nothing else.
+Internal to :mod:`issuance`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Final
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from issuance.access import Agent
+from issuance.lifecycle import Event, Stage, transition
+from issuance.store import Application, Card, CardEvent
+
+__all__ = [
+    "INSERT_EVENT",
+    "SHANGHAI",
+    "as_utc",
+    "day_bounds",
+    "local_date",
+    "move_application",
+    "move_card",
+    "record_event",
+]
+
+SHANGHAI: Final = dt.timezone(dt.timedelta(hours=8))
+
+
+def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """A Shanghai calendar day as a UTC range [start, end)."""
+    start = dt.datetime.combine(day, dt.time(), SHANGHAI).astimezone(dt.UTC)
+    return start, start + dt.timedelta(days=1)
+
+
+def local_date(at: dt.datetime) -> dt.date:
+    return at.astimezone(SHANGHAI).date()
+
+
+def as_utc(at: dt.datetime) -> dt.datetime:
+    """Times are stored in UTC; SQLite hands them back naive."""
+    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
+
+
+INSERT_EVENT: Final = insert(CardEvent.__table__)  # type: ignore[arg-type]
+
+
+def record_event(
+    session: Session,
+    *,
+    holder_id: int,
+    application_id: int | None,
+    card_sn: str | None,
+    event: str,
+    from_stage: str | None,
+    to_stage: str,
+    agent: Agent,
+    now: dt.datetime,
+    channel: str | None = None,
+    note: str | None = None,
+) -> None:
+    # Core, not the ORM: history rows are append-only and never read back in the same unit, and
+    # this is the hottest write of issuance (several rows per application).
+    session.execute(
+        INSERT_EVENT,
+        {
+            "holder_id": holder_id,
+            "application_id": application_id,
+            "card_sn": card_sn,
+            "event": event,
+            "from_stage": from_stage,
+            "to_stage": to_stage,
+            "at": now,
+            "actor": agent.actor,
+            "channel": channel,
+            "note": note,
+        },
+    )
+
+
+def move_application(
+    session: Session, app: Application, event: Event, agent: Agent, now: dt.datetime
+) -> Stage:
+    current = Stage(app.stage)
+    new = transition(current, event)
+    app.stage = new.value
+    app.updated_at = now
+    record_event(
+        session,
+        holder_id=app.holder_id,
+        application_id=app.id,
+        card_sn=app.card_sn,
+        event=event.value,
+        from_stage=current.value,
+        to_stage=new.value,
+        agent=agent,
+        now=now,
+        channel=app.channel,
+    )
+    return new
+
+
+class _Unknown(enum.Enum):
+    TOKEN = 0
+
+
+_UNKNOWN: Final = _Unknown.TOKEN
+
+
+def move_card(
+    session: Session,
+    card: Card,
+    event: Event,
+    agent: Agent,
+    now: dt.datetime,
+    *,
+    note: str | None = None,
+    app: Application | _Unknown | None = _UNKNOWN,
+) -> Stage:
+    """``app``: the card's application when the caller holds it (saves a lookup per card)."""
+    current = Stage(card.state.value)
+    new = transition(current, event)
+    card.state = new.card_state()
+    card.state_changed_at = now
+    if isinstance(app, _Unknown):
+        app = session.execute(
+            select(Application).where(Application.card_sn == card.card_sn)
+        ).scalar_one_or_none()
+    if app is not None:
+        app.stage = new.value
+        app.updated_at = now
+    record_event(
+        session,
+        holder_id=card.holder_id,
+        application_id=None if app is None else app.id,
+        card_sn=card.card_sn,
+        event=event.value,
+        from_stage=current.value,
+        to_stage=new.value,
+        agent=agent,
+        now=now,
+        channel=None if app is None else app.channel,
+        note=note,
+    )
+    return new
