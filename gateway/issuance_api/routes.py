@@ -1,9 +1,8 @@
-"""The issuance routes (申领、制卡、发放、开通、挂失、补换、热线查询、统计): models, thin handlers,
-and :data:`ISSUANCE_ROUTES`, appended to gateway.routes.ROUTES (router and OpenAPI follow).
-
-All routes are signed by the terminal. The terminal's institution acts in its issuance role
-(``issuance_agents``, see issuance.access): no agent row -> 403 ISSUANCE_FORBIDDEN; a record
-outside the role's scope -> 404, exactly like a record that does not exist.
+"""The issuance routes (申领、制卡、发放、开通、挂失、补换、热线查询、统计): thin handlers (parse,
+call the :mod:`issuance` use case, render) and :data:`ISSUANCE_ROUTES`, appended to
+gateway.routes.ROUTES (router and OpenAPI follow). The request and response models are in
+:mod:`gateway.issuance_api.models`; who acts, when, and the shape of a write keyed by the card
+in the path are in :mod:`gateway.issuance_api.calls`.
 
 Citizen ids travel in bodies, never in paths or query strings (which reach access logs), and
 come back masked. An event the card's current state does not allow is a 409
@@ -15,31 +14,42 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
-import json
 from collections.abc import Awaitable, Callable
 from functools import partial
-from pathlib import Path
-from typing import Annotated, Any, Final, Literal, Self, TypeVar
+from typing import Any, Final
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from gateway import metrics
-from gateway.errors import PROBLEM_CONTENT_TYPE, ErrorCode, GatewayError, problem_body
-from gateway.routing import Call, RequestModel, Route, Text
-from gateway.state import CLOCK, DATABASE, ERROR_CODE, REQUEST_ID, SETTINGS
-from issuance import applications, batches, card_changes, queries, uploads, views
+from gateway.errors import ErrorCode, GatewayError
+from gateway.issuance_api import calls
+from gateway.issuance_api.models import (
+    ApplicationCount,
+    ApplicationIn,
+    ApplicationOut,
+    BatchesOut,
+    BatchReportOut,
+    CardChangeOut,
+    DeliveryIn,
+    EmptyIn,
+    HistoryEntryOut,
+    HistoryIn,
+    HistoryOut,
+    ReplaceIn,
+    RowResultOut,
+    StatsOut,
+    StatusIn,
+    StatusOut,
+    UploadOut,
+)
+from gateway.routing import Call, RequestModel, Route
+from gateway.state import DATABASE
+from issuance import applications, batches, card_changes, queries, uploads
 from issuance.access import Agent
-from issuance.errors import IllegalTransition, IssuanceForbidden, IssuingCaUnavailable
-from issuance.production import InMemoryPersonaliser, IssuingCa, demo_issuing_ca
-from issuance.programme import Channel, PhotoSource, Programme, default_programme, load_programme
+from issuance.production import InMemoryPersonaliser
 
 __all__ = ["DEMO_PERSONALISER", "ISSUANCE_ROUTES"]
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 # DEMO ONLY: where the demo world's new cards' keys go (a real deployment writes chips through
 # the card bureau's personalisation system; see issuance.production.Personaliser).
@@ -61,276 +71,11 @@ PRODUCE_CARDS_PER_UNIT: Final = 25
 BATCH_APPLICATIONS_PER_UNIT: Final = 1_000  # ~0.03 ms each: grouping is cheap per row
 
 
-def _citizen_id(value: str) -> str:
-    value = value.upper()
-    if not applications.valid_citizen_id(value):
-        raise ValueError("check digit does not match")
-    return value
-
-
-CitizenId = Annotated[
-    str,
-    Field(pattern=r"^[0-9]{17}[0-9Xx]$", description="社会保障号码 (18 characters)."),
-    AfterValidator(_citizen_id),
-]
-CardSnHex = Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{32}$", description="卡识别码.")]
-Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
-
-
-# --- models ------------------------------------------------------------------------------------
-
-
-class ApplicantIn(RequestModel):
-    citizen_id: CitizenId
-    name: Text = Field(min_length=1, max_length=30)
-    birth_date: dt.date
-    gender: Literal["1", "2"]
-    area_code: str = Field(pattern=r"^[0-9]{6}$", description="District of registration.")
-    hukou_shanghai: bool
-    insured_in_shanghai: bool
-
-
-class ApplicationIn(RequestModel):
-    applicant: ApplicantIn
-    cohort: Literal["retiree", "employee", "pupil", "first_card"]
-    channel: Channel
-    photo_source: PhotoSource
-    backup_centre: Code = Field(description="Institution code of the backup community centre.")
-    pension_bank: Code | None = None
-    salary_banks: list[Code] = Field(default_factory=list, max_length=20)
-    chosen_bank: Code | None = None
-
-
-class ApplicationOut(BaseModel):
-    application_id: int
-    citizen_id_masked: str
-    name_masked: str
-    cohort: str
-    channel: str
-    bank_code: str
-    stage: str
-    allowed_events: list[str]
-    card_sn: str | None
-    batch_id: int | None
-    replaces_card_sn: str | None
-    applied_at: dt.datetime
-
-    @classmethod
-    def of(cls, view: views.ApplicationView) -> Self:
-        return cls.model_validate(view, from_attributes=True)
-
-
-class StatusIn(RequestModel):
-    application_id: int | None = Field(default=None, ge=1)
-    citizen_id: CitizenId | None = None
-
-    @model_validator(mode="after")
-    def _one_key(self) -> Self:
-        if (self.application_id is None) == (self.citizen_id is None):
-            raise ValueError("give exactly one of application_id, citizen_id")
-        return self
-
-
-class StatusOut(BaseModel):
-    applications: list[ApplicationOut]
-
-
-class HistoryIn(RequestModel):
-    card_sn: CardSnHex | None = None
-    citizen_id: CitizenId | None = None
-
-    @model_validator(mode="after")
-    def _one_key(self) -> Self:
-        if (self.card_sn is None) == (self.citizen_id is None):
-            raise ValueError("give exactly one of card_sn, citizen_id")
-        return self
-
-
-class HistoryEntryOut(BaseModel):
-    at: dt.datetime
-    event: str
-    from_stage: str | None
-    to_stage: str
-    card_sn: str | None
-    application_id: int | None
-    actor: str
-    channel: str | None
-    note: str | None
-
-
-class HistoryOut(BaseModel):
-    events: list[HistoryEntryOut]
-
-
-class RowResultOut(BaseModel):
-    row: int
-    accepted: bool
-    application_id: int | None = None
-    code: str | None = None
-    reason: str | None = None
-
-
-class UploadOut(BaseModel):
-    accepted: int
-    rejected: int
-    rows: list[RowResultOut]
-
-
-class DeliveryIn(RequestModel):
-    outcome: Literal["delivered", "failed", "at_backup_centre", "picked_up"]
-
-
-class EmptyIn(RequestModel):
-    pass
-
-
-class ReplaceIn(RequestModel):
-    instant: bool = Field(description="即到即补: make and hand over the new card now.")
-    backup_centre: Code | None = None
-    chosen_bank: Code | None = Field(
-        default=None, description="Only when the old card has no bank on record (legacy)."
-    )
-
-
-class CardChangeOut(BaseModel):
-    card_sn: str
-    state: str
-    allowed_events: list[str]
-    superseded: list[str] = Field(default_factory=list)
-    revoked: str | None = None
-    new_application_id: int | None = None
-    new_card_sn: str | None = None
-
-
-class BatchesOut(BaseModel):
-    batch_ids: list[int]
-
-
-class BatchReportOut(BaseModel):
-    batch_id: int
-    channel: str
-    collected_on: dt.date
-    size: int
-    by_stage: dict[str, int]
-    by_cohort: dict[str, int]
-    by_bank: dict[str, int]
-    produced_at: dt.datetime | None
-
-
-class ApplicationCount(BaseModel):
-    channel: str
-    cohort: str
-    count: int
-
-
-class StatsOut(BaseModel):
-    day: dt.date
-    applications: list[ApplicationCount]
-    applications_counter: int
-    applications_online: int
-    cards: dict[str, int]
-    cards_cumulative: dict[str, int]
-
-
-# --- plumbing ------------------------------------------------------------------------------------
-
-
-def _now(call: Call[Any]) -> dt.datetime:
-    return dt.datetime.fromtimestamp(call.app[CLOCK](), dt.UTC)
-
-
-async def _agent(call: Call[Any]) -> Agent:
-    terminal = call.terminal
-    assert terminal is not None
-    agent = await call.app[DATABASE].read(
-        partial(
-            queries.find_agent,
-            institution_code=terminal.institution_code,
-            terminal_id=terminal.terminal_id,
-        )
-    )
-    if agent is None:
-        raise IssuanceForbidden("this institution has no issuance role")
-    return agent
-
-
-@functools.cache
-def _programme_file(path: Path) -> Programme:
-    # Checked when the settings were loaded; read once per process.
-    return load_programme(path)
-
-
-def _programme(call: Call[Any]) -> Programme:
-    """The programme of the ``issuance_programme_file`` setting, else the built-in 2019 one."""
-    path = call.app[SETTINGS].issuance_programme_file
-    return default_programme() if path is None else _programme_file(path)
-
-
-def _issuing_ca(call: Call[Any]) -> IssuingCa:
-    settings = call.app[SETTINGS]
-    if not settings.should_load_demo_world():
-        raise IssuingCaUnavailable("no issuing CA key is configured for card production")
-    return demo_issuing_ca(settings.demo_seed)
-
-
-def _illegal(call: Call[Any], exc: IllegalTransition) -> web.Response:
-    code = ErrorCode.ILLEGAL_TRANSITION
-    body = problem_body(code, request_id=call.request[REQUEST_ID], detail=exc.message)
-    body.update(current_state=exc.current, event=exc.event, allowed_transitions=list(exc.allowed))
-    response = web.Response(
-        body=json.dumps(body, ensure_ascii=False).encode(),
-        status=409,
-        content_type=PROBLEM_CONTENT_TYPE,
-    )
-    response[ERROR_CODE] = code
-    metrics.REJECTIONS.labels(code).inc()
-    return response
-
-
-async def _write(call: Call[Any], unit: Callable[[Session], T]) -> T | web.Response:
-    try:
-        return await call.app[DATABASE].write(unit)
-    except IllegalTransition as exc:
-        return _illegal(call, exc)
-
-
-def _card_sn(call: Call[Any]) -> str:
-    sn = call.request.match_info["card_sn"]
-    if len(sn) != 32 or any(c not in "0123456789abcdefABCDEF" for c in sn):
-        raise GatewayError(ErrorCode.VALIDATION_FAILED, "card_sn must be 32 hex digits")
-    return sn.upper()
-
-
-# Builds the unit of a write keyed by the card in the path, from who acts, which card and when.
-_UnitFor = Callable[[Agent, str, dt.datetime], Callable[[Session], T]]
-
-
-def _card_event(change: Callable[[Session, Agent, str, dt.datetime], T]) -> _UnitFor[T]:
-    """The unit builder of a service call that takes nothing but the card (activate, loss)."""
-
-    def unit_for(agent: Agent, sn: str, now: dt.datetime) -> Callable[[Session], T]:
-        return lambda session: change(session, agent, sn, now)
-
-    return unit_for
-
-
-async def _card_write(
-    call: Call[Any], unit_for: _UnitFor[T], render: Callable[[T], R]
-) -> R | web.Response:
-    """The one shape of the writes keyed by ``{card_sn}`` (delivery, activation, loss,
-    replacement): the terminal's issuance agent first (403 ISSUANCE_FORBIDDEN before anything
-    else is looked at), then the path's card_sn (422 when malformed) and the time; ONE unit of
-    work; its result rendered, or the 409 ILLEGAL_TRANSITION answer with its fields."""
-    agent, sn, now = await _agent(call), _card_sn(call), _now(call)
-    result = await _write(call, unit_for(agent, sn, now))
-    return result if isinstance(result, web.Response) else render(result)
-
-
 # --- handlers ----------------------------------------------------------------------------------
 
 
 async def apply(call: Call[ApplicationIn]) -> ApplicationOut:
-    agent = await _agent(call)
+    agent = await calls.agent(call)
     body = call.body
     a = body.applicant
     request = applications.ApplicationRequest(
@@ -351,7 +96,7 @@ async def apply(call: Call[ApplicationIn]) -> ApplicationOut:
         salary_banks=tuple(body.salary_banks),
         chosen_bank=body.chosen_bank,
     )
-    now, programme = _now(call), _programme(call)
+    now, programme = calls.now(call), calls.programme(call)
     view = await call.app[DATABASE].write(
         lambda s: applications.apply(s, programme, agent, request, now)
     )
@@ -369,7 +114,7 @@ async def upload(call: Call[None]) -> UploadOut:
         raise GatewayError(ErrorCode.UPLOAD_INVALID, "CSV must be UTF-8") from None
     if "\x00" in text:
         raise GatewayError(ErrorCode.UPLOAD_INVALID, "CSV must not contain NUL characters")
-    agent, now, programme = await _agent(call), _now(call), _programme(call)
+    agent, now, programme = await calls.agent(call), calls.now(call), calls.programme(call)
     uploads.require_uploader(agent)
     rows = uploads.parse_upload(text)  # the file as a whole, before anything is written
     results: list[uploads.RowResult] = []
@@ -394,7 +139,7 @@ async def upload(call: Call[None]) -> UploadOut:
 
 
 async def status(call: Call[StatusIn]) -> StatusOut:
-    agent = await _agent(call)
+    agent = await calls.agent(call)
     body = call.body
     views = await call.app[DATABASE].read(
         lambda s: queries.status(
@@ -406,9 +151,9 @@ async def status(call: Call[StatusIn]) -> StatusOut:
 
 async def delivery(call: Call[DeliveryIn]) -> ApplicationOut | web.Response:
     outcome = call.body.outcome
-    return await _card_write(
+    return await calls.card_write(
         call,
-        _card_event(
+        calls.card_event(
             lambda s, agent, sn, now: card_changes.record_delivery(s, agent, sn, outcome, now)
         ),
         ApplicationOut.of,
@@ -420,11 +165,11 @@ def _change_out(change: card_changes.CardChange) -> CardChangeOut:
 
 
 async def activate(call: Call[EmptyIn]) -> CardChangeOut | web.Response:
-    return await _card_write(call, _card_event(card_changes.activate), _change_out)
+    return await calls.card_write(call, calls.card_event(card_changes.activate), _change_out)
 
 
 async def report_loss(call: Call[EmptyIn]) -> CardChangeOut | web.Response:
-    return await _card_write(call, _card_event(card_changes.report_loss), _change_out)
+    return await calls.card_write(call, calls.card_event(card_changes.report_loss), _change_out)
 
 
 async def replace(call: Call[ReplaceIn]) -> CardChangeOut | web.Response:
@@ -435,7 +180,7 @@ async def replace(call: Call[ReplaceIn]) -> CardChangeOut | web.Response:
     ) -> Callable[[Session], card_changes.CardChange]:
         # Only now, after the access check: an institution without the role gets 403, not
         # word of whether cards can be made.
-        ca = _issuing_ca(call) if body.instant else None
+        ca = calls.issuing_ca(call) if body.instant else None
         return partial(
             card_changes.replace,
             agent=agent,
@@ -444,16 +189,16 @@ async def replace(call: Call[ReplaceIn]) -> CardChangeOut | web.Response:
             instant=body.instant,
             backup_centre=body.backup_centre,
             chosen_bank=body.chosen_bank,
-            programme=_programme(call),
+            programme=calls.programme(call),
             ca=ca,
             personaliser=DEMO_PERSONALISER,
         )
 
-    return await _card_write(call, unit_for, _change_out)
+    return await calls.card_write(call, unit_for, _change_out)
 
 
 async def card_history(call: Call[HistoryIn]) -> HistoryOut:
-    agent, body = await _agent(call), call.body
+    agent, body = await calls.agent(call), call.body
     entries = await call.app[DATABASE].read(
         lambda s: queries.history(
             s,
@@ -473,7 +218,7 @@ async def stats(call: Call[None]) -> StatsOut:
         day = dt.date.fromisoformat(text)
     except ValueError:
         raise GatewayError(ErrorCode.VALIDATION_FAILED, "date must be YYYY-MM-DD") from None
-    agent = await _agent(call)
+    agent = await calls.agent(call)
     result = await call.app[DATABASE].read(lambda s: queries.daily_stats(s, agent, day))
     return StatsOut(
         day=result.day,
@@ -488,7 +233,7 @@ async def stats(call: Call[None]) -> StatsOut:
 
 
 async def create_batches(call: Call[EmptyIn]) -> BatchesOut:
-    agent, now = await _agent(call), _now(call)
+    agent, now = await calls.agent(call), calls.now(call)
     limit = BATCH_APPLICATIONS_PER_UNIT
     unit = partial(batches.fill_batches, agent=agent, now=now, limit=limit)
     ids: list[int] = []
@@ -499,15 +244,9 @@ async def create_batches(call: Call[EmptyIn]) -> BatchesOut:
             return BatchesOut(batch_ids=ids)
 
 
-def _batch_id(call: Call[Any]) -> int:
-    text = call.request.match_info["batch_id"]
-    if not text.isdigit() or len(text) > 12:
-        raise GatewayError(ErrorCode.VALIDATION_FAILED, "batch id must be a number")
-    return int(text)
-
-
 async def produce(call: Call[EmptyIn]) -> BatchReportOut | web.Response:
-    agent, now, batch_id, ca = await _agent(call), _now(call), _batch_id(call), _issuing_ca(call)
+    agent, now = await calls.agent(call), calls.now(call)
+    batch_id, ca = calls.batch_id(call), calls.issuing_ca(call)
     find = partial(
         batches.cards_to_make, agent=agent, batch_id=batch_id, limit=PRODUCE_CARDS_PER_UNIT
     )
@@ -517,7 +256,7 @@ async def produce(call: Call[EmptyIn]) -> BatchReportOut | web.Response:
         # unit: the one database writer is held for the rows only. A failure from here on
         # writes nothing; the next round (or call) makes the same cards anew.
         made = await asyncio.to_thread(batches.personalise_cards, ids, ca, now)
-        result = await _write(
+        result = await calls.write(
             call,
             partial(
                 batches.record_made_cards,
@@ -535,7 +274,7 @@ async def produce(call: Call[EmptyIn]) -> BatchReportOut | web.Response:
 
 
 async def batch_report(call: Call[None]) -> BatchReportOut:
-    agent, batch_id = await _agent(call), _batch_id(call)
+    agent, batch_id = await calls.agent(call), calls.batch_id(call)
     report = await call.app[DATABASE].read(lambda s: batches.batch_report(s, agent, batch_id))
     return BatchReportOut.model_validate(report, from_attributes=True)
 
