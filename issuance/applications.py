@@ -21,8 +21,9 @@ from issuance.errors import ApplicationOpen, ChannelNotAllowed, HolderMismatch
 from issuance.lifecycle import Event, Stage
 from issuance.programme import ONLINE_CHANNELS, Channel, PhotoSource, Programme, choose_bank
 from issuance.store import Application, Cardholder
-from issuance.views import ApplicationView, application_view, mask_citizen_id
+from issuance.views import ApplicationView, application_view
 from sscard.layout import citizen_id_check_digit
+from sscard.masking import mask_citizen_id
 
 __all__ = [
     "ROLE_CHANNELS",

@@ -23,9 +23,9 @@ from issuance.views import (
     application_view,
     card_for,
     holder_visible,
-    mask_citizen_id,
     visibility,
 )
+from sscard.masking import mask_citizen_id
 
 __all__ = [
     "DailyStats",

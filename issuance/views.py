@@ -2,7 +2,7 @@
 
 A record outside the caller's scope is answered exactly like a record that does not exist
 (404; see :mod:`issuance.access`). Views and messages never carry personal data: citizen ids
-and names leave issuance masked.
+and names leave issuance masked by the project's one rule (:mod:`sscard.masking`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from issuance.access import Agent, Role, Visible, can_see
 from issuance.errors import ApplicationNotFound, IssuedCardNotFound
 from issuance.lifecycle import Stage, allowed_events
 from issuance.store import Application, Card, Cardholder
+from sscard.masking import mask_citizen_id, mask_name
 
 __all__ = [
     "ApplicationView",
@@ -25,18 +26,8 @@ __all__ = [
     "application_view",
     "card_for",
     "holder_visible",
-    "mask_citizen_id",
-    "mask_name",
     "visibility",
 ]
-
-
-def mask_citizen_id(citizen_id: str) -> str:
-    return citizen_id[:4] + "*" * max(0, len(citizen_id) - 6) + citizen_id[-2:]
-
-
-def mask_name(name: str) -> str:
-    return name[:1] + "*" * max(1, len(name) - 1)
 
 
 @dataclass(frozen=True, slots=True)

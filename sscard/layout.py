@@ -47,10 +47,10 @@ below (``dict[int, bytes]``) are keyed by tag and hold the whole record (the TLV
 RECORD returns it. A software card should answer both forms of READ RECORD, so a terminal
 that works against it also works against a real card.
 
-Masking: the ``repr`` of :class:`HolderData` and :class:`CardIdentity` shows the first 3 and
-the last 2 characters of the citizen id (``110*************2X``), the first character of the
-name followed by one ``*`` whatever the name's length (``张*``) and only the year of birth.
-Error messages never quote a citizen id, a name or a PIN.
+Masking: the ``repr`` of :class:`IssuerData`, :class:`HolderData` and :class:`CardIdentity`
+masks the card number, the citizen id, the name and the birth date by the rules of
+:mod:`sscard.masking` (``A******78``, ``110*************2X``, ``张*``, ``1949-**-**``). Error
+messages never quote a citizen id, a name or a PIN.
 
 Exceptions::
 
@@ -78,6 +78,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeVar
 
+from sscard.masking import mask_birth_date, mask_card_no, mask_citizen_id, mask_name
 from sscard.tlv import TlvDecodeError, decode_record, encode_record
 
 __all__ = [
@@ -118,8 +119,6 @@ __all__ = [
     "encode_ef05",
     "encode_ef06",
     "legacy_auth_input",
-    "mask_citizen_id",
-    "mask_name",
     "parse_card_auth_message",
     "spec_generation",
     "validate_citizen_id",
@@ -431,32 +430,13 @@ def _decode_name(value: bytes) -> str:
     return text
 
 
-def mask_citizen_id(citizen_id: str) -> str:
-    """Keep the first 3 and last 2 characters; star the rest (all stars if 5 or fewer).
-
-    >>> mask_citizen_id("11010519491231002X")
-    '110*************2X'
-    """
-    if len(citizen_id) <= 5:
-        return "*" * len(citizen_id)
-    return citizen_id[:3] + "*" * (len(citizen_id) - 5) + citizen_id[-2:]
-
-
-def mask_name(name: str) -> str:
-    """First character and one star, whatever the length, so the length is not told either.
-
-    >>> mask_name("张三丰")
-    '张*'
-    """
-    return (name[:1] or "") + "*"
-
-
 # -- EF05 / EF06 records ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class IssuerData:
-    """EF05, issuer data (发卡机构数据). Field formats: see the module docstring."""
+    """EF05, issuer data (发卡机构数据). Field formats: see the module docstring. Its repr
+    masks the card number."""
 
     card_sn: CardSn
     card_type: str
@@ -487,6 +467,9 @@ class IssuerData:
         """3 for a third-generation card, 2 or 1 before."""
         return spec_generation(self.spec_version)
 
+    def __repr__(self) -> str:
+        return f"IssuerData({_issuer_repr(self)})"
+
 
 @dataclass(frozen=True, slots=True, repr=False)
 class HolderData:
@@ -510,11 +493,21 @@ class HolderData:
         return f"HolderData({_holder_repr(self)})"
 
 
+def _issuer_repr(issuer: IssuerData | CardIdentity) -> str:
+    return (
+        f"card_sn={issuer.card_sn.hex}, card_type={issuer.card_type!r}, "
+        f"spec_version={issuer.spec_version!r}, init_org={issuer.init_org!r}, "
+        f"issue_date={issuer.issue_date.isoformat()}, "
+        f"expiry_date={issuer.expiry_date.isoformat()}, "
+        f"card_no={mask_card_no(issuer.card_no)!r}"
+    )
+
+
 def _holder_repr(holder: HolderData | CardIdentity) -> str:
     return (
         f"citizen_id={mask_citizen_id(holder.citizen_id)!r}, name={mask_name(holder.name)!r}, "
         f"gender={holder.gender.name}, nation={holder.nation!r}, "
-        f"birth_date={holder.birth_date.year:04d}-**-**"
+        f"birth_date={mask_birth_date(holder.birth_date)}"
     )
 
 
@@ -580,13 +573,7 @@ class CardIdentity:
         return spec_generation(self.spec_version)
 
     def __repr__(self) -> str:
-        return (
-            f"CardIdentity(card_sn={self.card_sn.hex}, card_type={self.card_type!r}, "
-            f"spec_version={self.spec_version!r}, init_org={self.init_org!r}, "
-            f"issue_date={self.issue_date.isoformat()}, "
-            f"expiry_date={self.expiry_date.isoformat()}, card_no={self.card_no!r}, "
-            f"{_holder_repr(self)})"
-        )
+        return f"CardIdentity({_issuer_repr(self)}, {_holder_repr(self)})"
 
 
 def encode_ef05(identity: CardIdentity | IssuerData) -> dict[int, bytes]:

@@ -26,7 +26,7 @@ The basic information (:class:`BasicInfo`) follows the national card-reader inte
 
 e.g. ``310000|11010519491231002X|A12345678|310000D1560000050123456789ABCDEF|张三|3B8C...|3.00|
 20190115|20290115|000000000001|POS-01|``. The string holds personal data: it is for the HIS
-that asked for it, never for a log. :class:`BasicInfo`'s repr is masked.
+that asked for it, never for a log. :class:`BasicInfo`'s repr is masked (:mod:`sscard.masking`).
 """
 
 from __future__ import annotations
@@ -57,10 +57,9 @@ from sscard.layout import (
     card_auth_message,
     decode_ef05,
     decode_ef06,
-    mask_citizen_id,
-    mask_name,
     spec_generation,
 )
+from sscard.masking import mask_card_no, mask_citizen_id, mask_name
 from sscard.tlv import decode_record
 from terminal_sdk.errors import (
     CardDataInvalid,
@@ -181,6 +180,7 @@ class BasicInfo:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["citizen_id"] = mask_citizen_id(self.citizen_id)
         shown["name"] = mask_name(self.name)
+        shown["card_no"] = mask_card_no(self.card_no)
         shown["atr"] = self.atr.hex().upper()
         shown["issue_date"] = self.issue_date.isoformat()
         shown["expiry_date"] = self.expiry_date.isoformat()

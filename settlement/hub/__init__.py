@@ -12,7 +12,7 @@ system in its own process, and nothing else in ``settlement`` imports it.
 Module map::
 
     settlement.hub.province   Province: policy + temporary-case policy per insured province
-    settlement.hub.persons    derive_person(seed, psn_no), mask_psn_no
+    settlement.hub.persons    derive_person(seed, psn_no) (masking: sscard.masking)
     settlement.hub.state      HubState.handle(request, now=...) -> HubResponse (the books)
     settlement.hub.faults     FaultSwitches, FaultPlan (seeded), X-Hub-Fault header
     settlement.hub.app        create_app(...), start_listener(...), Listener (refuse/re-listen)

@@ -36,9 +36,9 @@ from settlement.hub.faults import (
     FaultSwitches,
     parse_fault_header,
 )
-from settlement.hub.persons import mask_psn_no
 from settlement.hub.province import Province, load_provinces
 from settlement.hub.state import HubState
+from sscard.masking import mask_psn_no
 
 __all__ = [
     "CLOCK",

@@ -20,7 +20,9 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["PSN_NO", "RemotePerson", "derive_person", "mask_psn_no"]
+from sscard.masking import mask_psn_no
+
+__all__ = ["PSN_NO", "RemotePerson", "derive_person"]
 
 PSN_NO: Final = re.compile(r"[1-9][0-9]{14}")
 _FIRST_BIRTH: Final = dt.date(1945, 1, 1)
@@ -68,11 +70,3 @@ def derive_person(seed: str, psn_no: str) -> RemotePerson | None:
         opening_current_year_fen=int.from_bytes(digest[5:9], "big") % (_MAX_CURRENT_YEAR_FEN + 1),
         opening_past_years_fen=int.from_bytes(digest[9:13], "big") % (_MAX_PAST_YEARS_FEN + 1),
     )
-
-
-def mask_psn_no(psn_no: object) -> str:
-    """For logs: the province digits and the last two, the rest starred."""
-    text = str(psn_no)
-    if len(text) <= 4:
-        return "*" * len(text)
-    return text[:2] + "*" * (len(text) - 4) + text[-2:]

@@ -338,7 +338,10 @@ async def test_roles_and_scopes(
     cid = new_citizen_id(1)
     app = await ok(await icbc.post("/v1/issuance/applications", retiree(cid)), 201)
     assert cid not in str(app)
-    assert app["citizen_id_masked"] == cid[:4] + "*" * 12 + cid[-2:]
+    # sscard.masking's rule (first 3, last 2 kept; the name: first character and one star);
+    # issuance used to keep the first 4 and show the name's length.
+    assert app["citizen_id_masked"] == cid[:3] + "*" * 13 + cid[-2:]
+    assert app["name_masked"] == retiree(cid)["applicant"]["name"][:1] + "*"
     # The other bank: as if it did not exist, by id and by citizen id.
     await assert_problem(
         await ccb.post("/v1/issuance/status", {"application_id": app["application_id"]}),

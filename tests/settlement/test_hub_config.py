@@ -17,8 +17,9 @@ from settlement.hub.faults import (
     ForcedFault,
     parse_fault_header,
 )
-from settlement.hub.persons import derive_person, mask_psn_no
+from settlement.hub.persons import derive_person
 from settlement.hub.province import load_provinces, parse_province, province_of
+from sscard.masking import mask_psn_no
 
 # --- provinces ---------------------------------------------------------------------------------
 

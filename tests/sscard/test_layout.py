@@ -39,12 +39,11 @@ from sscard.layout import (
     encode_ef05,
     encode_ef06,
     legacy_auth_input,
-    mask_citizen_id,
-    mask_name,
     parse_card_auth_message,
     spec_generation,
     validate_citizen_id,
 )
+from sscard.masking import mask_citizen_id, mask_name
 from sscard.tlv import encode_record
 
 
@@ -305,7 +304,10 @@ def test_identity_repr_masks_personal_data() -> None:
     for secret in (CITIZEN_ID, "欧阳", "阳娜", "12-31", "1231"):
         assert secret not in text
     assert str(identity()) == repr(identity())
-    assert "A12345678" in text  # the card number stays visible: clerks quote it
+    # The card number is masked too (sscard.masking: first 1 and last 2 kept); a clerk who must
+    # quote it reads it from the card (iReadCardBas), not from a log line.
+    assert "'A******78'" in text
+    assert "A12345678" not in text
 
 
 def test_holder_repr_masks_personal_data() -> None:
