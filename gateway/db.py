@@ -115,6 +115,11 @@ def sqlite_file_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+# A failed statement's message would otherwise quote its bound parameters (a citizen id, a
+# name) into the exception, and so into the "unhandled exception" log line's traceback.
+_HIDE_PARAMETERS: Final = True
+
+
 def make_engine(settings: Settings, url: str | None = None) -> Engine:
     """An engine for ``url`` (default: settings.database_url) with the pragmas described above."""
     url = url or settings.database_url
@@ -124,6 +129,7 @@ def make_engine(settings: Settings, url: str | None = None) -> Engine:
     if backend == "postgresql":
         engine = create_engine(
             url,
+            hide_parameters=_HIDE_PARAMETERS,
             pool_size=settings.db_threads,
             max_overflow=0,
             pool_timeout=settings.db_pool_timeout_s,
@@ -162,6 +168,7 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
+        hide_parameters=_HIDE_PARAMETERS,
         # One connection per pool thread, plus the one the inline writer keeps (Database).
         pool_size=settings.db_threads + 1,
         max_overflow=0,

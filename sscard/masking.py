@@ -197,14 +197,21 @@ _MAX_DEPTH: Final = 4  # log fields are flat; a nested structure deeper than thi
 _SMALLEST_NUMBER_FOUND: Final = 10**10  # an int below 11 digits can hold neither kind
 
 
+def _masked_number(value: int) -> int | str:
+    if value < _SMALLEST_NUMBER_FOUND:
+        return value
+    text = str(value)
+    masked = mask_text(text)
+    return value if masked == text else masked
+
+
 def _masked_value(value: Any, depth: int) -> Any:
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str or isinstance(value, str):  # a str subclass too (an enum's value)
         return mask_text(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= _SMALLEST_NUMBER_FOUND:
-        text = str(value)
-        masked = mask_text(text)
-        return value if masked == text else masked
-    if depth < _MAX_DEPTH:
+    if kind is int:
+        return _masked_number(value)
+    if depth < _MAX_DEPTH and value is not None and kind is not float and kind is not bool:
         if isinstance(value, Mapping):
             return _masked_fields(value, depth + 1)
         if isinstance(value, list | tuple):
@@ -215,9 +222,15 @@ def _masked_value(value: Any, depth: int) -> Any:
 def _masked_fields(values: Mapping[Any, Any], depth: int) -> dict[Any, Any]:
     masked: dict[Any, Any] = {}
     for key, value in values.items():
-        mask = PERSONAL_FIELDS.get(key) if isinstance(key, str) else None
-        if mask is not None and value is not None:
+        # The common cases inline: this runs for every field of every log line.
+        if value is None:
+            masked[key] = None
+            continue
+        mask = PERSONAL_FIELDS.get(key) if type(key) is str else None
+        if mask is not None:
             masked[key] = mask(value)
+        elif type(value) is str:
+            masked[key] = mask_text(value) if len(value) >= _SHORTEST_FOUND else value
         else:
             masked[key] = _masked_value(value, depth)
     return masked

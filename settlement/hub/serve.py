@@ -14,8 +14,9 @@ from typing import Any
 
 from settlement.hub.app import create_app, start_listener
 from settlement.hub.faults import FaultSpecInvalid, FaultSwitches
+from sscard.masking import mask_fields, mask_text
 
-__all__ = ["main", "parser"]
+__all__ = ["JsonLines", "main", "parser"]
 
 DESCRIPTION = """\
 National cross-province hub simulator (docs/cross-province.md). NOT a production service.
@@ -92,24 +93,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-class _JsonLines(logging.Formatter):
+class JsonLines(logging.Formatter):
+    """The hub's log line: one JSON object, its fields (``extra={"hub": {...}}``) and text masked
+    by the project's one rule (:mod:`sscard.masking`), as the gateway's are: a simulator's
+    persons are made up, but its log is read by the same people and tools."""
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": mask_text(record.getMessage()),
         }
-        line.update(getattr(record, "hub", {}))
+        line.update(mask_fields(getattr(record, "hub", {})))
         if record.exc_info:
-            line["traceback"] = self.formatException(record.exc_info)
+            line["traceback"] = mask_text(self.formatException(record.exc_info))
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
 def _configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonLines())
+    handler.setFormatter(JsonLines())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

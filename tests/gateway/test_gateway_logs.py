@@ -1,5 +1,5 @@
 """Log lines: the access log's fast path writes exactly the line ``logging`` would, and defers
-to ``logging`` whenever another handler or a filter is in the way."""
+to ``logging`` whenever another handler or a filter is in the way; personal data leaves masked."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
+from gateway.db import make_engine
 from gateway.logs import configure_logging, fields, log_fast
+from gateway.settings import load_settings
 
 FIELDS = {"request_id": "r" * 32, "method": "POST", "route": "/v1/echo", "status": 200}
 
@@ -76,3 +81,58 @@ def test_fast_line_reaches_other_handlers_and_filters(
     finally:
         log.removeFilter(drop)
     assert len(_lines(stream)) == 1
+
+
+# -- personal data ----------------------------------------------------------------------------
+
+CITIZEN_ID, NAME, PHONE, CARD_NO = "310104198502030011", "欧阳娜娜", "13912345678", "A12345678"
+MASKED = ("310*************11", "欧*", "*******5678", "A******78")
+
+
+def test_personal_data_is_masked_on_every_line(stream: io.StringIO) -> None:
+    """Planted in named fields, in free text, in an exception and in a caller-chosen request
+    id: the line carries only the masked forms (sscard.masking), on both paths."""
+    log = logging.getLogger("gateway.test")
+    planted = {
+        "citizen_id": CITIZEN_ID,
+        "name": NAME,
+        "phone": PHONE,
+        "card_no": CARD_NO,
+        "detail": f"holder {CITIZEN_ID} phone {PHONE}",
+        "nested": {"psn_name": NAME, "rows": [CITIZEN_ID]},
+    }
+    log.warning(f"refused {CITIZEN_ID}", extra=fields(**planted))
+    try:
+        raise ValueError(f"no card for {CITIZEN_ID} (phone {PHONE})")
+    except ValueError:
+        log.exception("unhandled exception", extra=fields(request_id="r" * 32))
+    log_fast(log, logging.INFO, "request", {**FIELDS, "request_id": CITIZEN_ID, "name": NAME})
+    text = stream.getvalue()
+    for raw in (CITIZEN_ID, NAME, PHONE, CARD_NO, "娜娜"):
+        assert raw not in text
+    warning, failure, access = _lines(stream)
+    assert warning["event"] == "refused 310*************11"
+    assert (warning["citizen_id"], warning["name"], warning["phone"], warning["card_no"]) == MASKED
+    assert warning["detail"] == "holder 310*************11 phone *******5678"
+    assert warning["nested"] == {"psn_name": "欧*", "rows": ["310*************11"]}
+    assert "no card for 310*************11 (phone *******5678)" in str(failure["traceback"])
+    assert (access["request_id"], access["name"], access["route"]) == (MASKED[0], "欧*", "/v1/echo")
+
+
+def test_a_failed_statement_does_not_quote_its_parameters(tmp_path: Path) -> None:
+    """The database's error (which reaches the traceback of an unhandled exception) names the
+    statement, never the citizen id and name bound to it."""
+    engine = make_engine(load_settings(environ={}, overrides={"data_dir": tmp_path}))
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE holder (citizen_id TEXT PRIMARY KEY, name TEXT)"))
+            insert = text("INSERT INTO holder VALUES (:citizen_id, :name)")
+            connection.execute(insert, {"citizen_id": CITIZEN_ID, "name": NAME})
+            with pytest.raises(IntegrityError) as failed:
+                connection.execute(insert, {"citizen_id": CITIZEN_ID, "name": NAME})
+    finally:
+        engine.dispose()
+    message = str(failed.value)
+    assert "INSERT INTO holder" in message
+    assert CITIZEN_ID not in message
+    assert NAME not in message
