@@ -14,6 +14,9 @@ The terminal signs as ``--terminal N`` (demo terminal N of ``--seed``) or as
 ``--demo-card M`` puts demo card M into the reader: in memory, or through pcscd and vpcd with
 ``--reader pcsc``.
 
+Personal data (citizen id, name, card number, psn_no) is printed masked (sscard.masking);
+only ``read --full`` prints the card's whole record, for the HIS that asked for it.
+
 Exit codes: 0 done; 1 failed (the message says why and what to do); 2 usage; 3 the gateway
 does not offer settlement (yet); 4 the settlement's outcome is unknown (rerun with the
 printed --idempotency-key to learn it; never settle it again as new).
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from typing import Final, TextIO
 
 from sscard import demo as sd
+from sscard.masking import mask_psn_no
 from sscard.terminal_auth import (
     DEMO_HOSPITAL_COUNT,
     DEMO_TERMINAL_COUNT,
@@ -419,7 +423,7 @@ def _cmd_demo(args: argparse.Namespace, out: _Out) -> int:
                 ) from exc
             balance = _balance(eligibility.raw)
             out.say(
-                f"eligibility: psn_no {eligibility.get('psn_no')}, "
+                f"eligibility: psn_no {mask_psn_no(eligibility.get('psn_no'))}, "
                 f"benefit {eligibility.get('benefit_category')}"
                 + (f", account balance ¥{yuan(balance)}" if balance is not None else "")
             )

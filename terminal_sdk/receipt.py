@@ -8,13 +8,20 @@ optionally, the Chinese labels a patient reads on a receipt::
     print(receipt.format(chinese=True))
 
 Money is never a float here: ``yuan(12345) == "123.45"`` is string arithmetic on int fen.
+
+Who was settled is printed masked (:mod:`sscard.masking`, the project's one rule): a receipt
+is paper that leaves the counter. The answer's ``psn_no``, ``psn_name`` and ``certno`` (the
+national setlinfo's names) are kept only in their masked forms; ``raw``, the whole answer for
+the HIS's own records, is never printed or shown in a repr.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from sscard.masking import mask_citizen_id, mask_name, mask_psn_no
 
 __all__ = ["FundPayment", "Receipt", "yuan"]
 
@@ -35,6 +42,12 @@ AMOUNT_LABELS: Final[tuple[tuple[str, str, str], ...]] = (
     ("balc", "账户余额", "Account balance after"),
 )
 _REQUIRED: Final = ("medfee_sumamt", "fund_pay_sumamt", "acct_pay", "psn_cash_pay")
+#: The settled person, as the receipt prints it: (field, Chinese label, English label).
+HOLDER_LABELS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("psn_no", "人员编号", "Insured person no."),
+    ("psn_name", "姓名", "Name"),
+    ("certno", "证件号码", "ID number"),
+)
 
 
 def yuan(fen: int) -> str:
@@ -92,6 +105,9 @@ class Receipt:
     status: str | None = None
     visit_type: str | None = None
     setl_time: str | None = None
+    psn_no_masked: str | None = None
+    psn_name_masked: str | None = None
+    certno_masked: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -133,6 +149,9 @@ class Receipt:
             status=_optional_str(data, "status"),
             visit_type=_optional_str(data, "visit_type"),
             setl_time=_optional_str(data, "setl_time"),
+            psn_no_masked=_masked(data, "psn_no", mask_psn_no),
+            psn_name_masked=_masked(data, "psn_name", mask_name),
+            certno_masked=_masked(data, "certno", mask_citizen_id),
             raw=dict(data),
         )
         if receipt.medfee_sumamt != (
@@ -165,6 +184,10 @@ class Receipt:
             lines.append(_line(("结算ID", "Settlement id", "setl_id"), self.setl_id, langs))
         if self.status is not None:
             lines.append(_line(("状态", "Status", "status"), self.status, langs))
+        for name, zh, en in HOLDER_LABELS:
+            shown = getattr(self, f"{name}_masked")
+            if shown is not None:
+                lines.append(_line((zh, en, name), shown, langs))
         for name, zh, en in AMOUNT_LABELS:
             value = getattr(self, name)
             if value is not None:
@@ -187,6 +210,11 @@ def _required(amounts: Mapping[str, int | None], name: str) -> int:
 def _optional_str(data: Mapping[str, Any], name: str) -> str | None:
     value = data.get(name)
     return None if value is None else str(value)
+
+
+def _masked(data: Mapping[str, Any], name: str, mask: Callable[[str], str]) -> str | None:
+    value = data.get(name)
+    return None if value is None else mask(str(value))
 
 
 def _line(labels: tuple[str, str, str], value: str, langs: tuple[bool, bool]) -> str:

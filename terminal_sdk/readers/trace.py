@@ -13,6 +13,9 @@ What is masked, and why it is an allow-list:
   else shows its length only. EF06 holds the citizen id and the name, and a certificate's
   subject may hold the name too; a deny-by-default rule cannot be defeated by a file selected
   some way the tracker did not follow.
+* **The card number** (EF05 07, 卡号) is the one personal field of EF05: its record is shown
+  as ``0709 <card_no A******78>`` (:func:`sscard.masking.mask_card_no`). An EF05 answer that
+  is not one whole record (a chunk of a chained answer) shows its length only.
 
 GET RESPONSE and a 6Cxx resend belong to the command that caused them and are masked like it
 (on a T=0 card the EF06 record arrives in the GET RESPONSE, not in the READ RECORD).
@@ -36,6 +39,7 @@ from sscard.apdu import (
     ResponseApdu,
 )
 from sscard.layout import EF05_FID
+from sscard.masking import mask_card_no
 
 __all__ = ["DEFAULT_TRACE_SIZE", "ApduMasker", "ApduTrace", "TraceEntry"]
 
@@ -46,6 +50,7 @@ DEFAULT_TRACE_SIZE: Final = 256
 _SECRET_COMMAND_INS: Final = frozenset({0x20, 0x24, 0x2C})
 _PUBLIC_RESPONSE_INS: Final = frozenset({INS_SELECT, INS_GET_CHALLENGE, INS_INTERNAL_AUTHENTICATE})
 _EF05_SFI: Final = 5
+_CARD_NO_TAG: Final = 0x07  # EF05 07, 卡号 (sscard.layout: EF05 records are tag, length, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +102,19 @@ class ApduMasker:
         return False
 
     @staticmethod
-    def response_text(response: ResponseApdu, *, public: bool) -> str:
+    def response_text(
+        response: ResponseApdu, *, public: bool, origin: CommandApdu | None = None
+    ) -> str:
+        """The response as the trace shows it. ``origin``: the command that caused it (for a
+        GET RESPONSE, the command it continues), so that an EF05 record is shown as a record."""
         sw = f"{response.sw:04X}"
         if not response.data:
             return sw
-        if public:
-            return f"{response.data.hex().upper()} {sw}"
-        return f"<{len(response.data)} bytes> {sw}"
+        if not public:
+            return f"<{len(response.data)} bytes> {sw}"
+        if origin is not None and origin.ins == INS_READ_RECORD:
+            return f"{_issuer_record_text(response.data)} {sw}"
+        return f"{response.data.hex().upper()} {sw}"
 
     def observe(self, command: CommandApdu, response: ResponseApdu) -> None:
         """Follow the current EF after a completed command (only what changes it)."""
@@ -116,6 +127,16 @@ class ApduMasker:
 
     def reset(self) -> None:
         self._ef05_current = False
+
+
+def _issuer_record_text(data: bytes) -> str:
+    """An EF05 record (one TLV: tag, length < 128, value) in hex, its card number masked."""
+    if len(data) < 2 or data[1] >= 0x80 or len(data) != 2 + data[1]:
+        return f"<{len(data)} bytes>"
+    if data[0] == _CARD_NO_TAG:
+        card_no = data[2:].decode("ascii", errors="replace")
+        return f"{data[:2].hex().upper()} <card_no {mask_card_no(card_no)}>"
+    return data.hex().upper()
 
 
 class ApduTrace:

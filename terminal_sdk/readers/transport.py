@@ -55,9 +55,11 @@ class ApduTransport:
 
     def transmit(self, command: CommandApdu) -> ResponseApdu:
         public = self._masker.response_is_public(command)
-        response = self._exchange(command, public=public)
+        response = self._exchange(command, public=public, origin=command)
         if response.wrong_le_exact is not None:
-            response = self._exchange(command.with_le(response.wrong_le_exact), public=public)
+            response = self._exchange(
+                command.with_le(response.wrong_le_exact), public=public, origin=command
+            )
             if response.wrong_le_exact is not None:
                 raise TransmitFailed(detail=f"card answered 6Cxx twice to INS {command.ins:02X}")
         data = response.data
@@ -67,9 +69,11 @@ class ApduTransport:
             if rounds > MAX_GET_RESPONSE or len(data) > MAX_NE:
                 raise TransmitFailed(detail=f"card chained more than {MAX_NE} bytes of response")
             request = get_response(response.available_length & 0xFF)
-            response = self._exchange(request, public=public)
+            response = self._exchange(request, public=public, origin=command)
             if response.wrong_le_exact is not None:
-                response = self._exchange(request.with_le(response.wrong_le_exact), public=public)
+                response = self._exchange(
+                    request.with_le(response.wrong_le_exact), public=public, origin=command
+                )
             if response.wrong_le_exact is not None:
                 raise TransmitFailed(detail="card answered 6Cxx twice to GET RESPONSE")
             data += response.data
@@ -89,7 +93,7 @@ class ApduTransport:
         """Forget what is selected (after a reconnect, which resets the card)."""
         self._masker.reset()
 
-    def _exchange(self, command: CommandApdu, *, public: bool) -> ResponseApdu:
+    def _exchange(self, command: CommandApdu, *, public: bool, origin: CommandApdu) -> ResponseApdu:
         started_wall, started = time.time(), time.perf_counter()
         command_text = self._masker.command_text(command)
         try:
@@ -101,7 +105,7 @@ class ApduTransport:
         except ApduDecodeError as exc:
             self._record(started_wall, started, command_text, "failed: malformed response", None)
             raise TransmitFailed(detail=f"malformed response APDU: {exc}") from exc
-        text = self._masker.response_text(response, public=public)
+        text = self._masker.response_text(response, public=public, origin=origin)
         self._record(started_wall, started, command_text, text, response.sw)
         return response
 
