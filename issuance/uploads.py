@@ -121,10 +121,13 @@ def parse_upload(text: str, max_rows: int = MAX_UPLOAD_ROWS) -> list[dict[str, s
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = tuple(h.strip() for h in (reader.fieldnames or ()))
     missing = [c for c in UPLOAD_COLUMNS if c not in header]
-    unknown = [c for c in header if c not in UPLOAD_COLUMNS]
+    # Unknown cells are named by position, never quoted: in a file without its header row they
+    # are the first person's citizen id and name.
+    unknown = [n for n, c in enumerate(header, start=1) if c not in UPLOAD_COLUMNS]
     if missing or unknown:
         raise UploadInvalid(
-            f"CSV header: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}; "
+            f"CSV header: missing {missing or 'nothing'}, unknown "
+            f"{f'columns {unknown}' if unknown else 'nothing'}; "
             f"expected {','.join(UPLOAD_COLUMNS)}"
         )
     reader.fieldnames = list(header)

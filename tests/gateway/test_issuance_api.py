@@ -25,6 +25,7 @@ from issuance.store import Application, Card, IssuanceAgent
 from sscard import demo as sd
 from sscard.certs import fingerprint_sm3
 from sscard.layout import CardIdentity, CardSn, HolderData, IssuerData, citizen_id_check_digit
+from sscard.masking import mask_citizen_id
 from sscard.softcard import SoftCard, make_third_gen_card
 
 # Issuance agents are institutions whose terminals call the issuance routes. The gateway's
@@ -504,3 +505,52 @@ async def test_a_csv_of_5000_rows_is_taken_and_a_larger_body_refused_whole(
         413,
         "BODY_TOO_LARGE",
     )
+
+
+async def test_personal_data_in_issuance_answers_is_masked(
+    client: Client, clock: FakeClock, world: Engine
+) -> None:
+    """A citizen id, a name, a phone number and a card number planted in uploads and queries
+    come back only masked (sscard.masking) in every issuance answer: views, row results,
+    whole-file refusals and not-found problems."""
+    clock.now_s = dt.datetime(2019, 8, 1, 2, tzinfo=dt.UTC).timestamp()
+    employer, hotline = as_(client, clock, "ISS-EMPLOYER"), as_(client, clock, "ISS-HOTLINE")
+    cid, name, phone, card_no = new_citizen_id(61), "欧阳娜娜", "13912345678", "A12345678"
+    planted = (cid, name, phone, card_no, "阳娜")
+    path = "/v1/issuance/employer-batches"
+
+    def row(name: str, *extra: str) -> str:
+        return ",".join([cid, name, *_row(cid).split(",")[2:], *extra])
+
+    answers: list[str] = []
+
+    async def answer(response: Any, status: int) -> Any:
+        assert response.status == status, await response.text()
+        answers.append(await response.text())
+        return await response.json()
+
+    # A file without its header row: its first row is taken for the header, and refused.
+    headless = "\n".join([row(name, phone, card_no), row(name)]).encode()
+    refused = await answer(await employer.post(path, headless, content_type="text/csv"), 422)
+    assert f"unknown columns {list(range(1, 14))}" in refused["detail"]  # by position only
+    # The holder's row, the same citizen id under another name, a row with extra fields.
+    csv_text = "\n".join([CSV_HEADER, row(name), row("欧阳冒名"), row(name, phone, card_no)])
+    uploaded = await employer.post(path, csv_text.encode(), content_type="text/csv")
+    rows = (await answer(uploaded, 200))["rows"]
+    assert [(r["accepted"], r["code"]) for r in rows] == [
+        (True, None),
+        (False, "HOLDER_MISMATCH"),
+        (False, "ROW_INVALID"),
+    ]
+    assert mask_citizen_id(cid) in rows[1]["reason"]
+    [view] = (await answer(await employer.post("/v1/issuance/status", {"citizen_id": cid}), 200))[
+        "applications"
+    ]
+    assert (view["citizen_id_masked"], view["name_masked"]) == (mask_citizen_id(cid), "欧*")
+    other = new_citizen_id(62)
+    missing = await answer(await hotline.post("/v1/issuance/history", {"citizen_id": other}), 404)
+    assert mask_citizen_id(other) in missing["detail"]
+    await answer(await hotline.post("/v1/issuance/history", {"citizen_id": cid}), 200)
+    for body in answers:
+        for raw in (*planted, other):
+            assert raw not in body, f"{raw!r} leaked"
