@@ -88,6 +88,7 @@ def record_event(
 def move_application(
     session: Session, app: Application, event: Event, agent: Agent, now: dt.datetime
 ) -> Stage:
+    """``event`` on an application that has no card yet; its history row appended."""
     current = Stage(app.stage)
     new = transition(current, event)
     app.stage = new.value
@@ -124,7 +125,8 @@ def move_card(
     note: str | None = None,
     app: Application | _Unknown | None = _UNKNOWN,
 ) -> Stage:
-    """``app``: the card's application when the caller holds it (saves a lookup per card)."""
+    """``event`` on a card, its application kept in step; its history row appended. ``app``:
+    the card's application when the caller holds it (saves a lookup per card)."""
     current = Stage(card.state.value)
     new = transition(current, event)
     card.state = new.card_state()

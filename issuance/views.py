@@ -32,6 +32,8 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ApplicationView:
+    """An application as an institution sees it: the holder's citizen id and name masked."""
+
     application_id: int
     citizen_id_masked: str
     name_masked: str
@@ -47,6 +49,7 @@ class ApplicationView:
 
 
 def visibility(session: Session, app: Application) -> Visible:
+    """What decides who may see ``app`` (its bank, employer, agent, district, backup centre)."""
     area = session.execute(
         select(Cardholder.area_code).where(Cardholder.id == app.holder_id)
     ).scalar_one()
@@ -54,6 +57,8 @@ def visibility(session: Session, app: Application) -> Visible:
 
 
 def holder_visible(session: Session, agent: Agent, holder_id: int) -> bool:
+    """May ``agent`` see this holder: through one of the holder's applications, or the
+    district the holder is registered in."""
     if agent.role in (Role.HOTLINE, Role.CENTRE):
         return True
     apps = session.execute(select(Application).where(Application.holder_id == holder_id)).scalars()
@@ -66,6 +71,7 @@ def holder_visible(session: Session, agent: Agent, holder_id: int) -> bool:
 
 
 def card_for(session: Session, agent: Agent, card_sn: str) -> Card:
+    """The card, locked for the change to come; 404 when missing or not visible alike."""
     card = session.get(Card, card_sn.upper(), with_for_update=True)
     if card is None or not holder_visible(session, agent, card.holder_id):
         raise IssuedCardNotFound(f"no card {card_sn[-6:]} visible to this institution")
@@ -73,6 +79,7 @@ def card_for(session: Session, agent: Agent, card_sn: str) -> Card:
 
 
 def application_for(session: Session, agent: Agent, application_id: int) -> Application:
+    """The application, locked; 404 when missing or not visible alike."""
     app = session.get(Application, application_id, with_for_update=True)
     if app is None or not can_see(agent, visibility(session, app)):
         raise ApplicationNotFound(f"no application {application_id} visible to this institution")
@@ -80,6 +87,7 @@ def application_for(session: Session, agent: Agent, application_id: int) -> Appl
 
 
 def application_view(session: Session, app: Application) -> ApplicationView:
+    """How ``app`` is shown: its holder masked, the events its stage allows next."""
     holder = session.get(Cardholder, app.holder_id)
     assert holder is not None
     stage = Stage(app.stage)
