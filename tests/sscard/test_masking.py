@@ -134,3 +134,39 @@ def test_fields_by_name_and_by_shape() -> None:
         "name_absent": None,
     }
     assert fields["name"] == "张三丰"  # the caller's mapping is left as it was
+
+
+def test_sscard_reprs_of_card_data_and_apdus_are_masked() -> None:
+    """sscard's own output: the reprs of the card's records and of the APDUs that carry them
+    (what lands in a log line, a trace or a test failure) show the masked forms only. A card
+    holds no phone number; the PIN is planted instead."""
+    from sscard import apdu
+    from sscard.layout import CardIdentity, CardSn, Gender, encode_ef05, encode_ef06
+
+    name, card_no, pin = "欧阳娜娜", "A12345678", "802613"
+    identity = CardIdentity(
+        CardSn.from_hex("310000D1560000050123456789ABCDEF"),
+        "3",
+        "3.00",
+        "310000D15600000512345678",
+        dt.date(2019, 1, 2),
+        dt.date(2029, 1, 2),
+        card_no,
+        CITIZEN_ID,
+        name,
+        Gender.FEMALE,
+        "01",
+        dt.date(1949, 12, 31),
+    )
+    records = {**encode_ef05(identity), **encode_ef06(identity)}
+    shown = [repr(identity), str(identity), repr(identity.issuer), repr(identity.holder)]
+    shown += [repr(apdu.ResponseApdu(record, 0x90, 0x00)) for record in records.values()]
+    shown.append(repr(apdu.verify_pin(pin)))
+    for text in shown:
+        for raw in (CITIZEN_ID, name, card_no, pin, "1949-12-31", "19491231"):
+            assert raw not in text, f"{raw!r} in {text!r}"
+    assert "'110*************2X'" in shown[0]
+    assert "'欧*'" in shown[0]
+    assert "'A******78'" in shown[0]
+    assert "'A******78'" in shown[2]
+    assert "1949-**-**" in shown[3]
