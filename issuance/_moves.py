@@ -1,10 +1,11 @@
-"""The one way an application or a card changes stage, and the issuance clock's helpers.
+"""The one way an application or a card changes stage, and how issuance reads an instant back.
 
 Every change of stage goes through :func:`issuance.lifecycle.transition` and appends one
 ``card_events`` row (time, actor, channel): :func:`move_application` before a card exists,
 :func:`move_card` after (it keeps the card's application in step). The use-case modules
 (applications, uploads, batches, card_changes) move a stage through these and nothing else.
-Internal to :mod:`issuance`.
+The city's day is dbkit's Beijing day (``dbkit.beijing_date``, ``dbkit.day_bounds_utc``), as
+everywhere. Internal to :mod:`issuance`.
 """
 
 from __future__ import annotations
@@ -16,37 +17,24 @@ from typing import Final
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from dbkit import as_utc as dbkit_as_utc
 from issuance.access import Agent
 from issuance.lifecycle import Event, Stage, transition
 from issuance.store import Application, Card, CardEvent
 
 __all__ = [
     "INSERT_EVENT",
-    "SHANGHAI",
     "as_utc",
-    "day_bounds",
-    "local_date",
     "move_application",
     "move_card",
     "record_event",
 ]
 
-SHANGHAI: Final = dt.timezone(dt.timedelta(hours=8))
-
-
-def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """A Shanghai calendar day as a UTC range [start, end)."""
-    start = dt.datetime.combine(day, dt.time(), SHANGHAI).astimezone(dt.UTC)
-    return start, start + dt.timedelta(days=1)
-
-
-def local_date(at: dt.datetime) -> dt.date:
-    return at.astimezone(SHANGHAI).date()
-
 
 def as_utc(at: dt.datetime) -> dt.datetime:
-    """Times are stored in UTC; SQLite hands them back naive."""
-    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
+    """An instant read back from the database, in UTC: SQLite hands it back naive, and an
+    aware one is converted, so that views always show UTC whatever the session's zone."""
+    return dbkit_as_utc(at).astimezone(dt.UTC)
 
 
 INSERT_EVENT: Final = insert(CardEvent.__table__)  # type: ignore[arg-type]

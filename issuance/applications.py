@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from issuance._moves import local_date, move_application, record_event
+from dbkit import beijing_date
+from issuance._moves import move_application, record_event
 from issuance.access import Action, Agent, Role, require
 from issuance.errors import ApplicationOpen, ChannelNotAllowed, HolderMismatch
 from issuance.lifecycle import Event, Stage
@@ -162,7 +163,7 @@ def new_application(
     # Information (with the photo) is collected when the application is taken: at the counter,
     # from the shared ID-card photo, or from the electronic student card.
     move_application(session, app, Event.COLLECT_INFO, agent, now)
-    app.collected_on = local_date(now)
+    app.collected_on = beijing_date(now)
     return app
 
 
@@ -185,7 +186,7 @@ def apply(
         photo_source=request.photo_source,
         hukou_shanghai=request.applicant.hukou_shanghai,
         insured_in_shanghai=request.applicant.insured_in_shanghai,
-        on=local_date(now),
+        on=beijing_date(now),
     )
     bank = choose_bank(
         programme,

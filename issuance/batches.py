@@ -19,7 +19,8 @@ from typing import Final
 from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from issuance._moves import INSERT_EVENT, as_utc, local_date, move_application
+from dbkit import beijing_date
+from issuance._moves import INSERT_EVENT, as_utc, move_application
 from issuance.access import Action, Agent, require
 from issuance.errors import BatchNotFound
 from issuance.lifecycle import Event, Stage, transition
@@ -200,7 +201,7 @@ def record_card(
         holder_id=app.holder_id,
         generation=3,
         state=CardState.PRODUCED,
-        issued_on=local_date(now),
+        issued_on=beijing_date(now),
         expires_on=made.expires_on,
         cert_sm3=made.cert_sm3,
         superseded_by=None,
@@ -259,7 +260,7 @@ def _record_batch_cards(
     stages and events the state machine gives one card at a time."""
     produced = transition(Stage.IN_BATCH, Event.PRODUCE)
     final = transition(produced, Event.MAIL) if mail else produced
-    issued_on = local_date(now)
+    issued_on = beijing_date(now)
     session.execute(
         insert(Card),
         [

@@ -15,7 +15,8 @@ from typing import Final
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from issuance._moves import local_date, move_application, move_card
+from dbkit import beijing_date
+from issuance._moves import move_application, move_card
 from issuance.access import Action, Agent, Role, require
 from issuance.applications import new_application
 from issuance.batches import record_card
@@ -176,7 +177,7 @@ def replace(
 
 
 def _instant_batch(session: Session, app: Application, now: dt.datetime) -> ProductionBatch:
-    collected_on = local_date(now)
+    collected_on = beijing_date(now)
     seq = session.execute(
         select(func.coalesce(func.max(ProductionBatch.seq), 0)).where(
             ProductionBatch.channel == app.channel, ProductionBatch.collected_on == collected_on

@@ -11,7 +11,8 @@ from typing import Final
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from issuance._moves import as_utc, day_bounds
+from dbkit import day_bounds_utc
+from issuance._moves import as_utc
 from issuance.access import Action, Agent, Role, can_see, require
 from issuance.errors import ApplicationNotFound
 from issuance.lifecycle import Event
@@ -159,7 +160,7 @@ _STAT_EVENTS: Final = {
 def daily_stats(session: Session, agent: Agent, day: dt.date) -> DailyStats:
     """The seed's progress figures for one Shanghai calendar day."""
     require(agent, Action.STATS)
-    start, end = day_bounds(day)
+    start, end = day_bounds_utc(day)
     by = session.execute(
         select(Application.channel, Application.cohort, func.count())
         .where(Application.applied_at >= start, Application.applied_at < end)
