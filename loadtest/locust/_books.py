@@ -227,6 +227,8 @@ class Tally:
     touched: set[str] = field(default_factory=set)
     in_doubt: int = 0
     conflicts: list[str] = field(default_factory=list)
+    #: What went wrong while a process gathered its tally (each fails the check).
+    errors: list[str] = field(default_factory=list)
 
     def settle(self, seen: Seen) -> bool:
         """Record a confirmed settlement; False if it was known already (a replay)."""
@@ -248,6 +250,7 @@ class Tally:
         self.touched |= other.touched
         self.in_doubt += other.in_doubt
         self.conflicts.extend(other.conflicts)
+        self.errors.extend(other.errors)
 
     # -- between processes (Locust runner messages carry msgpack: lists, str, int) ----------
 
@@ -263,6 +266,7 @@ class Tally:
             "touched": sorted(self.touched),
             "in_doubt": self.in_doubt,
             "conflicts": list(self.conflicts),
+            "errors": list(self.errors),
             "settled_count": len(items),
             "last": True,
         }
@@ -275,6 +279,7 @@ class Tally:
         self.touched.update(str(s) for s in chunk.get("touched", []))
         self.in_doubt += int(chunk.get("in_doubt", 0))
         self.conflicts.extend(str(c) for c in chunk.get("conflicts", []))
+        self.errors.extend(str(e) for e in chunk.get("errors", []))
 
     # -- views --------------------------------------------------------------------------------
 
@@ -442,6 +447,8 @@ def compare(tally: Tally, rows: Iterable[GatewayRow], cutoff: dt.datetime) -> Co
     out = Comparison()
     for conflict in tally.conflicts:
         out.problem(f"replay conflict: {conflict}")
+    for error in tally.errors:
+        out.problem(error)
     if tally.in_doubt:
         out.problem(f"{tally.in_doubt} settle(s) whose outcome Locust never learned")
     by_id = _index(rows, out)

@@ -254,8 +254,27 @@ def _session_for(environment: Environment) -> Callable[[Terminal], FastHttpSessi
     return lambda terminal: session
 
 
+def _validate(environment: Environment) -> None:
+    """Refuse options that cannot work, before anything starts (a message, no traceback)."""
+    if _option(environment, "ssc_shape", "day") != "none":
+        try:
+            _plan(environment)
+        except ValueError as exc:
+            raise SystemExit(f"--ssc-shape/--ssc-duration/--ssc-peak-users: {exc}") from None
+    hospitals = int(_option(environment, "ssc_hospitals", 400))
+    pharmacies = int(_option(environment, "ssc_pharmacies", 800))
+    if not (1 <= hospitals <= 400 and 1 <= pharmacies <= 800):
+        raise SystemExit("--ssc-hospitals must be 1-400 and --ssc-pharmacies 1-800")
+    try:
+        _gateway(environment)
+    except ValueError as exc:
+        raise SystemExit(f"--host: {exc}") from None
+
+
 def _init(environment: Environment, **_: Any) -> None:
     runner = environment.runner
+    if not isinstance(runner, WorkerRunner):
+        _validate(environment)
     if _option(environment, "ssc_shape", "day") == "none":
         environment.shape_class = None  # Locust's -u / -r / -t drive the run
     if not isinstance(runner, WorkerRunner) and not environment.stop_timeout:
@@ -285,21 +304,28 @@ def _test_start(environment: Environment, **_: Any) -> None:
 
 def _flush(environment: Environment) -> None:
     """End of the run in this process: no new visits, wait for those in progress, resolve
-    the money requests still in doubt, send the tally to the checker."""
+    the money requests still in doubt, send the tally to the checker (always: a tally that
+    says what went wrong beats a checker waiting for one)."""
     run = _run.current()
     run.closing = True
-    deadline = time.monotonic() + DRAIN_S
-    while run.inflight > 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if run.pending:
-        resent = len(run.pending)
-        left = resolve_pending(run, _session_for(environment))
-        log.info(
-            "SSC books check: %d money request(s) without a final answer resent at the end, "
-            "%d still in doubt",
-            resent,
-            left,
-        )
+    try:
+        deadline = time.monotonic() + DRAIN_S
+        while run.inflight > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if run.inflight > 0:
+            run.tally.errors.append(f"{run.inflight} visit(s) still running after {DRAIN_S:.0f} s")
+        if run.pending:
+            resent = len(run.pending)
+            left = resolve_pending(run, _session_for(environment))
+            log.info(
+                "SSC books check: %d money request(s) without a final answer resent at the "
+                "end, %d still in doubt",
+                resent,
+                left,
+            )
+    except Exception as exc:
+        log.exception("SSC books check: gathering this process's tally failed")
+        run.tally.errors.append(f"gathering a tally failed: {type(exc).__name__}: {exc}")
     runner = environment.runner
     assert runner is not None
     for chunk in run.tally.chunks(TALLY_CHUNK):
@@ -365,6 +391,16 @@ def _test_stop(environment: Environment, **_: Any) -> None:
 
 
 def _check(environment: Environment) -> BooksReport:
+    try:
+        return _check_books(environment)
+    except Exception as exc:
+        log.exception("SSC books check crashed")
+        comparison = Comparison()
+        comparison.problem(f"the books check crashed: {type(exc).__name__}: {exc}")
+        return summarise(_BOOKS.tally, comparison, matched=0, pages=0)
+
+
+def _check_books(environment: Environment) -> BooksReport:
     tally = _BOOKS.tally
     missing = sorted(_BOOKS.expected - _BOOKS.done)
     if missing or _BOOKS.cutoff is None:
