@@ -304,13 +304,12 @@ def _counter_visit(
     session = read_card(v, card)
     if session is None:
         return None
+    # Eligibility through the hub (1101 at the insured place) gets its own latency line.
     remote = "cross-province" in tags
-    if (
-        eligibility(
-            v, session, name=named(ELIGIBILITY, *(("cross-province",) if remote else ()))
-        ).status
-        != 200
-    ):
+    person = eligibility(
+        v, session, name=named(ELIGIBILITY, "cross-province") if remote else ELIGIBILITY
+    )
+    if person.status != 200:
         return None
     visit = {
         "visit_type": visit_type,

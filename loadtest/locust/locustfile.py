@@ -231,6 +231,9 @@ class _Books:
         self.tally = Tally()
         self.done: set[str] = set()
         self.expected: set[str] = set()
+        #: Workers that reported running users during this run: each owes a tally, even one
+        #: that died (its settlements would be unknown, so the books cannot be called equal).
+        self.participants: set[str] = set()
 
 
 _BOOKS = _Books()
@@ -337,6 +340,11 @@ def _on_flush(environment: Environment, msg: Any, **_: Any) -> None:
         _flush(environment)
 
 
+def _on_worker_report(client_id: str, data: Any, **_: Any) -> None:
+    if isinstance(data, dict) and data.get("user_count"):
+        _BOOKS.participants.add(str(client_id))
+
+
 def _on_tally(environment: Environment, msg: Any, **_: Any) -> None:
     del environment
     data = msg.data if isinstance(msg.data, dict) else {}
@@ -356,11 +364,11 @@ def _test_stopping(environment: Environment, **_: Any) -> None:
             client.id
             for client in (*runner.clients.ready, *runner.clients.spawning, *runner.clients.running)
         ]
-        _BOOKS.expected = set(workers)
         runner.send_message("ssc_flush")
         deadline = time.monotonic() + FLUSH_WAIT_S
-        while not _BOOKS.expected <= _BOOKS.done and time.monotonic() < deadline:
+        while not set(workers) <= _BOOKS.done and time.monotonic() < deadline:
             time.sleep(0.1)
+        _BOOKS.expected = set(workers) | _BOOKS.participants
 
 
 def _test_stop(environment: Environment, **_: Any) -> None:
@@ -432,3 +440,4 @@ _listen(events.init, _init)
 _listen(events.test_start, _test_start)
 _listen(events.test_stopping, _test_stopping)
 _listen(events.test_stop, _test_stop)
+_listen(events.worker_report, _on_worker_report)
