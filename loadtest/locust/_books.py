@@ -499,6 +499,9 @@ def summarise(tally: Tally, comparison: Comparison, *, matched: int, pages: int)
     remote = sum(1 for s in tally.settled.values() if s.route == "remote")
     figures = {
         "settlements": len(tally.settled),
+        # Demo institution codes start with H (hospital) or P (pharmacy).
+        "hospital_settlements": sum(1 for s in tally.settled.values() if s.institution[:1] == "H"),
+        "pharmacy_settlements": sum(1 for s in tally.settled.values() if s.institution[:1] == "P"),
         "remote": remote,
         "cancelled": len(tally.cancelled),
         "valid": valid.count,

@@ -27,6 +27,7 @@ skips). Every command, the options and how to read the results: docs/load-testin
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import random
@@ -35,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+import locust.argument_parser
 from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
@@ -64,6 +66,21 @@ FLUSH_WAIT_S: Final = 120.0
 TALLY_CHUNK: Final = 2_000
 NETWORK_TIMEOUT_S: Final = 15.0
 CONNECT_TIMEOUT_S: Final = 5.0
+
+
+# -- a worker's cost per spawn message ----------------------------------------------------------
+
+# Locust 2.47's worker filters the options the master sends with every spawn message through
+# `argument_parser.default_args_dict()` once per option: each call builds Locust's whole
+# argument parser and parses it (~20 ms), so one spawn message costs a worker ~0.5 s of CPU
+# during which its event loop does nothing else. A shape sends one whenever the user count
+# changes (every hour slot of the compressed day); on a busy machine the stall outgrew
+# Locust's 3-second heartbeat and the master declared healthy workers missing. The default
+# options never change during a run, so they are computed once. (Only the keys are read.)
+if not getattr(locust.argument_parser.default_args_dict, "cache_info", None):
+    locust.argument_parser.default_args_dict = functools.cache(
+        locust.argument_parser.default_args_dict
+    )
 
 
 # -- options -----------------------------------------------------------------------------------

@@ -262,6 +262,8 @@ def test_the_report_line_says_passed_or_failed_with_the_figures() -> None:
     assert report.line.startswith("SSC books check PASSED: 2 settlements")
     assert "3201 matched 1/1" in report.line
     assert report.figures["valid_medfee_fen"] == 8_500
+    assert report.figures["hospital_settlements"] == 2
+    assert report.figures["pharmacy_settlements"] == 0
     out.problem("made up")
     failed = summarise(tally, out, matched=0, pages=2)
     assert not failed.ok
