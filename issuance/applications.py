@@ -50,6 +50,7 @@ def valid_citizen_id(citizen_id: str) -> bool:
     """18 characters: 17 digits and the GB 11643 check digit."""
     return (
         len(citizen_id) == 18
+        and citizen_id[:17].isascii()
         and citizen_id[:17].isdigit()
         and citizen_id_check_digit(citizen_id[:17]) == citizen_id[17].upper()
     )

@@ -84,7 +84,7 @@ def _upload_row(raw: dict[str, str], employer_bank: str | None) -> ApplicationRe
     if gender not in ("1", "2"):
         raise ValueError("gender: expected 1 (male) or 2 (female)")
     area = need("area_code")
-    if len(area) != 6 or not area.isdigit():
+    if len(area) != 6 or not (area.isascii() and area.isdigit()):
         raise ValueError("area_code: expected 6 digits")
     name = need("name")
     if len(name) > 30:

@@ -305,7 +305,7 @@ def _lines(specs: Sequence[str]) -> tuple[FeeLine, ...]:
     lines = []
     for spec in specs:
         parts = spec.split(":")
-        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts[1:]):
             raise _Usage(f"--line must be CODE:QUANTITY:UNIT_PRICE_FEN, not {spec!r}")
         lines.append(FeeLine(parts[0], int(parts[1]), int(parts[2])))
     return tuple(lines)

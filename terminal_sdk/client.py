@@ -734,7 +734,7 @@ def _decode_lenient(payload: bytes) -> Any:
 
 def _retry_after_s(value: str | None) -> float | None:
     # Seconds only: the gateway sends delta-seconds; an HTTP-date from a proxy is ignored.
-    if value is None or not value.strip().isdigit():
+    if value is None or not (value.strip().isascii() and value.strip().isdigit()):
         return None
     return float(int(value.strip()))
 

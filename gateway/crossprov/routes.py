@@ -23,6 +23,7 @@ from dbkit import as_utc, day_bounds_utc
 from gateway.crossprov import models
 from gateway.crossprov.hub import HUB
 from gateway.errors import ErrorCode, GatewayError
+from gateway.params import ascii_int
 from gateway.routing import Call, Route
 from gateway.state import CLOCK, DATABASE, SETTINGS
 from gateway.store import MEDICAL_KINDS
@@ -207,15 +208,15 @@ async def list_remote_settlements(call: Call[None]) -> models.RemoteSettlementLi
         raise GatewayError(ErrorCode.VALIDATION_FAILED, "scope must be institution or all")
     if scope == "all":
         _require_ops(call)
-    cursor = call.request.query.get("cursor", "0")
-    if not cursor.isdigit() or len(cursor) > 18:
+    after_id = ascii_int(call.request.query.get("cursor", "0"), max_digits=18)
+    if after_id is None:
         raise GatewayError(ErrorCode.VALIDATION_FAILED, "cursor must be a next_cursor value")
     return await call.app[DATABASE].read(
         partial(
             _settlements_unit,
             day=day,
             institution=None if scope == "all" else _institution(call),
-            after_id=int(cursor),
+            after_id=after_id,
         )
     )
 

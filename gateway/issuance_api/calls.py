@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from gateway import metrics
 from gateway.errors import PROBLEM_CONTENT_TYPE, ErrorCode, GatewayError, problem_body
+from gateway.params import ascii_int
 from gateway.routing import Call
 from gateway.state import CLOCK, DATABASE, ERROR_CODE, REQUEST_ID, SETTINGS
 from issuance import queries
@@ -145,7 +146,7 @@ async def card_write(
 
 def batch_id(call: Call[Any]) -> int:
     """The ``{batch_id}`` of the path; 422 unless a number."""
-    text = call.request.match_info["batch_id"]
-    if not text.isdigit() or len(text) > 12:
+    found = ascii_int(call.request.match_info["batch_id"], max_digits=12)
+    if found is None:
         raise GatewayError(ErrorCode.VALIDATION_FAILED, "batch id must be a number")
-    return int(text)
+    return found

@@ -29,6 +29,7 @@ from gateway.crossprov.views import (
     remote_view,
 )
 from gateway.errors import ErrorCode, GatewayError
+from gateway.params import ascii_int
 from gateway.routing import Call, Route
 from gateway.settlement_api import calls, views
 from gateway.settlement_api.models import (
@@ -234,15 +235,15 @@ async def get_settlement(call: Call[None]) -> SettlementOut:
 
 async def list_settlements(call: Call[None]) -> SettlementList:
     day = calls.query_date(call)
-    cursor = call.request.query.get("cursor", "0")
-    if not cursor.isdigit() or len(cursor) > 18:
+    after_id = ascii_int(call.request.query.get("cursor", "0"), max_digits=18)
+    if after_id is None:
         raise GatewayError(ErrorCode.VALIDATION_FAILED, "cursor must be a next_cursor value")
     page = await call.app[DATABASE].read(
         partial(
             queries.list_settlements,
             fixmedins_code=calls.terminal_of(call).institution_code,
             day=day,
-            after_id=int(cursor),
+            after_id=after_id,
         )
     )
     return views.page_view(page)

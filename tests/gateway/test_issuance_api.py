@@ -554,3 +554,14 @@ async def test_personal_data_in_issuance_answers_is_masked(
     for body in answers:
         for raw in (*planted, other):
             assert raw not in body, f"{raw!r} leaked"
+
+
+@pytest.mark.parametrize("raw", ["%C2%B9", "%D9%A3", "1" * 13])
+async def test_a_batch_id_is_ascii_digits_only(
+    world: Engine, client: Client, clock: FakeClock, raw: str
+) -> None:
+    # "¹" passed str.isdigit and then made int() raise (a 500); "٣" was read as batch 3.
+    centre = as_(client, clock, "ISS-CENTRE")
+    await assert_problem(await get(centre, f"/v1/issuance/batches/{raw}"), 422, "VALIDATION_FAILED")
+    path = f"/v1/issuance/batches/{raw}/produce"
+    await assert_problem(await centre.post(path, {}), 422, "VALIDATION_FAILED")

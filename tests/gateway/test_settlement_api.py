@@ -586,6 +586,14 @@ async def test_reconciliation_bad_input(till: Till, world: Engine):
     assert snapshot(world) == before
 
 
+@pytest.mark.parametrize("raw", ["%C2%B9", "%D9%A3", "1" * 19])
+async def test_a_cursor_is_ascii_digits_only(till: Till, raw: str):
+    # "¹" passed str.isdigit and then made int() raise (a 500); "٣" was read as cursor 3.
+    for path in ("/v1/settlements", "/v1/crossprov/settlements"):
+        response = await till.get(f"{path}?date={TODAY}&cursor={raw}")
+        await assert_problem(response, 422, "VALIDATION_FAILED")
+
+
 # --- concurrency ------------------------------------------------------------------------------
 
 

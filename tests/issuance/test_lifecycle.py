@@ -84,3 +84,15 @@ def test_the_seed_path() -> None:
     for event, expected in path:
         stage = transition(stage, event)
         assert stage is expected
+
+
+def test_a_citizen_id_is_ascii_digits_and_its_check_character() -> None:
+    # "¹" and "٣" pass str.isdigit; the check-digit arithmetic then raised or read them as
+    # digits. Only ASCII digits (and the check character) make a citizen id.
+    from issuance.applications import valid_citizen_id
+    from sscard.layout import citizen_id_check_digit
+
+    first17 = "31010419500101001"
+    assert valid_citizen_id(first17 + citizen_id_check_digit(first17))
+    for odd in ("¹", "٣"):
+        assert not valid_citizen_id(odd + first17[1:] + citizen_id_check_digit(first17))
