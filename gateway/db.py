@@ -46,9 +46,18 @@ SQLite (the embedded default)
 
 PostgreSQL: ``postgresql+psycopg://`` with the same pool bound, and a ping on checkout of a
 connection that sat idle in the pool for :data:`_PG_PING_AFTER_IDLE_S` or more (a connection
-dropped by a failover or an idle timeout is replaced instead of failing one request). Not on
-every checkout, as ``pool_pre_ping`` would: that is one more round trip for every unit of
-work, and a connection used a moment ago is as likely to be broken as the next statement is.
+dropped by a failover or an idle timeout is replaced instead of failing one request; a failed
+ping retires every older connection of the pool with it). Not on every checkout, as
+``pool_pre_ping`` would: that is one more round trip for every unit of work, and a connection
+used a moment ago is as likely to be broken as the next statement is.
+
+Failover (docs/scale-out.md): the URL may name several hosts with
+``target_session_attrs=read-write`` (libpq connects to the one that takes writes). Whatever
+breaks while the primary changes (a connection ended by its shutdown, a refused connect, a
+standby still read-only) surfaces as an OperationalError, which becomes DB_UNAVAILABLE (503,
+Retry-After) below; SQLAlchemy then retires the pool's connections to the old server. A unit
+of work is one transaction, so it is committed whole or not at all; a COMMIT whose answer
+was lost is found by the terminal's retry with the same Idempotency-Key.
 Settles skip the writer queue there (``write(concurrent=True)``): concurrent transactions
 ordered by row locks, their commits flushed together by the server (``synchronous_commit``
 stays at the server default, ``on``).
@@ -72,7 +81,7 @@ from typing import Any, Final, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
@@ -146,10 +155,21 @@ def _note_checkin(dbapi_connection: Any, record: Any) -> None:
 
 
 def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    """SQLAlchemy's pessimistic disconnect handling, for idle connections only: raising
-    DisconnectionError makes the pool discard this connection and check out another."""
+    """SQLAlchemy's pessimistic disconnect handling, for idle connections only.
+
+    A connection never checked in (just made: connecting proved the server there) is not
+    pinged. Besides saving the round trip, that matters when the ping of an idle connection
+    failed: the pool reconnects and runs this hook again on the new connection, and a second
+    failure there would end in SQLAlchemy's InvalidRequestError (a 500), not an
+    OperationalError (503 DB_UNAVAILABLE).
+
+    A failed ping raises InvalidatePoolError: the pool discards this connection, connects
+    afresh, and marks every connection it made before now as stale (replaced when next
+    drawn, with no ping). After a failover or a server restart all of them point at a server
+    that is gone, and each would otherwise cost a ping, or fail a request if it was hot.
+    """
     checked_in_at = record.info.get(_CHECKED_IN_AT_KEY)
-    if checked_in_at is not None and time.monotonic() - checked_in_at < _PG_PING_AFTER_IDLE_S:
+    if checked_in_at is None or time.monotonic() - checked_in_at < _PG_PING_AFTER_IDLE_S:
         return
     try:
         cursor = dbapi_connection.cursor()
@@ -159,7 +179,7 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
             cursor.close()
         dbapi_connection.rollback()  # leave it as the pool hands it out: no transaction open
     except Exception as exc:
-        raise DisconnectionError("idle connection failed its ping") from exc
+        raise InvalidatePoolError("idle connection failed its ping") from exc
 
 
 def _sqlite_engine(url: str, settings: Settings) -> Engine:

@@ -1,19 +1,21 @@
 """PostgreSQL connections are pinged on checkout only after sitting idle (gateway.db): a hot
 connection costs no extra round trip, and an idle one that the server dropped is replaced
-instead of failing the request that drew it."""
+instead of failing the request that drew it; a failed ping retires the pool's older
+connections with it, and a connection just made is not pinged."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InvalidatePoolError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from gateway import db as gateway_db
 
-pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+on_postgresql = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
 
 def _backend_pid(engine: Engine) -> int:
@@ -40,6 +42,7 @@ def _age_every_pooled_connection(engine: Engine, seconds: float) -> None:
         record.info[gateway_db._CHECKED_IN_AT_KEY] = time.monotonic() - seconds
 
 
+@on_postgresql
 def test_an_idle_connection_the_server_dropped_is_replaced(migrated_engine: Engine) -> None:
     engine = migrated_engine
     engine.pool.dispose()
@@ -50,6 +53,7 @@ def test_an_idle_connection_the_server_dropped_is_replaced(migrated_engine: Engi
     assert _backend_pid(engine) != pid
 
 
+@on_postgresql
 def test_a_hot_connection_the_server_dropped_fails_its_request(migrated_engine: Engine) -> None:
     engine = migrated_engine
     engine.pool.dispose()
@@ -60,3 +64,60 @@ def test_a_hot_connection_the_server_dropped_fails_its_request(migrated_engine: 
     with pytest.raises(OperationalError):
         _backend_pid(engine)
     assert _backend_pid(engine) != pid
+
+
+@on_postgresql
+def test_a_failed_ping_retires_the_pools_older_connections(migrated_engine: Engine) -> None:
+    """As after a failover: every pooled connection points at a server that is gone. The
+    first one drawn after sitting idle fails its ping; the next one drawn, although used a
+    moment ago (no ping of its own), is replaced too instead of failing its request."""
+    engine = migrated_engine
+    engine.pool.dispose()
+    with engine.connect() as first, engine.connect() as second:
+        pids = [
+            connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            for connection in (first, second)
+        ]
+        first.rollback()
+        second.rollback()
+    for pid in pids:
+        _kill(engine, pid)
+    # Only the connection drawn first (the pool hands them out in check-in order) is idle.
+    records = list(engine.pool._pool.queue)  # type: ignore[attr-defined]
+    records[0].info[gateway_db._CHECKED_IN_AT_KEY] = time.monotonic() - 60
+    with engine.connect() as idle_one, engine.connect() as hot_one:
+        now = [
+            connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            for connection in (idle_one, hot_one)
+        ]
+        idle_one.rollback()
+        hot_one.rollback()
+    assert not set(now) & set(pids)
+
+
+class _DeadConnection:
+    """A DBAPI connection whose every use fails, as one to a server that went away."""
+
+    def cursor(self) -> Any:
+        raise OSError("server closed the connection unexpectedly")
+
+    def rollback(self) -> None:
+        raise OSError("server closed the connection unexpectedly")
+
+
+class _Record:
+    def __init__(self, **info: Any) -> None:
+        self.info = info
+
+
+def test_a_connection_just_made_is_not_pinged() -> None:
+    # Never checked in: connecting proved the server there a moment ago.
+    gateway_db._ping_if_idle(_DeadConnection(), _Record(), None)
+    # Used a moment ago: not pinged either (its first statement will tell).
+    hot = _Record(**{gateway_db._CHECKED_IN_AT_KEY: time.monotonic()})
+    gateway_db._ping_if_idle(_DeadConnection(), hot, None)
+    idle = _Record(
+        **{gateway_db._CHECKED_IN_AT_KEY: time.monotonic() - gateway_db._PG_PING_AFTER_IDLE_S}
+    )
+    with pytest.raises(InvalidatePoolError):
+        gateway_db._ping_if_idle(_DeadConnection(), idle, None)
