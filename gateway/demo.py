@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from gateway.card_auth.demo_cards import DemoCards
@@ -46,6 +46,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("gateway.demo")
+
+# PostgreSQL has no BEGIN IMMEDIATE: replicas starting at once on one database take this
+# transaction-scoped advisory lock instead ("SSCDEMO" in ASCII, recognisable in pg_locks).
+_LOCK_KEY: Final = int.from_bytes(b"SSCDEMO", "big")
 
 
 class DemoPart(Protocol):
@@ -146,14 +150,17 @@ def load_demo_world(
 ) -> dict[str, int]:
     """Load every part that is not loaded yet; return rows inserted per part (0 if skipped).
 
-    Each part runs in one write transaction (BEGIN IMMEDIATE on SQLite), so two processes
-    starting at once cannot both load it: the second waits, then finds it loaded.
+    Each part runs in one write transaction (BEGIN IMMEDIATE on SQLite, an advisory lock on
+    PostgreSQL), so two processes or replicas starting at once cannot both load it: the second
+    waits, then finds it loaded.
     """
     write_engine = for_writes(engine)
     inserted: dict[str, int] = {}
     for part in parts:
         started = time.perf_counter()
         with Session(write_engine) as session, session.begin():
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             if part.is_loaded(session):
                 inserted[part.name] = 0
                 continue
