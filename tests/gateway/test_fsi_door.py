@@ -23,6 +23,11 @@ LINE_B = {"med_list_codg": "DEMO-B-001", "cnt": "2", "pric": 30, "feedetl_sn": "
 
 
 @pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"demo_world": "on"}  # the demo card PKI on every backend (PostgreSQL too)
+
+
+@pytest.fixture
 def world(engine: Engine) -> Engine:
     load_insured_world(engine)
     register_operators(engine)
