@@ -1,4 +1,4 @@
-"""The year-end roll-over (结转): at 00:00 Beijing time on 1 January, what is left in each
+"""The year-end roll-over (结转, DOMAIN §6): at 00:00 Beijing time on 1 January, what is left in each
 current-year personal account (当年账户) moves to the past-years account (历年账户).
 
 Once, whoever runs it. A personal account carries the year its current-year balance belongs
