@@ -184,6 +184,10 @@ class Route:
         if self.request_model is not None:
             codes.extend(_BODY_ERRORS)
         codes.extend(self.errors)
+        if "{" in self.path:
+            # A path value the handler cannot take (not an id it issued, not the form the
+            # route's parameter has) is an address the gateway does not have.
+            codes.append(ErrorCode.NOT_FOUND)
         codes.append(ErrorCode.INTERNAL)
         return tuple(dict.fromkeys(codes))
 
