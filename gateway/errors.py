@@ -642,6 +642,22 @@ class ErrorCode(StrEnum):
         "institution's reconciliation mismatches.",
         "只有医保经办机构的运维终端可以查看所有机构的对账差异。",
     )
+    CLAIM_EMPTY = ErrorSpec(
+        "CLAIM_EMPTY",
+        422,
+        "Nothing to settle",
+        "The claim has no fee lines, or every line is priced 0: there is nothing to settle. "
+        "Add the visit's fee lines, then try again.",
+        "费用明细为空或金额均为 0，无需结算。请录入本次就诊的费用明细后重试。",
+    )
+    CLAIM_ABOVE_COUNTER_LIMIT = ErrorSpec(
+        "CLAIM_ABOVE_COUNTER_LIMIT",
+        422,
+        "Claim above the counter limit",
+        "The claim's total is above what the counter may settle for this visit type. Do not "
+        "settle it here: send it to the insurance office for manual review.",
+        "本次费用总额超过柜台可结算的上限。请勿在此结算，请提交医保经办机构人工审核。",
+    )
     # cross-province settlement through the national hub (gateway.crossprov)
     FILING_REQUIRED = ErrorSpec(
         "FILING_REQUIRED",

@@ -547,6 +547,8 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "INVALID_AMOUNT",
             "UNKNOWN_CATALOGUE_CODE",
             "TOO_MANY_LINES",
+            "CLAIM_EMPTY",
+            "CLAIM_ABOVE_COUNTER_LIMIT",
             "INVALID_VISIT",
             "INVALID_PERSON",
             "INVALID_ACCUMULATORS",
