@@ -136,6 +136,11 @@ class Settings(BaseModel):
     # healthcare security office: they may list every institution's reconciliation mismatches.
     # Any other terminal sees its own institution's only.
     reconciliation_ops_institutions: str = Field("", max_length=4096)
+    # The year-end roll-over of personal accounts (gateway.housekeeping): each worker checks
+    # this often whether the last ended year's roll-over has finished (and just after 00:00
+    # Beijing time on 1 January), and rolls this many accounts per write transaction.
+    rollover_check_interval_s: float = Field(300.0, gt=0, le=86_400)
+    rollover_batch: int = Field(1000, ge=1, le=10_000)
 
     # -- the national-interface door (gateway.fsi, docs/national-interface.md) ------------------
     # Where the door listens: under /fsi/, one URL for every infno (most HIS clients), the
