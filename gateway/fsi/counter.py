@@ -19,7 +19,16 @@ from sqlalchemy.orm import Session
 from dbkit import beijing_date
 from gateway.crossprov.hub import HUB
 from gateway.errors import ErrorCode, GatewayError
-from gateway.fsi.calls import FsiCall, InputModel, guarded, ok, parse_input, run, run_work
+from gateway.fsi.calls import (
+    FsiCall,
+    InputModel,
+    guarded,
+    ok,
+    parse_input,
+    run,
+    run_estimate,
+    run_work,
+)
 from gateway.fsi.envelope import parse_time, yuan
 from gateway.fsi.inputs import CardInput, FeeLineIn, fee_lines, optional_fen
 from gateway.fsi.presence import CardAtCounter, card_at_counter
@@ -261,7 +270,7 @@ async def pharmacy_pre_settle(call: FsiCall) -> Stored:
         )
         return at_counter.estimate(read, lines.claim)
 
-    return await run_work(
+    return await run_estimate(
         call,
         work,
         partial(_estimate_answer, call=call, psn_no=body.psn_no, medfee_fen=medfee, mdtrt_id=None),
@@ -539,7 +548,7 @@ async def registered_pre_settle(call: FsiCall) -> Stored:
         )
         return at_counter.estimate(read.read, read.lines)
 
-    return await run_work(
+    return await run_estimate(
         call,
         work,
         partial(
