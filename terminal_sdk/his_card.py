@@ -39,8 +39,9 @@ from typing import Any, Final
 
 from sscard.masking import mask_card_no, mask_citizen_id, mask_name
 from terminal_sdk.card import BASIC_INFO_SEPARATOR, SocialSecurityCard
-from terminal_sdk.client import CardSession, SyncGatewayClient
+from terminal_sdk.client import CardSession
 from terminal_sdk.errors import CardDataInvalid
+from terminal_sdk.sync_client import SyncGatewayClient
 
 __all__ = ["HisCard", "read_his_card"]
 
