@@ -1,4 +1,4 @@
-"""Command line: ``python -m gateway serve | db upgrade | db current | db revision``.
+"""Command line: ``python -m gateway serve | db upgrade | db current | db revision | admin …``.
 
 Flags override the TOML file and GATEWAY_* environment (see gateway.settings). Exit codes:
 0 success, 1 runtime failure, 2 invalid configuration or usage.
@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     revision.add_argument("-m", "--message", required=True)
     revision.add_argument("--branch", default="gateway", help="migration source (branch)")
     revision.add_argument("--autogenerate", action="store_true")
+    from gateway.admin import add_admin_parser
+
+    add_admin_parser(commands, lambda p: _settings_flags(p, server=False))
     return parser
 
 
@@ -56,7 +59,11 @@ def _load(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except ValueError as exc:  # gateway.admin's one-line usage error
+        print(str(exc), file=sys.stderr)
+        return 2
     try:
         settings = _load(args)
     except SettingsError as exc:
@@ -66,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.serve import serve
 
         return serve(settings)
+    if args.command == "admin":
+        from gateway.admin import run_admin
+
+        return run_admin(args, settings)
     return _db(args, settings)
 
 
