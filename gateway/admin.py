@@ -52,72 +52,90 @@ def _seconds(text: str) -> int:
     return int(text)
 
 
+def _year(text: str) -> int:
+    from gateway.year_end import MAX_YEAR, MIN_YEAR
+
+    if not text.isdigit() or not MIN_YEAR <= int(text) <= MAX_YEAR:
+        raise argparse.ArgumentTypeError(f"a year from {MIN_YEAR} to {MAX_YEAR}, not {text!r}")
+    return int(text)
+
+
 def add_admin_parser(
     commands: Any, settings_flags: Callable[[argparse.ArgumentParser], None]
 ) -> None:
-    admin = commands.add_parser("admin", help="enrol institutions, terminals, ops identities")
-    settings_flags(admin)
+    """``admin <object> <verb> … [--config F] [--db URL] [--data-dir D]``: the settings flags
+    go on every leaf, after the words."""
+    admin = commands.add_parser("admin", help="enrolment, keys, audit, year-end roll-over")
     objects = admin.add_subparsers(dest="admin_object", required=True, parser_class=_OneLineParser)
 
-    inst = objects.add_parser("institution", help="institutions").add_subparsers(
-        dest="admin_verb", required=True
-    )
-    add = inst.add_parser("add")
+    def verbs(name: str, help_text: str) -> Any:
+        return objects.add_parser(name, help=help_text).add_subparsers(
+            dest="admin_verb", required=True
+        )
+
+    def leaf(group: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = group.add_parser(name, **kwargs)
+        settings_flags(parser)
+        return parser
+
+    inst = verbs("institution", "institutions")
+    add = leaf(inst, "add")
     add.add_argument("code")
     add.add_argument("--name", required=True)
     add.add_argument("--kind", required=True, help="hospital, pharmacy or an issuing kind")
     add.add_argument("--level", type=_level, help="a hospital's level: 1, 2 or 3")
-    change = inst.add_parser("change")
+    change = leaf(inst, "change")
     change.add_argument("code")
     change.add_argument("--name")
     change.add_argument("--level", type=_level)
     for verb in ("suspend", "reinstate"):
-        inst.add_parser(verb).add_argument("code")
-    inst.add_parser("list").add_argument("--kind")
+        leaf(inst, verb).add_argument("code")
+    leaf(inst, "list").add_argument("--kind")
 
-    term = objects.add_parser("terminal", help="terminals").add_subparsers(
-        dest="admin_verb", required=True
-    )
-    enrol = term.add_parser("enrol")
+    term = verbs("terminal", "terminals")
+    enrol = leaf(term, "enrol")
     enrol.add_argument("terminal_id")
     enrol.add_argument("--institution", required=True)
     enrol.add_argument("--secret-file", type=Path, help="import this secret (hex; '-' reads stdin)")
-    rotate = term.add_parser("rotate")
+    rotate = leaf(term, "rotate")
     rotate.add_argument("terminal_id")
     rotate.add_argument("--overlap-s", type=_seconds, help="default: terminal_secret_overlap_s")
     rotate.add_argument("--secret-file", type=Path)
     for verb in ("disable", "enable"):
-        term.add_parser(verb).add_argument("terminal_id")
-    term.add_parser("list").add_argument("--institution")
+        leaf(term, verb).add_argument("terminal_id")
+    leaf(term, "list").add_argument("--institution")
 
-    agent = objects.add_parser("agent", help="issuing agents and their roles").add_subparsers(
-        dest="admin_verb", required=True
+    _agent_and_ops_parsers(verbs, leaf)
+    leaf(objects, "rewrap", help="re-seal every secret under the current KEK")
+    audit = verbs("audit", "the audit trail")
+    leaf(audit, "list").add_argument("--limit", type=_seconds, default=50)
+    leaf(audit, "export", help="CSV on stdout")
+
+    rollover = leaf(
+        objects, "rollover", help="year-end roll-over of personal accounts (gateway.year_end)"
     )
-    set_ = agent.add_parser("set")
+    rollover.add_argument("--year", type=_year, required=True, help="the year that ended")
+    rollover.add_argument("--check", action="store_true", help="report only, change nothing")
+
+
+def _agent_and_ops_parsers(verbs: Callable[[str, str], Any], leaf: Callable[..., Any]) -> None:
+    agent = verbs("agent", "issuing agents and their roles")
+    set_ = leaf(agent, "set")
     set_.add_argument("institution")
     set_.add_argument("--role", required=True)
     set_.add_argument("--name", required=True)
     set_.add_argument("--bank-code")
     set_.add_argument("--employer-code")
     set_.add_argument("--area-code")
-    agent.add_parser("remove").add_argument("institution")
-    agent.add_parser("list")
+    leaf(agent, "remove").add_argument("institution")
+    leaf(agent, "list")
 
-    ops = objects.add_parser("ops-identity", help="named ops tokens").add_subparsers(
-        dest="admin_verb", required=True
-    )
-    ops_add = ops.add_parser("add")
+    ops = verbs("ops-identity", "named ops tokens")
+    ops_add = leaf(ops, "add")
     ops_add.add_argument("name")
     ops_add.add_argument("--role", required=True, help="viewer, operator or admin")
-    ops.add_parser("revoke").add_argument("name")
-    ops.add_parser("list")
-
-    objects.add_parser("rewrap", help="re-seal every secret under the current KEK")
-    audit = objects.add_parser("audit", help="the audit trail").add_subparsers(
-        dest="admin_verb", required=True
-    )
-    audit.add_parser("list").add_argument("--limit", type=_seconds, default=50)
-    audit.add_parser("export", help="CSV on stdout")
+    leaf(ops, "revoke").add_argument("name")
+    leaf(ops, "list")
 
 
 def _read_secret(path: Path | None) -> bytes | None:
@@ -139,6 +157,10 @@ def _actor() -> Actor:
 
 
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:
+    if args.admin_object == "rollover":
+        from gateway.year_end import run_rollover
+
+        return run_rollover(settings, year=args.year, check=args.check)
     from gateway import migrate
     from gateway.db import for_writes, make_engine
 

@@ -1,4 +1,5 @@
-"""Command line: ``python -m gateway serve | db upgrade | db current | db revision | admin …``.
+"""Command line: ``python -m gateway serve | db upgrade | db current | db revision | admin …``
+(``admin``: enrolment, keys, audit and the year-end roll-over: gateway.admin).
 
 Flags override the TOML file and GATEWAY_* environment (see gateway.settings). Exit codes:
 0 success, 1 runtime failure, 2 invalid configuration or usage.

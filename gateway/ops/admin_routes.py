@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from gateway.audit import audit_csv, list_audit
 from gateway.enrolment import agents, identities, institutions, terminals
 from gateway.enrolment.tables import OpsRole
-from gateway.errors import ErrorCode, GatewayError
+from gateway.errors import ErrorCode, GatewayError, codes_named
 from gateway.ops.admin_models import (
     AgentIn,
     AgentOut,
@@ -320,12 +320,7 @@ async def audit_export(call: Call[None]) -> web.StreamResponse:
 
 
 _TAGS: Final = ("ops enrolment",)
-_AUTH: Final = (
-    ErrorCode.OPS_UNAUTHORIZED,
-    ErrorCode.OPS_TOO_MANY_WRONG_TOKENS,
-    ErrorCode.OPS_FORBIDDEN,
-    ErrorCode.DB_UNAVAILABLE,
-)
+_AUTH: Final = (*codes_named("OPS_"), ErrorCode.DB_UNAVAILABLE)
 _WRITE: Final = (
     *_AUTH,
     ErrorCode.ENROLMENT_CONFLICT,
