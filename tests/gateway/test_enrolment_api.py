@@ -251,3 +251,13 @@ async def test_every_write_is_audited_with_who_and_what(client: Client, engine: 
         assert json.loads(rows[1].changes) == {"name": ["Pharm", "Pharm 2"]}
         assert rows[0].source == "127.0.0.1"
         assert session.get(Institution, "P77") is not None
+
+
+async def test_the_ops_page_shows_the_audit_trail(client: Client):
+    html = await (await client.get("/ops")).text()
+    assert '<table id="audit">' in html
+    assert 'id="audit-csv"' in html
+    js = await (await client.get("/ops/static/ops.js")).text()
+    assert '"/v1/ops/audit?limit=20"' in js
+    assert '"/v1/ops/audit.csv"' in js
+    assert ".innerHTML" not in js
