@@ -1,5 +1,5 @@
-"""The year-end roll-over (结转, DOMAIN §6): at 00:00 Beijing time on 1 January, what is left in each
-current-year personal account (当年账户) moves to the past-years account (历年账户).
+"""The year-end roll-over (结转, DOMAIN §6): at 00:00 Beijing time on 1 January, what is left in
+each current-year personal account (当年账户) moves to the past-years account (历年账户).
 
 Once, whoever runs it. A personal account carries the year its current-year balance belongs
 to (``personal_accounts.account_year``). Rolling an account over is one step in the caller's
