@@ -93,7 +93,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = make_engine(settings)
     # Measured: write latency and database failures (gateway.db_metrics).
-    db = MeasuredDatabase(engine, threads=settings.db_threads)
+    db = MeasuredDatabase(
+        engine, threads=settings.db_threads, write_queue_max=settings.db_write_queue_max
+    )
     try:
         await asyncio.to_thread(migrate.check_schema_current, engine)
         app[DATABASE] = db

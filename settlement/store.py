@@ -370,6 +370,9 @@ class AdmissionRow(SettlementBase):
     # lives in settlement.crossprov, which a create_all of this module alone would not know.
     remote_msgid: Mapped[str | None] = mapped_column(String(30))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # A stay's discharge (出院, 2402, st0008): recorded on the open stay, or by its settlement
+    # at discharge; cleared by 2405. None: not discharged yet (and every outpatient visit).
+    discharge_date: Mapped[dt.date | None] = mapped_column(Date)
 
 
 class AdmissionFeeLineRow(SettlementBase):

@@ -11,7 +11,7 @@ to the past-years account (历年账户), once (settlement.rollover):
   blocks writes to personal_accounts while it builds; upgrade in a quiet window).
 
 Revision ID: st0009
-Revises: st0007
+Revises: st0008
 Create Date: 2026-12-07 04:30:00.000000
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "st0009"
-down_revision: str | Sequence[str] | None = "st0007"
+down_revision: str | Sequence[str] | None = "st0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
