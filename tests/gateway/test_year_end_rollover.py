@@ -99,8 +99,18 @@ async def test_a_settle_across_midnight_and_the_workers_rollover(
     )
     assert old["acct_pay_current_year_fen"] == min(2_500, before[holder_person].current_year_fen)
 
-    # After midnight: a settle and the workers' roll-over at the same time.
+    # After midnight, before any roll-over ran: eligibility (a read, changing nothing) already
+    # shows the new year's accounts.
     _at(clock, AFTER_MIDNIGHT)
+    left_fen = before[holder_person].current_year_fen - old["acct_pay_current_year_fen"]
+    assert left_fen > 0  # or the check below could not tell a rolled account from another
+    insurance = (await till.eligibility())["insuinfo"][0]
+    assert insurance["current_year_balance_fen"] == 0
+    past_fen = before[holder_person].past_years_fen - old["acct_pay_past_years_fen"]
+    assert insurance["past_years_balance_fen"] == past_fen + left_fen
+    assert _rollover_rows(world) == []
+
+    # A settle and the workers' roll-over at the same time.
     db = app[DATABASE]
     response, progress = await asyncio.gather(
         till.settle({"visit_type": "outpatient", "visit_date": "2027-01-01", "lines": LINES}),
