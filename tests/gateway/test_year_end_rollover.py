@@ -108,17 +108,26 @@ async def test_a_settle_across_midnight_and_the_workers_rollover(
     assert insurance["current_year_balance_fen"] == 0
     past_fen = before[holder_person].past_years_fen - old["acct_pay_past_years_fen"]
     assert insurance["past_years_balance_fen"] == past_fen + left_fen
+    new_visit = {"visit_type": "outpatient", "visit_date": "2027-01-01", "lines": LINES}
+    estimated = await till.post("/v1/settlements/pre-settle", new_visit)
+    assert estimated.status == 200, await estimated.text()
+    estimate = await estimated.json()
     assert _rollover_rows(world) == []
 
     # A settle and the workers' roll-over at the same time.
     db = app[DATABASE]
     response, progress = await asyncio.gather(
-        till.settle({"visit_type": "outpatient", "visit_date": "2027-01-01", "lines": LINES}),
-        roll_over_ended_year(db, clock, batch=1),
+        till.settle(new_visit), roll_over_ended_year(db, clock, batch=1)
     )
     assert response.status == 201, await response.text()
     new = await response.json()
     assert new["acct_pay_current_year_fen"] == 0  # 2027's current-year account: empty
+    # The estimate made before the roll-over is what the settle then did.
+    assert (estimate["acct_pay"], estimate["psn_cash_pay"], estimate["balc"]) == (
+        new["acct_pay"],
+        new["psn_cash_pay"],
+        new["balc"],
+    )
     assert progress is not None
     assert progress.year == 2026
     assert progress.completed
