@@ -642,6 +642,45 @@ class ErrorCode(StrEnum):
         "institution's reconciliation mismatches.",
         "只有医保经办机构的运维终端可以查看所有机构的对账差异。",
     )
+    STATEMENT_INVALID = ErrorSpec(
+        "STATEMENT_INVALID",
+        422,
+        "Reconciliation statement invalid",
+        "The reconciliation statement cannot be compared. Check it, then send it again.",
+        "对账数据有误，无法对账。请核对后重新发送。",
+    )
+    STATEMENT_DATE_OUT_OF_WINDOW = ErrorSpec(
+        "STATEMENT_DATE_OUT_OF_WINDOW",
+        422,
+        "Statement day out of the window",
+        "The statement day is in the future or more than a year back. Reconcile a day from the "
+        "past year, today included.",
+        "对账日期晚于今天或早于一年前。请对近一年内（含今天）的日期对账。",
+    )
+    STATEMENT_FIGURES_INCONSISTENT = ErrorSpec(
+        "STATEMENT_FIGURES_INCONSISTENT",
+        422,
+        "Statement figures do not add up",
+        "In the reconciliation statement, a total is not fund + account + cash. Check the "
+        "institution's figures (the detail names the row), then send it again.",
+        "对账数据中医疗费总额不等于基金支付、个人账户支付与现金支付之和。请核对后重新发送。",
+    )
+    CLAIM_EMPTY = ErrorSpec(
+        "CLAIM_EMPTY",
+        422,
+        "Nothing to settle",
+        "The claim has no fee lines, or every line is priced 0: there is nothing to settle. "
+        "Add the visit's fee lines, then try again.",
+        "费用明细为空或金额均为 0，无需结算。请录入本次就诊的费用明细后重试。",
+    )
+    CLAIM_ABOVE_COUNTER_LIMIT = ErrorSpec(
+        "CLAIM_ABOVE_COUNTER_LIMIT",
+        422,
+        "Claim above the counter limit",
+        "The claim's total is above what the counter may settle for this visit type. Do not "
+        "settle it here: send it to the insurance office for manual review.",
+        "本次费用总额超过柜台可结算的上限。请勿在此结算，请提交医保经办机构人工审核。",
+    )
     # cross-province settlement through the national hub (gateway.crossprov)
     FILING_REQUIRED = ErrorSpec(
         "FILING_REQUIRED",

@@ -201,6 +201,10 @@ class Route:
             codes.extend(_BODY_ERRORS)
         for error in self.errors:
             codes.extend((error,) if isinstance(error, str) else codes_of(error))
+        if "{" in self.path:
+            # A path value the handler cannot take (not an id it issued, not the form the
+            # route's parameter has) is an address the gateway does not have.
+            codes.append(ErrorCode.NOT_FOUND)
         codes.append(ErrorCode.INTERNAL)
         return tuple(dict.fromkeys(codes))
 

@@ -356,7 +356,12 @@ ISSUANCE_ROUTES: Final[tuple[Route, ...]] = (
         max_body_bytes=MAX_UPLOAD_BYTES,
         response_model=UploadOut,
         tags=_TAGS,
-        errors=(*_ACCESS, ErrorCode.UPLOAD_INVALID, ErrorCode.CHANNEL_NOT_ALLOWED),
+        errors=(
+            *_ACCESS,
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,  # not text/csv (the handler checks)
+            ErrorCode.UPLOAD_INVALID,
+            ErrorCode.CHANNEL_NOT_ALLOWED,
+        ),
     ),
     Route(
         "POST",
