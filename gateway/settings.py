@@ -140,7 +140,7 @@ class Settings(BaseModel):
     # this often whether the last ended year's roll-over has finished (and just after 00:00
     # Beijing time on 1 January), and rolls this many accounts per write transaction.
     rollover_check_interval_s: float = Field(300.0, gt=0, le=86_400)
-    rollover_batch: int = Field(1000, ge=1, le=10_000)
+    rollover_batch: int = Field(500, ge=1, le=10_000)
 
     # -- the national-interface door (gateway.fsi, docs/national-interface.md) ------------------
     # Where the door listens: under /fsi/, one URL for every infno (most HIS clients), the
