@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from loadtest.bench import auth, crypto, issuance, settle
+from loadtest.bench import auth, crypto, demo, issuance, settle
 
 Runner = Callable[[argparse.Namespace], dict[str, Any]]
 AddArguments = Callable[[argparse.ArgumentParser], None]
@@ -35,6 +35,12 @@ BENCHES: dict[str, tuple[str, Runner, AddArguments]] = {
         "HTTP against `python -m gateway serve` (time, server and bench peak RSS)",
         issuance.run,
         issuance.add_arguments,
+    ),
+    "demo": (
+        "`python -m gateway serve` on an empty data directory (the demo world loaded) against "
+        "a restart on the filled one",
+        demo.run,
+        demo.add_arguments,
     ),
 }
 
