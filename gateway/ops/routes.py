@@ -18,7 +18,7 @@ from aiohttp import web
 
 from dbkit import BEIJING
 from gateway import metrics
-from gateway.errors import ErrorCode, GatewayError
+from gateway.errors import ErrorCode, GatewayError, codes_named
 from gateway.ops import drilldown
 from gateway.ops.access import authorize
 from gateway.ops.counters import read_counters
@@ -209,8 +209,7 @@ OPS_ROUTES: Final[tuple[Route, ...]] = (
         tags=_TAGS,
         signed=False,
         errors=(
-            ErrorCode.OPS_UNAUTHORIZED,
-            ErrorCode.OPS_TOO_MANY_WRONG_TOKENS,
+            *codes_named("OPS_"),
             ErrorCode.VALIDATION_FAILED,
             ErrorCode.DB_UNAVAILABLE,
         ),
@@ -231,8 +230,7 @@ OPS_ROUTES: Final[tuple[Route, ...]] = (
         tags=_TAGS,
         signed=False,
         errors=(
-            ErrorCode.OPS_UNAUTHORIZED,
-            ErrorCode.OPS_TOO_MANY_WRONG_TOKENS,
+            *codes_named("OPS_"),
             ErrorCode.VALIDATION_FAILED,
             ErrorCode.DB_UNAVAILABLE,
         ),
