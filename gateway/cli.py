@@ -1,4 +1,6 @@
-"""Command line: ``python -m gateway serve | db upgrade | db current | db revision``.
+"""Command line: ``python -m gateway serve | db upgrade | db current | db revision | admin …``.
+
+``admin crl import FILE | list | demo-write``: card CRLs (gateway.card_auth.crl_admin).
 
 Flags override the TOML file and GATEWAY_* environment (see gateway.settings). Exit codes:
 0 success, 1 runtime failure, 2 invalid configuration or usage.
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.card_auth.crl_admin import add_crl_commands, run_crl_command
 from gateway.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
@@ -45,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     revision.add_argument("-m", "--message", required=True)
     revision.add_argument("--branch", default="gateway", help="migration source (branch)")
     revision.add_argument("--autogenerate", action="store_true")
+    admin = commands.add_parser("admin", help="administration of a running deployment")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    add_crl_commands(admin_commands, _settings_flags)
     return parser
 
 
@@ -66,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.serve import serve
 
         return serve(settings)
+    if args.command == "admin":
+        return run_crl_command(args, settings)
     return _db(args, settings)
 
 

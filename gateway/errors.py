@@ -95,6 +95,8 @@ class ErrorCode(StrEnum):
     CARD_NOT_ACTIVATED = "CARD_NOT_ACTIVATED"
     LEGACY_PERIOD_OVER = "LEGACY_PERIOD_OVER"
     CARD_GENERATION_MISMATCH = "CARD_GENERATION_MISMATCH"
+    # the card PKI's revocation list (gateway.card_auth.revocation)
+    CARD_CERT_REVOKED = "CARD_CERT_REVOKED"
     # the card's own proof
     CARD_SIGNATURE_INVALID = "CARD_SIGNATURE_INVALID"
     CRYPTOGRAM_INVALID = "CRYPTOGRAM_INVALID"
@@ -501,6 +503,17 @@ ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType(
             f"The terminal treated a new card as an old one or the reverse. {_READ_AGAIN} "
             f"{_CALL_IT}",
             f"终端把新卡当成旧卡或把旧卡当成新卡处理。{_READ_AGAIN_ZH}{_CALL_IT_ZH}",
+        ),
+        # The card PKI's CRL lists the certificate (gateway.card_auth.revocation); beside the
+        # registry's CARD_LOST / CARD_SUPERSEDED, for a card the issuer revoked by certificate.
+        ErrorCode.CARD_CERT_REVOKED: ErrorSpec(
+            403,
+            "Card certificate revoked",
+            "The card issuer has revoked this card's certificate, so the card cannot be "
+            "accepted. Do not accept it; the holder can ask about a replacement at a service "
+            "bank or community service centre (962222).",
+            "发卡机构已吊销该卡的证书，该卡不能受理，请勿受理。持卡人可到服务银行或社区事务受理服务"
+            "中心咨询补换卡（962222）。",
         ),
         ErrorCode.CARD_SIGNATURE_INVALID: ErrorSpec(
             401,

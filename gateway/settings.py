@@ -127,6 +127,12 @@ class Settings(BaseModel):
     legacy_master_key_file: Path | None = None
     # Verified card certificates remembered per worker (bounded LRU, by SM3 fingerprint).
     card_cert_cache_max_entries: int = Field(50_000, ge=1, le=10_000_000)
+    # Imported card CRLs (gateway.card_auth.revocation): each worker re-reads which list is in
+    # force this often, so a certificate revoked by an import is refused everywhere within it.
+    card_crl_refresh_s: float = Field(30.0, gt=0, le=3600)
+    # Most revoked serials one CRL may list (each worker keeps them all in memory, ~100 bytes
+    # each); an import over it is refused. sscard.certs bounds a CRL at 500,000 entries.
+    card_crl_max_entries: int = Field(200_000, ge=1, le=500_000)
 
     # -- settlement -----------------------------------------------------------------------------
     # Institution codes (comma-separated) whose terminals are operations terminals of the
