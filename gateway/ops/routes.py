@@ -105,7 +105,7 @@ def _day(call: Call[Any]) -> dt.date:
 
 
 async def ops_summary(call: Call[None]) -> web.Response:
-    authorize(call.request)
+    await authorize(call.request)
     day = _day(call)
     # Multiprocess mode reads one file per worker: off the event loop, as /metrics does.
     exposition = await asyncio.get_running_loop().run_in_executor(None, metrics.render_latest)
@@ -149,7 +149,7 @@ def _hour(call: Call[Any]) -> int | None:
 
 
 async def settlements_by_institution(call: Call[None]) -> web.Response:
-    authorize(call.request)
+    await authorize(call.request)
     scope = drilldown.Scope(
         day=_day(call),
         route=_choice(call, "route", drilldown.ROUTES),
