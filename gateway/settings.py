@@ -245,10 +245,20 @@ class Settings(BaseModel):
             _check_programme_file(self.issuance_programme_file)
         if self.db_url and not self.db_url.startswith(("sqlite", "postgresql")):
             raise ValueError("db_url must be a sqlite:/// or postgresql+psycopg:// URL")
-        if self.redis_url:
-            _check_redis_url(self.redis_url)
-        _check_trusted_proxies(self.trusted_proxies)
         return self
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_syntax(cls, value: str) -> str:
+        if value:
+            _check_redis_url(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies_cidrs(cls, value: str) -> str:
+        _check_trusted_proxies(value)
+        return value
 
     @property
     def database_url(self) -> str:

@@ -91,10 +91,12 @@ class TerminalLimits:
 
     async def sync(self, now_s: float) -> None:
         """Spend what was admitted from the shared buckets; block the terminals in debt."""
-        if self.store is None or not self._admitted:
+        if self.store is None or not (self._admitted or self._blocked):
             return
         admitted, self._admitted = self._admitted, {}
-        items = list(admitted.items())
+        # The terminals this worker refuses are read again too (cost 0): another worker may
+        # have deepened their debt, or the refill paid it.
+        items = list(admitted.items()) + [(k, 0) for k in self._blocked if k not in admitted]
         balances = await self.store.spend(
             self.spec, [(key, float(count)) for key, count in items], int(now_s * 1000)
         )
