@@ -108,12 +108,27 @@ def _import(path: Path, settings: Settings, engine: Engine) -> int:
         now = dt.datetime.fromtimestamp(int(time.time()), dt.UTC)
         with Session(for_writes(engine)) as session, session.begin():
             done = import_crl(
-                session, crl, trust, now=now, max_entries=settings.card_crl_max_entries
+                session,
+                crl,
+                trust,
+                now=now,
+                max_entries=settings.card_crl_max_entries,
+                actor=_cli_actor(),
             )
     except CrlImportRefused as exc:
         return _refused(exc)
     _print_imported(done, settings)
     return 0
+
+
+def _cli_actor() -> str:
+    """``cli:<login>`` for the audit row: who ran the command on this host."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"[:64]
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME (a bare container)
+        return "cli:unknown"
 
 
 def _refused(exc: CrlImportRefused) -> int:

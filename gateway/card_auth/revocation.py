@@ -52,6 +52,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from gateway.audit import SUBJECT_MAX, record_audit
 from gateway.card_auth.trust import TrustAnchors
 from gateway.db import Database
 from gateway.errors import ErrorCode, GatewayError
@@ -205,10 +206,13 @@ def import_crl(
     *,
     now: dt.datetime,
     max_entries: int,
+    actor: str = "cli:unknown",
+    source: str = "cli",
 ) -> CrlImported:
     """A write unit: check ``crl`` (:func:`check_crl`), then make it the issuer's list in
-    force, replacing the previous one's entries in the same transaction. Raises
-    CrlImportRefused (CRL_STALE when it is not newer than the list in force)."""
+    force, replacing the previous one's entries and appending an audit row (``crl.import``,
+    gateway.audit) in the same transaction. Raises CrlImportRefused (CRL_STALE when it is not
+    newer than the list in force); a refusal and a no-op write nothing."""
     ca = check_crl(crl, trust, at=now, max_entries=max_entries)
     key = issuer_key(crl.issuer_der)
     current = session.execute(
@@ -260,6 +264,22 @@ def import_crl(
         session.execute(insert(CardCrl).values(issuer_sm3=key, **values))
     else:
         session.execute(update(CardCrl).where(CardCrl.issuer_sm3 == key).values(**values))
+    record_audit(
+        session,
+        actor=actor,
+        action="crl.import",
+        subject=f"crl:{summary.issuer}"[:SUBJECT_MAX],
+        changes={
+            # Numbers as text: a cRLNumber may be 20 octets, beyond a JSON reader's integers.
+            "crl_number": [None if previous is None else str(previous), str(crl.crl_number)],
+            "entries_count": len(rows),
+            "issuer_sm3": key,
+            "crl_sm3": crl.fingerprint.hex(),
+            "next_update": crl.next_update.isoformat(),
+        },
+        source=source,
+        at_ms=_ms(now),
+    )
     return summary
 
 

@@ -7,6 +7,7 @@ Runs on SQLite and (mark ``postgres``) PostgreSQL through the shared ``db_url`` 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from gateway import cli
 from gateway.app import create_app
+from gateway.audit import list_audit
 from gateway.card_auth.revocation import (
     CardCrl,
     CardRevokedSerial,
@@ -236,9 +238,27 @@ def test_a_list_signed_by_the_root_is_accepted_for_the_root(
 def test_the_list_in_force_imported_again_is_a_no_op(registry: Engine, clock: FakeClock) -> None:
     crl = demo_crl(clock, NEW_ACTIVE, number=3)
     assert do_import(registry, crl, clock).changed
-    before = table_state(registry)
+    before = table_state(registry), audit_rows(registry)
     assert not do_import(registry, crl, clock).changed
-    assert table_state(registry) == before
+    assert (table_state(registry), audit_rows(registry)) == before
+
+
+def audit_rows(engine: Engine) -> list[Any]:
+    with Session(engine) as session:
+        return list_audit(session, limit=100)
+
+
+def test_an_import_is_audited_and_a_refusal_is_not(registry: Engine, clock: FakeClock) -> None:
+    do_import(registry, demo_crl(clock, NEW_ACTIVE, number=3), clock)
+    with pytest.raises(CrlImportRefused):
+        do_import(registry, demo_crl(clock, number=2), clock)
+    (row,) = audit_rows(registry)
+    assert row.action == "crl.import"
+    assert row.actor == "cli:unknown"
+    assert row.subject.startswith("crl:Shanghai SSC Demo Issuing CA")
+    changes = json.loads(row.changes)
+    assert changes["crl_number"] == [None, "3"]
+    assert changes["entries_count"] == 1
 
 
 def test_malformed_bytes_are_refused_with_a_code() -> None:
