@@ -15,6 +15,7 @@ few ms under NTP; a negative elapsed time counts as zero).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -95,31 +96,42 @@ class GuardBucket(GatewayBase):
 def _spend_unit(
     session: Session, spec: BucketSpec, costs: Sequence[tuple[str, float]], now_ms: int
 ) -> list[float]:
-    """A write unit: one INSERT … ON CONFLICT DO UPDATE … RETURNING for the whole batch."""
+    """A write unit: one INSERT … ON CONFLICT DO UPDATE … RETURNING, executed for the whole
+    batch at once (SQLAlchemy's insertmanyvalues: one statement, compiled once per spec)."""
     assert 1 <= len(costs) <= MAX_BATCH
-    table = GuardBucket.__table__
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    rate_per_ms = spec.refill_per_s / 1000
-    cap, floor = spec.capacity, -spec.capacity
+    stmt = _spend_statement(session.get_bind().dialect.name, spec)
+    floor = -spec.capacity
     rows = [
-        {"scope": spec.scope, "key": key, "tokens": max(floor, cap - cost), "updated_ms": now_ms}
+        {
+            "scope": spec.scope,
+            "key": key,
+            "tokens": max(floor, spec.capacity - cost),
+            "updated_ms": now_ms,
+        }
         for key, cost in costs
     ]
-    stmt = module.insert(table).values(rows)
+    # RETURNING's row order is not promised: match the balances back by key.
+    balances = {key: float(tokens) for key, tokens in session.execute(stmt, rows).all()}
+    return [balances[key] for key, _ in costs]
+
+
+@functools.lru_cache(maxsize=16)
+def _spend_statement(dialect: str, spec: BucketSpec) -> Any:
+    table = GuardBucket.__table__
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table)
     old, new = table.c, stmt.excluded
-    # excluded.tokens is cap - cost for the row as inserted: the cost is cap - excluded.tokens.
-    elapsed = _case(old.updated_ms < now_ms, now_ms - old.updated_ms, 0)
+    cap, floor, rate_per_ms = spec.capacity, -spec.capacity, spec.refill_per_s / 1000
+    # The inserted row carries now (updated_ms) and cap - cost (tokens): the existing row is
+    # refilled up to now, capped, then charged the cost, and floored at -capacity.
+    elapsed = _case(old.updated_ms < new.updated_ms, new.updated_ms - old.updated_ms, 0)
     refilled = old.tokens + elapsed * rate_per_ms
     capped = _case(refilled > cap, cap, refilled)
     spent = capped - (cap - new.tokens)
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[old.scope, old.key],
-        set_={"tokens": _case(spent < floor, floor, spent), "updated_ms": now_ms},
+        set_={"tokens": _case(spent < floor, floor, spent), "updated_ms": new.updated_ms},
     ).returning(old.key, old.tokens)
-    # RETURNING's row order is not promised: match the balances back by key.
-    balances = {key: float(tokens) for key, tokens in session.execute(stmt).all()}
-    return [balances[key] for key, _ in costs]
 
 
 def _case(condition: Any, then: Any, otherwise: Any) -> Any:
