@@ -146,7 +146,7 @@ class Settings(BaseModel):
     # Imported card CRLs (gateway.card_auth.revocation): each worker re-reads which list is in
     # force this often, so a certificate revoked by an import is refused everywhere within it.
     card_crl_refresh_s: float = Field(30.0, gt=0, le=3600)
-    # Most revoked serials one CRL may list (each worker keeps them all in memory, ~100 bytes
+    # Most revoked serials one CRL may list (each worker keeps them all in memory, ~90 bytes
     # each); an import over it is refused. sscard.certs bounds a CRL at 500,000 entries.
     card_crl_max_entries: int = Field(200_000, ge=1, le=500_000)
 

@@ -22,7 +22,7 @@ issuer's revoked serials in memory and re-reads the small ``card_crls`` table ev
 ``card_crl_refresh_s`` seconds (a background task), reloading an issuer's serials only when
 its list changed. So a certificate revoked by an import is refused by every worker within
 that TTL. The set is bounded: at most ``card_crl_max_entries`` serials per issuer, which the
-import enforces (each serial ~100 bytes of memory per worker).
+import enforces (each serial ~90 bytes of memory per worker, measured: 18 MB at 200,000).
 
 When a CRL in force passes its ``nextUpdate`` and no newer one is imported, the gateway keeps
 using it (fail open: refusing every card of Shanghai because a file was not copied in time
