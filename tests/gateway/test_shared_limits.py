@@ -279,3 +279,36 @@ async def test_behind_a_trusted_proxy_one_client_is_locked_out_not_everyone(
     await assert_problem(forged, 429, "OPS_TOO_MANY_WRONG_TOKENS")
     clock.now_s += 30
     assert (await _summary(client, "198.51.100.7", **BEARER)).status == 200
+
+
+# --- the terminal limit through the signed-request path, two workers on one database --------
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"terminal_burst": 2, "terminal_rate_per_s": 0.5, "limits_sync_s": 60.0}],
+)
+async def test_two_workers_share_a_terminals_rate_limit(
+    app: Any, settings: Settings, clock: FakeClock, client: Client
+):
+    from aiohttp.test_utils import TestClient, TestServer
+    from gateway_testkit import Signer
+
+    from gateway.app import create_app
+    from gateway.state import RATE_LIMITS
+
+    async with TestClient(TestServer(create_app(settings, clock=clock))) as second:
+        workers = (client, second)
+        signers = [Signer(w, clock) for w in workers]
+        # Each worker answers from its own bucket until they compare notes: 2 + 2.
+        for signer in signers:
+            assert [(await signer.post()).status for _ in range(2)] == [200, 200]
+        for worker in (*workers, client):  # the first re-reads what the second added
+            await worker.app[RATE_LIMITS].sync(clock())
+        # The shared bucket is 2 in debt: both workers refuse, with the wait the debt takes.
+        for signer in signers:
+            refused = await signer.post()
+            await assert_problem(refused, 429, "RATE_LIMITED")
+            assert refused.headers["Retry-After"] == "6"  # (1 - (-2)) / 0.5 tokens a second
+        clock.now_s += 6
+        assert (await signers[1].post()).status == 200
