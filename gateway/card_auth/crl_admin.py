@@ -20,6 +20,7 @@ import argparse
 import datetime as dt
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,17 +40,18 @@ __all__ = ["add_crl_commands", "run_crl_command"]
 _DEMO_VALIDITY = dt.timedelta(days=7)
 
 
-def add_crl_commands(admin: Any, settings_flags: Any) -> None:
-    """Add ``crl`` and its subcommands to the ``admin`` subparsers."""
+def add_crl_commands(admin: Any, settings_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add ``crl`` and its subcommands to the ``admin`` subparsers (gateway.admin); the
+    settings flags go on every leaf."""
     crl = admin.add_parser("crl", help="card certificate revocation lists")
     commands = crl.add_subparsers(dest="crl_command", required=True)
     do_import = commands.add_parser("import", help="import a CRL of the pinned card PKI")
-    settings_flags(do_import, server=False)
+    settings_flags(do_import)
     do_import.add_argument("file", type=Path, metavar="FILE", help="the CRL (DER or PEM)")
     listing = commands.add_parser("list", help="the CRL in force for each CA")
-    settings_flags(listing, server=False)
+    settings_flags(listing)
     demo = commands.add_parser("demo-write", help="DEMO ONLY: a CRL of the demo issuing CA")
-    settings_flags(demo, server=False)
+    settings_flags(demo)
     demo.add_argument("out", type=Path, metavar="OUT", help="where to write the PEM")
     demo.add_argument("--revoke", type=int, nargs="*", default=[], metavar="M", help="demo cards")
     demo.add_argument("--crl-number", type=int, default=None, help="default: unix time")

@@ -1,8 +1,8 @@
 """Card certificate revocation: the CRL in force for each CA of the card PKI, and its entries
 (gateway.card_auth.revocation).
 
-Revision ID: gw0005
-Revises: gw0004
+Revision ID: gw0006
+Revises: gw0005
 Create Date: 2026-12-07
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "gw0005"
-down_revision: str | Sequence[str] | None = "gw0004"
+revision: str = "gw0006"
+down_revision: str | Sequence[str] | None = "gw0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

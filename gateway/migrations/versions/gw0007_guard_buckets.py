@@ -1,8 +1,8 @@
 """Shared limits: the token buckets every worker and replica spend from (gateway.limits.store),
 when no redis_url is set.
 
-Revision ID: gw0006
-Revises: gw0005
+Revision ID: gw0007
+Revises: gw0006
 Create Date: 2026-12-07
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "gw0006"
-down_revision: str | Sequence[str] | None = "gw0005"
+revision: str = "gw0007"
+down_revision: str | Sequence[str] | None = "gw0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
