@@ -456,6 +456,18 @@ class ErrorCode(StrEnum):
         f"The terminal treated a new card as an old one or the reverse. {_READ_AGAIN} {_CALL_IT}",
         f"终端把新卡当成旧卡或把旧卡当成新卡处理。{_READ_AGAIN_ZH}{_CALL_IT_ZH}",
     )
+    # The card PKI's CRL lists the certificate (gateway.card_auth.revocation): beside the
+    # registry's CARD_LOST / CARD_SUPERSEDED, a card the issuer revoked by its certificate.
+    CARD_CERT_REVOKED = ErrorSpec(
+        "CARD_CERT_REVOKED",
+        403,
+        "Card certificate revoked",
+        "The card issuer has revoked this card's certificate, so the card cannot be accepted. "
+        "Do not accept it; the holder can ask about a replacement at a service bank or "
+        "community service centre (962222).",
+        "发卡机构已吊销该卡的证书，该卡不能受理，请勿受理。持卡人可到服务银行或社区事务受理服务"
+        "中心咨询补换卡（962222）。",
+    )
     # the card's own proof
     CARD_SIGNATURE_INVALID = ErrorSpec(
         "CARD_SIGNATURE_INVALID",

@@ -538,6 +538,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "CARD_LOST",
             "CARD_SUPERSEDED",
             "CARD_REVOKED",
+            "CARD_CERT_REVOKED",
             "CARD_EXPIRED",
             "CARD_NOT_ACTIVATED",
             "LEGACY_PERIOD_OVER",
