@@ -29,6 +29,7 @@ from gateway.db import make_engine
 from gateway.db_metrics import MeasuredDatabase
 from gateway.fsi.door import at_fsi_path, fsi_context
 from gateway.housekeeping import roll_over_forever, sweep_nonces_forever
+from gateway.kek import resolve_keys
 from gateway.middleware import observe, problems
 from gateway.openapi import build_openapi
 from gateway.ops.access import ops_context
@@ -40,6 +41,7 @@ from gateway.state import (
     CLOCK,
     DATABASE,
     INFLIGHT,
+    KEY_RING,
     OPENAPI,
     RATE_LIMITS,
     SETTINGS,
@@ -98,11 +100,15 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     )
     try:
         await asyncio.to_thread(migrate.check_schema_current, engine)
+        # The KEK ring that opens terminal secrets (gateway.kek; the demo's is made here).
+        keys = await asyncio.to_thread(resolve_keys, settings)
         app[DATABASE] = db
+        app[KEY_RING] = keys.ring
         app[TERMINALS] = TerminalDirectory(
             db,
             ttl_s=settings.terminal_cache_ttl_s,
             max_entries=settings.terminal_cache_max_entries,
+            opener=keys.ring,
         )
         yield
     finally:

@@ -997,6 +997,57 @@ class ErrorCode(StrEnum):
         f"No uploaded file has this file number (file_qury_no). {_CALL_IT}",
         f"没有与该文件查询号（file_qury_no）对应的上传文件。{_CALL_IT_ZH}",
     )
+    # --- enrolment and keys at rest (gateway.enrolment, gateway.sealing; issue 14) ----------
+    # Answered to operators (gateway admin, the ops API), except KEK_UNAVAILABLE, which a
+    # terminal gets when its stored secret cannot be opened.
+    OPS_FORBIDDEN = ErrorSpec(
+        "OPS_FORBIDDEN",
+        403,
+        "Ops role may not do this",
+        "Your ops identity's role does not allow this. Ask a gateway administrator.",
+        "您的运维身份角色无权执行此操作。请联系网关管理员。",
+    )
+    ENROLMENT_CONFLICT = ErrorSpec(
+        "ENROLMENT_CONFLICT",
+        409,
+        "Already enrolled",
+        "Something with this id is enrolled already; nothing was changed. Choose another id, "
+        "or change the existing one.",
+        "该编号已登记，未作任何更改。请使用其他编号，或修改已有登记。",
+    )
+    ENROLMENT_NOT_FOUND = ErrorSpec(
+        "ENROLMENT_NOT_FOUND",
+        404,
+        "Not enrolled",
+        "No institution, terminal or ops identity has this id; nothing was changed.",
+        "没有该编号的机构、终端或运维身份，未作任何更改。",
+    )
+    ENROLMENT_INVALID = ErrorSpec(
+        "ENROLMENT_INVALID",
+        422,
+        "Enrolment refused",
+        "The enrolment was refused as given (see the detail); nothing was changed.",
+        "登记请求不符合要求（见详情），未作任何更改。",
+    )
+    KEK_UNAVAILABLE = ErrorSpec(
+        "KEK_UNAVAILABLE",
+        503,
+        "Secrets cannot be opened",
+        "The gateway cannot open this terminal's stored secret (no key-encryption key, or not "
+        "the one it was sealed with). Call the gateway operator.",
+        "网关无法解开本终端的存储密钥（未配置密钥加密密钥，或不是加密时所用的密钥）。"
+        "请联系网关运维。",
+        retry_after_s=60,
+    )
+    KEK_WRONG = ErrorSpec(
+        "KEK_WRONG",
+        409,
+        "Wrong key-encryption key",
+        "Some stored secrets were sealed under a key-encryption key this gateway does not hold; "
+        "nothing was changed. Configure that key (kek_previous_files) and try again.",
+        "部分存储密钥由本网关未持有的密钥加密密钥加密，未作任何更改。请配置该密钥"
+        "（kek_previous_files）后重试。",
+    )
 
 
 ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType({code: code.spec for code in ErrorCode})

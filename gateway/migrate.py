@@ -30,6 +30,7 @@ from gateway import audit as _audit_tables  # noqa: F401 - registers its tables
 from gateway import store
 from gateway.card_auth import tables as _card_auth_tables  # noqa: F401 - registers its tables
 from gateway.db import for_writes
+from gateway.enrolment import tables as _enrolment_tables  # noqa: F401 - registers its tables
 from gateway.fsi import store as fsi_store
 from settlement.crossprov import store as _crossprov_tables  # noqa: F401 - registers its tables
 

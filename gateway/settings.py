@@ -42,7 +42,7 @@ SQLITE_FILE_NAME: Final = "gateway.sqlite3"
 # A config file larger than this is certainly a mistake (a wrong path), not a config.
 CONFIG_MAX_BYTES: Final = 1024 * 1024
 # Values of these fields can carry credentials or key material: never echoed in errors.
-_SENSITIVE_FIELDS: Final = frozenset({"db_url", "demo_seed", "ops_token"})
+_SENSITIVE_FIELDS: Final = frozenset({"db_url", "demo_seed", "ops_token", "kek_hex"})
 # The ops token is a bearer secret: long enough that guessing it is hopeless (>= 128 bits of
 # randomness when made by `secrets.token_urlsafe(32)`), and plain enough for an HTTP header.
 OPS_TOKEN_MIN_CHARS: Final = 32
@@ -191,6 +191,21 @@ class Settings(BaseModel):
     # https://git.example.org/ssc-gateway/-/tree/main/docs): the front page (GET /) links to it.
     # Empty: the page names the files of the repository instead.
     docs_url: str = Field("", max_length=2048, pattern=r"^(https?://[\x21-\x7e]+)?$")
+
+    # -- keys at rest (gateway.sealing, docs/operations.md "Keys at rest and rewrap") -----------
+    # The key-encryption key that seals terminal secrets and institution keys in the database:
+    # a file of 64 hex digits (mode 0600, on the gateway's hosts, never beside a database
+    # backup), or the same digits in GATEWAY_KEK_HEX (kek_hex wins). Unset: in the demo world
+    # a random one is made in {data_dir}/kek; otherwise nothing can be enrolled and a sealed
+    # secret cannot be opened (its terminal answers 503 KEK_UNAVAILABLE).
+    kek_file: Path | None = None
+    kek_hex: str = Field("", max_length=128)
+    # KEKs being retired (files, comma-separated): they still OPEN secrets, never seal them,
+    # so `gateway admin rewrap` can move every secret to kek_file with no downtime.
+    kek_previous_files: str = Field("", max_length=4096)
+    # After `gateway admin terminal rotate`, the previous secret is still accepted this long
+    # (a terminal fleet is reconfigured in that window); then only the new one.
+    terminal_secret_overlap_s: int = Field(86_400, ge=0, le=30 * 86_400)
 
     # -- demo world (DEMO ONLY) -----------------------------------------------------------------
     # auto: load into an empty embedded (SQLite) database only; on: also into other databases;

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.db import Database
 from gateway.rate_limit import TokenBuckets
+from gateway.sealing import KeyRing
 from gateway.settings import Settings
 from gateway.terminals import TerminalDirectory
 
@@ -21,6 +22,7 @@ __all__ = [
     "DATABASE",
     "ERROR_CODE",
     "INFLIGHT",
+    "KEY_RING",
     "OPENAPI",
     "RATE_LIMITS",
     "REQUEST_ID",
@@ -46,6 +48,8 @@ DATABASE: Final = web.AppKey("database", Database)
 TERMINALS: Final = web.AppKey("terminals", TerminalDirectory)
 RATE_LIMITS: Final = web.AppKey("rate_limits", TokenBuckets)
 INFLIGHT: Final = web.AppKey("inflight", InflightCount)
+# This worker's KEK ring (gateway.kek): None when no KEK is configured (nothing can be sealed).
+KEY_RING: Final = web.AppKey[KeyRing | None]("key_ring")
 # The OpenAPI document, built once from the route table at app creation.
 OPENAPI: Final = web.AppKey[dict[str, Any]]("openapi")
 

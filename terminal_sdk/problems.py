@@ -474,6 +474,11 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "TERMINAL_ID_TOO_LONG",
             "CARD_GENERATION_MISMATCH",
             "IDEMPOTENCY_KEY_MISSING",
+            # the ops API's enrolment (an operator's tool, not a terminal's)
+            "ENROLMENT_CONFLICT",
+            "ENROLMENT_NOT_FOUND",
+            "ENROLMENT_INVALID",
+            "KEK_WRONG",
             # The national-interface door (gateway.fsi): the HIS software or its setup.
             "FSI_ENVELOPE_INVALID",
             "FSI_INFNO_UNSUPPORTED",
@@ -495,7 +500,11 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
         ),
         # OPS_TOO_MANY_WRONG_TOKENS: the ops token's brute-force guard (429, Retry-After 60).
         GatewayBusy: ("RATE_LIMITED", "OVERLOADED", "DB_UNAVAILABLE", "OPS_TOO_MANY_WRONG_TOKENS"),
-        ServiceNotConfigured: ("CARD_AUTH_UNAVAILABLE", "ISSUING_CA_UNAVAILABLE"),
+        ServiceNotConfigured: (
+            "CARD_AUTH_UNAVAILABLE",
+            "ISSUING_CA_UNAVAILABLE",
+            "KEK_UNAVAILABLE",
+        ),
         HubUnavailable: ("HUB_UNAVAILABLE",),
         HubOutcomeUnknown: ("HUB_OUTCOME_UNKNOWN",),
         FilingRequired: ("FILING_REQUIRED",),
@@ -575,6 +584,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "ISSUANCE_FORBIDDEN",
             "INSTITUTION_KIND_NOT_ALLOWED",
             "RECONCILIATION_FORBIDDEN",
+            "OPS_FORBIDDEN",  # an ops identity whose role may not do this
         ),
         # issuance.errors' service codes (gateway.issuance_api).
         IllegalTransition: ("ILLEGAL_TRANSITION",),

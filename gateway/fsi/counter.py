@@ -28,7 +28,16 @@ from gateway.fsi.answers import (
     settled_answer,
     visit_date,
 )
-from gateway.fsi.calls import FsiCall, InputModel, guarded, ok, parse_input, run, run_work
+from gateway.fsi.calls import (
+    FsiCall,
+    InputModel,
+    guarded,
+    ok,
+    parse_input,
+    run,
+    run_estimate,
+    run_work,
+)
 from gateway.fsi.envelope import parse_time, yuan
 from gateway.fsi.inputs import CardInput, FeeLineIn, fee_lines, optional_fen
 from gateway.fsi.presence import CardAtCounter
@@ -192,7 +201,7 @@ async def pharmacy_pre_settle(call: FsiCall) -> Stored:
         )
         return at_counter.estimate(read, lines.claim)
 
-    return await run_work(
+    return await run_estimate(
         call,
         work,
         partial(estimate_answer, call=call, psn_no=body.psn_no, medfee_fen=medfee, mdtrt_id=None),
@@ -468,7 +477,7 @@ async def registered_pre_settle(call: FsiCall) -> Stored:
         )
         return at_counter.estimate(read.read, read.lines)
 
-    return await run_work(
+    return await run_estimate(
         call,
         work,
         partial(

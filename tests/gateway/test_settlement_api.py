@@ -6,6 +6,7 @@ PostgreSQL through the shared ``db_url`` fixture. After every test the ledger su
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -691,3 +692,26 @@ async def test_concurrent_settlements_never_overdraw(
     assert end >= 0
     assert start - end == paid_fen
     assert len({body["setl_id"] for body in bodies}) == 12
+
+
+@pytest.mark.parametrize(("rows", "status"), [(2_000, 200), (2_001, 422)])
+async def test_3202_takes_the_promised_2000_rows_of_the_longest_form(
+    till: Till, rows: int, status: int
+):
+    # 40-character setl_ids of astral characters, sent as \\u escapes (12 bytes each): the
+    # longest JSON a row can be, so the body is as large as 2,000 valid rows can make it.
+    def setl_id(n: int) -> str:
+        return "".join(chr(0x1D7D8 + int(digit)) for digit in f"{n:040d}")
+
+    details = [{"setl_id": setl_id(n), **ADDS_UP} for n in range(rows)]
+    body = json.dumps({"clr_type": "11", "stmt_date": TODAY, "details": details}).encode()
+    assert len(body) > 1024 * 1024  # far above the 64 KiB default body limit
+    response = await till.post("/v1/reconciliation/details", body)
+    if status == 422:
+        await assert_problem(response, 422, "VALIDATION_FAILED")
+        return
+    assert response.status == 200, await response.text()
+    result = await response.json()
+    assert result["difference_count"] == 2_000  # none of them is the gateway's
+    assert len(result["differences"]) == 1_000  # the answer lists the first 1,000
+    assert {d["reason"] for d in result["differences"]} == {"missing_at_gateway"}
