@@ -166,6 +166,8 @@ class ErrorCode(StrEnum):
     FSI_DECRYPT_FAILED = "FSI_DECRYPT_FAILED"
     FSI_INF_TIME_STALE = "FSI_INF_TIME_STALE"
     FSI_FILE_NOT_FOUND = "FSI_FILE_NOT_FOUND"
+    FSI_FILE_INVALID = "FSI_FILE_INVALID"
+    FILING_NOT_FOUND = "FILING_NOT_FOUND"
 
 
 @dataclass(frozen=True, slots=True)
@@ -936,6 +938,21 @@ ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType(
             "File not found",
             f"No uploaded file has this file number (file_qury_no). {_CALL_IT}",
             f"没有与该文件查询号（file_qury_no）对应的上传文件。{_CALL_IT_ZH}",
+        ),
+        ErrorCode.FSI_FILE_INVALID: ErrorSpec(
+            422,
+            "File refused",
+            "The file cannot be used: too large, too many rows, not in the documented form, or "
+            "its rows do not add up to the totals sent. Export the file again and send it "
+            "again.",
+            "文件无法使用：过大、行数过多、格式不符，或明细合计与所报总额不一致。请重新导出文件后再发送。",
+        ),
+        ErrorCode.FILING_NOT_FOUND: ErrorSpec(
+            404,
+            "Filing not found",
+            "This institution registered no filing (备案) with that number for this person. "
+            "Check the number (trt_dcla_detl_sn).",
+            "本机构没有为该人员登记该编号的备案。请核对备案流水号（trt_dcla_detl_sn）。",
         ),
     }
 )

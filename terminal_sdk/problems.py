@@ -476,6 +476,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "TERMINAL_ID_TOO_LONG",
             "CARD_GENERATION_MISMATCH",
             "IDEMPOTENCY_KEY_MISSING",
+            "FSI_FILE_INVALID",
         ),
         RouteUnavailable: ("NOT_FOUND", "METHOD_NOT_ALLOWED"),
         TerminalRejected: (
@@ -550,6 +551,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "ADMISSION_NOT_FOUND",
             "ADMISSION_CLOSED",
             "ADMISSION_OTHER_PERSON",
+            "FILING_NOT_FOUND",
         ),
         SettlementNotFound: ("SETTLEMENT_NOT_FOUND",),
         SettlementAlreadyCancelled: ("SETTLEMENT_ALREADY_CANCELLED",),
