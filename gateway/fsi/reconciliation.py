@@ -96,6 +96,7 @@ class TotalsInput(InputModel):
     fund_pay_sumamt: Any
     acct_pay: Any
     psn_cash_pay: Any = None
+    cash_payamt: Any = None  # the cash total's name in some clients' 3201/3202
     fixmedins_setl_cnt: Any
 
 
@@ -131,7 +132,8 @@ async def totals(call: FsiCall) -> Stored:
     acct = to_fen(body.acct_pay, "acct_pay")
     # The spec's 3201 has no cash total: it is what the fund and the account did not pay.
     cash = medfee - fund - acct
-    if body.psn_cash_pay is not None and to_fen(body.psn_cash_pay, "psn_cash_pay") != cash:
+    sent_cash = body.psn_cash_pay if body.psn_cash_pay is not None else body.cash_payamt
+    if sent_cash not in (None, "") and to_fen(sent_cash, "psn_cash_pay") != cash:
         raise GatewayError(
             ErrorCode.FSI_AMOUNT_MISMATCH,
             "medfee_sumamt is not fund_pay_sumamt + acct_pay + psn_cash_pay",
@@ -180,6 +182,8 @@ class DetailsInput(InputModel):
     medfee_sumamt: Any = None
     fund_pay_sumamt: Any = None
     acct_pay: Any = None
+    cash_payamt: Any = None
+    psn_cash_pay: Any = None
     fixmedins_setl_cnt: Any = None
     detail: list[DetailRowIn] | None = Field(None, max_length=MAX_INLINE_ROWS)
 
@@ -266,6 +270,8 @@ def _check_sums(body: DetailsInput, rows: Sequence[tuple[str, Figures]]) -> None
         ("medfee_sumamt", body.medfee_sumamt, sum(f.medfee_sumamt for _, f in rows)),
         ("fund_pay_sumamt", body.fund_pay_sumamt, sum(f.fund_pay_sumamt for _, f in rows)),
         ("acct_pay", body.acct_pay, sum(f.acct_pay for _, f in rows)),
+        ("cash_payamt", body.cash_payamt, sum(f.psn_cash_pay for _, f in rows)),
+        ("psn_cash_pay", body.psn_cash_pay, sum(f.psn_cash_pay for _, f in rows)),
     )
     for name, value, total in sent:
         if value is not None and value != "" and to_fen(value, name) != total:

@@ -74,6 +74,7 @@ def _totals(infos: list[dict[str, Any]], **over: Any) -> dict[str, Any]:
         "medfee_sumamt": f"{sum(i['medfee_sumamt'] for i in infos):.2f}",
         "fund_pay_sumamt": sum(i["fund_pay_sumamt"] for i in infos),
         "acct_pay": f"{sum(i['acct_pay'] for i in infos):.2f}",
+        "cash_payamt": f"{sum(i['psn_cash_pay'] for i in infos):.2f}",
         "fixmedins_setl_cnt": len(infos), **over,
     }}  # fmt: skip
 
@@ -119,7 +120,7 @@ async def test_totals_and_details_match_like_v1(his: His, world: Engine, signer:
     assert v1_body["gateway"]["count"] == matched["gateway"]["fixmedins_setl_cnt"]
     assert v1_body["gateway"]["medfee_sumamt"] == round(matched["gateway"]["medfee_sumamt"] * 100)
     # Off by a fen: a mismatch, answered with the gateway's figures.
-    off = await his.ok("3201", _totals([first, second], acct_pay="0.01"))
+    off = await his.ok("3201", _totals([first, second], acct_pay="0.01", cash_payamt=None))
     assert off["stmtinfo"]["stmt_rslt"] == "1"
     # 3202 by a file uploaded with 9101: plain text with a header, then zipped.
     text = ("setl_id\tmdtrt_id\tpsn_no\tmedfee_sumamt\tfund_pay_sumamt\tacct_pay\trefd_setl_flag\n"
@@ -215,6 +216,8 @@ def _header(**over: Any) -> dict[str, Any]:
         # the file's rows do not add up to what the header says
         ("3202", lambda i, f: _header(file_qury_no=f, medfee_sumamt="0.01"), FILE),
         ("3202", lambda i, f: _header(file_qury_no=f, fixmedins_setl_cnt=2), FILE),
+        ("3202", lambda i, f: _header(file_qury_no=f, cash_payamt=i["psn_cash_pay"] + 1), FILE),
+        ("3201", lambda i, f: _totals([i], cash_payamt="0.01"), "FSI_AMOUNT_MISMATCH"),
     ],
 )  # fmt: skip
 async def test_bad_input_is_refused_and_writes_nothing(
