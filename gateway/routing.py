@@ -33,7 +33,7 @@ Everything that goes wrong raises GatewayError; gateway.middleware renders it.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Annotated, Any, Final, Generic, TypeVar
@@ -43,12 +43,21 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.errors import ErrorCode, GatewayError
+from gateway.errors import ErrorCode, GatewayError, codes_of
 from gateway.state import CLOCK, DATABASE, INFLIGHT, RATE_LIMITS, SETTINGS, TERMINALS
 from gateway.store import TerminalRecord, consume_nonce
 from sscard import terminal_auth as ta
 
-__all__ = ["Call", "NonceClaim", "RequestModel", "Route", "Text", "add_routes"]
+__all__ = [
+    "Call",
+    "ErrorList",
+    "NonceClaim",
+    "RequestModel",
+    "Route",
+    "Text",
+    "add_routes",
+    "allowed_methods",
+]
 
 BodyT = TypeVar("BodyT")
 
@@ -142,6 +151,10 @@ _AUTH_ERRORS: Final = (
 )
 
 
+# A route's ``errors``: the gateway's own codes and the domain error classes its handler raises.
+ErrorList = tuple[str | type[BaseException], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     method: str
@@ -161,8 +174,11 @@ class Route:
     # Counted against max_inflight_requests. Probes and scrapes are not: under overload the
     # process is still alive and its metrics still matter.
     bounded: bool = True
-    # Domain error codes the handler itself may raise (the pipeline's codes are derived).
-    errors: tuple[str, ...] = ()
+    # What the handler itself may raise (the pipeline's codes are derived): the domain error
+    # classes its use case raises, each standing for its registered codes and its subclasses'
+    # (gateway.errors.codes_of, expanded when the codes are asked for, so a subclass defined
+    # in a module imported later still counts), and the gateway's own codes.
+    errors: ErrorList = ()
     # The handler inserts the request nonce in its own first write unit (module docstring).
     nonce_in_handler: bool = False
     # This route's body limit; None: the max_body_bytes setting. Only for routes that take
@@ -183,18 +199,63 @@ class Route:
             codes.append(ErrorCode.INSTITUTION_KIND_NOT_ALLOWED)
         if self.request_model is not None:
             codes.extend(_BODY_ERRORS)
-        codes.extend(self.errors)
+        for error in self.errors:
+            codes.extend((error,) if isinstance(error, str) else codes_of(error))
+        if "{" in self.path:
+            # A path value the handler cannot take (not an id it issued, not the form the
+            # route's parameter has) is an address the gateway does not have.
+            codes.append(ErrorCode.NOT_FOUND)
         codes.append(ErrorCode.INTERNAL)
         return tuple(dict.fromkeys(codes))
 
 
 def add_routes(router: web.UrlDispatcher, routes: Sequence[Route]) -> None:
-    seen: set[tuple[str, str]] = set()
+    """Register the routes, one resource per path, each answering every method (RFC 9110):
+
+    - HEAD wherever GET is, through the same pipeline (aiohttp sends the headers, not the body);
+    - OPTIONS: 204 with ``Allow``, no credential (it names methods, nothing else);
+    - any other method: 405 METHOD_NOT_ALLOWED with ``Allow``.
+
+    ``Allow`` lists exactly this path's methods. Left to aiohttp, a wrong method's 405 would
+    list the union of every resource matching the URL: ``/v1/settlements/pre-settle`` also
+    matches ``/v1/settlements/{setl_id}``, so it answered ``Allow: GET,POST``.
+    """
+    by_path: dict[str, dict[str, Route]] = {}
     for route in routes:
-        key = (route.method, route.path)
-        assert key not in seen, f"duplicate route {key}"
-        seen.add(key)
-        router.add_route(route.method, route.path, partial(_dispatch, route), name=None)
+        methods = by_path.setdefault(route.path, {})
+        assert route.method not in methods, f"duplicate route {(route.method, route.path)}"
+        methods[route.method] = route
+    for path, methods in by_path.items():
+        allow = allowed_methods(methods)
+        resource = router.add_resource(path)
+        for method, route in methods.items():
+            resource.add_route(method, partial(_dispatch, route))
+        if "GET" in methods and "HEAD" not in methods:
+            resource.add_route("HEAD", partial(_dispatch, methods["GET"]))
+        if "OPTIONS" not in methods:
+            resource.add_route("OPTIONS", partial(_options, allow))
+        # Last: a catch-all route shadows any method registered after it.
+        resource.add_route("*", partial(_method_not_allowed, allow))
+
+
+def allowed_methods(methods: Iterable[str]) -> str:
+    """The ``Allow`` value for a path whose routes have these methods."""
+    names = set(methods) | {"OPTIONS"}
+    if "GET" in names:
+        names.add("HEAD")
+    return ", ".join(sorted(names))
+
+
+async def _options(allow: str, _request: web.Request) -> web.StreamResponse:
+    return web.Response(status=204, headers={"Allow": allow})
+
+
+async def _method_not_allowed(allow: str, _request: web.Request) -> web.StreamResponse:
+    raise GatewayError(
+        ErrorCode.METHOD_NOT_ALLOWED,
+        f"allowed here: {allow}",  # not the method itself: nothing the caller sent
+        headers={"Allow": allow},
+    )
 
 
 async def _dispatch(route: Route, request: web.Request) -> web.StreamResponse:

@@ -12,6 +12,11 @@ arithmetic, so a rejected claim changes nothing.
      │    │                                                     integer (fen), or above its bound
      │    ├── UnknownCatalogueCode       UNKNOWN_CATALOGUE_CODE item code not in the catalogue
      │    ├── TooManyLines               TOO_MANY_LINES         more claim lines than the bound
+     │    ├── ClaimEmpty                 CLAIM_EMPTY            no lines, or every line priced 0:
+     │    │                                                     nothing to settle
+     │    ├── ClaimAboveCounterLimit     CLAIM_ABOVE_COUNTER_LIMIT the total is above what the
+     │    │                                                     policy lets a counter settle for
+     │    │                                                     this visit type: manual review
      │    ├── InvalidVisit               INVALID_VISIT          unknown visit type or hospital level
      │    ├── InvalidPerson              INVALID_PERSON         no age / birth date, born after
      │    │                                                     the visit, unsupported 险种
@@ -42,6 +47,8 @@ arithmetic, so a rejected claim changes nothing.
      │                                                          (→ 422)
      ├── LedgerUnbalanced                LEDGER_UNBALANCED      a ledger transaction does not sum
      │                                                          to zero (a bug, never user input)
+     ├── RolloverNotDue                  ROLLOVER_NOT_DUE       a year-end roll-over asked for a
+     │                                                          year that has not ended (Beijing)
      └── HubError                        HUB_ERROR              through the national hub (a missing
           │                                                     filing is crossprov.filings'
           │                                                     FilingRequired)
@@ -76,6 +83,25 @@ class UnknownCatalogueCode(InvalidClaim):
 
 class TooManyLines(InvalidClaim):
     code = "TOO_MANY_LINES"
+
+
+class ClaimEmpty(InvalidClaim):
+    """Nothing to settle: no lines, or every line priced at 0. A settlement of 0 would post
+    an empty ledger transaction and count a visit that cost nothing."""
+
+    code = "CLAIM_EMPTY"
+
+
+class ClaimAboveCounterLimit(InvalidClaim):
+    """The claim's total is above the policy's counter limit for its visit type: it is not
+    settled at the counter but sent to the insurance office's manual review (人工审核)."""
+
+    code = "CLAIM_ABOVE_COUNTER_LIMIT"
+
+    def __init__(self, message: str, *, total_fen: int, limit_fen: int) -> None:
+        super().__init__(message)
+        self.total_fen = total_fen
+        self.limit_fen = limit_fen
 
 
 class InvalidVisit(InvalidClaim):
@@ -132,6 +158,10 @@ class CatalogueInvalid(SettlementError):
 
 class LedgerUnbalanced(SettlementError):
     code = "LEDGER_UNBALANCED"
+
+
+class RolloverNotDue(SettlementError):
+    code = "ROLLOVER_NOT_DUE"
 
 
 class PersonNotFound(SettlementError):

@@ -153,6 +153,5 @@ def stay_read(session: Session, *, at: AtCounter, admission_id: str, now: dt.dat
         session, at=at, admission_id=admission_id, discharge_date=None, now=now, lock=False
     )
     holdings = local_holdings(stay.holder, stay.discharge_date)
-    return StayRead(
-        CounterRead(stay.visit, holdings), stay_lines(session, stay.admission), stay.discharge_date
-    )
+    read = CounterRead(stay.visit, holdings, beijing_date(now).year)
+    return StayRead(read, stay_lines(session, stay.admission), stay.discharge_date)

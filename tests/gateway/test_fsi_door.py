@@ -24,7 +24,10 @@ LINE_B = {"med_list_codg": "DEMO-B-001", "cnt": "2", "pric": 30, "feedetl_sn": "
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"demo_world": "on"}  # the demo card PKI on every backend (PostgreSQL too)
+    # The demo PKI and legacy master key, so the terminal can authenticate the card. "auto"
+    # gives them only to an embedded SQLite database: PostgreSQL answered 503
+    # CARD_AUTH_UNAVAILABLE ("no card trust root") without this.
+    return {"demo_world": "on"}
 
 
 @pytest.fixture

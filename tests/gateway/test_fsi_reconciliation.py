@@ -268,3 +268,25 @@ async def test_upload_bounds(his: His, world: Engine, monkeypatch: pytest.Monkey
     assert refused_code(answer) == FILE
     assert "keeps 1 files" in answer["err_msg"]
     assert _written(world)["fsi_files"] == before["fsi_files"] + 1
+
+
+async def test_a_resent_upload_and_detail_answer_the_same(his: His, world: Engine) -> None:
+    """A 9101 or 3202 resent under its msgid (its answer lost) keeps one file, one run."""
+    info = await _outpatient(his)
+    upload = {"fsUploadIn": {"in": base64.b64encode(_row(info).encode()).decode(),
+                             "filename": "3202.txt"}}  # fmt: skip
+    msgid = his.msgid()
+    first = await his.post_raw(his.envelope("9101", upload, msgid=msgid))
+    before = _written(world)
+    again = await his.post_raw(his.envelope("9101", upload, msgid=msgid))
+    assert await again.text() == await first.text()
+    assert _written(world) == before
+    number = (await first.json())["output"]["file_qury_no"]
+    detail = _header(file_qury_no=number, clr_type="21")  # another clearing type: differences
+    msgid = his.msgid()
+    first = await his.post_raw(his.envelope("3202", detail, msgid=msgid))
+    assert (await first.json())["output"]["stmtinfo"]["stmt_rslt"] == "1"
+    before = _written(world)
+    again = await his.post_raw(his.envelope("3202", detail, msgid=msgid))
+    assert await again.text() == await first.text()
+    assert _written(world) == before

@@ -342,6 +342,15 @@ BAD_BODIES = [
     pytest.param(outpatient(_line() * 501), 422, "VALIDATION_FAILED", id="too-many-lines"),
     pytest.param(outpatient([]), 422, "VALIDATION_FAILED", id="no-lines"),
     pytest.param(outpatient(extra=1), 422, "VALIDATION_FAILED", id="unknown-field"),
+    # Lines the engine takes one by one, a claim it does not: all 0, or above the outpatient
+    # counter limit (50,000 yuan: two lines of 25,000.01 yuan).
+    pytest.param(outpatient(_line(unit_price_fen=0)), 422, "CLAIM_EMPTY", id="zero-claim"),
+    pytest.param(
+        outpatient(_line(unit_price_fen=2_500_001) * 2),
+        422,
+        "CLAIM_ABOVE_COUNTER_LIMIT",
+        id="above-counter-limit",
+    ),
     pytest.param(
         outpatient(visit_type="inpatient"), 422, "VISIT_TYPE_NOT_ALLOWED", id="inpatient-direct"
     ),

@@ -73,6 +73,7 @@ BRANCH = (
     "settlement.migrations.versions.st0006_remote_settlements_stay_index",
     "settlement.migrations.versions.st0007_registered_visits",
     "settlement.migrations.versions.st0008_admission_discharge_date",
+    "settlement.migrations.versions.st0009_year_end_rollover",
 )
 ST0005 = BRANCH.index("settlement.migrations.versions.st0005_admission_remote_discharge")
 
@@ -516,9 +517,10 @@ def test_create_all_also_installs_the_append_only_triggers(tmp_path: Path) -> No
     engine.dispose()
 
 
-def test_a_zero_claim_posts_an_empty_but_balanced_transaction() -> None:
-    result = run([ClaimLine("DEMO-A-001", 1, 0)], person=EMPLOYEE_30, day=LATER_DAY)
-    assert settlement_postings(result, psn_no="P", fixmedins_code="H") == []
+def test_a_zero_claim_is_refused_before_any_posting() -> None:
+    # A claim of 0 is not a settlement (CLAIM_EMPTY): nothing reaches the ledger.
+    with pytest.raises(errors.ClaimEmpty):
+        run([ClaimLine("DEMO-A-001", 1, 0)], person=EMPLOYEE_30, day=LATER_DAY)
 
 
 # --- recording and cancelling through the store ---------------------------------------------
