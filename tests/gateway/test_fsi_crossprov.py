@@ -92,3 +92,26 @@ async def test_a_registered_visit_of_a_person_insured_elsewhere_settles_through_
     assert cancelled["setlinfo"]["setl_id"] == settled["setl_id"]
     with Session(world) as session:
         assert session.scalar(select(RemoteSettlementRow.status)) is RemoteStatus.CANCELLED
+
+
+async def test_a_dropped_settle_through_the_hub_is_reversed_by_2601(
+    his: His, world: Engine
+) -> None:
+    registered = await his.ok(
+        "2201", {"data": {**card_input(), "begntime": f"{VISIT_DATE} 10:00:00"}}
+    )
+    mdtrt_id = registered["data"]["mdtrt_id"]
+    line = {"med_list_codg": "DEMO-A-002", "cnt": 1, "pric": 25, "mdtrt_id": mdtrt_id}
+    await his.ok("2204", {"feedetail": [line]})
+    dropped = his.msgid()
+    settle = {"data": {**card_input(), "mdtrt_id": mdtrt_id}}
+    await his.post_raw(his.envelope("2207", settle, msgid=dropped))  # its answer "lost"
+    reversal = his.envelope("2601", {"data": {"omsgid": dropped, "oinfno": "2207"}})
+    answer = await (await his.post_raw(reversal)).json()
+    assert answer["infcode"] == 0, answer["err_msg"]
+    assert "through the national hub" in answer["warn_msg"]
+    with Session(world) as session:
+        assert session.scalar(select(RemoteSettlementRow.status)) is RemoteStatus.CANCELLED
+    # Resent, the reversal answers its first answer and cancels nothing more.
+    again = await his.post_raw(reversal)
+    assert (await again.json()) == answer
