@@ -134,6 +134,9 @@ GONE = "SETTLEMENT_NOT_FOUND"
         ("5204", lambda s: {"data": {"mdtrt_id": "A0"}}, "ADMISSION_NOT_FOUND"),
         ("5204", lambda s: {"data": {"setl_id": s, "psn_no": "someone"}}, GONE),
         ("5206", lambda s: {"data": card_input(psn_no="someone")}, "FSI_CARD_MISMATCH"),
+        # queries not offered (docs §7)
+        ("5202", lambda s: {"data": {"psn_no": "1"}}, "FSI_INFNO_UNSUPPORTED"),
+        ("5205", lambda s: {"data": {"psn_no": "1"}}, "FSI_INFNO_UNSUPPORTED"),
     ],
 )  # fmt: skip
 async def test_bad_queries_are_refused_and_write_nothing(
