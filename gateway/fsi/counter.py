@@ -87,7 +87,9 @@ class PersonQuery(CardInput):
 def _gender(citizen_id: str) -> str:
     # GB 11643: the 17th character is odd for a man. 1 male, 2 female (GB/T 2261.1).
     digit = citizen_id[16:17]
-    return "" if not digit.isdigit() else ("1" if int(digit) % 2 else "2")
+    if len(digit) != 1 or digit not in "0123456789":  # ASCII only: "¹".isdigit() is True
+        return ""
+    return "1" if int(digit) % 2 else "2"
 
 
 def _person_answer(person: PersonInformation, *, call: FsiCall, psn_no: str) -> Answer:

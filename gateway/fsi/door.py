@@ -51,6 +51,7 @@ from gateway.fsi.envelope import Envelope
 from gateway.fsi.presence import PRESENCE_CACHE, PresenceCache
 from gateway.fsi.store import InstitutionKeys, institution_keys
 from gateway.fsi.transport import open_input
+from gateway.params import ascii_int
 from gateway.routing import JSON_CONTENT_TYPE, Call, Route
 from gateway.state import CLOCK, DATABASE
 from gateway.store import MEDICAL_KINDS, Institution
@@ -157,7 +158,8 @@ def _now(app: web.Application) -> dt.datetime:
 
 def _path_infno(request: web.Request) -> str | None:
     infno = request.match_info.get("infno")
-    if infno is not None and not (len(infno) == 4 and infno.isdigit()):
+    # ASCII digits only: str.isdigit takes "¹²³⁴" (gateway.params).
+    if infno is not None and (len(infno) != 4 or ascii_int(infno, max_digits=4) is None):
         raise web.HTTPNotFound()
     return infno
 
