@@ -38,6 +38,12 @@ arithmetic, so a rejected claim changes nothing.
      ├── CatalogueInvalid                CATALOGUE_INVALID      a catalogue file fails validation
      ├── PersonNotFound                  PERSON_NOT_FOUND       no insured person (or no account)
      │                                                          with this psn_no
+     ├── StatementInvalid                STATEMENT_INVALID      a reconciliation statement
+     │    │                                                     that cannot be compared
+     │    ├── StatementDateOutOfWindow   STATEMENT_DATE_OUT_OF_WINDOW in the future, or more
+     │    │                                                     than a year back
+     │    └── StatementFiguresInconsistent STATEMENT_FIGURES_INCONSISTENT total ≠ fund +
+     │                                                          account + cash
      ├── SettlementNotFound              SETTLEMENT_NOT_FOUND   no settlement with this setl_id
      ├── SettlementAlreadyCancelled      SETTLEMENT_ALREADY_CANCELLED
      ├── IdempotencyError                IDEMPOTENCY_ERROR      (DOMAIN §7)
@@ -83,6 +89,20 @@ class UnknownCatalogueCode(InvalidClaim):
 
 class TooManyLines(InvalidClaim):
     code = "TOO_MANY_LINES"
+
+
+class StatementInvalid(SettlementError):
+    """A reconciliation statement (3201/3202) the gateway will not compare: nothing stored."""
+
+    code = "STATEMENT_INVALID"
+
+
+class StatementDateOutOfWindow(StatementInvalid):
+    code = "STATEMENT_DATE_OUT_OF_WINDOW"
+
+
+class StatementFiguresInconsistent(StatementInvalid):
+    code = "STATEMENT_FIGURES_INCONSISTENT"
 
 
 class ClaimEmpty(InvalidClaim):
