@@ -13,6 +13,7 @@ arithmetic).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import itertools
 import json
@@ -29,11 +30,14 @@ from terminal_sdk.his_card import HisCard, read_his_card
 __all__ = [
     "BEIJING",
     "FSI_PATH",
+    "BookEntry",
     "CardRead",
     "Counter",
     "FeeLine",
     "Refused",
     "fen",
+    "reconcile_details",
+    "reconcile_totals",
     "splits",
 ]
 
@@ -282,3 +286,74 @@ class Counter:
         return await self.call(
             "2601", {"data": {"omsgid": omsgid, "oinfno": oinfno, "psn_no": psn_no}}
         )
+
+
+# -- reconciliation 3201 / 3202 and files 9101 (§3 "Reconciliation and files") -----------------
+
+
+@dataclass(frozen=True)
+class BookEntry:
+    """One settlement as the HIS's own books keep it, for the statement."""
+
+    setl_id: str
+    mdtrt_id: str
+    psn_no: str
+    amounts: Mapping[str, int]  # splits(): medfee_sumamt, fund_pay_sumamt, acct_pay, ...
+    cancelled: bool = False
+
+
+def statement_totals(entries: Sequence[BookEntry]) -> dict[str, Any]:
+    """3201's figures over the valid (not cancelled) settlements."""
+    valid = [entry for entry in entries if not entry.cancelled]
+
+    def total(name: str) -> str:
+        return yuan_text(sum(entry.amounts[name] for entry in valid))
+
+    return {
+        "medfee_sumamt": total("medfee_sumamt"),
+        "fund_pay_sumamt": total("fund_pay_sumamt"),
+        "acct_pay": total("acct_pay"),
+        "cash_payamt": total("psn_cash_pay"),
+        "fixmedins_setl_cnt": len(valid),
+    }
+
+
+def detail_file(entries: Sequence[BookEntry]) -> bytes:
+    """The 3202 detail file, "our form": a header, then one settlement a line, seven
+    tab-separated fields (refd_setl_flag 1: cancelled, left out of the statement)."""
+    rows = ["setl_id\tmdtrt_id\tpsn_no\tmedfee_sumamt\tfund_pay_sumamt\tacct_pay\trefd_setl_flag"]
+    for entry in entries:
+        amounts = [yuan_text(entry.amounts[name]) for name in ("medfee_sumamt",
+                   "fund_pay_sumamt", "acct_pay")]  # fmt: skip
+        flag = "1" if entry.cancelled else "0"
+        rows.append("\t".join([entry.setl_id, entry.mdtrt_id, entry.psn_no, *amounts, flag]))
+    return ("\n".join(rows) + "\n").encode()
+
+
+async def reconcile_totals(
+    counter: Counter, clr_type: str, day: dt.date, entries: Sequence[BookEntry]
+) -> dict[str, Any]:
+    data = {"clr_type": clr_type, "stmt_begndate": f"{day:%Y-%m-%d}", "insutype": "310",
+            **statement_totals(entries)}  # fmt: skip
+    output = await counter.call("3201", {"data": data})
+    stmtinfo: dict[str, Any] = output["stmtinfo"]
+    return stmtinfo
+
+
+async def upload_file(counter: Counter, filename: str, content: bytes) -> str:
+    """9101: the file as Base64 text; its file_qury_no."""
+    body = {"fsUploadIn": {"in": base64.b64encode(content).decode("ascii"), "filename": filename,
+                           "fixmedins_code": counter.fixmedins_code}}  # fmt: skip
+    output = await counter.call("9101", body)
+    return str(output["file_qury_no"])
+
+
+async def reconcile_details(
+    counter: Counter, clr_type: str, day: dt.date, entries: Sequence[BookEntry]
+) -> dict[str, Any]:
+    """3202 with the detail file uploaded by 9101 (most clients) and the totals."""
+    file_qury_no = await upload_file(counter, f"{counter.fixmedins_code}-{day:%Y%m%d}.txt",
+                                     detail_file(entries))  # fmt: skip
+    data = {"clr_type": clr_type, "stmt_begndate": f"{day:%Y-%m-%d}", "insutype": "310",
+            "file_qury_no": file_qury_no, **statement_totals(entries)}  # fmt: skip
+    return await counter.call("3202", {"data": data})

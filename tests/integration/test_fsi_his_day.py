@@ -8,15 +8,18 @@ The day: the card read and authenticated at each counter's terminal (§4, termin
 his_card step); 9001 sign-in; 1101; an outpatient visit 2201 → 2204 → 2206 → 2207 and its
 2208; a pharmacy purchase 2101 → 2102; an inpatient stay 2401 → 2301 → 2303 → 2304 → 2402; a
 2207 whose answer never reached the HIS, undone by 2601 (and one whose request never arrived,
-reversed first and refused when it came, its visit then cancelled by 2202); 9002 sign-out.
+reversed first and refused when it came, its visit then cancelled by 2202); 3201 and 3202;
+9002 sign-out.
 On /v1: the same visits as pre-settle + settle, cancel, admission + fee lines + discharge.
 
-NOT IN THIS DAY (and why), so that nothing here pretends to have run them:
-- 3201/3202 reconciliation (and 9101/9102 files): not on main when this was written (the door
-  answers them FSI_INFNO_UNSUPPORTED, docs/national-interface.md §7).
-- a cross-province outpatient settle: the door refuses a registered outpatient visit (2206/2207)
-  of a person insured in another province (§7); only their pharmacy purchase goes through the
-  hub, and this test starts no hub.
+At the end of the day each counter reconciles its books with the gateway's, per clearing type
+(11 outpatient, 21 inpatient, 41 pharmacy): 3201 totals, then 3202 with the detail file
+uploaded by 9101; both match to the fen.
+
+NOT IN THIS DAY (and why), so that nothing here pretends to have run it:
+- a cross-province outpatient settle: through the hub it needs a hub process and a filing
+  (2501) for a demo person insured in another province; this test starts no hub, and the
+  door's cross-province visits are tested against the real hub by the door's own tests.
 
 The ledger and balances are read from each gateway's SQLite file with the stdlib ``sqlite3``
 (what the HIS cannot see, the test checks); nothing of the gateway is imported.
@@ -36,7 +39,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fsi_his import BEIJING, Counter, FeeLine, Refused, fen, read_card_at, splits
+from fsi_his import (
+    BEIJING,
+    BookEntry,
+    Counter,
+    FeeLine,
+    Refused,
+    fen,
+    read_card_at,
+    reconcile_details,
+    reconcile_totals,
+    splits,
+)
 from served_gateway import ServedGateway, served_gateway
 
 from sscard.terminal_auth import demo_institution_code, demo_terminal
@@ -102,6 +116,7 @@ async def fsi_day(gateway: ServedGateway) -> dict[str, dict[str, int]]:
     """The day on the door; the splits of each settlement by name."""
     today = dt.datetime.now(BEIJING).date()
     settled: dict[str, dict[str, int]] = {}
+    books: dict[str, list[BookEntry]] = {"11": [], "21": [], "41": []}  # by clr_type
     card = _card()
     with _terminal(gateway, HOSPITAL_TERMINAL) as terminal:
         at_hospital = read_card_at(terminal, card)  # §4: before the first envelope
@@ -128,12 +143,15 @@ async def fsi_day(gateway: ServedGateway) -> dict[str, dict[str, int]]:
         assert _without_balance(splits(estimate)) == _without_balance(settled["outpatient"])
         cancelled = await his.cancel_settlement("2208", outpatient["setl_id"], mdtrt_id, psn_no)
         assert fen(cancelled["setlinfo"]["pdn_cash_pay"]) == settled["outpatient"]["psn_cash_pay"]
+        books["11"].append(BookEntry(outpatient["setl_id"], mdtrt_id, psn_no,
+                                     settled["outpatient"], cancelled=True))  # fmt: skip
 
         # A pharmacy purchase.
         purchase = pos.purchase_input(at_pharmacy, PURCHASE)
         estimate = (await pos.call("2101", purchase))["setlinfo"]
         bought = (await pos.call("2102", purchase))["setlinfo"]
         settled["pharmacy"] = splits(bought)
+        books["41"].append(BookEntry(bought["setl_id"], "", psn_no, settled["pharmacy"]))
         assert _without_balance(splits(estimate)) == _without_balance(settled["pharmacy"])
 
         # An inpatient stay: admitted, fee lines, estimate, settled, discharged.
@@ -143,6 +161,7 @@ async def fsi_day(gateway: ServedGateway) -> dict[str, dict[str, int]]:
         estimate = (await his.call("2303", stay_input))["setlinfo"]
         stay = (await his.call("2304", stay_input))["setlinfo"]
         settled["inpatient"] = splits(stay)
+        books["21"].append(BookEntry(stay["setl_id"], stay_id, psn_no, settled["inpatient"]))
         assert _without_balance(splits(estimate)) == _without_balance(settled["inpatient"])
         await his.discharge(stay_id, today)  # the same date 2304 settled on: acknowledged
 
@@ -172,6 +191,22 @@ async def fsi_day(gateway: ServedGateway) -> dict[str, dict[str, int]]:
             await his.call("2207", third_input, msgid=never)
         assert (late.value.infcode, late.value.code) == (-2, "FSI_MSGID_REVERSED")
         await his.call("2202", {"data": {"mdtrt_id": third}})  # the visit is given up
+
+        # The end of the day: the HIS's books against the gateway's, to the fen (3201), and
+        # settlement by settlement through the detail file (9101, 3202).
+        for counter, clr_type in ((his, "11"), (his, "21"), (pos, "41")):
+            entries = books[clr_type]
+            stmt = await reconcile_totals(counter, clr_type, today, entries)
+            assert stmt["stmt_rslt"] == "0", stmt
+            valid = [entry for entry in entries if not entry.cancelled]
+            for name in ("medfee_sumamt", "fund_pay_sumamt", "acct_pay", "psn_cash_pay"):
+                ours = sum(entry.amounts[name] for entry in valid)
+                assert fen(stmt["gateway"][name]) == ours, (clr_type, name)
+            assert stmt["gateway"]["fixmedins_setl_cnt"] == len(valid)
+            detail = await reconcile_details(counter, clr_type, today, entries)
+            assert detail["stmtinfo"]["stmt_rslt"] == "0", detail
+            assert detail["stmtinfo"]["difference_count"] == 0
+            assert detail["differences"] == []
 
         await his.sign_out()
         await pos.sign_out()
