@@ -16,13 +16,14 @@ At the end of the day each counter reconciles its books with the gateway's, per 
 (11 outpatient, 21 inpatient, 41 pharmacy): 3201 totals, then 3202 with the detail file
 uploaded by 9101; both match to the fen.
 
-NOT IN THIS DAY (and why), so that nothing here pretends to have run it:
-- a cross-province outpatient settle: through the hub it needs a hub process and a filing
-  (2501) for a demo person insured in another province; this test starts no hub, and the
-  door's cross-province visits are tested against the real hub by the door's own tests.
+A cross-province outpatient settle: a demo person insured in another province (with a
+long-term filing of the demo world) registers, uploads and settles (2201 → 2204 → 2207) through
+the national hub; each gateway has a hub simulator process of its own (same seed), so both
+sides settle against the same fresh state. (No 2206 for them: no estimate through the hub.)
 
 The ledger and balances are read from each gateway's SQLite file with the stdlib ``sqlite3``
-(what the HIS cannot see, the test checks); nothing of the gateway is imported.
+(what the HIS cannot see, the test checks). The test (not the HIS) picks the remote demo person
+with gateway.crossprov.demo and starts the hub with hubproc.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ from fsi_his import (
     reconcile_totals,
     splits,
 )
+from hubproc import start_hub
 from served_gateway import ServedGateway, served_gateway
 
+from gateway.crossprov.demo import demo_remote_filing, demo_remote_holders
+from settlement.crossprov.store import FilingType
 from sscard.terminal_auth import demo_institution_code, demo_terminal
 from terminal_sdk import (
     Claim,
@@ -73,6 +77,8 @@ PHARMACY_TERMINAL = 800  # demo pharmacy 1's first terminal
 HOSPITAL = demo_institution_code(HOSPITAL_TERMINAL // 2)
 PHARMACY = demo_institution_code(PHARMACY_TERMINAL // 2)
 CARD = 0  # holder 0's third-generation card: active, insured in Shanghai
+HUB_SEED = "fsi-his-day-hub"
+LONG_TERM_FILINGS = (FilingType.RESETTLED_RETIREE, FilingType.LONG_TERM_RESIDENT)
 
 OUTPATIENT = (FeeLine("DEMO-A-002", 1, 2_500), FeeLine("DEMO-B-001", 2, 3_000))
 PURCHASE = (FeeLine("DEMO-A-001", 3, 1_250),)
@@ -80,18 +86,30 @@ STAY = (FeeLine("DEMO-A-002", 2, 2_500), FeeLine("DEMO-B-001", 5, 3_000))
 SECOND_VISIT = (FeeLine("DEMO-A-002", 1, 2_500),)
 
 
+# A person insured in another province, with a long-term filing (covers any institution).
+REMOTE_CARD = 2 * next(
+    h for h in demo_remote_holders() if demo_remote_filing(h) in LONG_TERM_FILINGS
+)
+
+
 @pytest.fixture(scope="module")
 def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServedGateway]]:
     with (
-        served_gateway(tmp_path_factory.mktemp("fsi"), seed=SEED) as fsi_gateway,
-        served_gateway(tmp_path_factory.mktemp("v1"), seed=SEED) as v1_gateway,
+        start_hub(tmp_path_factory.mktemp("fsi-hub"), seed=HUB_SEED) as fsi_hub,
+        start_hub(tmp_path_factory.mktemp("v1-hub"), seed=HUB_SEED) as v1_hub,
+        served_gateway(
+            tmp_path_factory.mktemp("fsi"), seed=SEED, settings={"hub_url": fsi_hub.url}
+        ) as fsi_gateway,
+        served_gateway(
+            tmp_path_factory.mktemp("v1"), seed=SEED, settings={"hub_url": v1_hub.url}
+        ) as v1_gateway,
     ):
         yield {"fsi": fsi_gateway, "v1": v1_gateway}
 
 
-def _card() -> SocialSecurityCard:
+def _card(number: int = CARD) -> SocialSecurityCard:
     reader = MemoryReader()
-    reader.insert(demo_software_card(SEED, CARD))
+    reader.insert(demo_software_card(SEED, number))
     return SocialSecurityCard.connect(reader, reader.wait_for_card(timeout_s=10).reader)
 
 
@@ -192,6 +210,19 @@ async def fsi_day(gateway: ServedGateway) -> dict[str, dict[str, int]]:
         assert (late.value.infcode, late.value.code) == (-2, "FSI_MSGID_REVERSED")
         await his.call("2202", {"data": {"mdtrt_id": third}})  # the visit is given up
 
+        # A patient insured in another province: the same steps, settled through the hub.
+        with _terminal(gateway, HOSPITAL_TERMINAL) as terminal:
+            remote = read_card_at(terminal, _card(REMOTE_CARD))
+        elsewhere = await his.person(remote)
+        assert not elsewhere["insuinfo"][0]["insuplc_admdvs"].startswith("31")
+        visit_id = await his.register(remote, dt.datetime.now(BEIJING), "MZ0004")
+        await his.upload_fees("2204", visit_id, OUTPATIENT, "B1")
+        remote_input = his.visit_input(remote, visit_id, _total(OUTPATIENT), "11")
+        with pytest.raises(Refused) as no_estimate:
+            await his.call("2206", remote_input)
+        assert no_estimate.value.code == "VISIT_TYPE_NOT_ALLOWED"
+        settled["crossprov"] = splits((await his.call("2207", remote_input))["setlinfo"])
+
         # The end of the day: the HIS's books against the gateway's, to the fen (3201), and
         # settlement by settlement through the detail file (9101, 3202).
         for counter, clr_type in ((his, "11"), (his, "21"), (pos, "41")):
@@ -254,6 +285,12 @@ async def v1_day(gateway: ServedGateway) -> dict[str, dict[str, int]]:
         second = await his.settle(session, claim("outpatient", SECOND_VISIT))
         assert second.setl_id is not None
         await his.cancel_settlement(second.setl_id, "answer lost at the counter")
+
+        remote = await his.authenticate_card(_card(REMOTE_CARD))
+        await his.eligibility(remote)
+        settled["crossprov"] = _receipt_splits(
+            await his.settle(remote, claim("outpatient", OUTPATIENT))
+        )
     return settled
 
 
@@ -309,7 +346,8 @@ async def test_a_day_on_the_national_door_matches_the_same_day_on_v1(
 ) -> None:
     fsi_splits = await fsi_day(gateways["fsi"])
     v1_splits = await v1_day(gateways["v1"])
-    assert fsi_splits.keys() == v1_splits.keys() == {"outpatient", "pharmacy", "inpatient"}
+    assert fsi_splits.keys() == v1_splits.keys()
+    assert fsi_splits.keys() == {"outpatient", "pharmacy", "inpatient", "crossprov"}
     for name, amounts in fsi_splits.items():
         assert amounts["medfee_sumamt"] == (
             amounts["fund_pay_sumamt"] + amounts["acct_pay"] + amounts["psn_cash_pay"]
@@ -320,6 +358,7 @@ async def test_a_day_on_the_national_door_matches_the_same_day_on_v1(
     assert fsi_splits["outpatient"]["medfee_sumamt"] == _total(OUTPATIENT)
     assert fsi_splits["pharmacy"]["medfee_sumamt"] == _total(PURCHASE)
     assert fsi_splits["inpatient"]["medfee_sumamt"] == _total(STAY)
+    assert fsi_splits["crossprov"]["medfee_sumamt"] == _total(OUTPATIENT)
 
     fsi_books, v1_books = _books(gateways["fsi"]), _books(gateways["v1"])
     assert fsi_books["balanced"]
@@ -329,7 +368,7 @@ async def test_a_day_on_the_national_door_matches_the_same_day_on_v1(
     # The pharmacy purchase and the stay stand; the outpatient visit (2208) and the settle whose
     # answer was lost (2601) are cancelled.
     assert statuses == {"settled": 2, "cancelled": 2}
-    assert {kind for kind, *_ in fsi_books["ledger"]} == {"settle", "cancel"}
+    assert {kind for kind, *_ in fsi_books["ledger"]} == {"settle", "cancel", "hub_settle"}
     assert fsi_books["ledger"] == v1_books["ledger"]
     assert fsi_books["accounts"] == v1_books["accounts"]
     assert fsi_books["totals"] == v1_books["totals"]
