@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from sqlalchemy.orm import Session
 
 from gateway.audit import audit_csv, list_audit
+from gateway.card_auth.crl_admin import add_crl_commands, run_crl_command
 from gateway.enrolment import agents, identities, institutions, terminals
 from gateway.enrolment.common import Actor
 from gateway.errors import GatewayError
@@ -111,6 +112,9 @@ def add_admin_parser(
     leaf(audit, "list").add_argument("--limit", type=_seconds, default=50)
     leaf(audit, "export", help="CSV on stdout")
 
+    # Card CRLs: import, list, demo-write (gateway.card_auth.crl_admin).
+    add_crl_commands(objects, settings_flags)
+
     rollover = leaf(
         objects, "rollover", help="year-end roll-over of personal accounts (gateway.year_end)"
     )
@@ -157,6 +161,8 @@ def _actor() -> Actor:
 
 
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:
+    if args.admin_object == "crl":
+        return run_crl_command(args, settings)
     if args.admin_object == "rollover":
         from gateway.year_end import run_rollover
 

@@ -456,6 +456,18 @@ class ErrorCode(StrEnum):
         f"The terminal treated a new card as an old one or the reverse. {_READ_AGAIN} {_CALL_IT}",
         f"终端把新卡当成旧卡或把旧卡当成新卡处理。{_READ_AGAIN_ZH}{_CALL_IT_ZH}",
     )
+    # The card PKI's CRL lists the certificate (gateway.card_auth.revocation): beside the
+    # registry's CARD_LOST / CARD_SUPERSEDED, a card the issuer revoked by its certificate.
+    CARD_CERT_REVOKED = ErrorSpec(
+        "CARD_CERT_REVOKED",
+        403,
+        "Card certificate revoked",
+        "The card issuer has revoked this card's certificate, so the card cannot be accepted. "
+        "Do not accept it; the holder can ask about a replacement at a service bank or "
+        "community service centre (962222).",
+        "发卡机构已吊销该卡的证书，该卡不能受理，请勿受理。持卡人可到服务银行或社区事务受理服务"
+        "中心咨询补换卡（962222）。",
+    )
     # the card's own proof
     CARD_SIGNATURE_INVALID = ErrorSpec(
         "CARD_SIGNATURE_INVALID",
@@ -718,6 +730,14 @@ class ErrorCode(StrEnum):
         "The national platform refused this settlement; the reason from the insured place "
         "is in the detail. Nothing was charged.",
         "国家平台（参保地）拒绝了该笔结算，原因见详细信息。未发生扣费。",
+    )
+    FILING_NOT_FOUND = ErrorSpec(
+        "FILING_NOT_FOUND",
+        404,
+        "Filing not found",
+        "This institution registered no filing (备案) with that number for this person. "
+        "Check the number (trt_dcla_detl_sn).",
+        "本机构没有为该人员登记该编号的备案。请核对备案流水号（trt_dcla_detl_sn）。",
     )
     # issuance (codes of issuance.errors' service errors; gateway.issuance_api)
     ILLEGAL_TRANSITION = ErrorSpec(
@@ -996,6 +1016,14 @@ class ErrorCode(StrEnum):
         "File not found",
         f"No uploaded file has this file number (file_qury_no). {_CALL_IT}",
         f"没有与该文件查询号（file_qury_no）对应的上传文件。{_CALL_IT_ZH}",
+    )
+    FSI_FILE_INVALID = ErrorSpec(
+        "FSI_FILE_INVALID",
+        422,
+        "File refused",
+        "The file cannot be used: too large, too many rows, not in the documented form, or "
+        "its rows do not add up to the totals sent. Export the file again and send it again.",
+        "文件无法使用：过大、行数过多、格式不符，或明细合计与所报总额不一致。请重新导出文件后再发送。",
     )
     # --- enrolment and keys at rest (gateway.enrolment, gateway.sealing; issue 14) ----------
     # Answered to operators (gateway admin, the ops API), except KEK_UNAVAILABLE, which a

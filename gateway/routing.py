@@ -39,7 +39,7 @@ from functools import partial
 from typing import Annotated, Any, Final, Generic, TypeVar
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -80,8 +80,32 @@ def _no_nul(value: str) -> str:
 
 
 # Free text in request bodies. JSON allows "\u0000"; PostgreSQL text columns do not, so letting
-# it through would turn bad input into a database error deep inside a domain service.
-Text = Annotated[str, AfterValidator(_no_nul)]
+# it through would turn bad input into a database error deep inside a domain service. The
+# document says so with a pattern (the validator gives the clearer message).
+def _no_nul_pattern(schema: dict[str, Any]) -> None:
+    schema.setdefault("pattern", "^[^\\u0000]*$")  # a field's own pattern already excludes it
+
+
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra=_no_nul_pattern)]
+
+
+def exactly_one_of(fields: Sequence[str], *alternatives: Sequence[str]) -> dict[str, Any]:
+    """A model's ``json_schema_extra`` for "send exactly one of these shapes": a ``oneOf`` in
+    which each alternative requires its own fields (not null) and leaves every other of
+    ``fields`` null or absent. The model's own validator enforces the same rule; this makes
+    the document as strict as the server."""
+    return {
+        "oneOf": [
+            {
+                "required": list(alternative),
+                "properties": {
+                    name: ({"not": {"type": "null"}} if name in alternative else {"type": "null"})
+                    for name in fields
+                },
+            }
+            for alternative in alternatives
+        ]
+    }
 
 
 @dataclass(slots=True)

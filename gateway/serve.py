@@ -97,6 +97,8 @@ def serve(settings: Settings) -> int:
                 extra=fields(exc_type=type(exc).__name__, error=str(exc).splitlines()[0]),
             )
             return 1
+        if settings.redis_url and not _redis_answers(settings.redis_url):
+            return 1
         port = guard.getsockname()[1]
         with embedded_hub(settings) as hub_url:
             if hub_url:
@@ -104,6 +106,26 @@ def serve(settings: Settings) -> int:
             return _Supervisor(settings, port).run()
     finally:
         guard.close()
+
+
+def _redis_answers(url: str) -> bool:
+    """The shared limits' Redis (gateway.limits) answers a PING; else say so and do not start:
+    workers that cannot count would guard nothing."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        # Not the URL itself: it may carry a password.
+        log.error(
+            "cannot reach Redis at redis_url (the shared limits live there)",
+            extra=fields(exc_type=type(exc).__name__, error=str(exc).splitlines()[0]),
+        )
+        return False
+    finally:
+        client.close()
+    return True
 
 
 def prepare(settings: Settings) -> None:

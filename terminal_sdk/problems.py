@@ -487,6 +487,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "FSI_DECRYPT_FAILED",
             "FSI_INF_TIME_STALE",
             "FSI_FILE_NOT_FOUND",
+            "FSI_FILE_INVALID",
         ),
         RouteUnavailable: ("NOT_FOUND", "METHOD_NOT_ALLOWED"),
         TerminalRejected: (
@@ -538,6 +539,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "CARD_LOST",
             "CARD_SUPERSEDED",
             "CARD_REVOKED",
+            "CARD_CERT_REVOKED",
             "CARD_EXPIRED",
             "CARD_NOT_ACTIVATED",
             "LEGACY_PERIOD_OVER",
@@ -572,6 +574,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "ADMISSION_NOT_FOUND",
             "ADMISSION_CLOSED",
             "ADMISSION_OTHER_PERSON",
+            "FILING_NOT_FOUND",
             "FSI_CERT_TYPE_UNSUPPORTED",
             "FSI_AMOUNT_MISMATCH",
         ),
