@@ -134,6 +134,9 @@ async def _nonce_sweeper(app: web.Application) -> AsyncIterator[None]:
 
 async def _year_end_rollover(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    if not settings.year_end_rollover:
+        yield
+        return
     task = asyncio.create_task(
         roll_over_forever(
             app[DATABASE],
