@@ -172,6 +172,7 @@ _AUTH_ERRORS: Final = (
     ErrorCode.REQUEST_REPLAYED,
     ErrorCode.RATE_LIMITED,
     ErrorCode.DB_UNAVAILABLE,
+    ErrorCode.KEK_UNAVAILABLE,
 )
 
 
@@ -389,20 +390,26 @@ async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeade
         raise GatewayError(ErrorCode.TERMINAL_UNKNOWN, "no terminal has this X-Terminal-Id")
     if not terminal.enabled:
         raise GatewayError(ErrorCode.TERMINAL_DISABLED, "terminal is disabled")
-    try:
-        ta.verify_request_signature(
-            terminal.secret,
-            request.method,
-            request.raw_path,
-            headers.timestamp_s,
-            headers.nonce,
-            body,
-            headers.signature,
-        )
-    except ta.TerminalAuthError:
-        raise GatewayError(
-            ErrorCode.SIGNATURE_INVALID, "X-Signature does not match the request"
-        ) from None
+    if terminal.institution_suspended:
+        raise GatewayError(ErrorCode.TERMINAL_DISABLED, "this terminal's institution is suspended")
+    # During a rotation's overlap the previous secret is tried too (each compare in constant
+    # time; which one matched is nobody's business).
+    for secret in terminal.secrets_at(now_s):
+        try:
+            ta.verify_request_signature(
+                secret,
+                request.method,
+                request.raw_path,
+                headers.timestamp_s,
+                headers.nonce,
+                body,
+                headers.signature,
+            )
+            break
+        except ta.TerminalAuthError:
+            continue
+    else:
+        raise GatewayError(ErrorCode.SIGNATURE_INVALID, "X-Signature does not match the request")
     retry_after_s = app[RATE_LIMITS].take(terminal.terminal_id, now_s)
     if retry_after_s is not None:
         raise GatewayError(

@@ -209,6 +209,7 @@ _RESPONSE_ERRORS: Final[ErrorList] = (
     ErrorCode.CERT_NOT_CURRENT,
     CardNotUsable,
     ErrorCode.CARD_GENERATION_MISMATCH,
+    ErrorCode.CARD_CERT_REVOKED,
     ErrorCode.CARD_SIGNATURE_INVALID,
     ErrorCode.CRYPTOGRAM_INVALID,
     ErrorCode.CARD_AUTH_UNAVAILABLE,
@@ -234,7 +235,8 @@ CARD_AUTH_ROUTES: Final[tuple[Route, ...]] = (
         operation_id="cardAuthResponse",
         summary="The card's answer to a challenge; returns a card session token.",
         description="Checks, in this order: the challenge (consumed even if a later check "
-        "fails), the certificate chain to the pinned root, the card's registry status, and "
+        "fails), the certificate chain to the pinned root and the imported CRLs, the card's "
+        "registry status, and "
         "the card's SM2 signature (or, for a legacy card, its cryptogram).",
         handler=response,
         request_model=CardAuthAnswer,

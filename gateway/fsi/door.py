@@ -35,7 +35,17 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from gateway.errors import ERRORS, ErrorCode, GatewayError, domain_error_code
-from gateway.fsi import counter, envelope, inpatient, reversal, signin
+from gateway.fsi import (
+    counter,
+    envelope,
+    files,
+    filings,
+    inpatient,
+    queries,
+    reconciliation,
+    reversal,
+    signin,
+)
 from gateway.fsi.calls import CLIENT_PREFIX, FsiCall, Handler, SignInGuard
 from gateway.fsi.envelope import Envelope
 from gateway.fsi.presence import PRESENCE_CACHE, PresenceCache
@@ -84,6 +94,18 @@ TRANSACTIONS: Final[Mapping[str, Handler]] = {
     "2404": counter.cancel_registration,
     "2405": inpatient.cancel_discharge,
     "2601": reversal.reverse,
+    "5201": queries.visits,
+    "5203": queries.settlement,
+    "5204": queries.fee_detail,
+    "5206": queries.cumulative,
+    "2501": filings.referral,
+    "2502": filings.cancel,
+    "2505": filings.designated,
+    "2506": filings.cancel,
+    "3201": reconciliation.totals,
+    "3202": reconciliation.details,
+    "9101": files.upload,
+    "9102": files.download,
 }
 
 

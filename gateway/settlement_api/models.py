@@ -240,7 +240,9 @@ class DetailsRequest(RequestModel):
 
 class DifferenceOut(BaseModel):
     setl_id: str
-    reason: Literal["missing_at_gateway", "missing_at_institution", "amounts_differ"]
+    reason: Literal[
+        "missing_at_gateway", "missing_at_institution", "amounts_differ", "listed_twice"
+    ]
     institution: FiguresOut | None
     gateway: FiguresOut | None
 

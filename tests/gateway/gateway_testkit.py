@@ -4,6 +4,7 @@ conftest, so ``from conftest import`` would be ambiguous)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import secrets
 from collections.abc import Iterator
@@ -90,7 +91,10 @@ class Signer:
             "Content-Type": content_type,
             **(extra_headers or {}),
         }
-        return await self.client.post(path, data=raw, headers=headers)
+        # aiohttp warns about large bytes bodies (written in one go on the loop); a file-like
+        # body is streamed and still sent with its Content-Length.
+        data = io.BytesIO(raw) if len(raw) > 1024 * 1024 else raw
+        return await self.client.post(path, data=data, headers=headers)
 
 
 def nonce_count(engine: Engine) -> int:

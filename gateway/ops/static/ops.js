@@ -542,6 +542,58 @@
     if (body === null) return;
     render(body);
     show("ready");
+    loadAudit();
+  }
+
+  // The audit trail (GET /v1/ops/audit): its own fetch, so a failure here only says so in its
+  // section and never signs the page out.
+  async function loadAudit() {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) return;
+    try {
+      const response = await fetch("/v1/ops/audit?limit=20", {
+        headers: { Authorization: "Bearer " + token, Accept: "application/json" },
+        cache: "no-store",
+        credentials: "omit",
+      });
+      if (!response.ok) {
+        $("audit-note").textContent = "The audit trail could not be read (" +
+          response.status + ").";
+        return;
+      }
+      const body = await response.json();
+      $("audit-note").textContent = "";
+      fill($("audit").tBodies[0], body.entries.map((e) => {
+        const tr = document.createElement("tr");
+        const at = new Date(e.at_ms + 8 * 3600 * 1000).toISOString().slice(0, 19);
+        tr.append(cell(at.replace("T", " ")), cell(e.actor), cell(e.source), cell(e.action),
+          cell(e.subject), cell(e.changes));
+        return tr;
+      }), "No audited writes yet.", 6);
+    } catch (err) {
+      $("audit-note").textContent = "The audit trail could not be read (" + err.message + ").";
+    }
+  }
+
+  // The CSV needs the token in a header, so it is fetched and handed to the browser as a file.
+  async function exportAudit() {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) return;
+    const response = await fetch("/v1/ops/audit.csv", {
+      headers: { Authorization: "Bearer " + token },
+      cache: "no-store",
+      credentials: "omit",
+    });
+    if (!response.ok) {
+      $("audit-note").textContent = "The export failed (" + response.status + ").";
+      return;
+    }
+    const url = URL.createObjectURL(await response.blob());
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = "audit.csv";
+    a.click();
+    URL.revokeObjectURL(url);
   }
 
   function fail(message) {
@@ -579,6 +631,7 @@
     $("refresh-now").addEventListener("click", () => load());
     $("sign-out").addEventListener("click", () => signOut(""));
     $("drill-close").addEventListener("click", closeDrill);
+    $("audit-csv").addEventListener("click", () => exportAudit());
     for (const tile of document.querySelectorAll(".tile")) {
       tile.addEventListener("click", () => drillTile(tile.dataset.drill));
     }
