@@ -166,6 +166,8 @@ class ErrorCode(StrEnum):
     FSI_DECRYPT_FAILED = "FSI_DECRYPT_FAILED"
     FSI_INF_TIME_STALE = "FSI_INF_TIME_STALE"
     FSI_FILE_NOT_FOUND = "FSI_FILE_NOT_FOUND"
+    # terminal authentication: the signed string's version (issue 17)
+    SIGNATURE_VERSION_UNSUPPORTED = "SIGNATURE_VERSION_UNSUPPORTED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -936,6 +938,14 @@ ERRORS: Final[Mapping[str, ErrorSpec]] = MappingProxyType(
             "File not found",
             f"No uploaded file has this file number (file_qury_no). {_CALL_IT}",
             f"没有与该文件查询号（file_qury_no）对应的上传文件。{_CALL_IT_ZH}",
+        ),
+        ErrorCode.SIGNATURE_VERSION_UNSUPPORTED: ErrorSpec(
+            401,
+            "Signature version not accepted",
+            "The terminal signs its requests in a form the gateway no longer accepts. Update "
+            "the terminal software (request signature version 2).",
+            "终端的请求签名方式已不被网关接受。请升级终端软件（请求签名第 2 版）。",
+            headers=_AUTH_HEADERS,
         ),
     }
 )

@@ -9,8 +9,12 @@ unauthenticated checks first; nothing is written before the request is known to 
 2. body size, before and while reading (413)    routes that are signed or take a body; the
                                                 limit is the route's ``max_body_bytes`` or
                                                 the setting
-3. terminal signature (401 …), rate limit (429) ``signed=True``: headers, clock skew, terminal
-                                                lookup (cached), HMAC-SM3 in constant time;
+3. terminal signature (401 …), rate limit (429) ``signed=True``: headers, signature version
+                                                (v1 only in its transition window), clock
+                                                skew, terminal lookup (cached), HMAC-SM3 in
+                                                constant time over the canonical string,
+                                                which in version 2 holds X-Card-Session,
+                                                Idempotency-Key and X-Terminal-Id;
    institution kind (403)                       routes with ``institution_kinds``
 4. content type (415), JSON (400), schema (422) routes with a ``request_model``
 5. nonce, inserted in the database (401         ``signed=True``: the only write before the
@@ -32,6 +36,7 @@ Everything that goes wrong raises GatewayError; gateway.middleware renders it.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +48,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dbkit import beijing_date
 from gateway.errors import ErrorCode, GatewayError
+from gateway.settings import Settings
 from gateway.state import CLOCK, DATABASE, INFLIGHT, RATE_LIMITS, SETTINGS, TERMINALS
 from gateway.store import TerminalRecord, consume_nonce
 from sscard import terminal_auth as ta
@@ -133,6 +140,7 @@ _AUTH_ERRORS: Final = (
     ErrorCode.BODY_TOO_LARGE,
     ErrorCode.SIGNATURE_MISSING,
     ErrorCode.SIGNATURE_INVALID,
+    ErrorCode.SIGNATURE_VERSION_UNSUPPORTED,
     ErrorCode.TERMINAL_UNKNOWN,
     ErrorCode.TERMINAL_DISABLED,
     ErrorCode.TIMESTAMP_SKEW,
@@ -265,6 +273,10 @@ class _SignedHeaders:
     timestamp_s: int
     nonce: str
     signature: bytes
+    version: int
+    # Version 2 signs these two header values (None: the request has none).
+    card_session: str | None = None
+    idempotency_key: str | None = None
 
 
 def _signed_headers(request: web.Request) -> _SignedHeaders:
@@ -276,15 +288,56 @@ def _signed_headers(request: web.Request) -> _SignedHeaders:
         terminal_id = ta.check_terminal_id(request.headers[ta.HEADER_TERMINAL_ID])
     except ta.MalformedAuthField as exc:
         raise GatewayError(ErrorCode.TERMINAL_UNKNOWN, str(exc)) from None
+    version_text = request.headers.get(ta.HEADER_SIGNATURE_VERSION)
+    if version_text is None:
+        version = 1
+    elif version_text == str(ta.SIGNATURE_VERSION):
+        version = ta.SIGNATURE_VERSION
+    else:
+        raise GatewayError(
+            ErrorCode.SIGNATURE_VERSION_UNSUPPORTED,
+            f"{ta.HEADER_SIGNATURE_VERSION} must be {ta.SIGNATURE_VERSION}",
+        )
     try:
+        card_session = idempotency_key = None
+        if version == ta.SIGNATURE_VERSION:
+            card_session = _one_signed_header(request, ta.HEADER_CARD_SESSION)
+            idempotency_key = _one_signed_header(request, ta.HEADER_IDEMPOTENCY_KEY)
         return _SignedHeaders(
             terminal_id=terminal_id,
             timestamp_s=ta.parse_timestamp(request.headers[ta.HEADER_TIMESTAMP]),
             nonce=ta.check_nonce(request.headers[ta.HEADER_NONCE]),
             signature=ta.parse_signature_hex(request.headers[ta.HEADER_SIGNATURE]),
+            version=version,
+            card_session=card_session,
+            idempotency_key=idempotency_key,
         )
     except ta.MalformedAuthField as exc:
         raise GatewayError(ErrorCode.SIGNATURE_INVALID, str(exc)) from None
+
+
+def _one_signed_header(request: web.Request, name: str) -> str | None:
+    """The value of a header version 2 signs. Twice in one request, the signer and the
+    handler could read different copies: refused."""
+    values = request.headers.getall(name, [])
+    if len(values) > 1:
+        raise ta.MalformedAuthField(name, "must appear at most once")
+    return ta.check_signed_header(name, values[0]) if values else None
+
+
+def _check_version(headers: _SignedHeaders, settings: Settings, now_s: float) -> None:
+    """Version 1 leaves the card session and the Idempotency-Key unsigned: accepted only
+    through the ``terminal_signature_v1_until`` day (Beijing), the transition window."""
+    if headers.version == ta.SIGNATURE_VERSION:
+        return
+    until = settings.terminal_signature_v1_until
+    today = beijing_date(dt.datetime.fromtimestamp(int(now_s), dt.UTC))
+    if until is None or today > until:
+        raise GatewayError(
+            ErrorCode.SIGNATURE_VERSION_UNSUPPORTED,
+            f"sign with {ta.HEADER_SIGNATURE_VERSION}: {ta.SIGNATURE_VERSION}; "
+            "version 1 (no such header) is no longer accepted",
+        )
 
 
 async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeaders, TerminalRecord]:
@@ -292,6 +345,7 @@ async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeade
     settings = app[SETTINGS]
     headers = _signed_headers(request)
     now_s = app[CLOCK]()
+    _check_version(headers, settings, now_s)
     skew_s = headers.timestamp_s - now_s
     if abs(skew_s) > settings.clock_skew_s:
         raise GatewayError(
@@ -305,15 +359,29 @@ async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeade
     if not terminal.enabled:
         raise GatewayError(ErrorCode.TERMINAL_DISABLED, "terminal is disabled")
     try:
-        ta.verify_request_signature(
-            terminal.secret,
-            request.method,
-            request.raw_path,
-            headers.timestamp_s,
-            headers.nonce,
-            body,
-            headers.signature,
-        )
+        if headers.version == ta.SIGNATURE_VERSION:
+            ta.verify_request_signature_v2(
+                terminal.secret,
+                request.method,
+                request.raw_path,
+                headers.timestamp_s,
+                headers.nonce,
+                body,
+                headers.signature,
+                terminal_id=headers.terminal_id,
+                card_session=headers.card_session,
+                idempotency_key=headers.idempotency_key,
+            )
+        else:
+            ta.verify_request_signature(
+                terminal.secret,
+                request.method,
+                request.raw_path,
+                headers.timestamp_s,
+                headers.nonce,
+                body,
+                headers.signature,
+            )
     except ta.TerminalAuthError:
         raise GatewayError(
             ErrorCode.SIGNATURE_INVALID, "X-Signature does not match the request"

@@ -110,6 +110,10 @@ class Settings(BaseModel):
     # quota: with N workers a terminal may get up to N × the rate).
     terminal_rate_per_s: float = Field(50.0, gt=0, le=100_000)
     terminal_burst: int = Field(100, ge=1, le=100_000)
+    # Request signature version 1 (sscard.terminal_auth) leaves X-Card-Session and
+    # Idempotency-Key unsigned. Unset: refused (401 SIGNATURE_VERSION_UNSUPPORTED); a date:
+    # still accepted through that day (Beijing time), a transition window for old terminals.
+    terminal_signature_v1_until: date | None = None
 
     # -- card authentication (used by the card-auth feature) ------------------------------------
     challenge_ttl_s: int = Field(30, ge=1, le=300)

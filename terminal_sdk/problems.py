@@ -486,6 +486,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "TIMESTAMP_SKEW",
             "REQUEST_REPLAYED",
             "OPS_UNAUTHORIZED",
+            "SIGNATURE_VERSION_UNSUPPORTED",
         ),
         # OPS_TOO_MANY_WRONG_TOKENS: the ops token's brute-force guard (429, Retry-After 60).
         GatewayBusy: ("RATE_LIMITED", "OVERLOADED", "DB_UNAVAILABLE", "OPS_TOO_MANY_WRONG_TOKENS"),

@@ -157,6 +157,8 @@ def _request(
                 body,
                 timestamp=int(time.time()),
                 nonce=secrets.token_urlsafe(24),
+                card_session=sent.get("X-Card-Session"),
+                idempotency_key=sent.get("Idempotency-Key"),
             )
         )
     if payload is not None:
