@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, MetaData, text
 
 import issuance.store
 import settlement.store
+from gateway import audit as _audit_tables  # noqa: F401 - registers its tables
 from gateway import store
 from gateway.card_auth import tables as _card_auth_tables  # noqa: F401 - registers its tables
 from gateway.db import for_writes

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Annotated, Any, Final, Generic, TypeVar
@@ -55,7 +55,7 @@ from gateway.state import CLOCK, DATABASE, INFLIGHT, RATE_LIMITS, SETTINGS, TERM
 from gateway.store import TerminalRecord, consume_nonce
 from sscard import terminal_auth as ta
 
-__all__ = ["Call", "NonceClaim", "RequestModel", "Route", "Text", "add_routes"]
+__all__ = ["Call", "NonceClaim", "RequestModel", "Route", "Text", "add_routes", "allowed_methods"]
 
 BodyT = TypeVar("BodyT")
 
@@ -197,12 +197,52 @@ class Route:
 
 
 def add_routes(router: web.UrlDispatcher, routes: Sequence[Route]) -> None:
-    seen: set[tuple[str, str]] = set()
+    """Register the routes, one resource per path, each answering every method (RFC 9110):
+
+    - HEAD wherever GET is, through the same pipeline (aiohttp sends the headers, not the body);
+    - OPTIONS: 204 with ``Allow``, no credential (it names methods, nothing else);
+    - any other method: 405 METHOD_NOT_ALLOWED with ``Allow``.
+
+    ``Allow`` lists exactly this path's methods. Left to aiohttp, a wrong method's 405 would
+    list the union of every resource matching the URL: ``/v1/settlements/pre-settle`` also
+    matches ``/v1/settlements/{setl_id}``, so it answered ``Allow: GET,POST``.
+    """
+    by_path: dict[str, dict[str, Route]] = {}
     for route in routes:
-        key = (route.method, route.path)
-        assert key not in seen, f"duplicate route {key}"
-        seen.add(key)
-        router.add_route(route.method, route.path, partial(_dispatch, route), name=None)
+        methods = by_path.setdefault(route.path, {})
+        assert route.method not in methods, f"duplicate route {(route.method, route.path)}"
+        methods[route.method] = route
+    for path, methods in by_path.items():
+        allow = allowed_methods(methods)
+        resource = router.add_resource(path)
+        for method, route in methods.items():
+            resource.add_route(method, partial(_dispatch, route))
+        if "GET" in methods and "HEAD" not in methods:
+            resource.add_route("HEAD", partial(_dispatch, methods["GET"]))
+        if "OPTIONS" not in methods:
+            resource.add_route("OPTIONS", partial(_options, allow))
+        # Last: a catch-all route shadows any method registered after it.
+        resource.add_route("*", partial(_method_not_allowed, allow))
+
+
+def allowed_methods(methods: Iterable[str]) -> str:
+    """The ``Allow`` value for a path whose routes have these methods."""
+    names = set(methods) | {"OPTIONS"}
+    if "GET" in names:
+        names.add("HEAD")
+    return ", ".join(sorted(names))
+
+
+async def _options(allow: str, _request: web.Request) -> web.StreamResponse:
+    return web.Response(status=204, headers={"Allow": allow})
+
+
+async def _method_not_allowed(allow: str, _request: web.Request) -> web.StreamResponse:
+    raise GatewayError(
+        ErrorCode.METHOD_NOT_ALLOWED,
+        f"allowed here: {allow}",  # not the method itself: nothing the caller sent
+        headers={"Allow": allow},
+    )
 
 
 async def _dispatch(route: Route, request: web.Request) -> web.StreamResponse:

@@ -476,6 +476,14 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "TERMINAL_ID_TOO_LONG",
             "CARD_GENERATION_MISMATCH",
             "IDEMPOTENCY_KEY_MISSING",
+            # The national-interface door (gateway.fsi): the HIS software or its setup.
+            "FSI_ENVELOPE_INVALID",
+            "FSI_INFNO_UNSUPPORTED",
+            "FSI_INSTITUTION_UNKNOWN",
+            "FSI_CAINFO_INVALID",
+            "FSI_DECRYPT_FAILED",
+            "FSI_INF_TIME_STALE",
+            "FSI_FILE_NOT_FOUND",
         ),
         RouteUnavailable: ("NOT_FOUND", "METHOD_NOT_ALLOWED"),
         TerminalRejected: (
@@ -532,6 +540,8 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "CARD_SESSION_INVALID",
             "CARD_SESSION_EXPIRED",
             "CARD_SESSION_WRONG_TERMINAL",
+            "FSI_CARD_NOT_PRESENT",
+            "FSI_CARD_MISMATCH",
         ),
         # settlement.errors codes, as the Settlement API registers them with the gateway.
         SettlementRejected: (
@@ -551,12 +561,14 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "ADMISSION_NOT_FOUND",
             "ADMISSION_CLOSED",
             "ADMISSION_OTHER_PERSON",
+            "FSI_CERT_TYPE_UNSUPPORTED",
+            "FSI_AMOUNT_MISMATCH",
         ),
         SettlementNotFound: ("SETTLEMENT_NOT_FOUND",),
         SettlementAlreadyCancelled: ("SETTLEMENT_ALREADY_CANCELLED",),
         IdempotencyConflict: ("IDEMPOTENCY_ERROR",),
         IdempotencyKeyInUse: ("IDEMPOTENCY_KEY_IN_USE",),
-        IdempotencyKeyReused: ("IDEMPOTENCY_KEY_REUSED",),
+        IdempotencyKeyReused: ("IDEMPOTENCY_KEY_REUSED", "FSI_MSGID_REUSED"),
         NotPermitted: (
             "ISSUANCE_FORBIDDEN",
             "INSTITUTION_KIND_NOT_ALLOWED",
@@ -579,6 +591,16 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "BATCH_NOT_FOUND",
         ),
         UploadInvalid: ("UPLOAD_INVALID",),
+        # The national-interface door's refusals the clerk acts on: sign in again (9001), wait
+        # for or restart a transaction under its msgid, cancel instead of reversing. The gateway
+        # sends no Retry-After for FSI_MSGID_IN_USE, so it is not ``retryable`` here.
+        RequestRefused: (
+            "FSI_OPERATOR_UNKNOWN",
+            "FSI_SIGN_NO_INVALID",
+            "FSI_MSGID_IN_USE",
+            "FSI_MSGID_REVERSED",
+            "FSI_REVERSAL_REFUSED",
+        ),
     }
 )
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cikit import fail_or_skip
 
 # tests/ holds shared helpers (vectors.py); make them importable without a package __init__.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,7 +28,7 @@ POSTGRES_URL = os.environ.get(
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    """The test PostgreSQL server's SQLAlchemy URL. Unreachable: FAIL under CI=true (the
+    """The test PostgreSQL server's SQLAlchemy URL. Unreachable: FAIL under CI (the
     server is part of CI's contract), otherwise skip with the reason in the summary."""
     import psycopg
     from sqlalchemy.engine import make_url
@@ -37,9 +38,7 @@ def postgres_url() -> str:
         psycopg.connect(conninfo.render_as_string(hide_password=False), connect_timeout=3).close()
     except psycopg.OperationalError as exc:
         reason = f"PostgreSQL at {conninfo.render_as_string()} is unreachable: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)")
-        pytest.skip(f"SKIPPED POSTGRES TESTS: {reason}; CI=true would fail instead")
+        fail_or_skip(f"POSTGRES TESTS: {reason}")
     return POSTGRES_URL
 
 

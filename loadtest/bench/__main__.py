@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from loadtest.bench import auth, crypto, issuance, settle
+from loadtest.bench import auth, crypto, issuance, settle, visit
 
 Runner = Callable[[argparse.Namespace], dict[str, Any]]
 AddArguments = Callable[[argparse.ArgumentParser], None]
@@ -35,6 +35,13 @@ BENCHES: dict[str, tuple[str, Runner, AddArguments]] = {
         "HTTP against `python -m gateway serve` (time, server and bench peak RSS)",
         issuance.run,
         issuance.add_arguments,
+    ),
+    "visit": (
+        "whole visits (challenge, response, eligibility, pre-settle, settle) over HTTP against "
+        "`python -m gateway serve`, and their overhead multiple over 5 hello requests + 1 SM2 "
+        "verification",
+        visit.run,
+        visit.add_arguments,
     ),
 }
 

@@ -16,6 +16,11 @@ Public API::
     verify_chain(leaf, intermediates, pinned_root, at=...) -> VerifiedCertificate
     VerifiedCertificate    .public_key .card_sn .fingerprint .valid_from .valid_until
                            .is_valid_at(t) .chain
+    load_crl_der / load_crl_pem / load_crl -> CertificateRevocationList   (RFC 5280 §5)
+    CertificateRevocationList  .issuer_der .this_update .next_update .crl_number .revoked
+                           .revoked_serials .fingerprint .to_pem()
+    verify_crl(crl, issuing_ca, at=...)    raises; never returns False
+    build_crl(issuer=, issuer_key=, revoked=, this_update=, next_update=, crl_number=)
 
 Exceptions (``code`` is stable; the gateway maps it to one HTTP answer)::
 
@@ -34,6 +39,17 @@ Exceptions (``code`` is stable; the gateway maps it to one HTTP answer)::
           ├── CertificateKeyUsage                 CERT_KEY_USAGE   no keyCertSign on a CA /
           │                                                        no digitalSignature on leaf
           └── CertificateUnknownCriticalExtension CERT_CRITICAL_EXTENSION
+     CrlError                                     CRL_ERROR        (a CertificateError too)
+      ├── CrlMalformed                            CRL_MALFORMED    not strict DER / not v2 /
+      │                                                            no nextUpdate or cRLNumber
+      └── CrlInvalid                              (abstract)
+           ├── CrlIssuerMismatch                  CRL_ISSUER_MISMATCH  another CA's list
+           ├── CrlKeyUsage                        CRL_KEY_USAGE    issuer lacks cRLSign
+           ├── CrlSignatureInvalid                CRL_SIGNATURE_INVALID
+           ├── CrlExpired                         CRL_EXPIRED      nextUpdate passed
+           ├── CrlNotYetValid                     CRL_NOT_YET_VALID
+           └── CrlUnknownCriticalExtension        CRL_CRITICAL_EXTENSION  (delta, IDP,
+                                                                   indirect entries ...)
 
 Verification raises; it never returns False. Errors carry ``depth`` (0 = card certificate)
 and never a subject, because a card certificate's subject is personal data.
@@ -68,6 +84,28 @@ from ._build import (
     key_identifier,
     random_serial_number,
 )
+from ._crl import (
+    CRL_SIGNER_IDS,
+    MAX_CRL_DER_BYTES,
+    MAX_CRL_ENTRIES,
+    CertificateRevocationList,
+    CrlError,
+    CrlExpired,
+    CrlInvalid,
+    CrlIssuerMismatch,
+    CrlKeyUsage,
+    CrlMalformed,
+    CrlNotYetValid,
+    CrlSignatureInvalid,
+    CrlUnknownCriticalExtension,
+    RevocationReason,
+    RevokedCertificate,
+    build_crl,
+    load_crl,
+    load_crl_der,
+    load_crl_pem,
+    verify_crl,
+)
 from ._errors import (
     CertificateChainInvalid,
     CertificateError,
@@ -97,8 +135,11 @@ from ._model import (
 from ._verify import MAX_INTERMEDIATES, VerifiedCertificate, verify_chain
 
 __all__ = [
+    "CRL_SIGNER_IDS",
     "EC_PUBLIC_KEY_OID",
     "MAX_CERTIFICATE_DER_BYTES",
+    "MAX_CRL_DER_BYTES",
+    "MAX_CRL_ENTRIES",
     "MAX_INTERMEDIATES",
     "NAME_ATTRIBUTES",
     "SM2_CURVE_OID",
@@ -113,23 +154,40 @@ __all__ = [
     "CertificateNotCA",
     "CertificateNotYetValid",
     "CertificatePathLenExceeded",
+    "CertificateRevocationList",
     "CertificateSignatureInvalid",
     "CertificateUnknownCriticalExtension",
+    "CrlError",
+    "CrlExpired",
+    "CrlInvalid",
+    "CrlIssuerMismatch",
+    "CrlKeyUsage",
+    "CrlMalformed",
+    "CrlNotYetValid",
+    "CrlSignatureInvalid",
+    "CrlUnknownCriticalExtension",
     "KeyUsage",
     "NameSpec",
     "RawExtension",
+    "RevocationReason",
+    "RevokedCertificate",
     "VerifiedCertificate",
     "build_card_certificate",
     "build_certificate",
+    "build_crl",
     "build_issuing_ca",
     "build_name",
     "build_root_ca",
     "fingerprint_sm3",
     "key_identifier",
     "load",
+    "load_crl",
+    "load_crl_der",
+    "load_crl_pem",
     "load_der",
     "load_pem",
     "load_pem_all",
     "random_serial_number",
     "verify_chain",
+    "verify_crl",
 ]

@@ -23,6 +23,14 @@ LINE_B = {"med_list_codg": "DEMO-B-001", "cnt": "2", "pric": 30, "feedetl_sn": "
 
 
 @pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    # The demo PKI and legacy master key, so the terminal can authenticate the card. "auto"
+    # gives them only to an embedded SQLite database: PostgreSQL answered 503
+    # CARD_AUTH_UNAVAILABLE ("no card trust root") without this.
+    return {"demo_world": "on"}
+
+
+@pytest.fixture
 def world(engine: Engine) -> Engine:
     load_insured_world(engine)
     register_operators(engine)

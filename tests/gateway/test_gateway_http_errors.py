@@ -76,7 +76,7 @@ async def test_unknown_path_is_not_found(
 async def test_wrong_method_is_not_allowed_with_allow_header(client: Client):
     response = await client.get("/v1/echo")
     await assert_problem(response, 405, "METHOD_NOT_ALLOWED")
-    assert response.headers["Allow"] == "POST"
+    assert response.headers["Allow"] == "OPTIONS, POST"
 
 
 async def test_body_over_the_limit_by_content_length(

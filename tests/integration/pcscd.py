@@ -54,11 +54,6 @@ class PcscdUnavailable(RuntimeError):
     """pcscd with the vpcd driver cannot be used on this machine; the message says why."""
 
 
-def running_in_ci() -> bool:
-    """True under CI (GitHub Actions, GitLab and most others export CI=true)."""
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 @dataclass(frozen=True)
 class VpcdReader:
     """A vpcd reader slot: its PC/SC name and the TCP port the driver listens on for it."""

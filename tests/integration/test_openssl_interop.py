@@ -24,7 +24,6 @@ OpenSSL 3.0 quirks found here (OpenSSL 3.0.x, Debian 12) and how each test deals
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cikit import in_ci
 
 from sscard.certs import (
     Certificate,
@@ -66,9 +66,7 @@ AT_EPOCH = str(int(AT.timestamp()))
 pytestmark = [
     pytest.mark.integration,
     # A missing binary is a skip on a laptop but a failure in CI, where the image has it.
-    pytest.mark.skipif(
-        OPENSSL is None and not os.environ.get("CI"), reason="no openssl binary on PATH"
-    ),
+    pytest.mark.skipif(OPENSSL is None and not in_ci(), reason="no openssl binary on PATH"),
 ]
 
 

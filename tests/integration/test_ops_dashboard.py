@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cikit import fail_or_skip
 from democard import card_auth_response
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
@@ -55,7 +56,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 def _browser_or_skip() -> Any:
-    """selenium's webdriver module, or fail (CI=true) / skip loudly without a browser."""
+    """selenium's webdriver module, or fail (CI) / skip loudly without a browser."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if shutil.which(path) is None]
     try:
         from selenium import webdriver
@@ -63,9 +64,7 @@ def _browser_or_skip() -> Any:
         missing.append("the selenium package (dev extra)")
     if missing:
         reason = f"headless Chromium unavailable: missing {', '.join(missing)}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: the dashboard test must run; scripts/bootstrap)")
-        pytest.skip(f"SKIPPED OPS DASHBOARD BROWSER TEST: {reason}; CI=true would fail instead")
+        fail_or_skip(f"OPS DASHBOARD BROWSER TEST: {reason} (scripts/bootstrap installs it)")
     return webdriver
 
 

@@ -22,13 +22,13 @@ from cardkit import (
     make_identity,
     make_pki,
 )
+from cikit import fail_or_skip
 from pcscd import (
     PcscdSession,
     PcscdUnavailable,
     VpcdReader,
     claim_vpcd_slot,
     pcscd_with_vpcd,
-    running_in_ci,
     wait_for_card,
 )
 from smartcard.CardConnection import CardConnection
@@ -77,9 +77,7 @@ def pcscd_session() -> Iterator[PcscdSession]:
         with pcscd_with_vpcd() as session:
             yield session
     except PcscdUnavailable as exc:
-        if running_in_ci():
-            pytest.fail(f"pcscd with vpcd is required under CI=true: {exc}")
-        pytest.skip(f"pcscd with vpcd is not available here: {exc}")
+        fail_or_skip(f"pcscd with vpcd is not available here: {exc}")
 
 
 @pytest.fixture

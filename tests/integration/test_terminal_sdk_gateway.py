@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pcscd import PcscdUnavailable, pcscd_with_vpcd, running_in_ci
+from cikit import fail_or_skip
+from pcscd import PcscdUnavailable, pcscd_with_vpcd
 
 from sscard import demo as sd
 from sscard.terminal_auth import demo_terminal
@@ -165,9 +166,7 @@ def test_demo_through_pcscd_and_vpcd(gateway: Gateway) -> None:
                 "--card", "2", "--seed", SEED,
             )  # fmt: skip
     except PcscdUnavailable as exc:
-        if running_in_ci():
-            pytest.fail(f"pcscd with vpcd is required under CI=true: {exc}")
-        pytest.skip(f"pcscd with vpcd is not available here: {exc}")
+        fail_or_skip(f"pcscd with vpcd is not available here: {exc}")
     assert "FALLING BACK" not in result.stderr, result.stderr
     assert "via pcscd and vpcd" in result.stdout, result.stdout
     _check_demo(gateway, result)
