@@ -27,9 +27,16 @@ handler passes ``call.nonce`` to its service, whose unit calls :meth:`NonceClaim
 anything else, so a request costs one transaction instead of two. A replay then still gets
 REQUEST_REPLAYED and stores nothing: the failed insert rolls back the whole unit. Only for
 handlers that have no effect before that unit (card authentication, settle, pre-settle); if
-the handler returns without having claimed the nonce, the pipeline inserts it after all. A
-request refused inside that unit (its transaction or savepoint rolled back) leaves its nonce
-unused: a replay of it is refused again the same way, and changes nothing either.
+the handler returns without having claimed the nonce, the pipeline inserts it after all.
+
+A request refused for the state of things after its signature verified spends its nonce
+(the institution kind, or the handler, before its unit or inside it, whose rollback took the
+nonce with it): the pipeline inserts it then, in a unit of its own. A captured refused
+request cannot be sent again: its replay is REQUEST_REPLAYED, even once the cause of the
+refusal (a card reported lost, then found) has gone. Two kinds of refusal write nothing:
+before the signature verified (missing headers, skew, unknown terminal, bad signature:
+anyone can send those), and bad input (content type, JSON, schema: the signed bytes can only
+ever be refused the same way).
 
 Everything that goes wrong raises GatewayError; gateway.middleware renders it.
 """
@@ -37,6 +44,7 @@ Everything that goes wrong raises GatewayError; gateway.middleware renders it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,14 +58,17 @@ from sqlalchemy.orm import Session
 
 from dbkit import beijing_date
 from gateway.errors import ErrorCode, GatewayError
+from gateway.logs import fields
 from gateway.settings import Settings
-from gateway.state import CLOCK, DATABASE, INFLIGHT, RATE_LIMITS, SETTINGS, TERMINALS
+from gateway.state import CLOCK, DATABASE, INFLIGHT, RATE_LIMITS, REQUEST_ID, SETTINGS, TERMINALS
 from gateway.store import TerminalRecord, consume_nonce
 from sscard import terminal_auth as ta
 
 __all__ = ["Call", "NonceClaim", "RequestModel", "Route", "Text", "add_routes", "allowed_methods"]
 
 BodyT = TypeVar("BodyT")
+
+log = logging.getLogger("gateway.routing")
 
 JSON_CONTENT_TYPE: Final = "application/json"
 # Field errors listed in one VALIDATION_FAILED answer: enough to fix a request, bounded.
@@ -265,27 +276,60 @@ async def _pipeline(route: Route, request: web.Request) -> web.StreamResponse:
         request = request.clone(client_max_size=route.max_body_bytes)
     if route.signed or route.request_model is not None:
         body = await _read_body(request, route.max_body_bytes)
-    terminal = None
-    headers = None
-    if route.signed:
-        headers, terminal = await _authenticate(request, body)
+    if not route.signed:
+        payload = _parse(route, request, body)
+        return await _handle(route, request, payload, None, None)
+    headers, terminal = await _authenticate(request, body)
+    claim = NonceClaim(headers.terminal_id, headers.nonce, _nonce_expiry_s(request))
+    try:
         if route.institution_kinds is not None:
             _check_institution_kind(route.institution_kinds, terminal)
-    payload = None
-    if route.request_model is not None:
-        payload = _parse_body(route.request_model, request, body)
-    claim = None
-    if headers is not None:
-        if route.nonce_in_handler:
-            claim = NonceClaim(headers.terminal_id, headers.nonce, _nonce_expiry_s(request))
-        else:
-            await _consume_nonce(request, headers)
+    except GatewayError:
+        await _burn_nonce(request, claim)
+        raise
+    # Bad input (content type, JSON, schema) is refused and writes nothing, its nonce
+    # included: a replay of it can only be refused the same way, since the bytes are signed.
+    payload = _parse(route, request, body)
+    try:
+        return await _handle(route, request, payload, claim, terminal)
+    except Exception as exc:
+        # A refusal that depends on the state of things (the card, the claim, the key, the
+        # hub) spends the nonce too, so a captured refused request cannot be sent again
+        # within the skew window: refused again, or, once the cause has gone, done.
+        replayed = isinstance(exc, GatewayError) and exc.code == ErrorCode.REQUEST_REPLAYED
+        if not replayed and (route.nonce_in_handler or not claim.claimed):
+            await _burn_nonce(request, claim)
+        raise
+
+
+def _parse(route: Route, request: web.Request, body: bytes) -> BaseModel | None:
+    if route.request_model is None:
+        return None
+    return _parse_body(route.request_model, request, body)
+
+
+async def _handle(
+    route: Route,
+    request: web.Request,
+    payload: BaseModel | None,
+    claim: NonceClaim | None,
+    terminal: TerminalRecord | None,
+) -> web.StreamResponse:
+    """Steps 5 and 6 of the module docstring: the nonce (here, or in the handler's unit on a
+    ``nonce_in_handler`` route), the handler, the rendering."""
+    if claim is not None and not route.nonce_in_handler:
+        await _consume_nonce(request, claim)
+        claim.claimed = True
     result = await route.handler(
-        Call(request=request, body=payload, terminal=terminal, nonce=claim)
+        Call(
+            request=request,
+            body=payload,
+            terminal=terminal,
+            nonce=claim if route.nonce_in_handler else None,
+        )
     )
-    if claim is not None and not claim.claimed:
-        assert headers is not None
-        await _consume_nonce(request, headers)
+    if claim is not None and route.nonce_in_handler and not claim.claimed:
+        await _consume_nonce(request, claim)
     if isinstance(result, BaseModel):
         return web.Response(
             body=result.model_dump_json().encode(),
@@ -477,14 +521,32 @@ def _nonce_expiry_s(request: web.Request) -> int:
     return int(app[CLOCK]()) + app[SETTINGS].nonce_ttl_s
 
 
-async def _consume_nonce(request: web.Request, headers: _SignedHeaders) -> None:
+async def _burn_nonce(request: web.Request, claim: NonceClaim) -> None:
+    """Insert the nonce of a refused request, if nothing committed it yet (the refusal came
+    before its unit, or rolled the unit back). Already there: if no unit of this request
+    claimed it, the request is a replay and is answered REQUEST_REPLAYED instead of its
+    refusal; otherwise its unit committed it, and the refusal stands. The database failing:
+    the refusal is answered all the same (the nonce then stays unused, as before)."""
+    try:
+        await _consume_nonce(request, claim)
+    except GatewayError as exc:
+        if exc.code == ErrorCode.REQUEST_REPLAYED and not claim.claimed:
+            raise
+    except Exception:  # the refusal matters more than its nonce; one line says so
+        log.warning(
+            "nonce of a refused request not stored",
+            extra=fields(request_id=request[REQUEST_ID], terminal_id=claim.terminal_id),
+        )
+
+
+async def _consume_nonce(request: web.Request, claim: NonceClaim) -> None:
     try:
         await request.app[DATABASE].write(
             partial(
                 consume_nonce,
-                terminal_id=headers.terminal_id,
-                nonce=headers.nonce,
-                expires_at_s=_nonce_expiry_s(request),
+                terminal_id=claim.terminal_id,
+                nonce=claim.nonce,
+                expires_at_s=claim.expires_at_s,
             ),
             grouped=True,  # one INSERT, no effect outside the session: group-committable
         )
