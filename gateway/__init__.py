@@ -15,7 +15,8 @@ Module map (one domain concept each)::
     store         the gateway's tables (institutions, terminals, request nonces)
     card_auth     card authentication: challenges, chain, registry, card sessions
     migrate       Alembic driven from code; the list of MetaData it manages
-    housekeeping  nonce sweeper
+    housekeeping  nonce sweeper; the year-end roll-over of personal accounts on every worker
+    year_end      `admin rollover --year Y [--check]`: the roll-over by hand
     metrics       Prometheus metrics (multiprocess-aware)
     logs          JSON / key=value log lines without personal data
     demo          DEMO ONLY world (institutions, terminals) for an embedded database

@@ -7,7 +7,7 @@ route table, the OpenAPI document from the same table, and two resources in ``cl
   gateway.db_metrics), the terminal directory on top of it, and a check that the schema is at
   the migrations' heads (``serve`` migrates before it starts workers; a worker never migrates,
   so N workers never race to);
-* the nonce sweeper task.
+* the nonce sweeper task, and the year-end roll-over's (both gateway.housekeeping).
 
 Importing this module imports prometheus_client: see gateway.metrics for why the supervisor
 must set PROMETHEUS_MULTIPROC_DIR first.
@@ -28,7 +28,7 @@ from gateway.crossprov.hub import hub_context
 from gateway.db import make_engine
 from gateway.db_metrics import MeasuredDatabase
 from gateway.fsi.door import at_fsi_path, fsi_context
-from gateway.housekeeping import sweep_nonces_forever
+from gateway.housekeeping import roll_over_forever, sweep_nonces_forever
 from gateway.middleware import observe, problems
 from gateway.openapi import build_openapi
 from gateway.ops.access import ops_context
@@ -79,6 +79,7 @@ def create_app(
     # Needs the database (the shared card-session key); before the sweepers.
     app.cleanup_ctx.append(card_auth_context)
     app.cleanup_ctx.append(_nonce_sweeper)
+    app.cleanup_ctx.append(_year_end_rollover)
     # The national hub's client and this worker's reversal task (needs the database).
     app.cleanup_ctx.append(hub_context)
     # The ops dashboard's credential (gateway.ops.access): resolved and announced at start-up.
@@ -92,7 +93,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = make_engine(settings)
     # Measured: write latency and database failures (gateway.db_metrics).
-    db = MeasuredDatabase(engine, threads=settings.db_threads)
+    db = MeasuredDatabase(
+        engine, threads=settings.db_threads, write_queue_max=settings.db_write_queue_max
+    )
     try:
         await asyncio.to_thread(migrate.check_schema_current, engine)
         app[DATABASE] = db
@@ -117,6 +120,23 @@ async def _nonce_sweeper(app: web.Application) -> AsyncIterator[None]:
             batch=settings.nonce_sweep_batch,
         ),
         name="nonce-sweeper",
+    )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _year_end_rollover(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    task = asyncio.create_task(
+        roll_over_forever(
+            app[DATABASE],
+            app[CLOCK],
+            interval_s=settings.rollover_check_interval_s,
+            batch=settings.rollover_batch,
+        ),
+        name="year-end-rollover",
     )
     yield
     task.cancel()

@@ -1,4 +1,5 @@
-"""Command line: ``python -m gateway serve | db upgrade | db current | db revision``.
+"""Command line: ``python -m gateway serve | db upgrade | db current | db revision |
+admin rollover``.
 
 Flags override the TOML file and GATEWAY_* environment (see gateway.settings). Exit codes:
 0 success, 1 runtime failure, 2 invalid configuration or usage.
@@ -45,7 +46,23 @@ def _parser() -> argparse.ArgumentParser:
     revision.add_argument("-m", "--message", required=True)
     revision.add_argument("--branch", default="gateway", help="migration source (branch)")
     revision.add_argument("--autogenerate", action="store_true")
+    admin = commands.add_parser("admin", help="administration")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    rollover = admin_commands.add_parser(
+        "rollover", help="year-end roll-over of personal accounts (gateway.year_end)"
+    )
+    _settings_flags(rollover, server=False)
+    rollover.add_argument("--year", type=_year, required=True, help="the year that ended")
+    rollover.add_argument("--check", action="store_true", help="report only, change nothing")
     return parser
+
+
+def _year(text: str) -> int:
+    from gateway.year_end import MAX_YEAR, MIN_YEAR
+
+    if not text.isdigit() or not MIN_YEAR <= int(text) <= MAX_YEAR:
+        raise argparse.ArgumentTypeError(f"a year from {MIN_YEAR} to {MAX_YEAR}, not {text!r}")
+    return int(text)
 
 
 def _load(args: argparse.Namespace) -> Settings:
@@ -66,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.serve import serve
 
         return serve(settings)
+    if args.command == "admin":
+        from gateway.year_end import run_rollover
+
+        return run_rollover(settings, year=args.year, check=args.check)
     return _db(args, settings)
 
 

@@ -89,7 +89,13 @@ from sqlalchemy.pool import QueuePool
 from gateway.errors import ErrorCode, GatewayError
 from gateway.settings import Settings
 
-__all__ = ["Database", "for_writes", "make_engine", "sqlite_file_path"]
+__all__ = [
+    "DEFAULT_WRITE_QUEUE_MAX",
+    "Database",
+    "for_writes",
+    "make_engine",
+    "sqlite_file_path",
+]
 
 T = TypeVar("T")
 
@@ -100,6 +106,12 @@ _MAX_BATCH: Final = 256
 # Inline batches (SQLite, on the loop thread) hold the loop for their duration: at ~0.2-0.4 ms
 # a unit, 32 units keep one pause near 10 ms while still sharing one commit among many.
 _INLINE_MAX_BATCH: Final = 32
+# The writer queue's own bound (units waiting for the writer, not counting the batch being
+# written): the setting ``db_write_queue_max``. Requests alone cannot reach it with the
+# defaults (one write at a time per request, max_inflight_requests of them), so it is the
+# backstop for everything else that writes (sweepers, the reversal worker, a burst of
+# background work); see Database.write for what happens when it is full.
+DEFAULT_WRITE_QUEUE_MAX: Final = 1024
 _LOCK_SUFFIX: Final = "-gwlock"
 _SAVEPOINT: Final = "gw_unit"
 _SAVEPOINT_SQL: Final = f"SAVEPOINT {_SAVEPOINT}"
@@ -312,10 +324,26 @@ class Database:
     The exception a unit raised propagates unchanged (an IntegrityError stays an
     IntegrityError), except that connectivity failures become GatewayError(DB_UNAVAILABLE), a
     503 with Retry-After. A failure of the batch itself (BEGIN, COMMIT) fails every unit in it.
+
+    The writer queue holds at most ``write_queue_max`` units waiting for the writer. A
+    ``write`` that finds it full raises GatewayError(OVERLOADED) at once, a 503 with
+    Retry-After, and its unit never runs: like the in-flight bound in front of the handlers,
+    and unlike waiting, it keeps the queue's memory and its latency bounded, and a caller
+    cannot tell it from DB_UNAVAILABLE (nothing done, try again), which every writer already
+    handles. ``concurrent`` units on PostgreSQL do not queue and are bounded by the pool.
     """
 
-    def __init__(self, engine: Engine, *, threads: int, inline_writes: bool | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        threads: int,
+        inline_writes: bool | None = None,
+        write_queue_max: int = DEFAULT_WRITE_QUEUE_MAX,
+    ) -> None:
         assert threads >= 1
+        assert write_queue_max >= 1
+        self.write_queue_max = write_queue_max
         self.engine = engine
         self._write_engine = for_writes(engine)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
@@ -367,6 +395,8 @@ class Database:
             # round trip of its own (measured: more CPU than the WAL flush it saves), and the
             # server already groups concurrent commits' flushes.
             return await self._run(self._write_engine, unit)
+        if len(self._pending) >= self.write_queue_max:
+            raise GatewayError(ErrorCode.OVERLOADED, "the database writer queue is full")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         # Retrieved even if the caller has gone away, so no "never retrieved" warning.

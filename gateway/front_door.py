@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import html
-from functools import cache
+from functools import lru_cache
 from importlib import resources
 from typing import Final
 
@@ -73,7 +73,12 @@ def _docs_html(docs_url: str) -> str:
     return f"<p>Read {where}:</p>\n  <ul>\n{items}\n  </ul>"
 
 
-@cache
+# Keyed by the docs_url setting: one entry in a serving process; bounded for processes that
+# build many apps (tests), which rebuild an evicted page (a string replace).
+_PAGES_MAX: Final = 8
+
+
+@lru_cache(maxsize=_PAGES_MAX)
 def _page_with_docs(docs_url: str) -> str:
     return _PAGE.replace(_DOCS_MARK, _docs_html(docs_url))
 

@@ -5,24 +5,47 @@ first sweep is delayed by a random part of the interval so that workers started 
 not all take SQLite's write lock at the same moment. Each sweep deletes in bounded batches
 (``nonce_sweep_batch``) and at most ``_MAX_BATCHES_PER_SWEEP`` of them, so one sweep never holds
 the write lock for long; a backlog is worked off over the next sweeps.
+
+The year-end roll-over of personal accounts (settlement.rollover) runs here too, on every
+worker: each one checks, every ``rollover_check_interval_s`` and just after 00:00 Beijing time
+on 1 January, whether the last ended year's roll-over has finished (one primary-key read), and
+if not works it in batches of ``rollover_batch`` accounts, one write transaction each. Several
+workers (or replicas) working at once only share the work: the database lets each account roll
+over once (settlement.rollover). A settlement that reaches an account first rolls it itself, so
+how soon this job runs changes no amount.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 from collections.abc import Callable
 from functools import partial
 from typing import Final
 
+from dbkit import BEIJING
 from gateway import metrics
 from gateway.db import Database
 from gateway.errors import GatewayError
 from gateway.logs import fields
 from gateway.store import delete_expired_nonces
+from settlement.errors import SettlementError
+from settlement.rollover import (
+    RolloverProgress,
+    last_ended_year,
+    roll_over_year,
+    rollover_completed,
+)
 
-__all__ = ["sweep_expired_nonces", "sweep_nonces_forever"]
+__all__ = [
+    "roll_over_ended_year",
+    "roll_over_forever",
+    "seconds_to_next_year",
+    "sweep_expired_nonces",
+    "sweep_nonces_forever",
+]
 
 log = logging.getLogger("gateway.housekeeping")
 
@@ -56,3 +79,68 @@ async def sweep_nonces_forever(
         except Exception:
             log.exception("nonce sweep failed")
         await asyncio.sleep(interval_s)
+
+
+# A year-end run's bound: this many batches, then the next check carries on.
+_MAX_ROLLOVER_BATCHES_PER_RUN: Final = 1000
+# After midnight on 1 January, wait up to this long (random) so that workers started together
+# do not all reach for SQLite's write lock at the same moment.
+_NEW_YEAR_JITTER_S: Final = 5.0
+
+
+def _instant(clock: Callable[[], float]) -> dt.datetime:
+    return dt.datetime.fromtimestamp(clock(), dt.UTC)
+
+
+def seconds_to_next_year(now: dt.datetime) -> float:
+    """Seconds from ``now`` to the next 00:00 Beijing time on 1 January."""
+    next_year = dt.datetime(now.astimezone(BEIJING).year + 1, 1, 1, tzinfo=BEIJING)
+    return (next_year - now).total_seconds()
+
+
+async def roll_over_ended_year(
+    db: Database, clock: Callable[[], float], *, batch: int
+) -> RolloverProgress | None:
+    """Work the last ended year's roll-over until it is complete, no account is left that a
+    settlement does not hold (PostgreSQL skips those; the next check rolls them), or the run's
+    bound. None if it had completed already (one read). The clock is read at each batch: a
+    batch is stamped with the time it ran."""
+    year = last_ended_year(_instant(clock))
+    if await db.read(partial(rollover_completed, year=year)):
+        return None
+    rolled = amount_fen = 0
+    progress = RolloverProgress(year=year, rolled=0, amount_fen=0, completed=False)
+    for _ in range(_MAX_ROLLOVER_BATCHES_PER_RUN):
+        progress = await db.write(
+            partial(roll_over_year, year=year, now=_instant(clock), batch=batch)
+        )
+        rolled += progress.rolled
+        amount_fen += progress.amount_fen
+        if progress.completed or progress.rolled == 0:
+            break
+    log.info(
+        "year-end roll-over",
+        extra=fields(
+            year=year, accounts=rolled, amount_fen=amount_fen, completed=progress.completed
+        ),
+    )
+    return RolloverProgress(
+        year=year, rolled=rolled, amount_fen=amount_fen, completed=progress.completed
+    )
+
+
+async def roll_over_forever(
+    db: Database, clock: Callable[[], float], *, interval_s: float, batch: int
+) -> None:
+    # S311: jitter, not security. At least a second: a worker's first moments are its start-up.
+    await asyncio.sleep(random.uniform(1.0, max(1.0, min(interval_s, 60.0))))  # noqa: S311
+    while True:
+        try:
+            await roll_over_ended_year(db, clock, batch=batch)
+        except (GatewayError, SettlementError) as exc:
+            log.warning("year-end roll-over skipped", extra=fields(code=exc.code))
+        except Exception:
+            log.exception("year-end roll-over failed")
+        until_new_year_s = seconds_to_next_year(_instant(clock))
+        jitter_s = random.uniform(0.0, _NEW_YEAR_JITTER_S)  # noqa: S311
+        await asyncio.sleep(min(interval_s, until_new_year_s + jitter_s))

@@ -15,6 +15,7 @@ other route is public (``security: []``).
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gateway.errors import ERRORS, PROBLEM_CONTENT_TYPE
+from gateway.openapi_params import BODIES, PARAMETERS, Param
 from gateway.routing import Route
 from sscard import terminal_auth as ta
 
@@ -160,14 +162,36 @@ def _operation(route: Route, refs: _Refs) -> dict[str, Any]:
     }
     if route.description:
         operation["description"] = route.description
+    parameters = _parameters(route)
+    if parameters:
+        operation["parameters"] = parameters
     if route.request_model is not None:
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": refs[(route.request_model, "validation")]}},
         }
+    elif route.operation_id in BODIES:
+        body = BODIES[route.operation_id]
+        operation["requestBody"] = {
+            "required": True,
+            "content": {media: {"schema": dict(schema)} for media, schema in body.content.items()},
+            **({"description": body.description} if body.description else {}),
+        }
     operation["security"] = _security(route)
     operation["responses"].update(_problems(route.error_codes(), refs))
     return operation
+
+
+_PATH_TEMPLATE: Final = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+
+
+def _parameters(route: Route) -> list[dict[str, Any]]:
+    """Declared parameters, and every templated path segment (a plain string unless
+    declared)."""
+    declared = {param.name: param for param in PARAMETERS.get(route.operation_id, ())}
+    for name in _PATH_TEMPLATE.findall(route.path):
+        declared.setdefault(name, Param(name, "path", {"type": "string"}))
+    return [param.as_openapi() for param in declared.values()]
 
 
 def _security(route: Route) -> list[dict[str, list[str]]]:

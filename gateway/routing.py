@@ -57,14 +57,23 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dbkit import beijing_date
-from gateway.errors import ErrorCode, GatewayError
+from gateway.errors import ErrorCode, GatewayError, codes_of
 from gateway.logs import fields
 from gateway.settings import Settings
 from gateway.state import CLOCK, DATABASE, INFLIGHT, RATE_LIMITS, REQUEST_ID, SETTINGS, TERMINALS
 from gateway.store import TerminalRecord, consume_nonce
 from sscard import terminal_auth as ta
 
-__all__ = ["Call", "NonceClaim", "RequestModel", "Route", "Text", "add_routes", "allowed_methods"]
+__all__ = [
+    "Call",
+    "ErrorList",
+    "NonceClaim",
+    "RequestModel",
+    "Route",
+    "Text",
+    "add_routes",
+    "allowed_methods",
+]
 
 BodyT = TypeVar("BodyT")
 
@@ -161,6 +170,10 @@ _AUTH_ERRORS: Final = (
 )
 
 
+# A route's ``errors``: the gateway's own codes and the domain error classes its handler raises.
+ErrorList = tuple[str | type[BaseException], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     method: str
@@ -180,8 +193,11 @@ class Route:
     # Counted against max_inflight_requests. Probes and scrapes are not: under overload the
     # process is still alive and its metrics still matter.
     bounded: bool = True
-    # Domain error codes the handler itself may raise (the pipeline's codes are derived).
-    errors: tuple[str, ...] = ()
+    # What the handler itself may raise (the pipeline's codes are derived): the domain error
+    # classes its use case raises, each standing for its registered codes and its subclasses'
+    # (gateway.errors.codes_of, expanded when the codes are asked for, so a subclass defined
+    # in a module imported later still counts), and the gateway's own codes.
+    errors: ErrorList = ()
     # The handler inserts the request nonce in its own first write unit (module docstring).
     nonce_in_handler: bool = False
     # This route's body limit; None: the max_body_bytes setting. Only for routes that take
@@ -202,7 +218,12 @@ class Route:
             codes.append(ErrorCode.INSTITUTION_KIND_NOT_ALLOWED)
         if self.request_model is not None:
             codes.extend(_BODY_ERRORS)
-        codes.extend(self.errors)
+        for error in self.errors:
+            codes.extend((error,) if isinstance(error, str) else codes_of(error))
+        if "{" in self.path:
+            # A path value the handler cannot take (not an id it issued, not the form the
+            # route's parameter has) is an address the gateway does not have.
+            codes.append(ErrorCode.NOT_FOUND)
         codes.append(ErrorCode.INTERNAL)
         return tuple(dict.fromkeys(codes))
 

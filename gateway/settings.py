@@ -85,6 +85,9 @@ class Settings(BaseModel):
     # One thread per connection: each unit of work takes one thread and one pooled connection.
     db_threads: int = Field(4, ge=1, le=64)
     db_pool_timeout_s: float = Field(5.0, gt=0, le=60)
+    # Units waiting for the process's one database writer; a write beyond it gets 503
+    # OVERLOADED with Retry-After and does nothing (gateway.db.Database).
+    db_write_queue_max: int = Field(1024, ge=1, le=1_000_000)
     # SQLite waits this long for another process's write lock before failing with "locked".
     sqlite_busy_timeout_ms: int = Field(5000, ge=0, le=60_000)
     # FULL: a commit survives power loss (money, one-time nonces). NORMAL is faster but may lose
@@ -137,6 +140,11 @@ class Settings(BaseModel):
     # healthcare security office: they may list every institution's reconciliation mismatches.
     # Any other terminal sees its own institution's only.
     reconciliation_ops_institutions: str = Field("", max_length=4096)
+    # The year-end roll-over of personal accounts (gateway.housekeeping): each worker checks
+    # this often whether the last ended year's roll-over has finished (and just after 00:00
+    # Beijing time on 1 January), and rolls this many accounts per write transaction.
+    rollover_check_interval_s: float = Field(300.0, gt=0, le=86_400)
+    rollover_batch: int = Field(1000, ge=1, le=10_000)
 
     # -- the national-interface door (gateway.fsi, docs/national-interface.md) ------------------
     # Where the door listens: under /fsi/, one URL for every infno (most HIS clients), the

@@ -43,7 +43,12 @@ class IssuingCa:
     key: SM2PrivateKey
 
 
-@functools.cache
+# Keyed by the demo_seed setting: one entry in a serving process; bounded for processes that
+# build demo worlds of several seeds (tests), which rebuild an evicted CA.
+_DEMO_CAS_MAX: Final = 8
+
+
+@functools.lru_cache(maxsize=_DEMO_CAS_MAX)
 def demo_issuing_ca(seed: str) -> IssuingCa:
     """DEMO ONLY: the demo PKI's issuing CA, which card authentication pins in the demo world."""
     pki = sscard_demo.demo_pki(seed)

@@ -212,6 +212,6 @@ def load_programme(path: Path) -> Programme:
         return parse_programme(tomllib.load(file))
 
 
-@functools.cache
+@functools.cache  # one entry: zero arguments (the built-in file, parsed once per process)
 def default_programme() -> Programme:
     return load_programme(DEFAULT_PROGRAMME_FILE)

@@ -22,6 +22,8 @@ Module map::
     settlement.ledger       post_transaction (balanced, append-only), settlement_postings,
                             reversal_postings, account_balance_fen, unbalanced_transactions
     settlement.recording    record_settlement / cancel_settlement in the caller's session
+    settlement.rollover     the year-end roll-over of personal accounts: roll_over_year (the
+                            job, in batches), roll_over_due (inside a settle), spendable
     settlement.idempotency  begin_request / finish_request / release_request
     settlement.migrations   Alembic branch "settlement" (st0001)
 

@@ -42,6 +42,8 @@ arithmetic, so a rejected claim changes nothing.
      │                                                          (→ 422)
      ├── LedgerUnbalanced                LEDGER_UNBALANCED      a ledger transaction does not sum
      │                                                          to zero (a bug, never user input)
+     ├── RolloverNotDue                  ROLLOVER_NOT_DUE       a year-end roll-over asked for a
+     │                                                          year that has not ended (Beijing)
      └── HubError                        HUB_ERROR              through the national hub (a missing
           │                                                     filing is crossprov.filings'
           │                                                     FilingRequired)
@@ -132,6 +134,10 @@ class CatalogueInvalid(SettlementError):
 
 class LedgerUnbalanced(SettlementError):
     code = "LEDGER_UNBALANCED"
+
+
+class RolloverNotDue(SettlementError):
+    code = "ROLLOVER_NOT_DUE"
 
 
 class PersonNotFound(SettlementError):

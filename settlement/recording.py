@@ -36,6 +36,8 @@ from settlement.claim import AccountBalances, ClaimLine, InsuredPerson, Visit, Y
 from settlement.engine import settle
 from settlement.errors import PersonNotFound, SettlementAlreadyCancelled, SettlementNotFound
 from settlement.ledger import (
+    Posting,
+    person_account,
     post_transaction,
     reversal_postings,
     settlement_postings,
@@ -45,6 +47,7 @@ from settlement.policy import Policy, PolicyBook
 from settlement.result import SettlementResult
 from settlement.store import (
     InsuredPersonRow,
+    LedgerSide,
     LedgerTransaction,
     PersonalAccount,
     SettlementLineRow,
@@ -76,6 +79,9 @@ class Holdings:
     balances: AccountBalances
     year_to_date: YearToDate
     totals_exist: bool
+    # The year the current-year balance belongs to (settlement.rollover: at year end it rolls
+    # into the past-years account).
+    account_year: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +131,8 @@ _SETTLEMENTS: Final[Table] = SettlementRow.__table__  # type: ignore[assignment]
 
 _PERSON_ACCOUNT_SQL: Final = (
     "SELECT insured_persons.id, insured_persons.retired, insured_persons.birth_date, "
-    "personal_accounts.current_year_fen, personal_accounts.past_years_fen "
+    "personal_accounts.current_year_fen, personal_accounts.past_years_fen, "
+    "personal_accounts.account_year "
     "FROM insured_persons JOIN personal_accounts "
     "ON personal_accounts.person_id = insured_persons.id WHERE insured_persons.psn_no = ?"
 )
@@ -135,6 +142,7 @@ _PERSON_ACCOUNT_COLUMNS: Final = (
     _PERSONS.c.birth_date,
     _ACCOUNTS.c.current_year_fen,
     _ACCOUNTS.c.past_years_fen,
+    _ACCOUNTS.c.account_year,
 )
 _TOTALS_SQL: Final = (
     "SELECT self_pay_band_consumed_fen, deductible_consumed_fen, pooling_fund_paid_fen "
@@ -222,7 +230,7 @@ def load_holdings(session: Session, *, psn_no: str, year: int) -> Holdings:
     found = query.fetchone(connection, (psn_no,))
     if found is None:
         raise PersonNotFound(f"no insured person with psn_no {psn_no[:4]}… or no account")
-    person_id, retired, birth_date, current_year_fen, past_years_fen = found
+    person_id, retired, birth_date, current_year_fen, past_years_fen, account_year = found
     totals_query = _LOCK_TOTALS if lock else _SELECT_TOTALS
     totals = totals_query.fetchone(connection, (person_id, year))
     return Holdings(
@@ -238,6 +246,7 @@ def load_holdings(session: Session, *, psn_no: str, year: int) -> Holdings:
             pooling_fund_paid_fen=totals[2],
         ),
         totals_exist=totals is not None,
+        account_year=account_year,
     )
 
 
@@ -430,10 +439,12 @@ def cancel_settlement(session: Session, *, setl_id: str, now: dt.datetime) -> No
     )
     assert account is not None
     assert totals is not None
+    rolled_back_fen = 0  # current-year money given back after its year rolled over
     if account.account_year == row.visit_date.year:
         account.current_year_fen += row.acct_pay_current_year_fen
     else:
         account.past_years_fen += row.acct_pay_current_year_fen
+        rolled_back_fen = row.acct_pay_current_year_fen
     account.past_years_fen += row.acct_pay_past_years_fen
     totals.self_pay_band_consumed_fen -= row.self_pay_band_added_fen
     totals.deductible_consumed_fen -= row.deductible_added_fen
@@ -455,3 +466,21 @@ def cancel_settlement(session: Session, *, setl_id: str, now: dt.datetime) -> No
         settlement_id=row.id,
         reverses_txn_id=original,
     )
+    if rolled_back_fen:
+        # The mirror gave it back to the current-year account; the roll-over moves it on,
+        # as it moved the rest of that year's balance (settlement.rollover, same postings).
+        psn_no = session.scalar(
+            select(InsuredPersonRow.psn_no).where(InsuredPersonRow.id == row.person_id)
+        )
+        assert psn_no is not None
+        post_transaction(
+            session,
+            txn_id=f"rollover:cancel:{setl_id}",
+            kind="rollover",
+            postings=[
+                Posting(person_account(psn_no, "current_year"), LedgerSide.DEBIT, rolled_back_fen),
+                Posting(person_account(psn_no, "past_years"), LedgerSide.CREDIT, rolled_back_fen),
+            ],
+            posted_at=now,
+            settlement_id=row.id,
+        )

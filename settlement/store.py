@@ -49,6 +49,7 @@ from dbkit import new_metadata
 
 __all__ = [
     "LEDGER_APPEND_ONLY_DDL",
+    "AccountRollover",
     "AdmissionFeeLineRow",
     "AdmissionRow",
     "AdmissionStatus",
@@ -61,6 +62,7 @@ __all__ = [
     "LedgerTransaction",
     "PersonalAccount",
     "ReconciliationRun",
+    "RolloverYear",
     "SettlementLineRow",
     "SettlementRow",
     "SettlementStatus",
@@ -135,6 +137,9 @@ class PersonalAccount(SettlementBase):
     __table_args__ = (
         CheckConstraint("current_year_fen >= 0", name="current_year_not_negative"),
         CheckConstraint("past_years_fen >= 0", name="past_years_not_negative"),
+        # The year-end roll-over walks the accounts still in an ended year in this order
+        # (settlement.rollover); a settle never changes account_year except when it rolls.
+        Index("ix_personal_accounts_account_year_person_id", "account_year", "person_id"),
     )
 
     person_id: Mapped[int] = mapped_column(ForeignKey("insured_persons.id"), primary_key=True)
@@ -158,6 +163,43 @@ class YearToDateTotals(SettlementBase):
     self_pay_band_consumed_fen: Mapped[int] = mapped_column(BigInteger)
     deductible_consumed_fen: Mapped[int] = mapped_column(BigInteger)
     pooling_fund_paid_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class AccountRollover(SettlementBase):
+    """One year-end roll-over (结转) of one personal account: what was left in the current-year
+    account of ``from_year`` moved to the past-years account when ``to_year`` began
+    (settlement.rollover). The primary key is the guard that makes it happen once: two
+    workers, or a settle and the year-end job, rolling the same account race here and one
+    wins. ``amount_fen`` may be 0 (nothing was left; no ledger transaction then)."""
+
+    __tablename__ = "account_rollovers"
+    __table_args__ = (
+        CheckConstraint("amount_fen >= 0", name="amount_not_negative"),
+        CheckConstraint("to_year > from_year", name="forwards"),
+    )
+
+    person_id: Mapped[int] = mapped_column(ForeignKey("insured_persons.id"), primary_key=True)
+    from_year: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    to_year: Mapped[int] = mapped_column(SmallInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    rolled_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RolloverYear(SettlementBase):
+    """A finished year-end roll-over: no account is left in ``year`` or before. Written once
+    (primary key) by whichever run found nothing left; ``accounts`` and ``amount_fen`` are the
+    year's :class:`AccountRollover` rows (``from_year = year``) at that moment."""
+
+    __tablename__ = "rollover_years"
+    __table_args__ = (
+        CheckConstraint("accounts >= 0", name="accounts_not_negative"),
+        CheckConstraint("amount_fen >= 0", name="amount_not_negative"),
+    )
+
+    year: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    accounts: Mapped[int] = mapped_column(BigInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    completed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 class SettlementStatus(enum.StrEnum):
@@ -328,6 +370,9 @@ class AdmissionRow(SettlementBase):
     # lives in settlement.crossprov, which a create_all of this module alone would not know.
     remote_msgid: Mapped[str | None] = mapped_column(String(30))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # A stay's discharge (出院, 2402, st0008): recorded on the open stay, or by its settlement
+    # at discharge; cleared by 2405. None: not discharged yet (and every outpatient visit).
+    discharge_date: Mapped[dt.date | None] = mapped_column(Date)
 
 
 class AdmissionFeeLineRow(SettlementBase):

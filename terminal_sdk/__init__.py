@@ -42,7 +42,6 @@ from terminal_sdk.client import (
     GatewayResponse,
     PendingOperation,
     RetryPolicy,
-    SyncGatewayClient,
     new_idempotency_key,
 )
 from terminal_sdk.errors import (
@@ -119,6 +118,7 @@ from terminal_sdk.readers import (
     ReaderInfo,
 )
 from terminal_sdk.receipt import FundPayment, Receipt, yuan
+from terminal_sdk.sync_client import SyncGatewayClient
 
 __all__ = [
     "AnswerLost",

@@ -49,7 +49,6 @@ from terminal_sdk.client import (
     Claim,
     FeeLine,
     RetryPolicy,
-    SyncGatewayClient,
     new_idempotency_key,
 )
 from terminal_sdk.errors import TerminalError
@@ -63,6 +62,7 @@ from terminal_sdk.readers.base import Reader
 from terminal_sdk.readers.memory import MemoryReader
 from terminal_sdk.readers.pcsc import PcscReader
 from terminal_sdk.receipt import Receipt, yuan
+from terminal_sdk.sync_client import SyncGatewayClient
 
 __all__ = [
     "EXIT_FAILED",

@@ -81,12 +81,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from terminal_sdk.errors import TerminalError
-
-if TYPE_CHECKING:
-    from terminal_sdk.client import PendingOperation
+from terminal_sdk.pending import PendingOperation
 
 __all__ = [
     "PROBLEM_CLASSES",

@@ -18,9 +18,10 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from gateway import metrics
 from gateway.card_auth.checks import card_sn_from_hex
 from gateway.card_auth.service import CARD_AUTH, AuthAttempt
-from gateway.errors import ERRORS, ErrorCode, domain_error_code
-from gateway.routing import Call, RequestModel, Route
-from sscard.certs import MAX_CERTIFICATE_DER_BYTES
+from gateway.errors import ERRORS, ErrorCode, codes_named, domain_error_code
+from gateway.routing import Call, ErrorList, RequestModel, Route
+from issuance.errors import CardNotUsable
+from sscard.certs import MAX_CERTIFICATE_DER_BYTES, CertificateError
 
 __all__ = [
     "CARD_AUTH_ROUTES",
@@ -182,31 +183,16 @@ def _count_verdict(generation: int, code: str | None) -> None:
     metrics.CARD_AUTHENTICATIONS.labels(str(generation), outcome, reason).inc()
 
 
-_RESPONSE_ERRORS: Final = (
-    ErrorCode.CHALLENGE_UNKNOWN,
-    ErrorCode.CHALLENGE_EXPIRED,
-    ErrorCode.CHALLENGE_REUSED,
-    ErrorCode.CHALLENGE_MISMATCH,
-    ErrorCode.CERT_MALFORMED,
-    ErrorCode.CERT_INVALID,
-    ErrorCode.CERT_EXPIRED,
-    ErrorCode.CERT_NOT_YET_VALID,
-    ErrorCode.CERT_CHAIN_INVALID,
-    ErrorCode.CERT_SIGNATURE_INVALID,
-    ErrorCode.CERT_NOT_CA,
-    ErrorCode.CERT_PATH_LEN,
-    ErrorCode.CERT_KEY_USAGE,
-    ErrorCode.CERT_CRITICAL_EXTENSION,
+# The challenge's own state, the certificate's checks (sscard.certs), the gateway's own
+# certificate and card checks, and the registry's refusals (issuance): families and domain
+# error classes, so that a new code of either reaches this route with no edit here.
+_RESPONSE_ERRORS: Final[ErrorList] = (
+    *codes_named("CHALLENGE_"),
+    CertificateError,
     ErrorCode.CERT_UNKNOWN,
     ErrorCode.CERT_CARD_MISMATCH,
     ErrorCode.CERT_NOT_CURRENT,
-    ErrorCode.CARD_UNKNOWN,
-    ErrorCode.CARD_LOST,
-    ErrorCode.CARD_SUPERSEDED,
-    ErrorCode.CARD_REVOKED,
-    ErrorCode.CARD_EXPIRED,
-    ErrorCode.CARD_NOT_ACTIVATED,
-    ErrorCode.LEGACY_PERIOD_OVER,
+    CardNotUsable,
     ErrorCode.CARD_GENERATION_MISMATCH,
     ErrorCode.CARD_SIGNATURE_INVALID,
     ErrorCode.CRYPTOGRAM_INVALID,

@@ -11,25 +11,28 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import partial
-from typing import Any
 
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from dbkit import beijing_date
 from gateway.crossprov.hub import HUB
 from gateway.errors import ErrorCode, GatewayError
+from gateway.fsi.answers import (
+    card_of,
+    check_person,
+    check_total,
+    constant,
+    empty_answer,
+    estimate_answer,
+    remote_answer,
+    settled_answer,
+    visit_date,
+)
 from gateway.fsi.calls import FsiCall, InputModel, guarded, ok, parse_input, run, run_work
 from gateway.fsi.envelope import parse_time, yuan
 from gateway.fsi.inputs import CardInput, FeeLineIn, fee_lines, optional_fen
-from gateway.fsi.presence import CardAtCounter, card_at_counter
-from gateway.fsi.views import (
-    MED_TYPES,
-    estimate_setlinfo,
-    remote_setlinfo,
-    setldetail,
-    settled_setlinfo,
-)
+from gateway.fsi.presence import CardAtCounter
+from gateway.fsi.views import MED_TYPES
 from gateway.state import DATABASE
 from settlement.claim import ClaimLine
 from settlement.counter import admissions, registered
@@ -40,12 +43,11 @@ from settlement.counter.outcomes import (
     FeeLinesCancelled,
     PersonInformation,
     Registered,
-    Settled,
 )
 from settlement.counter.persons import person_information
 from settlement.crossprov.remote_cancel import cancel_remote, find_remote
 from settlement.crossprov.remote_person import RemotePerson, remote_person
-from settlement.crossprov.remote_settle import RemoteSettled, settle_remote
+from settlement.crossprov.remote_settle import settle_remote
 from settlement.crossprov.routing import Route as Way
 from settlement.keyed import Answer, Stored
 
@@ -62,73 +64,6 @@ __all__ = [
     "registered_settle",
     "visit_info",
 ]
-
-
-# --- shared -------------------------------------------------------------------------------------
-
-
-async def _card(call: FsiCall, card: CardInput) -> CardAtCounter:
-    return await card_at_counter(
-        call,
-        mdtrt_cert_type=card.mdtrt_cert_type,
-        mdtrt_cert_no=card.mdtrt_cert_no,
-        card_sn=card.card_sn or None,
-    )
-
-
-def _check_person(psn_no: str, sent: str) -> None:
-    if sent and sent != psn_no:
-        raise GatewayError(ErrorCode.FSI_CARD_MISMATCH, "psn_no is not the card holder's")
-
-
-def _check_total(total_fen: int, sent_fen: int | None) -> None:
-    if sent_fen is not None and sent_fen != total_fen:
-        raise GatewayError(
-            ErrorCode.FSI_AMOUNT_MISMATCH, "medfee_sumamt is not the sum of the fee lines"
-        )
-
-
-def _visit_date(call: FsiCall) -> dt.date:
-    return beijing_date(call.now)
-
-
-def _settled_answer(
-    settled: Settled, *, call: FsiCall, psn_no: str, medfee_fen: int | None, cancel: bool = False
-) -> Answer:
-    _check_person(settled.psn_no, psn_no)
-    _check_total(settled.record.medfee_sumamt, medfee_fen)
-    row = settled.record
-    return ok(
-        call,
-        {
-            "setlinfo": settled_setlinfo(settled, cancel=cancel),
-            "setldetail": setldetail(row.hifp_pay, row.hifob_pay),
-        },
-    )
-
-
-def _remote_answer(settled: RemoteSettled, *, call: FsiCall, cancel: bool = False) -> Answer:
-    return ok(call, {"setlinfo": remote_setlinfo(settled.setlinfo, cancel=cancel)})
-
-
-def _estimate_answer(
-    estimate: Estimate,
-    *,
-    call: FsiCall,
-    psn_no: str,
-    medfee_fen: int | None,
-    mdtrt_id: str | None,
-) -> Answer:
-    _check_person(estimate.psn_no, psn_no)
-    _check_total(estimate.result.medfee_sumamt, medfee_fen)
-    result = estimate.result
-    return ok(
-        call,
-        {
-            "setlinfo": estimate_setlinfo(estimate, mdtrt_id=mdtrt_id),
-            "setldetail": setldetail(result.hifp_pay, result.hifob_pay),
-        },
-    )
 
 
 # --- 1101 person information ----------------------------------------------------------------
@@ -148,7 +83,7 @@ def _gender(citizen_id: str) -> str:
 
 def _person_answer(person: PersonInformation, *, call: FsiCall, psn_no: str) -> Answer:
     who = person.eligibility
-    _check_person(who.psn_no, psn_no)
+    check_person(who.psn_no, psn_no)
     return ok(
         call,
         {
@@ -199,7 +134,7 @@ def _remote_person_answer(person: RemotePerson, *, call: FsiCall) -> Answer:
 
 async def person_info(call: FsiCall) -> Stored:
     query = parse_input(PersonQuery, call.input)
-    card = await _card(call, query)
+    card = await card_of(call, query)
     match card.route:
         case Way.LOCAL:
             return await run_work(
@@ -212,12 +147,8 @@ async def person_info(call: FsiCall) -> Stored:
                 call.app[DATABASE], call.app[HUB], at=card.at, now=call.now
             )
             return await run_work(
-                call, partial(_constant, remote), partial(_remote_person_answer, call=call)
+                call, partial(constant, remote), partial(_remote_person_answer, call=call)
             )
-
-
-def _constant(value: Any, _session: Session) -> Any:
-    return value
 
 
 # --- pharmacy 2101 / 2102 / 2103 --------------------------------------------------------------
@@ -242,7 +173,7 @@ def _pharmacy_input(call: FsiCall) -> tuple[PharmacyInput, list[FeeLineIn]]:
 async def pharmacy_pre_settle(call: FsiCall) -> Stored:
     body, raw_lines = _pharmacy_input(call)
     lines = fee_lines(raw_lines)
-    card = await _card(call, body)
+    card = await card_of(call, body)
     if card.route is not Way.LOCAL:
         raise GatewayError(
             ErrorCode.VISIT_TYPE_NOT_ALLOWED,
@@ -256,7 +187,7 @@ async def pharmacy_pre_settle(call: FsiCall) -> Stored:
             nonce=None,
             at=card.at,
             visit_type="pharmacy",
-            visit_date=_visit_date(call),
+            visit_date=visit_date(call),
             now=call.now,
         )
         return at_counter.estimate(read, lines.claim)
@@ -264,7 +195,7 @@ async def pharmacy_pre_settle(call: FsiCall) -> Stored:
     return await run_work(
         call,
         work,
-        partial(_estimate_answer, call=call, psn_no=body.psn_no, medfee_fen=medfee, mdtrt_id=None),
+        partial(estimate_answer, call=call, psn_no=body.psn_no, medfee_fen=medfee, mdtrt_id=None),
     )
 
 
@@ -272,8 +203,8 @@ async def pharmacy_settle(call: FsiCall) -> Stored:
     body, raw_lines = _pharmacy_input(call)
     lines = fee_lines(raw_lines)
     medfee = optional_fen(body.medfee_sumamt, "medfee_sumamt")
-    _check_total(lines.sum_fen, medfee)
-    card = await _card(call, body)
+    check_total(lines.sum_fen, medfee)
+    card = await card_of(call, body)
     match card.route:
         case Way.LOCAL:
             unit = partial(
@@ -281,9 +212,9 @@ async def pharmacy_settle(call: FsiCall) -> Stored:
                 nonce=call.require_guard(),  # the sign-in, first in the one unit
                 at=card.at,
                 visit_type="pharmacy",
-                visit_date=_visit_date(call),
+                visit_date=visit_date(call),
                 lines=lines.claim,
-                render=partial(_settled_answer, call=call, psn_no=body.psn_no, medfee_fen=medfee),
+                render=partial(settled_answer, call=call, psn_no=body.psn_no, medfee_fen=medfee),
             )
             return await run(call, unit, fast=True)
         case Way.IN_PROVINCE_REMOTE | Way.CROSS_PROVINCE:
@@ -294,9 +225,9 @@ async def pharmacy_settle(call: FsiCall) -> Stored:
                 nonce=call.require_guard(),
                 at=card.at,
                 visit_type="pharmacy",
-                visit_date=_visit_date(call),
+                visit_date=visit_date(call),
                 lines=lines.claim,
-                render=partial(_remote_answer, call=call),
+                render=partial(remote_answer, call=call),
             )
 
 
@@ -324,7 +255,7 @@ async def cancel_settlement(call: FsiCall) -> Stored:
             row=remote,
             keyed=call.keyed,
             reason=reason,
-            render=partial(_remote_answer, call=call, cancel=True),
+            render=partial(remote_answer, call=call, cancel=True),
         )
     unit = partial(
         guarded,
@@ -333,9 +264,7 @@ async def cancel_settlement(call: FsiCall) -> Stored:
         fixmedins_code=institution,
         setl_id=body.setl_id,
         reason=reason,
-        render=partial(
-            _settled_answer, call=call, psn_no=body.psn_no, medfee_fen=None, cancel=True
-        ),
+        render=partial(settled_answer, call=call, psn_no=body.psn_no, medfee_fen=None, cancel=True),
     )
     return await run(call, unit)
 
@@ -351,14 +280,14 @@ class RegisterInput(CardInput):
 
 
 def _register_answer(done: Registered, *, call: FsiCall, psn_no: str, ipt_otp_no: str) -> Answer:
-    _check_person(done.psn_no, psn_no)
+    check_person(done.psn_no, psn_no)
     return ok(call, {"data": {"mdtrt_id": done.mdtrt_id, "psn_no": done.psn_no,
                               "ipt_otp_no": ipt_otp_no}})  # fmt: skip
 
 
 async def register(call: FsiCall) -> Stored:
     body = parse_input(RegisterInput, call.input)
-    card = await _card(call, body)
+    card = await card_of(call, body)
     begin = _begin_date(call, body.begntime)
     return await run_work(
         call,
@@ -369,7 +298,7 @@ async def register(call: FsiCall) -> Stored:
 
 def _begin_date(call: FsiCall, begntime: str) -> dt.date:
     if not begntime:
-        return _visit_date(call)
+        return visit_date(call)
     # "yyyy-MM-dd HH:mm:ss", or the date alone (some clients).
     text = begntime if len(begntime) > 10 else begntime + " 00:00:00"
     return parse_time(text, "begntime").date()
@@ -380,10 +309,7 @@ class VisitRef(InputModel):
     psn_no: str = Field("", max_length=30)
     ipt_otp_no: str = Field("", max_length=30)
     chrg_bchno: str = Field("", max_length=30)
-
-
-def _empty_answer(_done: Any, *, call: FsiCall) -> Answer:
-    return ok(call, {})
+    feedetl_sn: str = Field("", max_length=30)
 
 
 async def cancel_registration(call: FsiCall) -> Stored:
@@ -398,7 +324,7 @@ async def cancel_registration(call: FsiCall) -> Stored:
             mdtrt_id=body.mdtrt_id,
             visit_type=visit_type,
         ),
-        partial(_empty_answer, call=call),
+        partial(empty_answer, call=call),
     )
 
 
@@ -418,7 +344,7 @@ async def visit_info(call: FsiCall) -> Stored:
             lock=False,
             visit_type=registered.OUTPATIENT,
         ),
-        partial(_empty_answer, call=call),
+        partial(empty_answer, call=call),
     )
 
 
@@ -484,10 +410,12 @@ def _fee_cancel_answer(done: FeeLinesCancelled, *, call: FsiCall) -> Answer:
 
 async def fee_cancel(call: FsiCall) -> Stored:
     """2205 (outpatient) and 2302 (inpatient): a batch of fee lines off an open visit;
-    ``chrg_bchno`` "0000" (the spec's "all") or empty takes every line."""
+    ``chrg_bchno`` "0000" (the spec's "all") or empty takes every line. 2302 names a line by
+    ``feedetl_sn`` instead (again "0000" or empty: all)."""
     visit_type = "inpatient" if call.infno == 2302 else registered.OUTPATIENT
     body = parse_input(VisitRef, call.input)
     batch = None if body.chrg_bchno in ("", "0000") else body.chrg_bchno
+    line = None if body.feedetl_sn in ("", "0000") else body.feedetl_sn
     return await run_work(
         call,
         partial(
@@ -496,6 +424,7 @@ async def fee_cancel(call: FsiCall) -> Stored:
             mdtrt_id=body.mdtrt_id,
             chrg_bchno=batch,
             visit_type=visit_type,
+            feedetl_sn=line,
         ),
         partial(_fee_cancel_answer, call=call),
     )
@@ -530,7 +459,7 @@ def _refuse_remote(card: CardAtCounter) -> None:
 async def registered_pre_settle(call: FsiCall) -> Stored:
     body = _settle_visit_input(call)
     medfee = optional_fen(body.medfee_sumamt, "medfee_sumamt")
-    card = await _card(call, body)
+    card = await card_of(call, body)
     _refuse_remote(card)
 
     def work(session: Session) -> Estimate:
@@ -543,7 +472,7 @@ async def registered_pre_settle(call: FsiCall) -> Stored:
         call,
         work,
         partial(
-            _estimate_answer,
+            estimate_answer,
             call=call,
             psn_no=body.psn_no,
             medfee_fen=medfee,
@@ -555,13 +484,13 @@ async def registered_pre_settle(call: FsiCall) -> Stored:
 async def registered_settle(call: FsiCall) -> Stored:
     body = _settle_visit_input(call)
     medfee = optional_fen(body.medfee_sumamt, "medfee_sumamt")
-    card = await _card(call, body)
+    card = await card_of(call, body)
     _refuse_remote(card)
     unit = partial(
         registered.settle_registered,
         nonce=call.require_guard(),
         at=card.at,
         mdtrt_id=body.mdtrt_id,
-        render=partial(_settled_answer, call=call, psn_no=body.psn_no, medfee_fen=medfee),
+        render=partial(settled_answer, call=call, psn_no=body.psn_no, medfee_fen=medfee),
     )
     return await run(call, unit, fast=True)

@@ -35,7 +35,7 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from gateway.errors import ERRORS, ErrorCode, GatewayError, domain_error_code
-from gateway.fsi import counter, envelope, reversal, signin
+from gateway.fsi import counter, envelope, inpatient, reversal, signin
 from gateway.fsi.calls import CLIENT_PREFIX, FsiCall, Handler, SignInGuard
 from gateway.fsi.envelope import Envelope
 from gateway.fsi.presence import PRESENCE_CACHE, PresenceCache
@@ -73,6 +73,15 @@ TRANSACTIONS: Final[Mapping[str, Handler]] = {
     "2206": counter.registered_pre_settle,
     "2207": counter.registered_settle,
     "2208": counter.cancel_settlement,
+    "2301": counter.fee_upload,
+    "2302": counter.fee_cancel,
+    "2303": inpatient.stay_pre_settle,
+    "2304": inpatient.stay_settle,
+    "2305": counter.cancel_settlement,
+    "2401": inpatient.admit,
+    "2402": inpatient.discharge,
+    "2404": counter.cancel_registration,
+    "2405": inpatient.cancel_discharge,
     "2601": reversal.reverse,
 }
 

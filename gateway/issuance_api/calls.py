@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 from sqlalchemy.orm import Session
@@ -69,7 +69,12 @@ async def agent(call: Call[Any]) -> Agent:
     return found
 
 
-@functools.cache
+# Keyed by the issuance_programme_file setting: one entry in a serving process (one Settings);
+# the bound is for processes that build many apps (tests), which reread a file evicted.
+_PROGRAMME_FILES_MAX: Final = 8
+
+
+@functools.lru_cache(maxsize=_PROGRAMME_FILES_MAX)
 def _programme_file(path: Path) -> Programme:
     # Checked when the settings were loaded; read once per process.
     return load_programme(path)

@@ -43,10 +43,16 @@ from gateway.issuance_api.models import (
     StatusOut,
     UploadOut,
 )
-from gateway.routing import Call, RequestModel, Route
+from gateway.routing import Call, ErrorList, RequestModel, Route
 from gateway.state import DATABASE
 from issuance import applications, batches, card_changes, queries, uploads
 from issuance.access import Agent
+from issuance.errors import (
+    ApplicationRefused,
+    IllegalTransition,
+    IssuanceForbidden,
+    IssuedCardNotFound,
+)
 from issuance.production import InMemoryPersonaliser
 
 __all__ = ["DEMO_PERSONALISER", "ISSUANCE_ROUTES"]
@@ -281,22 +287,16 @@ async def batch_report(call: Call[None]) -> BatchReportOut:
 
 # --- the table -----------------------------------------------------------------------------------
 
-_ACCESS: Final = (ErrorCode.ISSUANCE_FORBIDDEN,)
-_CARD: Final = (
+# By the domain errors the use cases raise (gateway.errors.codes_of: each class stands for
+# its registered code and its subclasses'), so a new refusal reaches its routes unedited.
+_ACCESS: Final[ErrorList] = (IssuanceForbidden,)
+_CARD: Final[ErrorList] = (
     *_ACCESS,
-    ErrorCode.ISSUANCE_CARD_NOT_FOUND,
-    ErrorCode.ILLEGAL_TRANSITION,
+    IssuedCardNotFound,
+    IllegalTransition,
     ErrorCode.VALIDATION_FAILED,
 )
-_REFUSED: Final = (
-    ErrorCode.NOT_ELIGIBLE,
-    ErrorCode.COHORT_WINDOW_CLOSED,
-    ErrorCode.CHANNEL_NOT_ALLOWED,
-    ErrorCode.PHOTO_SOURCE_NOT_ALLOWED,
-    ErrorCode.BANK_CHOICE_INVALID,
-    ErrorCode.APPLICATION_OPEN,
-    ErrorCode.HOLDER_MISMATCH,
-)
+_REFUSED: Final[ErrorList] = (ApplicationRefused,)
 _TAGS: Final = ("issuance",)
 
 
@@ -309,7 +309,7 @@ def _card_route(
     request_model: type[RequestModel],
     response_model: type[BaseModel] = CardChangeOut,
     description: str = "",
-    errors: tuple[str, ...] = (),
+    errors: ErrorList = (),
 ) -> Route:
     """``POST /v1/issuance/cards/{card_sn}/<step>``, a handler of the :func:`_card_write`
     shape: it can answer every error of that shape (_CARD) plus the step's own."""
@@ -356,7 +356,12 @@ ISSUANCE_ROUTES: Final[tuple[Route, ...]] = (
         max_body_bytes=MAX_UPLOAD_BYTES,
         response_model=UploadOut,
         tags=_TAGS,
-        errors=(*_ACCESS, ErrorCode.UPLOAD_INVALID, ErrorCode.CHANNEL_NOT_ALLOWED),
+        errors=(
+            *_ACCESS,
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,  # not text/csv (the handler checks)
+            ErrorCode.UPLOAD_INVALID,
+            ErrorCode.CHANNEL_NOT_ALLOWED,
+        ),
     ),
     Route(
         "POST",

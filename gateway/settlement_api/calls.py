@@ -95,7 +95,10 @@ def card_check(call: Call[Any], session: CardSession) -> CardCheck:
 
 def registry_check(app: web.Application, card_sn: str) -> CardCheck:
     """The card re-check of ``card_sn`` for a use case's unit: shared by both doors (the
-    national envelope's card comes from card presence instead of a card session)."""
+    national envelope's card comes from card presence instead of a card session). Made per
+    request and never cached (it once was, in an unbounded functools.cache keyed by every
+    card seen): a partial costs less than a cache lookup, and the registry row it reads must
+    be read fresh in the money transaction anyway (a loss report blocks at once)."""
     return partial(
         _require_card,
         card_sn=card_sn,

@@ -28,9 +28,9 @@ from gateway.crossprov.views import (
     remote_settled_answer,
     remote_view,
 )
-from gateway.errors import ErrorCode, GatewayError
+from gateway.errors import ErrorCode, GatewayError, codes_named
 from gateway.params import ascii_int
-from gateway.routing import Call, Route
+from gateway.routing import Call, ErrorList, Route
 from gateway.settlement_api import calls, views
 from gateway.settlement_api.models import (
     AdmissionOut,
@@ -50,6 +50,7 @@ from gateway.settlement_api.reconciliation import RECONCILIATION_ROUTES
 from gateway.state import DATABASE
 from settlement.counter import admissions, queries
 from settlement.counter import settle as at_counter
+from settlement.crossprov.filings import FilingRequired
 from settlement.crossprov.remote_cancel import cancel_remote, find_remote
 from settlement.crossprov.remote_person import remote_person
 from settlement.crossprov.remote_settle import (
@@ -58,38 +59,26 @@ from settlement.crossprov.remote_settle import (
     settle_remote,
 )
 from settlement.crossprov.routing import Route as Way
-from settlement.errors import SettlementNotFound
+from settlement.errors import (
+    HubError,
+    IdempotencyError,
+    InvalidClaim,
+    InvalidPerson,
+    PersonNotFound,
+    PolicyNotFound,
+    SettlementNotFound,
+)
 
 __all__ = ["SETTLEMENT_ROUTES"]
 
-_SESSION_ERRORS: Final = (
-    ErrorCode.CARD_SESSION_INVALID,
-    ErrorCode.CARD_SESSION_EXPIRED,
-    ErrorCode.CARD_SESSION_WRONG_TERMINAL,
-    ErrorCode.PERSON_NOT_FOUND,
-    ErrorCode.INVALID_PERSON,
-)
-_CLAIM_ERRORS: Final = (
-    ErrorCode.UNKNOWN_CATALOGUE_CODE,
-    ErrorCode.INVALID_AMOUNT,
-    ErrorCode.TOO_MANY_LINES,
-    ErrorCode.INVALID_VISIT,
-    ErrorCode.INVALID_CLAIM,
-    ErrorCode.VISIT_TYPE_NOT_ALLOWED,
-    ErrorCode.POLICY_NOT_FOUND,
-)
+# What the handlers can answer, by the domain errors their use cases raise (each stands for
+# its registered codes and its subclasses', gateway.errors.codes_of) and the gateway's own
+# families: a new subclass or family member reaches these routes with no edit here.
+_SESSION_ERRORS: Final[ErrorList] = (*codes_named("CARD_SESSION_"), PersonNotFound, InvalidPerson)
+_CLAIM_ERRORS: Final[ErrorList] = (InvalidClaim, PolicyNotFound)
 # Persons insured in another province settle through the national hub (settlement.crossprov).
-_HUB_ERRORS: Final = (
-    ErrorCode.FILING_REQUIRED,
-    ErrorCode.HUB_UNAVAILABLE,
-    ErrorCode.HUB_OUTCOME_UNKNOWN,
-    ErrorCode.HUB_REFUSED,
-)
-_KEY_ERRORS: Final = (
-    ErrorCode.IDEMPOTENCY_KEY_MISSING,
-    ErrorCode.IDEMPOTENCY_KEY_IN_USE,
-    ErrorCode.IDEMPOTENCY_KEY_REUSED,
-)
+_HUB_ERRORS: Final[ErrorList] = (FilingRequired, HubError)
+_KEY_ERRORS: Final[ErrorList] = (ErrorCode.IDEMPOTENCY_KEY_MISSING, IdempotencyError)
 
 
 # --- handlers ---------------------------------------------------------------------------------

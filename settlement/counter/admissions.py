@@ -171,6 +171,7 @@ class StayToDischarge:
     admission: AdmissionRow
     holder: HolderRow
     visit: Visit
+    discharge_date: dt.date
 
 
 def stay_to_discharge(
@@ -178,16 +179,19 @@ def stay_to_discharge(
     *,
     at: AtCounter,
     admission_id: str,
-    discharge_date: dt.date,
+    discharge_date: dt.date | None,
     now: dt.datetime,
     lock: bool = True,
 ) -> StayToDischarge:
     """The checks every discharge makes, in order: card usable, the stay open here (locked
     in a write unit), the card's holder its patient, the dates, at least one fee line, the
-    visit allowed, the person insured on the discharge date."""
+    visit allowed, the person insured on the discharge date. ``discharge_date`` None: the
+    discharge the stay recorded (2402), else today (Beijing)."""
     today = beijing_date(now)
     at.card_check(session, today)
     admission = open_admission(session, at.counter.fixmedins_code, admission_id, lock=lock)
+    if discharge_date is None:
+        discharge_date = admission.discharge_date or today
     holder = read_holder(session, at.holder_id, discharge_date.year)
     if holder is None:
         raise PersonNotFound("no insured person is linked to this cardholder")
@@ -198,7 +202,7 @@ def stay_to_discharge(
     if admission.line_count == 0:
         raise InvalidClaim("no fee lines were uploaded for this stay")
     visit = visit_at(at.counter, "inpatient", discharge_date, today, via_admission=True)
-    return StayToDischarge(admission, insured_on(holder, discharge_date), visit)
+    return StayToDischarge(admission, insured_on(holder, discharge_date), visit, discharge_date)
 
 
 def stay_lines(session: Session, admission: AdmissionRow) -> list[ClaimLine]:
@@ -217,10 +221,11 @@ def discharge(
     keyed: KeyedRequest,
     at: AtCounter,
     admission_id: str,
-    discharge_date: dt.date,
+    discharge_date: dt.date | None,
     render: Render[Settled],
 ) -> Stored:
-    """Discharge a locally insured patient: settle every fee line and close the stay."""
+    """Discharge a locally insured patient: settle every fee line and close the stay, on
+    ``discharge_date`` (None: as :func:`stay_to_discharge` resolves it), which it records."""
     stored = claim_key(session, keyed)
     if stored is not None:
         return stored
@@ -231,6 +236,7 @@ def discharge(
         discharge_date=discharge_date,
         now=keyed.now,
     )
+    discharge_date = stay.discharge_date
     holdings = local_holdings(stay.holder, discharge_date)
     settled = record(
         session,
@@ -243,5 +249,6 @@ def discharge(
     )
     stay.admission.status = AdmissionStatus.DISCHARGED
     stay.admission.setl_id = settled.record.setl_id
+    stay.admission.discharge_date = discharge_date
     session.flush()
     return answer(session, keyed, render(settled))

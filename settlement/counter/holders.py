@@ -67,12 +67,14 @@ class HolderRow:
     self_pay_band_consumed_fen: int | None
     deductible_consumed_fen: int | None
     pooling_fund_paid_fen: int | None
+    account_year: int | None  # NULL with the account
 
 
 _HOLDER_READ: Final = DriverSQL(
     "SELECT p.id, p.psn_no, p.retired, p.birth_date, n.valid_from, n.valid_to, "
     "n.insuplc_admdvs, n.psn_type, a.current_year_fen, a.past_years_fen, "
-    "y.self_pay_band_consumed_fen, y.deductible_consumed_fen, y.pooling_fund_paid_fen "
+    "y.self_pay_band_consumed_fen, y.deductible_consumed_fen, y.pooling_fund_paid_fen, "
+    "a.account_year "
     "FROM insured_persons AS p "
     "LEFT JOIN insurances AS n ON n.person_id = p.id AND n.insutype = '310' "
     "LEFT JOIN personal_accounts AS a ON a.person_id = p.id "
@@ -92,6 +94,7 @@ _HOLDER_READ: Final = DriverSQL(
         _TOTALS.c.self_pay_band_consumed_fen,
         _TOTALS.c.deductible_consumed_fen,
         _TOTALS.c.pooling_fund_paid_fen,
+        _ACCOUNTS.c.account_year,
     ),
 )
 assert INSUTYPE_EMPLOYEE == "310"  # written into the SQL above
@@ -150,7 +153,11 @@ def local_holdings(row: HolderRow | None, day: dt.date) -> Holdings:
         raise InvalidPerson(
             "the cardholder's insured place is no longer Shanghai; read the card again"
         )
-    if insured.current_year_fen is None or insured.past_years_fen is None:
+    if (
+        insured.current_year_fen is None
+        or insured.past_years_fen is None
+        or insured.account_year is None
+    ):
         raise PersonNotFound("the insured person has no personal account")
     totals_exist = insured.self_pay_band_consumed_fen is not None
     return Holdings(
@@ -166,6 +173,7 @@ def local_holdings(row: HolderRow | None, day: dt.date) -> Holdings:
         if totals_exist
         else YearToDate(),
         totals_exist=totals_exist,
+        account_year=insured.account_year,
     )
 
 

@@ -72,10 +72,14 @@ def register(
     return Registered(row.admission_id, holder.psn_no, OUTPATIENT, begin_date)
 
 
-def _remove_lines(session: Session, row: AdmissionRow, chrg_bchno: str | None) -> int:
+def _remove_lines(
+    session: Session, row: AdmissionRow, chrg_bchno: str | None, feedetl_sn: str | None = None
+) -> int:
     query = delete(AdmissionFeeLineRow).where(AdmissionFeeLineRow.admission_id == row.id)
     if chrg_bchno is not None:
         query = query.where(AdmissionFeeLineRow.chrg_bchno == chrg_bchno)
+    if feedetl_sn is not None:
+        query = query.where(AdmissionFeeLineRow.feedetl_sn == feedetl_sn)
     removed: int = session.execute(query).rowcount  # type: ignore[attr-defined]
     return removed
 
@@ -101,14 +105,16 @@ def cancel_fee_batch(
     mdtrt_id: str,
     chrg_bchno: str | None,
     visit_type: str = OUTPATIENT,
+    feedetl_sn: str | None = None,
 ) -> FeeLinesCancelled:
     """Take a batch of fee lines (``chrg_bchno``; None: every line) off an open visit (2205
-    outpatient, 2302 inpatient). A batch the visit does not have is refused, so a mistyped
-    batch number never reads as done."""
+    outpatient, 2302 inpatient), or one line by the HIS's number (``feedetl_sn``, 2302). A
+    batch or line the visit does not have is refused, so a mistyped number never reads as
+    done."""
     row = open_admission(session, fixmedins_code, mdtrt_id, visit_type=visit_type)
-    removed = _remove_lines(session, row, chrg_bchno)
+    removed = _remove_lines(session, row, chrg_bchno, feedetl_sn)
     if removed == 0:
-        raise InvalidClaim("this visit has no fee lines in that batch (chrg_bchno)")
+        raise InvalidClaim("this visit has no such fee lines (chrg_bchno, feedetl_sn)")
     row.line_count -= removed
     session.flush()
     return FeeLinesCancelled(row.admission_id, removed, row.line_count)

@@ -48,6 +48,7 @@ from settlement.engine import settle as run_engine
 from settlement.errors import SettlementNotFound
 from settlement.keyed import KeyedRequest, Render, Stored, answer, claim_key
 from settlement.recording import Holdings, cancel_settlement, write_settlement
+from settlement.rollover import as_rolled, roll_over_due, spendable
 from settlement.store import InsuredPersonRow, SettlementRow
 
 __all__ = [
@@ -67,7 +68,8 @@ def eligibility(session: Session, *, at: AtCounter, now: dt.datetime) -> Eligibi
     today = beijing_date(now)
     at.card_check(session, today)
     row = read_holder(session, at.holder_id, today.year)
-    holdings = local_holdings(row, today)
+    # As after the year-end roll-over, even if the job has not reached this account yet.
+    holdings = as_rolled(local_holdings(row, today), today.year)
     assert row is not None
     assert row.insuplc_admdvs is not None
     assert row.psn_type is not None
@@ -88,10 +90,13 @@ def eligibility(session: Session, *, at: AtCounter, now: dt.datetime) -> Eligibi
 
 @dataclass(frozen=True, slots=True)
 class CounterRead:
-    """What settle and pre-settle read before the engine runs."""
+    """What settle and pre-settle read before the engine runs. ``holdings`` as stored (the
+    account may still be in an ended year: settlement.rollover); ``this_year`` is the Beijing
+    year of the read."""
 
     visit: Visit
     holdings: Holdings
+    this_year: int
 
 
 def _at_the_counter(
@@ -108,7 +113,7 @@ def _at_the_counter(
     at.card_check(session, today)
     visit = visit_at(at.counter, visit_type, visit_date, today)
     holdings = local_holdings(read_holder(session, at.holder_id, visit_date.year), visit_date)
-    return CounterRead(visit, holdings)
+    return CounterRead(visit, holdings, today.year)
 
 
 def counter_read(
@@ -137,14 +142,16 @@ def counter_read(
 def estimate(read: CounterRead, lines: Sequence[ClaimLine]) -> Estimate:
     """The engine on what :func:`counter_read` read: the split a settle would make now."""
     visit_date = read.visit.visit_date
+    # What a settle would spend: the accounts as after the roll-over, the visit's year's.
+    holdings = spendable(as_rolled(read.holdings, read.this_year), visit_date.year)
     result = run_engine(
         lines=lines,
-        person=read.holdings.person,
+        person=holdings.person,
         visit=read.visit,
         policy=policies().for_date(visit_date),
         catalogue=catalogue(),
-        year_to_date=read.holdings.year_to_date,
-        balances=read.holdings.balances,
+        year_to_date=holdings.year_to_date,
+        balances=holdings.balances,
     )
     return Estimate(read.holdings.psn_no, result)
 
@@ -159,10 +166,16 @@ def record(
     lines: Sequence[ClaimLine],
     now: dt.datetime,
 ) -> Settled:
-    """Run the engine and write the settlement, balances, year's totals and ledger."""
+    """Run the engine and write the settlement, balances, year's totals and ledger.
+
+    The policy and the year's totals are the visit date's; the accounts are as they are now,
+    under the account's lock: rolled over first if their year has ended, and the current-year
+    account spent only by a visit of its year (settlement.rollover)."""
+    year = visit.visit_date.year
+    locked = holdings_to_spend(session, holdings, year)
     written, result = write_settlement(
         session,
-        holdings=holdings_to_spend(session, holdings, visit.visit_date.year),
+        holdings=spendable(roll_over_due(session, locked, now=now), year),
         policy=policies().for_date(visit.visit_date),
         catalogue=catalogue(),
         setl_id=new_id("S", now),

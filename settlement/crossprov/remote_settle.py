@@ -193,6 +193,7 @@ def require_stay_not_discharged(
 class _StayPlan:
     plan: _Plan
     lines: list[ClaimLine]
+    discharge_date: dt.date
 
 
 def _plan_discharge(
@@ -201,7 +202,7 @@ def _plan_discharge(
     keyed: KeyedRequest,
     at: AtCounter,
     admission_id: str,
-    discharge_date: dt.date,
+    discharge_date: dt.date | None,
 ) -> Stored | _StayPlan:
     """A discharge's plan: the local discharge's checks, the stay not already settled through
     the hub (checked again under the admission's lock in the intent), its fee lines."""
@@ -216,6 +217,7 @@ def _plan_discharge(
         now=keyed.now,
         lock=False,
     )
+    discharge_date = stay.discharge_date
     place = insured_place(stay.holder, discharge_date)
     require_stay_not_discharged(
         session, fixmedins_code=at.counter.fixmedins_code, admission_id=admission_id, lock=False
@@ -226,7 +228,9 @@ def _plan_discharge(
         visit_date=discharge_date,
         fixmedins_code=at.counter.fixmedins_code,
     )
-    return _StayPlan(_Plan(place, filing.value), stay_lines(session, stay.admission))
+    return _StayPlan(
+        _Plan(place, filing.value), stay_lines(session, stay.admission), discharge_date
+    )
 
 
 def _intent_unit(
@@ -391,11 +395,12 @@ async def discharge_remote(
     nonce: NonceClaim | None,
     at: AtCounter,
     admission_id: str,
-    discharge_date: dt.date,
+    discharge_date: dt.date | None,
     render: Render[RemoteSettled],
 ) -> Stored:
     """Discharge settlement (2304) of a person insured elsewhere: the stay's lines, through
-    the hub, with the admission id as ``mdtrt_id``."""
+    the hub, with the admission id as ``mdtrt_id``; ``discharge_date`` None: the one the stay
+    recorded (2402), else today (settlement.counter.admissions.stay_to_discharge)."""
     planned = await units.read(
         partial(
             _plan_discharge,
@@ -415,7 +420,7 @@ async def discharge_remote(
         plan=planned.plan,
         counter=at.counter,
         visit_type="inpatient",
-        visit_date=discharge_date,
+        visit_date=planned.discharge_date,
         lines=planned.lines,
         stay=Stay(at.counter.fixmedins_code, admission_id, len(planned.lines)),
         render=render,

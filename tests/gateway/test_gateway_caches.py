@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from functools import partial
 
 import pytest
 from gateway_testkit import OFF_TERMINAL, OK_TERMINAL
@@ -10,6 +12,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
 from gateway.db import Database
+from gateway.errors import ERRORS, ErrorCode, GatewayError
 from gateway.rate_limit import TokenBuckets
 from gateway.store import Terminal
 from gateway.terminals import TerminalDirectory
@@ -110,3 +113,100 @@ def test_clock_going_backwards_never_mints_tokens():
     buckets = TokenBuckets(rate_per_s=1, burst=1, max_keys=2)
     assert buckets.take("a", 100.0) is None
     assert buckets.take("a", 50.0) is not None
+
+
+# --- the bounded process caches and the writer queue -------------------------------------------
+
+
+def test_process_caches_keyed_by_a_setting_are_bounded_lru():
+    """Keyed by a setting (one entry in a serving process), bounded for processes that build
+    many apps: the least recently used entry goes, and a hit keeps its entry."""
+    from gateway import front_door
+
+    cache = front_door._page_with_docs
+    cache.cache_clear()
+    pages = [front_door.front_page(f"https://docs.example/{i}", "http://gw") for i in range(20)]
+    assert b"https://docs.example/19" in pages[-1]
+    info = cache.cache_info()
+    assert (info.currsize, info.maxsize) == (front_door._PAGES_MAX, front_door._PAGES_MAX)
+    front_door.front_page("https://docs.example/19", "http://gw")
+    assert cache.cache_info().hits == info.hits + 1
+    front_door.front_page("https://docs.example/0", "http://gw")  # evicted: built again
+    assert cache.cache_info().misses == info.misses + 1
+    cache.cache_clear()
+
+
+def test_programme_files_are_cached_per_path_and_bounded(tmp_path):
+    from gateway.issuance_api import calls
+    from issuance.programme import DEFAULT_PROGRAMME_FILE
+
+    calls._programme_file.cache_clear()
+    paths = []
+    for i in range(calls._PROGRAMME_FILES_MAX + 3):
+        path = tmp_path / f"programme-{i}.toml"
+        path.write_bytes(DEFAULT_PROGRAMME_FILE.read_bytes())
+        paths.append(path)
+        calls._programme_file(path)
+    assert calls._programme_file(paths[-1]) is calls._programme_file(paths[-1])
+    assert calls._programme_file.cache_info().currsize == calls._PROGRAMME_FILES_MAX
+    calls._programme_file.cache_clear()
+
+
+def test_demo_issuing_ca_is_bounded_per_seed():
+    from issuance import production
+
+    production.demo_issuing_ca.cache_clear()
+    first = production.demo_issuing_ca("bound-test-0")
+    assert production.demo_issuing_ca("bound-test-0") is first
+    assert production.demo_issuing_ca.cache_info().maxsize == production._DEMO_CAS_MAX
+    production.demo_issuing_ca.cache_clear()
+
+
+class _Gate:
+    """A unit that holds the writer until released (in a pool thread)."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, session: Session) -> str:
+        self.entered.set()
+        assert self.release.wait(10)
+        return "held"
+
+
+async def test_a_full_writer_queue_refuses_at_once_with_503_and_runs_nothing(engine: Engine):
+    database = Database(engine, threads=2, write_queue_max=2, inline_writes=False)
+    try:
+        gate = _Gate()
+        ran: list[str] = []
+
+        def note(name: str, session: Session) -> str:
+            ran.append(name)
+            return name
+
+        holding = asyncio.ensure_future(database.write(gate))
+        await asyncio.to_thread(gate.entered.wait, 10)  # taken off the queue, running
+        queued = [asyncio.ensure_future(database.write(partial(note, f"q{i}"))) for i in (1, 2)]
+        await asyncio.sleep(0)
+        with pytest.raises(GatewayError) as refused:
+            await database.write(partial(note, "refused"))
+        assert refused.value.code == ErrorCode.OVERLOADED
+        spec = ERRORS[refused.value.code]
+        assert (spec.status, spec.retry_after_s) == (503, 2)
+        gate.release.set()
+        assert await holding == "held"
+        assert [await q for q in queued] == ["q1", "q2"]
+        assert ran == ["q1", "q2"]  # the refused unit never ran
+        assert await database.write(partial(note, "after")) == "after"  # room again
+    finally:
+        gate.release.set()
+        database.close()
+
+
+def test_the_writer_queue_bound_is_a_setting_with_the_same_default():
+    from gateway.db import DEFAULT_WRITE_QUEUE_MAX
+    from gateway.settings import Settings
+
+    assert Settings().db_write_queue_max == DEFAULT_WRITE_QUEUE_MAX
+    assert Database.__init__.__kwdefaults__["write_queue_max"] == DEFAULT_WRITE_QUEUE_MAX

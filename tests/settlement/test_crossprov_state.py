@@ -82,7 +82,7 @@ def test_route_refuses_malformed_codes(bad: str) -> None:
 def _holder(psn_no: str, insuplc_admdvs: str) -> HolderRow:
     return HolderRow(
         1, psn_no, False, dt.date(1980, 1, 1), dt.date(2019, 1, 1), None, insuplc_admdvs,
-        "11", 100, 0, None, None, None,
+        "11", 100, 0, None, None, None, 2026,
     )  # fmt: skip
 
 

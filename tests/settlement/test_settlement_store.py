@@ -72,6 +72,8 @@ BRANCH = (
     "settlement.migrations.versions.st0005_admission_remote_discharge",
     "settlement.migrations.versions.st0006_remote_settlements_stay_index",
     "settlement.migrations.versions.st0007_registered_visits",
+    "settlement.migrations.versions.st0008_admission_discharge_date",
+    "settlement.migrations.versions.st0009_year_end_rollover",
 )
 ST0005 = BRANCH.index("settlement.migrations.versions.st0005_admission_remote_discharge")
 

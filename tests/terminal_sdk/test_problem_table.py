@@ -86,7 +86,7 @@ def test_every_code_the_gateway_can_answer_has_a_typed_class() -> None:
     missing = sorted(str(code) for code in _answerable_codes() - set(PROBLEM_CLASSES))
     assert not missing, (
         f"the gateway answers codes terminal_sdk.problems.PROBLEM_CLASSES does not map: {missing}"
-        " (add each to the class of its group, and to docs/integration-guide.md)"
+        " (add each to the class of its group: docs/architecture.md §10)"
     )
     for code in _answerable_codes():
         assert PROBLEM_CLASSES[code] is not GatewayProblem, code

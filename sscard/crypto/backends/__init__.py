@@ -42,6 +42,8 @@ class Backend(Protocol):
 BACKEND_NAMES = ("tongsuo", "gmssl")
 
 
+# At most len(BACKEND_NAMES) = 2 entries (plus the default argument's spelling): any other
+# name raises, and a call that raises is not cached.
 @cache
 def get_backend(name: str = "tongsuo") -> Backend:
     """The named backend (a process-wide singleton)."""

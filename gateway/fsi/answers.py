@@ -1,0 +1,104 @@
+"""What the national door's transactions share: the card at the device, the checks that
+compare an input with what the use case found (run in the renderer, inside the unit, so a
+mismatch rolls the unit back and nothing is written), and the settlement answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from dbkit import beijing_date
+from gateway.errors import ErrorCode, GatewayError
+from gateway.fsi.calls import FsiCall, ok
+from gateway.fsi.inputs import CardInput
+from gateway.fsi.presence import CardAtCounter, card_at_counter
+from gateway.fsi.views import estimate_setlinfo, remote_setlinfo, setldetail, settled_setlinfo
+from settlement.counter.outcomes import Estimate, Settled
+from settlement.crossprov.remote_settle import RemoteSettled
+from settlement.keyed import Answer
+
+__all__ = [
+    "card_of",
+    "check_person",
+    "check_total",
+    "constant",
+    "empty_answer",
+    "estimate_answer",
+    "remote_answer",
+    "settled_answer",
+    "visit_date",
+]
+
+
+async def card_of(call: FsiCall, card: CardInput) -> CardAtCounter:
+    return await card_at_counter(
+        call,
+        mdtrt_cert_type=card.mdtrt_cert_type,
+        mdtrt_cert_no=card.mdtrt_cert_no,
+        card_sn=card.card_sn or None,
+    )
+
+
+def check_person(psn_no: str, sent: str) -> None:
+    if sent and sent != psn_no:
+        raise GatewayError(ErrorCode.FSI_CARD_MISMATCH, "psn_no is not the card holder's")
+
+
+def check_total(total_fen: int, sent_fen: int | None) -> None:
+    if sent_fen is not None and sent_fen != total_fen:
+        raise GatewayError(
+            ErrorCode.FSI_AMOUNT_MISMATCH, "medfee_sumamt is not the sum of the fee lines"
+        )
+
+
+def visit_date(call: FsiCall) -> dt.date:
+    return beijing_date(call.now)
+
+
+def settled_answer(
+    settled: Settled, *, call: FsiCall, psn_no: str, medfee_fen: int | None, cancel: bool = False
+) -> Answer:
+    check_person(settled.psn_no, psn_no)
+    check_total(settled.record.medfee_sumamt, medfee_fen)
+    row = settled.record
+    return ok(
+        call,
+        {
+            "setlinfo": settled_setlinfo(settled, cancel=cancel),
+            "setldetail": setldetail(row.hifp_pay, row.hifob_pay),
+        },
+    )
+
+
+def remote_answer(settled: RemoteSettled, *, call: FsiCall, cancel: bool = False) -> Answer:
+    return ok(call, {"setlinfo": remote_setlinfo(settled.setlinfo, cancel=cancel)})
+
+
+def estimate_answer(
+    estimate: Estimate,
+    *,
+    call: FsiCall,
+    psn_no: str,
+    medfee_fen: int | None,
+    mdtrt_id: str | None,
+) -> Answer:
+    check_person(estimate.psn_no, psn_no)
+    check_total(estimate.result.medfee_sumamt, medfee_fen)
+    result = estimate.result
+    return ok(
+        call,
+        {
+            "setlinfo": estimate_setlinfo(estimate, mdtrt_id=mdtrt_id),
+            "setldetail": setldetail(result.hifp_pay, result.hifob_pay),
+        },
+    )
+
+
+def empty_answer(_done: Any, *, call: FsiCall) -> Answer:
+    return ok(call, {})
+
+
+def constant(value: Any, _session: Session) -> Any:
+    return value

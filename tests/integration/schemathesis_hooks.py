@@ -1,0 +1,146 @@
+"""Schemathesis hooks for tests/integration/test_schemathesis.py (loaded by the `st` CLI through
+SCHEMATHESIS_HOOKS; configured by the SSC_ST_* variables the test sets).
+
+- Every request is signed as a demo terminal, over the exact bytes sent (a requests ``auth``
+  callable sees the prepared request): a hospital's terminal for the settlement and
+  cross-province routes, the card centre's for issuance, an employer's for the CSV upload.
+- A settlement route that sends ``X-Card-Session`` gets the card session the test obtained for
+  a demo card (a generated, well-formed value would only ever be refused as unknown); a case
+  that leaves the header out or empty keeps it so.
+- The ops routes get the ops token as their bearer credential when the case sends one.
+- One check more than schemathesis's own: a request the document calls valid is never refused
+  as malformed (400, 415 or 422 with a body/parameter validation code). The built-in
+  positive_data_acceptance is configured to accept the domain's 422s (an unknown catalogue
+  code is valid by the schema and refused by the rules), so this check is what keeps the
+  document exactly as strict as the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import schemathesis
+from schemathesis import Case, HookContext
+
+from sscard import demo as sd
+from sscard.terminal_auth import demo_terminal, signed_headers
+
+SEED = os.environ.get("SSC_ST_SEED", "")
+CARD_SESSION = os.environ.get("SSC_ST_CARD_SESSION", "")
+OPS_TOKEN = os.environ.get("SSC_ST_OPS_TOKEN", "")
+HOSPITAL = demo_terminal(SEED, 0) if SEED else ("", b"")
+CENTRE = sd.demo_issuing_terminal(SEED, "card_centre", 0) if SEED else ("", b"")
+EMPLOYER = sd.demo_issuing_terminal(SEED, "employer", 0) if SEED else ("", b"")
+MALFORMED_CODES = frozenset(
+    {"VALIDATION_FAILED", "MALFORMED_JSON", "UNSUPPORTED_MEDIA_TYPE", "BAD_REQUEST"}
+)
+
+
+def _terminal(path: str) -> tuple[str, bytes]:
+    if path.startswith("/v1/issuance/employer-batches"):
+        return EMPLOYER
+    if path.startswith("/v1/issuance/"):
+        return CENTRE
+    return HOSPITAL
+
+
+PLACEHOLDER = "sign-me"
+SIGNED_HEADERS = ("X-Terminal-Id", "X-Timestamp", "X-Nonce", "X-Signature")
+
+
+class _Sign(requests.auth.AuthBase):
+    """Replaces the placeholders TerminalAuth set with the real terminal headers for the
+    prepared request's method, path and body. A header the case removed or set to something
+    else (schemathesis's auth probes) is left as it is: for the server to refuse."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if not any(request.headers.get(name) == PLACEHOLDER for name in SIGNED_HEADERS):
+            return request
+        body = request.body or b""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        url = urlsplit(request.url or "")
+        path = url.path + (f"?{url.query}" if url.query else "")
+        terminal_id, secret = _terminal(url.path)
+        signed = signed_headers(
+            secret,
+            terminal_id,
+            request.method or "GET",
+            path,
+            body,
+            timestamp=int(time.time()),
+            nonce=secrets.token_urlsafe(24),
+        )
+        for name, value in signed.items():
+            if request.headers.get(name) == PLACEHOLDER:
+                request.headers[name] = value
+        return request
+
+
+@schemathesis.auth().apply_to(path_regex=r"^/v1/(?!ops/)")
+class TerminalAuth:
+    """The terminal scheme, as schemathesis's own auth: it then knows the credentials are
+    explicit and probes without them (ignored_auth). Placeholders here; _Sign signs."""
+
+    def get(self, case: Case, context: Any) -> str:
+        return PLACEHOLDER
+
+    def set(self, case: Case, data: str, context: Any) -> None:
+        case.headers = dict(case.headers or {})
+        for name in SIGNED_HEADERS:
+            case.headers[name] = data
+
+
+@schemathesis.auth().apply_to(path_regex=r"^/v1/ops/")
+class OpsToken:
+    def get(self, case: Case, context: Any) -> str:
+        return OPS_TOKEN
+
+    def set(self, case: Case, data: str, context: Any) -> None:
+        case.headers = dict(case.headers or {})
+        case.headers["Authorization"] = f"Bearer {data}"
+
+
+@schemathesis.hook
+def before_call(context: HookContext, case: Case, kwargs: dict[str, Any]) -> None:
+    headers = case.headers if isinstance(case.headers, dict) else None
+    if headers is not None and headers.get("X-Card-Session") and CARD_SESSION:
+        headers["X-Card-Session"] = CARD_SESSION
+    kwargs["auth"] = _Sign()
+
+
+# Field errors a JSON Schema cannot express, so a document can only describe them:
+# value_error is a rule of the model's own (a check digit, a card_sn's issuer bytes, "send a
+# signature or a cryptogram"); int_type is an integral float (JSON Schema counts 1.0 as an
+# integer, the gateway's strict JSON does not: what was signed is what is processed).
+# A domain rule the use case applies (a filing's dates, a province that is not another one) is
+# answered VALIDATION_FAILED with no field errors or with type "value".
+SEMANTIC_ERROR_TYPES = frozenset({"value_error", "int_type", "value"})
+
+
+@schemathesis.check
+def positive_data_is_not_refused_as_malformed(ctx: Any, response: Any, case: Case) -> None:
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return
+    if response.status_code not in (400, 415, 422):
+        return
+    try:
+        problem = json.loads(response.content)
+    except ValueError:
+        return
+    if not isinstance(problem, dict) or problem.get("code") not in MALFORMED_CODES:
+        return
+    errors = problem.get("errors") or []
+    if all(error.get("type") in SEMANTIC_ERROR_TYPES for error in errors):
+        return
+    raise AssertionError(
+        f"the document calls this request valid; the server refused it as "
+        f"{problem.get('code')}: {problem.get('detail')}; {errors}"
+    )
