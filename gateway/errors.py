@@ -835,6 +835,25 @@ class ErrorCode(StrEnum):
         "再输入网关 ops_token 配置中的令牌。",
         retry_after_s=60,
     )
+    # /metrics behind a setting (gateway.metrics_access)
+    METRICS_UNAUTHORIZED = ErrorSpec(
+        "METRICS_UNAUTHORIZED",
+        401,
+        "Metrics token missing or wrong",
+        "The metrics need the gateway's metrics token (setting metrics_token) as a bearer "
+        "token. Check the monitoring system's configuration.",
+        "读取监控指标需要网关的指标令牌（metrics_token 配置）。请检查监控系统的配置。",
+        headers={"WWW-Authenticate": 'Bearer realm="ssc-metrics"'},
+    )
+    METRICS_FORBIDDEN = ErrorSpec(
+        "METRICS_FORBIDDEN",
+        403,
+        "Metrics only from this host",
+        "This gateway shows its metrics only to programs on its own host. To scrape them "
+        "from elsewhere, set a metrics_token and send it as a bearer token.",
+        "本网关仅向本机程序提供监控指标。如需从其他主机采集，请配置 metrics_token 并以 Bearer "
+        "令牌方式发送。",
+    )
     # --- the national-interface door (gateway.fsi, docs/national-interface.md) -------------
     # Answered inside an HTTP 200 envelope (infcode -1, or -2 for a msgid conflict); the
     # status below is what the code would mean on /v1 and is not sent by the /fsi door.

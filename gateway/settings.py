@@ -42,7 +42,7 @@ SQLITE_FILE_NAME: Final = "gateway.sqlite3"
 # A config file larger than this is certainly a mistake (a wrong path), not a config.
 CONFIG_MAX_BYTES: Final = 1024 * 1024
 # Values of these fields can carry credentials or key material: never echoed in errors.
-_SENSITIVE_FIELDS: Final = frozenset({"db_url", "demo_seed", "ops_token"})
+_SENSITIVE_FIELDS: Final = frozenset({"db_url", "demo_seed", "ops_token", "metrics_token"})
 # The ops token is a bearer secret: long enough that guessing it is hopeless (>= 128 bits of
 # randomness when made by `secrets.token_urlsafe(32)`), and plain enough for an HTTP header.
 OPS_TOKEN_MIN_CHARS: Final = 32
@@ -204,6 +204,13 @@ class Settings(BaseModel):
     # from one seed (a test keeps the two equal).
     demo_seed: str = Field("ssc-demo-2019", min_length=1, max_length=256)
 
+    # -- /metrics (gateway.metrics_access) -------------------------------------------------------
+    # Bearer token a Prometheus scrape must send (`Authorization: Bearer <token>`, compared in
+    # constant time; Prometheus: `authorization.credentials_file`). Empty: /metrics answers
+    # only clients connecting from a loopback address (127.0.0.0/8, ::1), 403 to any other;
+    # behind a proxy on the same host everyone looks like loopback, so set a token there.
+    metrics_token: str = Field("", max_length=256, pattern=r"^[\x21-\x7e]*$")
+
     # -- logs -----------------------------------------------------------------------------------
     log_format: Literal["json", "kv"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -230,6 +237,8 @@ class Settings(BaseModel):
             raise ValueError("card_trust_root_pem needs card_issuing_ca_pems as well")
         if self.ops_token and len(self.ops_token) < OPS_TOKEN_MIN_CHARS:
             raise ValueError(f"ops_token must be at least {OPS_TOKEN_MIN_CHARS} characters")
+        if self.metrics_token and len(self.metrics_token) < OPS_TOKEN_MIN_CHARS:
+            raise ValueError(f"metrics_token must be at least {OPS_TOKEN_MIN_CHARS} characters")
         if self.hub_url and not self.hub_url.startswith(("http://", "https://")):
             raise ValueError("hub_url must be an http:// or https:// URL")
         if self.hub_reversal_backoff_max_s < self.hub_reversal_backoff_s:

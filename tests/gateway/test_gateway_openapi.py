@@ -60,7 +60,9 @@ def test_each_operation_documents_its_error_codes_by_status():
             assert operation["security"] == [
                 {"terminalId": [], "timestamp": [], "nonce": [], "signature": []}
             ]
-        elif ErrorCode.OPS_UNAUTHORIZED in route.error_codes():
+        elif {ErrorCode.OPS_UNAUTHORIZED, ErrorCode.METRICS_UNAUTHORIZED} & set(
+            route.error_codes()
+        ):
             assert operation["security"] == [{BEARER_SCHEME: []}]
         else:
             assert operation["security"] == []
