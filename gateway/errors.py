@@ -817,9 +817,9 @@ class ErrorCode(StrEnum):
         "Ops token missing or wrong",
         "The operations dashboard needs the gateway's ops token. Enter the token from the "
         "gateway's ops_token setting (demo: the ops-token file in the data directory, "
-        "printed at start-up).",
+        "named at start-up).",
         "运维看板需要网关的运维令牌。请输入网关 ops_token 配置中的令牌（演示环境：数据目录中的 "
-        "ops-token 文件，启动时已打印）。",
+        "ops-token 文件，启动时已给出其路径）。",
         headers={"WWW-Authenticate": 'Bearer realm="ssc-ops"'},
     )
     # Not RATE_LIMITED: that one tells a clerk their terminal sends too fast. This one is

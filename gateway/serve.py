@@ -49,7 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway import migrate
 from gateway.crossprov.embedded import embedded_hub
 from gateway.db import make_engine
-from gateway.demo import load_demo_world
+from gateway.demo import resolve_demo_world
 from gateway.logs import configure_logging, fields
 from gateway.settings import Settings
 
@@ -78,7 +78,7 @@ def serve(settings: Settings) -> int:
         return 1
     try:
         try:
-            prepare(settings)
+            settings = prepare(settings)
         except SQLAlchemyError as exc:
             # First line only: the rest is the failed SQL statement.
             log.error(
@@ -95,7 +95,7 @@ def serve(settings: Settings) -> int:
         guard.close()
 
 
-def prepare(settings: Settings) -> None:
+def prepare(settings: Settings) -> Settings:
     """Steps 2–4 of the module docstring."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if "prometheus_client" in sys.modules:
@@ -115,10 +115,12 @@ def prepare(settings: Settings) -> None:
             "schema current",
             extra=fields(revisions=sorted(revisions), upgraded_from=sorted(before)),
         )
-        if settings.should_load_demo_world():
-            load_demo_world(engine, settings.demo_seed)
+        # "auto" decided here, once, for the supervisor and every worker: the demo world only
+        # in a database created as one (its marker) or empty and embedded (gateway.demo).
+        settings = resolve_demo_world(engine, settings)
     finally:
         engine.dispose()
+    return settings
 
 
 def reserve_port(host: str, port: int) -> socket.socket:

@@ -197,8 +197,10 @@ class Settings(BaseModel):
     docs_url: str = Field("", max_length=2048, pattern=r"^(https?://[\x21-\x7e]+)?$")
 
     # -- demo world (DEMO ONLY) -----------------------------------------------------------------
-    # auto: load into an empty embedded (SQLite) database only; on: also into other databases;
-    # off: never. Demo terminal secrets are derivable from the seed: never on a real deployment.
+    # auto: the demo world only in a database created as one (the marker its loading writes),
+    # or loaded now into an EMPTY embedded (SQLite) database; on: loaded and trusted in any
+    # database; off: never. Demo terminal secrets, the demo PKI, the demo legacy master key
+    # and the demo ops token are derivable from the seed: never on a real deployment.
     demo_world: Literal["auto", "on", "off"] = "auto"
     # The same default as sscard.demo.DEFAULT_DEMO_SEED, so demo terminals and demo cards come
     # from one seed (a test keeps the two equal).
@@ -272,7 +274,10 @@ class Settings(BaseModel):
         return self.data_dir / "prometheus"
 
     def should_load_demo_world(self) -> bool:
-        return self.demo_world == "on" or (self.demo_world == "auto" and self.is_embedded_db)
+        """Are the demo world's credentials trusted? Only when "on": "auto" is decided per
+        database at start-up (gateway.demo.resolve_demo_world, by the demo world's marker)
+        and replaced by "on" or "off"; undecided, it trusts nothing (fails closed)."""
+        return self.demo_world == "on"
 
 
 def _check_programme_file(path: Path) -> None:
