@@ -39,6 +39,7 @@ __all__ = [
     "AUDIT_APPEND_ONLY_DROP_DDL",
     "AuditEntry",
     "AuditRow",
+    "JsonValue",
     "audit_csv",
     "list_audit",
     "record_audit",

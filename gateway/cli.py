@@ -1,5 +1,6 @@
-"""Command line: ``python -m gateway serve | db upgrade | db current | db revision |
-admin rollover``.
+"""Command line: ``python -m gateway serve | db upgrade | db current | db revision | admin …``
+(``admin``: enrolment, keys, audit and the year-end roll-over: gateway.admin; card CRLs:
+gateway.card_auth.crl_admin).
 
 Flags override the TOML file and GATEWAY_* environment (see gateway.settings). Exit codes:
 0 success, 1 runtime failure, 2 invalid configuration or usage.
@@ -46,23 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     revision.add_argument("-m", "--message", required=True)
     revision.add_argument("--branch", default="gateway", help="migration source (branch)")
     revision.add_argument("--autogenerate", action="store_true")
-    admin = commands.add_parser("admin", help="administration")
-    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
-    rollover = admin_commands.add_parser(
-        "rollover", help="year-end roll-over of personal accounts (gateway.year_end)"
-    )
-    _settings_flags(rollover, server=False)
-    rollover.add_argument("--year", type=_year, required=True, help="the year that ended")
-    rollover.add_argument("--check", action="store_true", help="report only, change nothing")
+    from gateway.admin import add_admin_parser
+
+    add_admin_parser(commands, lambda p: _settings_flags(p, server=False))
     return parser
-
-
-def _year(text: str) -> int:
-    from gateway.year_end import MAX_YEAR, MIN_YEAR
-
-    if not text.isdigit() or not MIN_YEAR <= int(text) <= MAX_YEAR:
-        raise argparse.ArgumentTypeError(f"a year from {MIN_YEAR} to {MAX_YEAR}, not {text!r}")
-    return int(text)
 
 
 def _load(args: argparse.Namespace) -> Settings:
@@ -73,7 +61,11 @@ def _load(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except ValueError as exc:  # gateway.admin's one-line usage error
+        print(str(exc), file=sys.stderr)
+        return 2
     try:
         settings = _load(args)
     except SettingsError as exc:
@@ -84,9 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve(settings)
     if args.command == "admin":
-        from gateway.year_end import run_rollover
+        from gateway.admin import run_admin
 
-        return run_rollover(settings, year=args.year, check=args.check)
+        return run_admin(args, settings)
     return _db(args, settings)
 
 

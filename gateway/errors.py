@@ -466,6 +466,18 @@ class ErrorCode(StrEnum):
         f"The terminal treated a new card as an old one or the reverse. {_READ_AGAIN} {_CALL_IT}",
         f"终端把新卡当成旧卡或把旧卡当成新卡处理。{_READ_AGAIN_ZH}{_CALL_IT_ZH}",
     )
+    # The card PKI's CRL lists the certificate (gateway.card_auth.revocation): beside the
+    # registry's CARD_LOST / CARD_SUPERSEDED, a card the issuer revoked by its certificate.
+    CARD_CERT_REVOKED = ErrorSpec(
+        "CARD_CERT_REVOKED",
+        403,
+        "Card certificate revoked",
+        "The card issuer has revoked this card's certificate, so the card cannot be accepted. "
+        "Do not accept it; the holder can ask about a replacement at a service bank or "
+        "community service centre (962222).",
+        "发卡机构已吊销该卡的证书，该卡不能受理，请勿受理。持卡人可到服务银行或社区事务受理服务"
+        "中心咨询补换卡（962222）。",
+    )
     # the card's own proof
     CARD_SIGNATURE_INVALID = ErrorSpec(
         "CARD_SIGNATURE_INVALID",
@@ -652,6 +664,45 @@ class ErrorCode(StrEnum):
         "institution's reconciliation mismatches.",
         "只有医保经办机构的运维终端可以查看所有机构的对账差异。",
     )
+    STATEMENT_INVALID = ErrorSpec(
+        "STATEMENT_INVALID",
+        422,
+        "Reconciliation statement invalid",
+        "The reconciliation statement cannot be compared. Check it, then send it again.",
+        "对账数据有误，无法对账。请核对后重新发送。",
+    )
+    STATEMENT_DATE_OUT_OF_WINDOW = ErrorSpec(
+        "STATEMENT_DATE_OUT_OF_WINDOW",
+        422,
+        "Statement day out of the window",
+        "The statement day is in the future or more than a year back. Reconcile a day from the "
+        "past year, today included.",
+        "对账日期晚于今天或早于一年前。请对近一年内（含今天）的日期对账。",
+    )
+    STATEMENT_FIGURES_INCONSISTENT = ErrorSpec(
+        "STATEMENT_FIGURES_INCONSISTENT",
+        422,
+        "Statement figures do not add up",
+        "In the reconciliation statement, a total is not fund + account + cash. Check the "
+        "institution's figures (the detail names the row), then send it again.",
+        "对账数据中医疗费总额不等于基金支付、个人账户支付与现金支付之和。请核对后重新发送。",
+    )
+    CLAIM_EMPTY = ErrorSpec(
+        "CLAIM_EMPTY",
+        422,
+        "Nothing to settle",
+        "The claim has no fee lines, or every line is priced 0: there is nothing to settle. "
+        "Add the visit's fee lines, then try again.",
+        "费用明细为空或金额均为 0，无需结算。请录入本次就诊的费用明细后重试。",
+    )
+    CLAIM_ABOVE_COUNTER_LIMIT = ErrorSpec(
+        "CLAIM_ABOVE_COUNTER_LIMIT",
+        422,
+        "Claim above the counter limit",
+        "The claim's total is above what the counter may settle for this visit type. Do not "
+        "settle it here: send it to the insurance office for manual review.",
+        "本次费用总额超过柜台可结算的上限。请勿在此结算，请提交医保经办机构人工审核。",
+    )
     # cross-province settlement through the national hub (gateway.crossprov)
     FILING_REQUIRED = ErrorSpec(
         "FILING_REQUIRED",
@@ -689,6 +740,14 @@ class ErrorCode(StrEnum):
         "The national platform refused this settlement; the reason from the insured place "
         "is in the detail. Nothing was charged.",
         "国家平台（参保地）拒绝了该笔结算，原因见详细信息。未发生扣费。",
+    )
+    FILING_NOT_FOUND = ErrorSpec(
+        "FILING_NOT_FOUND",
+        404,
+        "Filing not found",
+        "This institution registered no filing (备案) with that number for this person. "
+        "Check the number (trt_dcla_detl_sn).",
+        "本机构没有为该人员登记该编号的备案。请核对备案流水号（trt_dcla_detl_sn）。",
     )
     # issuance (codes of issuance.errors' service errors; gateway.issuance_api)
     ILLEGAL_TRANSITION = ErrorSpec(
@@ -986,6 +1045,65 @@ class ErrorCode(StrEnum):
         "File not found",
         f"No uploaded file has this file number (file_qury_no). {_CALL_IT}",
         f"没有与该文件查询号（file_qury_no）对应的上传文件。{_CALL_IT_ZH}",
+    )
+    FSI_FILE_INVALID = ErrorSpec(
+        "FSI_FILE_INVALID",
+        422,
+        "File refused",
+        "The file cannot be used: too large, too many rows, not in the documented form, or "
+        "its rows do not add up to the totals sent. Export the file again and send it again.",
+        "文件无法使用：过大、行数过多、格式不符，或明细合计与所报总额不一致。请重新导出文件后再发送。",
+    )
+    # --- enrolment and keys at rest (gateway.enrolment, gateway.sealing; issue 14) ----------
+    # Answered to operators (gateway admin, the ops API), except KEK_UNAVAILABLE, which a
+    # terminal gets when its stored secret cannot be opened.
+    OPS_FORBIDDEN = ErrorSpec(
+        "OPS_FORBIDDEN",
+        403,
+        "Ops role may not do this",
+        "Your ops identity's role does not allow this. Ask a gateway administrator.",
+        "您的运维身份角色无权执行此操作。请联系网关管理员。",
+    )
+    ENROLMENT_CONFLICT = ErrorSpec(
+        "ENROLMENT_CONFLICT",
+        409,
+        "Already enrolled",
+        "Something with this id is enrolled already; nothing was changed. Choose another id, "
+        "or change the existing one.",
+        "该编号已登记，未作任何更改。请使用其他编号，或修改已有登记。",
+    )
+    ENROLMENT_NOT_FOUND = ErrorSpec(
+        "ENROLMENT_NOT_FOUND",
+        404,
+        "Not enrolled",
+        "No institution, terminal or ops identity has this id; nothing was changed.",
+        "没有该编号的机构、终端或运维身份，未作任何更改。",
+    )
+    ENROLMENT_INVALID = ErrorSpec(
+        "ENROLMENT_INVALID",
+        422,
+        "Enrolment refused",
+        "The enrolment was refused as given (see the detail); nothing was changed.",
+        "登记请求不符合要求（见详情），未作任何更改。",
+    )
+    KEK_UNAVAILABLE = ErrorSpec(
+        "KEK_UNAVAILABLE",
+        503,
+        "Secrets cannot be opened",
+        "The gateway cannot open this terminal's stored secret (no key-encryption key, or not "
+        "the one it was sealed with). Call the gateway operator.",
+        "网关无法解开本终端的存储密钥（未配置密钥加密密钥，或不是加密时所用的密钥）。"
+        "请联系网关运维。",
+        retry_after_s=60,
+    )
+    KEK_WRONG = ErrorSpec(
+        "KEK_WRONG",
+        409,
+        "Wrong key-encryption key",
+        "Some stored secrets were sealed under a key-encryption key this gateway does not hold; "
+        "nothing was changed. Configure that key (kek_previous_files) and try again.",
+        "部分存储密钥由本网关未持有的密钥加密密钥加密，未作任何更改。请配置该密钥"
+        "（kek_previous_files）后重试。",
     )
 
 

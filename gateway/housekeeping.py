@@ -111,8 +111,11 @@ async def roll_over_ended_year(
     rolled = amount_fen = 0
     progress = RolloverProgress(year=year, rolled=0, amount_fen=0, completed=False)
     for _ in range(_MAX_ROLLOVER_BATCHES_PER_RUN):
+        # concurrent: on PostgreSQL a batch runs in a transaction of its own beside this
+        # worker's writer queue, so the requests' writes do not wait behind it.
         progress = await db.write(
-            partial(roll_over_year, year=year, now=_instant(clock), batch=batch)
+            partial(roll_over_year, year=year, now=_instant(clock), batch=batch),
+            concurrent=True,
         )
         rolled += progress.rolled
         amount_fen += progress.amount_fen

@@ -52,7 +52,7 @@ from functools import partial
 from typing import Annotated, Any, Final, Generic, TypeVar
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -98,8 +98,32 @@ def _no_nul(value: str) -> str:
 
 
 # Free text in request bodies. JSON allows "\u0000"; PostgreSQL text columns do not, so letting
-# it through would turn bad input into a database error deep inside a domain service.
-Text = Annotated[str, AfterValidator(_no_nul)]
+# it through would turn bad input into a database error deep inside a domain service. The
+# document says so with a pattern (the validator gives the clearer message).
+def _no_nul_pattern(schema: dict[str, Any]) -> None:
+    schema.setdefault("pattern", "^[^\\u0000]*$")  # a field's own pattern already excludes it
+
+
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra=_no_nul_pattern)]
+
+
+def exactly_one_of(fields: Sequence[str], *alternatives: Sequence[str]) -> dict[str, Any]:
+    """A model's ``json_schema_extra`` for "send exactly one of these shapes": a ``oneOf`` in
+    which each alternative requires its own fields (not null) and leaves every other of
+    ``fields`` null or absent. The model's own validator enforces the same rule; this makes
+    the document as strict as the server."""
+    return {
+        "oneOf": [
+            {
+                "required": list(alternative),
+                "properties": {
+                    name: ({"not": {"type": "null"}} if name in alternative else {"type": "null"})
+                    for name in fields
+                },
+            }
+            for alternative in alternatives
+        ]
+    }
 
 
 @dataclass(slots=True)
@@ -167,6 +191,7 @@ _AUTH_ERRORS: Final = (
     ErrorCode.REQUEST_REPLAYED,
     ErrorCode.RATE_LIMITED,
     ErrorCode.DB_UNAVAILABLE,
+    ErrorCode.KEK_UNAVAILABLE,
 )
 
 
@@ -463,34 +488,18 @@ async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeade
         raise GatewayError(ErrorCode.TERMINAL_UNKNOWN, "no terminal has this X-Terminal-Id")
     if not terminal.enabled:
         raise GatewayError(ErrorCode.TERMINAL_DISABLED, "terminal is disabled")
-    try:
-        if headers.version == ta.SIGNATURE_VERSION:
-            ta.verify_request_signature_v2(
-                terminal.secret,
-                request.method,
-                request.raw_path,
-                headers.timestamp_s,
-                headers.nonce,
-                body,
-                headers.signature,
-                terminal_id=headers.terminal_id,
-                card_session=headers.card_session,
-                idempotency_key=headers.idempotency_key,
-            )
-        else:
-            ta.verify_request_signature(
-                terminal.secret,
-                request.method,
-                request.raw_path,
-                headers.timestamp_s,
-                headers.nonce,
-                body,
-                headers.signature,
-            )
-    except ta.TerminalAuthError:
-        raise GatewayError(
-            ErrorCode.SIGNATURE_INVALID, "X-Signature does not match the request"
-        ) from None
+    if terminal.institution_suspended:
+        raise GatewayError(ErrorCode.TERMINAL_DISABLED, "this terminal's institution is suspended")
+    # During a rotation's overlap the previous secret is tried too (each compare in constant
+    # time; which one matched is nobody's business).
+    for secret in terminal.secrets_at(now_s):
+        try:
+            _verify(secret, request, body, headers)
+            break
+        except ta.TerminalAuthError:
+            continue
+    else:
+        raise GatewayError(ErrorCode.SIGNATURE_INVALID, "X-Signature does not match the request")
     retry_after_s = app[RATE_LIMITS].take(terminal.terminal_id, now_s)
     if retry_after_s is not None:
         raise GatewayError(
@@ -499,6 +508,34 @@ async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeade
             headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
         )
     return headers, terminal
+
+
+def _verify(secret: bytes, request: web.Request, body: bytes, headers: _SignedHeaders) -> None:
+    """Raise TerminalAuthError unless ``headers.signature`` is ``secret``'s, in the version
+    the request says it is signed in."""
+    if headers.version == ta.SIGNATURE_VERSION:
+        ta.verify_request_signature_v2(
+            secret,
+            request.method,
+            request.raw_path,
+            headers.timestamp_s,
+            headers.nonce,
+            body,
+            headers.signature,
+            terminal_id=headers.terminal_id,
+            card_session=headers.card_session,
+            idempotency_key=headers.idempotency_key,
+        )
+    else:
+        ta.verify_request_signature(
+            secret,
+            request.method,
+            request.raw_path,
+            headers.timestamp_s,
+            headers.nonce,
+            body,
+            headers.signature,
+        )
 
 
 def _check_institution_kind(kinds: frozenset[str], terminal: TerminalRecord) -> None:

@@ -10,7 +10,10 @@ Start-up, in the supervisor, once, before any worker exists:
    everything it imports at module level stay clear of prometheus_client, which reads the
    variable when first imported);
 3. run the migrations, so that N workers never race to migrate;
-4. load the demo world into an empty embedded database (gateway.demo);
+4. load the demo world into an empty embedded database (gateway.demo), then seal every
+   terminal secret still in the plaintext column under the KEK (gateway.kek; the demo
+   world's rows, rows of before gw0005, rows put in by hand). A KEK that is configured but
+   cannot be read stops the start (exit 2);
 5. with the demo world on and no ``hub_url``, start the national hub simulator as a child
    process on a free local port and hand its URL to the workers (gateway.crossprov.embedded);
    it is stopped after the workers.
@@ -44,12 +47,17 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any, Final
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from gateway import migrate
 from gateway.crossprov.embedded import embedded_hub
-from gateway.db import make_engine
+from gateway.db import for_writes, make_engine
 from gateway.demo import resolve_demo_world
+from gateway.enrolment.common import Actor
+from gateway.enrolment.terminals import rewrap_terminals
+from gateway.kek import KekUnavailable, resolve_keys
 from gateway.logs import configure_logging, fields
 from gateway.settings import Settings
 
@@ -79,12 +87,17 @@ def serve(settings: Settings) -> int:
     try:
         try:
             settings = prepare(settings)
+        except KekUnavailable as exc:
+            log.error("cannot read the key-encryption key", extra=fields(error=str(exc)))
+            return 2
         except SQLAlchemyError as exc:
             # First line only: the rest is the failed SQL statement.
             log.error(
                 "cannot prepare the database",
                 extra=fields(exc_type=type(exc).__name__, error=str(exc).splitlines()[0]),
             )
+            return 1
+        if settings.redis_url and not _redis_answers(settings.redis_url):
             return 1
         port = guard.getsockname()[1]
         with embedded_hub(settings) as hub_url:
@@ -93,6 +106,26 @@ def serve(settings: Settings) -> int:
             return _Supervisor(settings, port).run()
     finally:
         guard.close()
+
+
+def _redis_answers(url: str) -> bool:
+    """The shared limits' Redis (gateway.limits) answers a PING; else say so and do not start:
+    workers that cannot count would guard nothing."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        # Not the URL itself: it may carry a password.
+        log.error(
+            "cannot reach Redis at redis_url (the shared limits live there)",
+            extra=fields(exc_type=type(exc).__name__, error=str(exc).splitlines()[0]),
+        )
+        return False
+    finally:
+        client.close()
+    return True
 
 
 def prepare(settings: Settings) -> Settings:
@@ -118,9 +151,30 @@ def prepare(settings: Settings) -> Settings:
         # "auto" decided here, once, for the supervisor and every worker: the demo world only
         # in a database created as one (its marker) or empty and embedded (gateway.demo).
         settings = resolve_demo_world(engine, settings)
+        _seal_plaintext_secrets(settings, engine)
     finally:
         engine.dispose()
     return settings
+
+
+def _seal_plaintext_secrets(settings: Settings, engine: Engine) -> None:
+    keys = resolve_keys(settings)
+    log.info("key-encryption key", extra=fields(kek_source=keys.source))
+    if keys.ring is None:
+        log.warning(
+            "no key-encryption key: nothing can be enrolled, and sealed terminal secrets "
+            "cannot be opened (set kek_file or GATEWAY_KEK_HEX)"
+        )
+        return
+    ring = keys.ring
+    actor = Actor("gateway:serve", "serve", time.time())
+    with Session(for_writes(engine)) as session, session.begin():
+        report = rewrap_terminals(session, actor, ring, plaintext_only=True)
+    if report.sealed:
+        log.info(
+            "terminal secrets sealed at rest",
+            extra=fields(sealed=report.sealed, kek_id=report.kek_id),
+        )
 
 
 def reserve_port(host: str, port: int) -> socket.socket:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -24,6 +24,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     delete,
+    false,
     func,
     select,
     tuple_,
@@ -37,7 +38,9 @@ __all__ = [
     "MEDICAL_KINDS",
     "Institution",
     "InstitutionKind",
+    "Opener",
     "RequestNonce",
+    "SecretsUnavailable",
     "Terminal",
     "TerminalRecord",
     "consume_nonce",
@@ -45,6 +48,7 @@ __all__ = [
     "delete_expired_nonces",
     "find_terminal",
     "metadata",
+    "secret_aad",
 ]
 
 # Constraint names from the project's one naming convention, so migrations can name them.
@@ -90,6 +94,9 @@ class Institution(GatewayBase):
     kind: Mapped[str] = mapped_column(String(16))
     # Hospital grade (医院等级) 1, 2 or 3; None for pharmacies.
     level: Mapped[int | None] = mapped_column(SmallInteger)
+    # Suspended (gateway admin institution suspend, gw0005): every terminal of it is refused
+    # as if disabled, within the terminal directory's TTL; nothing is deleted.
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (CheckConstraint(KIND_LEVEL_CHECK, name="kind_level"),)
 
@@ -103,9 +110,18 @@ class Terminal(GatewayBase):
     institution_code: Mapped[str] = mapped_column(
         String(32), ForeignKey("institutions.code"), index=True
     )
-    # Symmetric: the gateway must hold it to verify. TODO(ops): encrypt at rest with a KEK.
-    secret: Mapped[bytes] = mapped_column(LargeBinary(64))
+    # Symmetric: the gateway must hold it to verify, so it is kept SEALED under the KEK
+    # (gateway.sealing; AAD "terminals.secret:<id>"). ``secret`` is the plaintext column of
+    # before gw0005: NULL for every terminal the gateway enrolled or sealed since; a row that
+    # still has one (inserted by hand, or by tests) works and is sealed by `gateway admin
+    # rewrap` and at every `serve` start.
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary(64))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    sealed_secret: Mapped[bytes | None] = mapped_column(LargeBinary(256))
+    # During a rotation's overlap: the previous secret (sealed, AAD
+    # "terminals.previous_secret:<id>"), accepted until previous_until_s (unix seconds).
+    previous_sealed: Mapped[bytes | None] = mapped_column(LargeBinary(256))
+    previous_until_s: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (CheckConstraint("length(secret) BETWEEN 16 AND 64", name="secret_length"),)
 
@@ -136,31 +152,90 @@ class TerminalRecord:
     # The institution speaks the national interface too (it has operators of the /fsi door):
     # its card authentications record the card's presence for that door (gateway.fsi.presence).
     national_door: bool = False
+    # A rotation's overlap: the previous secret, still accepted until previous_until_s.
+    previous_secret: bytes | None = None
+    previous_until_s: int | None = None
+    # The institution is suspended: refused like a disabled terminal.
+    institution_suspended: bool = False
+
+    def __repr__(self) -> str:  # never the secrets
+        return (
+            f"TerminalRecord({self.terminal_id}, {self.institution_code}, enabled={self.enabled})"
+        )
+
+    def secrets_at(self, now_s: float) -> tuple[bytes, ...]:
+        """The secrets a request signed at ``now_s`` may use: the current one, and the
+        previous one while the rotation's overlap lasts."""
+        previous, until_s = self.previous_secret, self.previous_until_s
+        if previous is not None and until_s is not None and now_s < until_s:
+            return (self.secret, previous)
+        return (self.secret,)
+
+
+def secret_aad(terminal_id: str, *, previous: bool = False) -> bytes:
+    """The associated data that binds a sealed terminal secret to its row and column."""
+    column = "previous_secret" if previous else "secret"
+    return f"terminals.{column}:{terminal_id}".encode()
+
+
+class Opener(Protocol):
+    def open(self, blob: bytes, aad: bytes) -> bytes: ...
+
+
+class SecretsUnavailable(RuntimeError):
+    """A sealed secret and no KEK to open it with (or a KEK that does not open it)."""
 
 
 _FIND_TERMINAL: Final = DriverSQL(
     "SELECT t.institution_code, i.kind, t.secret, t.enabled, i.level, "
-    "EXISTS (SELECT 1 FROM fsi_operators AS o WHERE o.fixmedins_code = t.institution_code) "
+    "EXISTS (SELECT 1 FROM fsi_operators AS o WHERE o.fixmedins_code = t.institution_code), "
+    "t.sealed_secret, t.previous_sealed, t.previous_until_s, i.suspended "
     "FROM terminals AS t "
     "JOIN institutions AS i ON i.code = t.institution_code WHERE t.terminal_id = ?"
 )
 
 
-def find_terminal(session: Session, terminal_id: str) -> TerminalRecord | None:
+def find_terminal(
+    session: Session, terminal_id: str, opener: Opener | None = None
+) -> TerminalRecord | None:
+    """The terminal with its secrets opened (``opener``: the KEK ring). Raises
+    SecretsUnavailable for a sealed secret with no opener, or one the opener cannot open."""
     # On the driver's cursor: every terminal-cache miss pays for it.
     row = _FIND_TERMINAL.fetchone(session.connection(), (terminal_id,))
     if row is None:
         return None
-    institution_code, kind, secret, enabled, level, national_door = row
+    (institution_code, kind, plain, enabled, level, national_door) = row[:6]
+    sealed, previous_sealed, previous_until_s, suspended = row[6:]
+    previous = None
+    if sealed is not None:
+        secret = _open(opener, bytes(sealed), secret_aad(terminal_id))
+        if previous_sealed is not None:
+            previous = _open(opener, bytes(previous_sealed), secret_aad(terminal_id, previous=True))
+    elif plain is not None:
+        secret = bytes(plain)
+    else:
+        raise SecretsUnavailable(f"terminal {terminal_id} has no secret")
     return TerminalRecord(
         terminal_id=terminal_id,
         institution_code=institution_code,
         institution_kind=kind,
-        secret=bytes(secret),
+        secret=secret,
         enabled=bool(enabled),
         institution_level=None if level is None else int(level),
         national_door=bool(national_door),
+        previous_secret=previous,
+        previous_until_s=None if previous_until_s is None else int(previous_until_s),
+        institution_suspended=bool(suspended),
     )
+
+
+def _open(opener: Opener | None, blob: bytes, aad: bytes) -> bytes:
+    if opener is None:
+        raise SecretsUnavailable("a sealed terminal secret and no KEK configured")
+    try:
+        return opener.open(blob, aad)
+    except ValueError as exc:  # gateway.sealing.SealError
+        raise SecretsUnavailable(str(exc)) from None
 
 
 _INSERT_NONCE: Final = DriverSQL(

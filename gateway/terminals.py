@@ -7,6 +7,11 @@ in a worker: short by default (10 s). Unknown ids are cached as well (same TTL),
 spraying wrong ids costs one query per id per TTL; the LRU bound keeps that from growing memory.
 
 Concurrent misses for the same id share one query (single flight).
+
+Secrets are stored sealed (gateway.sealing): the directory opens them with the KEK ring it is
+given, in the database thread, so a cached record holds them opened, in memory only. A sealed
+secret it cannot open (no KEK, or not the KEK it was sealed with) is answered 503
+KEK_UNAVAILABLE and not cached: the operator's fix takes effect at once.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from functools import partial
 
 from gateway import metrics
 from gateway.db import Database
-from gateway.store import TerminalRecord, find_terminal
+from gateway.errors import ErrorCode, GatewayError
+from gateway.store import Opener, SecretsUnavailable, TerminalRecord, find_terminal
 
 __all__ = ["TerminalDirectory"]
 
@@ -32,6 +38,7 @@ class TerminalDirectory:
         ttl_s: float,
         max_entries: int,
         monotonic: Callable[[], float] = time.monotonic,
+        opener: Opener | None = None,
     ) -> None:
         assert ttl_s >= 0
         assert max_entries >= 1
@@ -39,6 +46,7 @@ class TerminalDirectory:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._monotonic = monotonic
+        self._opener = opener
         self._entries: OrderedDict[str, tuple[float, TerminalRecord | None]] = OrderedDict()
         self._loading: dict[str, asyncio.Task[TerminalRecord | None]] = {}
 
@@ -61,7 +69,12 @@ class TerminalDirectory:
         return await asyncio.shield(task)
 
     async def _load(self, terminal_id: str) -> TerminalRecord | None:
-        record = await self._db.read(partial(find_terminal, terminal_id=terminal_id))
+        try:
+            record = await self._db.read(
+                partial(find_terminal, terminal_id=terminal_id, opener=self._opener)
+            )
+        except SecretsUnavailable as exc:
+            raise GatewayError(ErrorCode.KEK_UNAVAILABLE, str(exc)) from None
         self._remember(terminal_id, record)
         return record
 

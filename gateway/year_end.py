@@ -101,7 +101,9 @@ async def _rollover(
         idle = 0
         while idle < _IDLE_BATCHES:
             now = dt.datetime.fromtimestamp(clock(), dt.UTC)
-            progress = await db.write(partial(roll_over_year, year=year, now=now, batch=batch))
+            progress = await db.write(
+                partial(roll_over_year, year=year, now=now, batch=batch), concurrent=True
+            )
             if progress.completed:
                 break
             if progress.rolled == 0:

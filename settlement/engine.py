@@ -1,8 +1,10 @@
 """The policy engine (结算): split one claim between the funds, the personal accounts and cash.
 
 A pure function of its inputs: no clock, no database. :func:`settle` checks its input and
-raises a typed :mod:`settlement.errors` error before any arithmetic, then runs the steps
-below in this order, each adding one line to ``explanation``:
+raises a typed :mod:`settlement.errors` error before any arithmetic (a claim with no lines or
+a total of 0 is ``ClaimEmpty``; one above its visit type's counter limit, the policy's
+``max_claim_fen``, is ``ClaimAboveCounterLimit`` and goes to manual review), then runs the
+steps below in this order, each adding one line to ``explanation``:
 
 1. Price the lines (费用): quantity × unit price. By catalogue class, 丙 items are wholly
    self-paid (``fulamt_ownpay_amt``), the first ``preselfpay_bp`` of 乙 items is self-paid
@@ -48,6 +50,8 @@ from settlement.claim import (
     YearToDate,
 )
 from settlement.errors import (
+    ClaimAboveCounterLimit,
+    ClaimEmpty,
     InvalidAccumulators,
     InvalidAmount,
     InvalidPerson,
@@ -95,7 +99,9 @@ def _pct(ratio_bp: int) -> str:
 
 
 def _check_lines(lines: Sequence[ClaimLine]) -> None:
-    if not 1 <= len(lines) <= MAX_CLAIM_LINES:
+    if not lines:
+        raise ClaimEmpty("the claim has no lines: nothing to settle")
+    if len(lines) > MAX_CLAIM_LINES:
         raise TooManyLines(f"a claim has 1 to {MAX_CLAIM_LINES} lines, this one has {len(lines)}")
     for number, line in enumerate(lines, start=1):
         if not isinstance(line.catalogue_code, str) or not line.catalogue_code:
@@ -110,6 +116,21 @@ def _check_lines(lines: Sequence[ClaimLine]) -> None:
                 f"line {number}: unit price must be whole fen from 0 to {MAX_UNIT_PRICE_FEN}, "
                 f"got {line.unit_price_fen!r}"
             )
+
+
+def _check_total(lines: Sequence[ClaimLine], limit_fen: int, visit_type: VisitType) -> None:
+    """After _check_lines (every quantity and price a bounded int): a claim of 0 is not a
+    settlement, and one above the visit type's counter limit goes to manual review."""
+    total_fen = sum(line.quantity * line.unit_price_fen for line in lines)
+    if total_fen == 0:
+        raise ClaimEmpty("every line of the claim is priced 0: nothing to settle")
+    if total_fen > limit_fen:
+        raise ClaimAboveCounterLimit(
+            f"the claim totals {_yuan(total_fen)}, above the {_yuan(limit_fen)} a counter may "
+            f"settle for a {visit_type.value} visit: send it to manual review",
+            total_fen=total_fen,
+            limit_fen=limit_fen,
+        )
 
 
 def _check_amounts_fen(what: str, **amounts_fen: object) -> None:
@@ -303,8 +324,9 @@ def settle(
             f"{policy.effective_to.isoformat()}, not the visit date "
             f"{visit.visit_date.isoformat()}"
         )
-    category = benefit_category(person, visit.visit_date, policy)
     rules = policy.visit_types.of(visit_type)
+    _check_total(lines, rules.max_claim_fen, visit_type)
+    category = benefit_category(person, visit.visit_date, policy)
     explanation: list[str] = []
 
     # 1. Pricing.

@@ -12,6 +12,11 @@ arithmetic, so a rejected claim changes nothing.
      │    │                                                     integer (fen), or above its bound
      │    ├── UnknownCatalogueCode       UNKNOWN_CATALOGUE_CODE item code not in the catalogue
      │    ├── TooManyLines               TOO_MANY_LINES         more claim lines than the bound
+     │    ├── ClaimEmpty                 CLAIM_EMPTY            no lines, or every line priced 0:
+     │    │                                                     nothing to settle
+     │    ├── ClaimAboveCounterLimit     CLAIM_ABOVE_COUNTER_LIMIT the total is above what the
+     │    │                                                     policy lets a counter settle for
+     │    │                                                     this visit type: manual review
      │    ├── InvalidVisit               INVALID_VISIT          unknown visit type or hospital level
      │    ├── InvalidPerson              INVALID_PERSON         no age / birth date, born after
      │    │                                                     the visit, unsupported 险种
@@ -33,6 +38,12 @@ arithmetic, so a rejected claim changes nothing.
      ├── CatalogueInvalid                CATALOGUE_INVALID      a catalogue file fails validation
      ├── PersonNotFound                  PERSON_NOT_FOUND       no insured person (or no account)
      │                                                          with this psn_no
+     ├── StatementInvalid                STATEMENT_INVALID      a reconciliation statement
+     │    │                                                     that cannot be compared
+     │    ├── StatementDateOutOfWindow   STATEMENT_DATE_OUT_OF_WINDOW in the future, or more
+     │    │                                                     than a year back
+     │    └── StatementFiguresInconsistent STATEMENT_FIGURES_INCONSISTENT total ≠ fund +
+     │                                                          account + cash
      ├── SettlementNotFound              SETTLEMENT_NOT_FOUND   no settlement with this setl_id
      ├── SettlementAlreadyCancelled      SETTLEMENT_ALREADY_CANCELLED
      ├── IdempotencyError                IDEMPOTENCY_ERROR      (DOMAIN §7)
@@ -78,6 +89,39 @@ class UnknownCatalogueCode(InvalidClaim):
 
 class TooManyLines(InvalidClaim):
     code = "TOO_MANY_LINES"
+
+
+class StatementInvalid(SettlementError):
+    """A reconciliation statement (3201/3202) the gateway will not compare: nothing stored."""
+
+    code = "STATEMENT_INVALID"
+
+
+class StatementDateOutOfWindow(StatementInvalid):
+    code = "STATEMENT_DATE_OUT_OF_WINDOW"
+
+
+class StatementFiguresInconsistent(StatementInvalid):
+    code = "STATEMENT_FIGURES_INCONSISTENT"
+
+
+class ClaimEmpty(InvalidClaim):
+    """Nothing to settle: no lines, or every line priced at 0. A settlement of 0 would post
+    an empty ledger transaction and count a visit that cost nothing."""
+
+    code = "CLAIM_EMPTY"
+
+
+class ClaimAboveCounterLimit(InvalidClaim):
+    """The claim's total is above the policy's counter limit for its visit type: it is not
+    settled at the counter but sent to the insurance office's manual review (人工审核)."""
+
+    code = "CLAIM_ABOVE_COUNTER_LIMIT"
+
+    def __init__(self, message: str, *, total_fen: int, limit_fen: int) -> None:
+        super().__init__(message)
+        self.total_fen = total_fen
+        self.limit_fen = limit_fen
 
 
 class InvalidVisit(InvalidClaim):

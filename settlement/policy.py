@@ -142,12 +142,20 @@ class AnnualTable(_Strict):
     supplementary_above_cap_ratio_bp: RatioBp  # 附加基金 share of in-scope cost above the cap
 
 
+# The most one claim of a visit type may total and still be settled at the counter (fen). A
+# claim above it is refused (CLAIM_ABOVE_COUNTER_LIMIT) and goes to the insurance office's
+# manual review (人工审核): a bound on what one mistyped quantity or price can cost the fund,
+# set per policy file because the sensible figure differs by visit type.
+CounterLimitFen = Annotated[int, Field(ge=1, le=MAX_POLICY_FEN)]
+
+
 class OutpatientBandsRules(_Strict):
     """Current-year account → self-pay band → co-pay band (DOMAIN §6, outpatient)."""
 
     rules: Literal["outpatient_bands"]
     current_year_account: bool
     past_years_account: bool
+    max_claim_fen: CounterLimitFen
     # False at a pharmacy: the band still fills, but the fund pays nothing in the co-pay band.
     fund_pays_copay_band: bool
 
@@ -158,6 +166,7 @@ class InpatientDeductibleRules(_Strict):
     rules: Literal["inpatient_deductible"]
     current_year_account: bool
     past_years_account: bool
+    max_claim_fen: CounterLimitFen
 
 
 VisitRules = Annotated[

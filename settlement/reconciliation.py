@@ -25,16 +25,25 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dbkit import day_bounds_utc
+from settlement.errors import StatementDateOutOfWindow, StatementFiguresInconsistent
 from settlement.store import SettlementRow, SettlementStatus
 
 __all__ = [
     "CLR_TYPE_VISIT_TYPES",
+    "STATEMENT_WINDOW_DAYS",
     "DetailDifference",
     "Figures",
+    "check_figures",
+    "check_statement_date",
     "compare_details",
     "gateway_details",
     "gateway_totals",
 ]
+
+# How far back a statement day may be (Beijing days before today). Reconciliation is daily; a
+# year covers an institution catching up after an outage or a year-end audit, and bounds what
+# one request may make the gateway read. Not from any source: our choice (docs/domain.md §4).
+STATEMENT_WINDOW_DAYS: Final = 366
 
 # clr_type → the visit types it clears (national clearing types) [code].
 CLR_TYPE_VISIT_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
@@ -57,11 +66,41 @@ class Figures:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    @property
+    def adds_up(self) -> bool:
+        """Total = fund + account + cash, the identity every settlement keeps."""
+        return self.medfee_sumamt == self.fund_pay_sumamt + self.acct_pay + self.psn_cash_pay
+
+
+def check_statement_date(stmt_date: dt.date, today: dt.date) -> None:
+    """A statement day in the window: not after today (Beijing), at most
+    :data:`STATEMENT_WINDOW_DAYS` before it."""
+    if stmt_date > today:
+        raise StatementDateOutOfWindow(
+            f"stmt_date {stmt_date.isoformat()} is after today ({today.isoformat()}, Beijing): "
+            "a day can be reconciled once it has begun"
+        )
+    if (today - stmt_date).days > STATEMENT_WINDOW_DAYS:
+        raise StatementDateOutOfWindow(
+            f"stmt_date {stmt_date.isoformat()} is more than {STATEMENT_WINDOW_DAYS} days "
+            f"before today ({today.isoformat()}, Beijing)"
+        )
+
+
+def check_figures(figures: Figures, *, where: str) -> None:
+    """The institution's figures must keep total = fund + account + cash; the detail names
+    where, never the amounts."""
+    if not figures.adds_up:
+        raise StatementFiguresInconsistent(
+            f"{where}: medfee_sumamt is not fund_pay_sumamt + acct_pay + psn_cash_pay"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DetailDifference:
     setl_id: str
-    reason: str  # missing_at_gateway | missing_at_institution | amounts_differ
+    # missing_at_gateway | missing_at_institution | amounts_differ | listed_twice
+    reason: str
     institution: Figures | None
     gateway: Figures | None
 
@@ -117,10 +156,17 @@ def gateway_details(
 
 
 def compare_details(
-    institution: Mapping[str, Figures], gateway: Mapping[str, Figures]
+    institution: Mapping[str, Figures],
+    gateway: Mapping[str, Figures],
+    listed_twice: Mapping[str, Figures] | None = None,
 ) -> list[DetailDifference]:
-    """Every settlement that is on one side only or whose amounts differ, by setl_id."""
-    differences: list[DetailDifference] = []
+    """Every settlement that is on one side only or whose amounts differ, by setl_id; and
+    every setl_id the institution listed more than once (``listed_twice``: its repeat's
+    figures), reported as such beside whatever its first listing gives."""
+    differences: list[DetailDifference] = [
+        DetailDifference(setl_id, "listed_twice", theirs, gateway.get(setl_id))
+        for setl_id, theirs in sorted((listed_twice or {}).items())
+    ]
     setl_ids: Iterable[str] = sorted(set(institution) | set(gateway))
     for setl_id in setl_ids:
         ours, theirs = gateway.get(setl_id), institution.get(setl_id)

@@ -2,13 +2,14 @@
 each current-year personal account (当年账户) moves to the past-years account (历年账户).
 
 Once, whoever runs it. A personal account carries the year its current-year balance belongs
-to (``personal_accounts.account_year``). Rolling an account over is one step in the caller's
-transaction (:func:`roll_account`): insert its :class:`~settlement.store.AccountRollover` row,
-whose primary key (person, ended year) lets exactly one of two racing runs win; move the
-balance with a relative UPDATE conditional on the old ``account_year``; post one balanced
-ledger transaction (debit ``person:<psn_no>:current_year``, credit
-``person:<psn_no>:past_years``: money leaving an account is a debit, as when a settlement
-spends it). Two places roll an account over, and both may run at any time:
+to (``personal_accounts.account_year``). Rolling accounts over is one step in the caller's
+transaction (:func:`roll_accounts`, a few statements for a whole batch): insert each one's
+:class:`~settlement.store.AccountRollover` row, whose primary key (person, ended year) lets
+exactly one of two racing runs win; move the balance with a relative UPDATE conditional on
+``account_year`` still being an ended year; post one balanced ledger transaction each
+(debit ``person:<psn_no>:current_year``, credit ``person:<psn_no>:past_years``: money leaving
+an account is a debit, as when a settlement spends it). Two places roll an account over, and
+both may run at any time:
 
 * the year-end job (:func:`roll_over_year`, from the gateway's housekeeping on every worker
   and from ``python -m gateway admin rollover --year Y``) walks the accounts still in an ended
@@ -39,6 +40,7 @@ even for a caller that forgot the lock.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -47,10 +49,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from dbkit import beijing_date
+from dbkit import DriverInsert, beijing_date
 from settlement.claim import AccountBalances
 from settlement.errors import RolloverNotDue
-from settlement.ledger import Posting, person_account, write_transaction
+from settlement.ledger import NewTransaction, Posting, person_account, write_transactions
 from settlement.recording import Holdings
 from settlement.store import (
     AccountRollover,
@@ -63,12 +65,13 @@ from settlement.store import (
 __all__ = [
     "MAX_ROLLOVER_BATCH",
     "ROLLOVER_KIND",
+    "DueAccount",
     "RolloverProgress",
     "RolloverStatus",
     "as_rolled",
     "last_ended_year",
     "require_ended",
-    "roll_account",
+    "roll_accounts",
     "roll_over_due",
     "roll_over_year",
     "rollover_completed",
@@ -78,7 +81,7 @@ __all__ = [
 ]
 
 # Accounts rolled in one transaction at most: bounds how long one batch holds SQLite's write
-# lock (each account costs 2 statements, 5 when it had money left).
+# lock (a batch is 6 statements whatever its size; docs/operations.md gives measured times).
 MAX_ROLLOVER_BATCH: Final = 10_000
 ROLLOVER_KIND: Final = "rollover"
 
@@ -102,50 +105,62 @@ def rollover_postings(psn_no: str, amount_fen: int) -> list[Posting]:
     ]
 
 
-def roll_account(
-    connection: Connection,
-    *,
-    person_id: int,
-    psn_no: str,
-    from_year: int,
-    to_year: int,
-    amount_fen: int,
-    now: dt.datetime,
+@dataclass(frozen=True, slots=True)
+class DueAccount:
+    """An account to roll over: its current-year balance ``amount_fen`` of ``from_year``, as
+    read under the caller's row lock (or inside SQLite's one write transaction)."""
+
+    person_id: int
+    psn_no: str
+    from_year: int
+    amount_fen: int
+
+
+_INSERT_ROLLOVER: Final = DriverInsert(
+    _ROLLED, ("person_id", "from_year", "to_year", "amount_fen", "rolled_at")
+)
+
+
+def roll_accounts(
+    connection: Connection, due: Sequence[DueAccount], *, to_year: int, now: dt.datetime
 ) -> None:
-    """Roll one account over in the caller's transaction. ``amount_fen`` is its current-year
-    balance as read under the caller's row lock (or inside SQLite's one write transaction).
-    The roll-over row first: a second run for the same (person, year) fails there
-    (IntegrityError) before it moves anything."""
-    assert to_year > from_year, (from_year, to_year)
-    connection.execute(
-        _ROLLED.insert(),
-        {
-            "person_id": person_id,
-            "from_year": from_year,
-            "to_year": to_year,
-            "amount_fen": amount_fen,
-            "rolled_at": now,
-        },
+    """Roll ``due`` over into ``to_year`` in the caller's transaction, in a few statements
+    whatever their number: the roll-over rows first (a second run for one (person, year) fails
+    there, IntegrityError, before anything moves), then ONE relative UPDATE of the accounts
+    still in an ended year, then the ledger transactions of those that had money left."""
+    if not due:
+        return
+    assert all(account.from_year < to_year for account in due), to_year
+    _INSERT_ROLLOVER.execute(
+        connection,
+        [(a.person_id, a.from_year, to_year, a.amount_fen, now) for a in due],
     )
-    accounts = _ACCOUNTS
     moved = connection.execute(
-        accounts.update()
-        .where(accounts.c.person_id == person_id, accounts.c.account_year == from_year)
+        _ACCOUNTS.update()
+        .where(
+            _ACCOUNTS.c.person_id.in_([a.person_id for a in due]),
+            _ACCOUNTS.c.account_year < to_year,
+        )
         .values(
-            past_years_fen=accounts.c.past_years_fen + accounts.c.current_year_fen,
+            past_years_fen=_ACCOUNTS.c.past_years_fen + _ACCOUNTS.c.current_year_fen,
             current_year_fen=0,
             account_year=to_year,
         )
     ).rowcount
-    assert moved == 1, (person_id, from_year, moved)  # the row read under the lock
-    if amount_fen:
-        write_transaction(
-            connection,
-            txn_id=f"{ROLLOVER_KIND}:{from_year}:{psn_no}",
-            kind=ROLLOVER_KIND,
-            postings=rollover_postings(psn_no, amount_fen),
-            posted_at=now,
-        )
+    assert moved == len(due), (moved, len(due))  # the rows read under the lock
+    write_transactions(
+        connection,
+        [
+            NewTransaction(
+                txn_id=f"{ROLLOVER_KIND}:{a.from_year}:{a.psn_no}",
+                kind=ROLLOVER_KIND,
+                postings=rollover_postings(a.psn_no, a.amount_fen),
+            )
+            for a in due
+            if a.amount_fen
+        ],
+        posted_at=now,
+    )
 
 
 def as_rolled(holdings: Holdings, this_year: int) -> Holdings:
@@ -177,15 +192,13 @@ def roll_over_due(session: Session, holdings: Holdings, *, now: dt.datetime) -> 
     if holdings.account_year >= this_year:
         return holdings
     session.flush()  # pending ORM rows first: the statements below bypass the ORM
-    roll_account(
-        session.connection(),
+    account = DueAccount(
         person_id=holdings.person_id,
         psn_no=holdings.psn_no,
         from_year=holdings.account_year,
-        to_year=this_year,
         amount_fen=holdings.balances.current_year_fen,
-        now=now,
     )
+    roll_accounts(session.connection(), [account], to_year=this_year, now=now)
     return as_rolled(holdings, this_year)
 
 
@@ -240,21 +253,15 @@ def roll_over_year(
     if connection.dialect.name == "postgresql":
         # Skip the accounts a settlement holds: it rolls them itself, or the next batch does.
         query = query.with_for_update(of=accounts, skip_locked=True)
-    due = connection.execute(query).all()
-    moved_fen = 0
-    for person_id, psn_no, from_year, current_year_fen in due:
-        roll_account(
-            connection,
-            person_id=person_id,
-            psn_no=psn_no,
-            from_year=from_year,
-            to_year=to_year,
-            amount_fen=current_year_fen,
-            now=now,
-        )
-        moved_fen += current_year_fen
+    due = [DueAccount(*row) for row in connection.execute(query)]
+    roll_accounts(connection, due, to_year=to_year, now=now)
     completed = _complete_if_done(connection, year=year, now=now)
-    return RolloverProgress(year=year, rolled=len(due), amount_fen=moved_fen, completed=completed)
+    return RolloverProgress(
+        year=year,
+        rolled=len(due),
+        amount_fen=sum(account.amount_fen for account in due),
+        completed=completed,
+    )
 
 
 def _complete_if_done(connection: Connection, *, year: int, now: dt.datetime) -> bool:

@@ -5,6 +5,7 @@ Commands::
     readers                         list card readers (and whether a card is in each)
     read                            read the card's basic information (masked unless --full)
     auth                            authenticate the card with the gateway
+    his-card                        read + authenticate, print what an HIS passes on (/fsi door)
     settle --line CODE:QTY:FEN ...  an outpatient (or --visit-type) visit, printed as a receipt
     cancel SETL_ID --reason TEXT    cancel a settlement in full
     demo --gateway URL              a whole visit as demo terminal N with demo card M
@@ -28,6 +29,7 @@ import argparse
 import contextlib
 import datetime as dt
 import getpass
+import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -169,6 +171,17 @@ def _parser() -> argparse.ArgumentParser:
     _card_options(auth)
     _gateway_options(auth)
     _pin_options(auth)
+
+    his_card = commands.add_parser(
+        "his-card",
+        parents=[common],
+        help="read and authenticate the card; print card_no|card_sn|name|citizen_id|expiry|"
+        "dev_no| for the HIS (docs/national-interface.md §4)",
+    )
+    _card_options(his_card)
+    _gateway_options(his_card)
+    _pin_options(his_card)
+    his_card.add_argument("--json", action="store_true", help="one JSON object instead")
 
     settle = commands.add_parser(
         "settle", parents=[common], help="settle a visit for the card in the reader"
@@ -364,6 +377,17 @@ def _cmd_auth(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
+def _cmd_his_card(args: argparse.Namespace, out: _Out) -> int:
+    from terminal_sdk.his_card import read_his_card
+
+    demo_card = None if args.demo_card is None else _demo_card(args, args.demo_card)
+    status = _Out(out.err, out.err)  # stdout carries the one line (or object) the HIS reads
+    with _client(args, args.gateway) as client, _open_card(args, status, demo_card) as card:
+        read = read_his_card(client, card, pin=_pin(args))
+    out.say(json.dumps(read.to_json(), ensure_ascii=False) if args.json else read.to_line())
+    return EXIT_OK
+
+
 def _cmd_settle(args: argparse.Namespace, out: _Out) -> int:
     lines = _lines(args.line)
     demo_card = None if args.demo_card is None else _demo_card(args, args.demo_card)
@@ -455,6 +479,7 @@ _COMMANDS: Final = {
     "readers": _cmd_readers,
     "read": _cmd_read,
     "auth": _cmd_auth,
+    "his-card": _cmd_his_card,
     "settle": _cmd_settle,
     "cancel": _cmd_cancel,
     "demo": _cmd_demo,

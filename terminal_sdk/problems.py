@@ -474,6 +474,11 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "TERMINAL_ID_TOO_LONG",
             "CARD_GENERATION_MISMATCH",
             "IDEMPOTENCY_KEY_MISSING",
+            # the ops API's enrolment (an operator's tool, not a terminal's)
+            "ENROLMENT_CONFLICT",
+            "ENROLMENT_NOT_FOUND",
+            "ENROLMENT_INVALID",
+            "KEK_WRONG",
             # The national-interface door (gateway.fsi): the HIS software or its setup.
             "FSI_ENVELOPE_INVALID",
             "FSI_INFNO_UNSUPPORTED",
@@ -482,6 +487,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "FSI_DECRYPT_FAILED",
             "FSI_INF_TIME_STALE",
             "FSI_FILE_NOT_FOUND",
+            "FSI_FILE_INVALID",
         ),
         RouteUnavailable: ("NOT_FOUND", "METHOD_NOT_ALLOWED"),
         TerminalRejected: (
@@ -497,7 +503,11 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
         ),
         # OPS_TOO_MANY_WRONG_TOKENS: the ops token's brute-force guard (429, Retry-After 60).
         GatewayBusy: ("RATE_LIMITED", "OVERLOADED", "DB_UNAVAILABLE", "OPS_TOO_MANY_WRONG_TOKENS"),
-        ServiceNotConfigured: ("CARD_AUTH_UNAVAILABLE", "ISSUING_CA_UNAVAILABLE"),
+        ServiceNotConfigured: (
+            "CARD_AUTH_UNAVAILABLE",
+            "ISSUING_CA_UNAVAILABLE",
+            "KEK_UNAVAILABLE",
+        ),
         HubUnavailable: ("HUB_UNAVAILABLE",),
         HubOutcomeUnknown: ("HUB_OUTCOME_UNKNOWN",),
         FilingRequired: ("FILING_REQUIRED",),
@@ -531,6 +541,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "CARD_LOST",
             "CARD_SUPERSEDED",
             "CARD_REVOKED",
+            "CARD_CERT_REVOKED",
             "CARD_EXPIRED",
             "CARD_NOT_ACTIVATED",
             "LEGACY_PERIOD_OVER",
@@ -549,6 +560,11 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "INVALID_AMOUNT",
             "UNKNOWN_CATALOGUE_CODE",
             "TOO_MANY_LINES",
+            "CLAIM_EMPTY",
+            "CLAIM_ABOVE_COUNTER_LIMIT",
+            "STATEMENT_INVALID",
+            "STATEMENT_DATE_OUT_OF_WINDOW",
+            "STATEMENT_FIGURES_INCONSISTENT",
             "INVALID_VISIT",
             "INVALID_PERSON",
             "INVALID_ACCUMULATORS",
@@ -560,6 +576,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "ADMISSION_NOT_FOUND",
             "ADMISSION_CLOSED",
             "ADMISSION_OTHER_PERSON",
+            "FILING_NOT_FOUND",
             "FSI_CERT_TYPE_UNSUPPORTED",
             "FSI_AMOUNT_MISMATCH",
         ),
@@ -573,6 +590,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "INSTITUTION_KIND_NOT_ALLOWED",
             "RECONCILIATION_FORBIDDEN",
             "METRICS_FORBIDDEN",
+            "OPS_FORBIDDEN",  # an ops identity whose role may not do this
         ),
         # issuance.errors' service codes (gateway.issuance_api).
         IllegalTransition: ("ILLEGAL_TRANSITION",),

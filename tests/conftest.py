@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cikit import fail_or_skip
+from pgschema import fresh_schema_url
 
 # tests/ holds shared helpers (vectors.py); make them importable without a package __init__.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,18 +45,5 @@ def postgres_url() -> str:
 @pytest.fixture
 def postgres_schema_url(postgres_url: str) -> Iterator[str]:
     """A URL whose connections live in a fresh schema of their own, dropped after the test."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    url = make_url(postgres_url)
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        connection.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as connection:
-            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_schema_url(postgres_url) as url:
+        yield url

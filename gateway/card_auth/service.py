@@ -40,6 +40,7 @@ from dbkit import beijing_date
 from gateway import metrics
 from gateway.card_auth import checks
 from gateway.card_auth.keys import KeyManager, SoftwareKeyManager, load_master_key_file
+from gateway.card_auth.revocation import RevokedSerials, refresh_forever
 from gateway.card_auth.session import (
     SESSION_KEY_LEN,
     CardSession,
@@ -136,6 +137,7 @@ class CardAuthService:
         trust: TrustAnchors | None,
         keys: KeyManager | None,
         session_key: bytes,
+        revoked: RevokedSerials | None = None,
     ) -> None:
         assert len(session_key) == SESSION_KEY_LEN
         self._db = db
@@ -145,6 +147,8 @@ class CardAuthService:
         self._keys = keys
         self._session_key = session_key
         self.certificates = VerifiedCertificateCache(settings.card_cert_cache_max_entries)
+        # Imported CRLs (gateway.card_auth.revocation), refreshed by a task of this worker.
+        self.revoked = RevokedSerials() if revoked is None else revoked
 
     # -- POST /v1/card-auth/challenge -----------------------------------------------------------
 
@@ -230,6 +234,8 @@ class CardAuthService:
         store_der: bytes | None = None
         if generation == 3:
             verified, store_der = self._verified_certificate(attempt, at, loaded.certificate_der)
+            # Checked on every answer, cached chain or not: a set lookup per link.
+            self.revoked.check(verified.chain)
 
         # 3. The card's own proof, BEFORE anything from the registry is told: a terminal
         # without the card (a card_sn and the public certificate are easy to come by) gets
@@ -440,6 +446,9 @@ async def card_auth_context(app: web.Application) -> AsyncIterator[None]:
             candidate=secrets.token_bytes(SESSION_KEY_LEN),
         )
     )
+    # Loaded before the worker serves: a revoked card is never accepted for want of a list.
+    revoked = RevokedSerials()
+    await revoked.refresh(db, int(app[CLOCK]() * 1000))
     app[CARD_AUTH] = CardAuthService(
         db=db,
         clock=app[CLOCK],
@@ -447,12 +456,21 @@ async def card_auth_context(app: web.Application) -> AsyncIterator[None]:
         trust=trust,
         keys=keys,
         session_key=session_key,
+        revoked=revoked,
     )
-    task = asyncio.create_task(_sweep_challenges_forever(app), name="challenge-sweeper")
+    tasks = (
+        asyncio.create_task(_sweep_challenges_forever(app), name="challenge-sweeper"),
+        asyncio.create_task(
+            refresh_forever(revoked, db, app[CLOCK], settings.card_crl_refresh_s),
+            name="crl-refresh",
+        ),
+    )
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _sweep_challenges_forever(app: web.Application) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "ok",
     "parse_input",
     "run",
+    "run_estimate",
 ]
 
 T = TypeVar("T")
@@ -164,11 +165,24 @@ def guarded(
     return unit(session, **inputs)
 
 
-async def run(call: FsiCall, unit: Callable[..., Stored], *, fast: bool = False) -> Stored:
+async def run(
+    call: FsiCall, unit: Callable[..., Stored], *, fast: bool = False, durable: bool = True
+) -> Stored:
     """``unit(session, keyed=…)`` once per msgid (shared with /v1: run_keyed)."""
-    return await run_keyed(call.app, call.keyed, unit, fast=fast)
+    return await run_keyed(call.app, call.keyed, unit, fast=fast, durable=durable)
 
 
 async def run_work(call: FsiCall, work: Callable[[Session], T], render: Render[T]) -> Stored:
     """A use case with no key of its own: its work and envelope under the msgid."""
     return await run(call, partial(keyed_work, guard=call.guard, work=work, render=render))
+
+
+async def run_estimate(call: FsiCall, work: Callable[[Session], T], render: Render[T]) -> Stored:
+    """A pre-settle (2101, 2206): its reads, estimate and envelope under the msgid, written
+    as /v1's pre-settle writes its request nonce: group-committed, beside the writer queue,
+    not durable. It changes nothing but the msgid, so a power cut may lose that (never a
+    crash); a resend then computes the same estimate again. (As an ordinary write it cost a
+    durable commit of its own on the writer queue per settlement, which /v1 does not pay:
+    loadtest.bench settle --door fsi.)"""
+    unit = partial(keyed_work, guard=call.guard, work=work, render=render)
+    return await run(call, unit, fast=True, durable=False)

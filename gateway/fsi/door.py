@@ -35,12 +35,23 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from gateway.errors import ERRORS, ErrorCode, GatewayError, domain_error_code
-from gateway.fsi import counter, envelope, inpatient, reversal, signin
+from gateway.fsi import (
+    counter,
+    envelope,
+    files,
+    filings,
+    inpatient,
+    queries,
+    reconciliation,
+    reversal,
+    signin,
+)
 from gateway.fsi.calls import CLIENT_PREFIX, FsiCall, Handler, SignInGuard
 from gateway.fsi.envelope import Envelope
 from gateway.fsi.presence import PRESENCE_CACHE, PresenceCache
 from gateway.fsi.store import InstitutionKeys, institution_keys
 from gateway.fsi.transport import open_input
+from gateway.params import ascii_int
 from gateway.routing import JSON_CONTENT_TYPE, Call, Route
 from gateway.state import CLOCK, DATABASE
 from gateway.store import MEDICAL_KINDS, Institution
@@ -83,6 +94,18 @@ TRANSACTIONS: Final[Mapping[str, Handler]] = {
     "2404": counter.cancel_registration,
     "2405": inpatient.cancel_discharge,
     "2601": reversal.reverse,
+    "5201": queries.visits,
+    "5203": queries.settlement,
+    "5204": queries.fee_detail,
+    "5206": queries.cumulative,
+    "2501": filings.referral,
+    "2502": filings.cancel,
+    "2505": filings.designated,
+    "2506": filings.cancel,
+    "3201": reconciliation.totals,
+    "3202": reconciliation.details,
+    "9101": files.upload,
+    "9102": files.download,
 }
 
 
@@ -135,7 +158,8 @@ def _now(app: web.Application) -> dt.datetime:
 
 def _path_infno(request: web.Request) -> str | None:
     infno = request.match_info.get("infno")
-    if infno is not None and not (len(infno) == 4 and infno.isdigit()):
+    # ASCII digits only: str.isdigit takes "¹²³⁴" (gateway.params).
+    if infno is not None and (len(infno) != 4 or ascii_int(infno, max_digits=4) is None):
         raise web.HTTPNotFound()
     return infno
 

@@ -120,6 +120,7 @@ async def card_at_counter(
     if (
         terminal is None
         or not terminal.enabled
+        or terminal.institution_suspended
         or terminal.institution_code != call.counter.fixmedins_code
     ):
         raise _not_present("dev_no is not an enabled card terminal of this institution")

@@ -18,6 +18,9 @@
     session would expire: the envelope, which carries no card signature, is accepted for a
     card only while it is present at the envelope's device (``dev_no`` = that terminal's id).
     Written by card authentication; read by the door (gateway.fsi.presence).
+``fsi_files``
+    Files moved by 9101 (upload: 3202's detail file) and 9102 (download: 3202's differences),
+    by ``file_qury_no``, of one institution, until they expire (gateway.fsi.files).
 
 Times are unix seconds in BIGINT columns, as the gateway's other tables keep them.
 """
@@ -30,6 +33,8 @@ from typing import Final
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Index,
+    Integer,
     LargeBinary,
     SmallInteger,
     String,
@@ -46,6 +51,7 @@ __all__ = [
     "ROUTE_CODES",
     "CardPresence",
     "FoundPresence",
+    "FsiFile",
     "FsiOperator",
     "FsiSignIn",
     "FsiTransport",
@@ -113,6 +119,21 @@ class CardPresence(FsiBase):
     # 1 local, 2 in-province remote, 3 cross-province), as the card session carries it.
     route: Mapped[int] = mapped_column(SmallInteger)
     expires_at_s: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class FsiFile(FsiBase):
+    __tablename__ = "fsi_files"
+    __table_args__ = (
+        Index("ix_fsi_files_fixmedins_code_expires_at_s", "fixmedins_code", "expires_at_s"),
+    )
+
+    file_qury_no: Mapped[str] = mapped_column(String(40), primary_key=True)
+    fixmedins_code: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(200))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at_s: Mapped[int] = mapped_column(BigInteger)
+    expires_at_s: Mapped[int] = mapped_column(BigInteger)
 
 
 # --- operators and sign-ins ---------------------------------------------------------------------

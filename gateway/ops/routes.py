@@ -18,11 +18,12 @@ from aiohttp import web
 
 from dbkit import BEIJING
 from gateway import metrics
+from gateway.enrolment.tables import OpsRole
 from gateway.errors import ErrorCode, GatewayError, codes_named
 from gateway.ops import drilldown
-from gateway.ops.access import authorize
 from gateway.ops.counters import read_counters
 from gateway.ops.models import InstitutionBreakdown, OpsSummary
+from gateway.ops.roles import authorize_role
 from gateway.ops.summary import day_summary
 from gateway.routing import Call, Route
 from gateway.state import CLOCK, DATABASE
@@ -113,7 +114,7 @@ def _day(call: Call[Any]) -> dt.date:
 
 
 async def ops_summary(call: Call[None]) -> web.Response:
-    authorize(call.request)
+    await authorize_role(call.request, OpsRole.VIEWER)
     day = _day(call)
     # Multiprocess mode reads one file per worker: off the event loop, as /metrics does.
     exposition = await asyncio.get_running_loop().run_in_executor(None, metrics.render_latest)
@@ -147,7 +148,7 @@ def _hour(call: Call[Any]) -> int | None:
     raw = call.request.query.get("hour")
     if raw is None:
         return None
-    if not re.fullmatch(r"\d{1,2}", raw) or not 0 <= int(raw) <= 23:
+    if not re.fullmatch(r"[0-9]{1,2}", raw) or not 0 <= int(raw) <= 23:  # ASCII: \d takes "٣"
         raise GatewayError(
             ErrorCode.VALIDATION_FAILED,
             "query parameter hour must be 0 to 23 (Beijing time)",
@@ -157,7 +158,7 @@ def _hour(call: Call[Any]) -> int | None:
 
 
 async def settlements_by_institution(call: Call[None]) -> web.Response:
-    authorize(call.request)
+    await authorize_role(call.request, OpsRole.VIEWER)
     scope = drilldown.Scope(
         day=_day(call),
         route=_choice(call, "route", drilldown.ROUTES),

@@ -184,12 +184,16 @@ def response(stored: Stored) -> web.Response:
 
 
 async def write_retrying(
-    app: web.Application, unit: Callable[[Session], _T], *, fast: bool = False
+    app: web.Application,
+    unit: Callable[[Session], _T],
+    *,
+    fast: bool = False,
+    durable: bool = True,
 ) -> _T:
     for attempt in range(1, _WRITE_ATTEMPTS + 1):
         try:
             # fast: group-committed on SQLite, beside the writer queue on PostgreSQL (db.py).
-            return await app[DATABASE].write(unit, grouped=fast, concurrent=fast)
+            return await app[DATABASE].write(unit, grouped=fast, concurrent=fast, durable=durable)
         except IntegrityError:
             if attempt == _WRITE_ATTEMPTS:
                 raise
@@ -202,15 +206,17 @@ async def run_keyed(
     unit: Callable[..., Stored],
     *,
     fast: bool = False,
+    durable: bool = True,
 ) -> Stored:
     """Run ``unit(session, keyed=…)`` once per key and return its stored answer: shared by
-    both doors (the ``/v1`` Idempotency-Key, the national envelope's msgid)."""
+    both doors (the ``/v1`` Idempotency-Key, the national envelope's msgid). ``durable=False``
+    only for a unit that changes nothing but its key (an estimate: db.write)."""
     slot = (id(app), keyed.client_id, keyed.idempotency_key)
     if slot in _IN_FLIGHT:
         raise IdempotencyKeyInUse("the first request with this key is still running")
     _IN_FLIGHT.add(slot)
     try:
-        return await write_retrying(app, partial(unit, keyed=keyed), fast=fast)
+        return await write_retrying(app, partial(unit, keyed=keyed), fast=fast, durable=durable)
     finally:
         _IN_FLIGHT.discard(slot)
 

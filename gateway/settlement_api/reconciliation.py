@@ -19,6 +19,7 @@ from gateway.settlement_api.models import (
 )
 from gateway.state import DATABASE, SETTINGS
 from settlement.counter import reconcile
+from settlement.errors import StatementInvalid
 from settlement.reconciliation import Figures
 
 __all__ = ["RECONCILIATION_ROUTES"]
@@ -115,6 +116,7 @@ RECONCILIATION_ROUTES: Final[tuple[Route, ...]] = (
         request_model=TotalsRequest,
         response_model=TotalsResult,
         tags=_TAGS,
+        errors=(StatementInvalid,),
     ),
     Route(
         "POST",
@@ -125,6 +127,7 @@ RECONCILIATION_ROUTES: Final[tuple[Route, ...]] = (
         request_model=DetailsRequest,
         response_model=DetailsResult,
         tags=_TAGS,
+        errors=(StatementInvalid,),
         # MAX_DETAIL_ROWS rows must fit: a row is at most ~650 bytes of JSON (a 40-character
         # setl_id written as \u escapes of astral characters is 480), so 2 MiB, not the
         # 64 KiB default that refused about 520 rows and more with 413.

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from loadtest.bench import auth, crypto, issuance, settle, visit
+from loadtest.bench import auth, crypto, demo, issuance, settle, visit
 
 Runner = Callable[[argparse.Namespace], dict[str, Any]]
 AddArguments = Callable[[argparse.ArgumentParser], None]
@@ -42,6 +42,12 @@ BENCHES: dict[str, tuple[str, Runner, AddArguments]] = {
         "verification",
         visit.run,
         visit.add_arguments,
+    ),
+    "demo": (
+        "`python -m gateway serve` on an empty data directory (the demo world loaded) against "
+        "a restart on the filled one",
+        demo.run,
+        demo.add_arguments,
     ),
 }
 

@@ -27,6 +27,11 @@
    shows at once;
 6. (d) the hello yardstick of :mod:`loadtest.bench.auth` with the same workers and client.
 
+With ``--door fsi`` the cards are read at pharmacy terminals, each till also signs in on the
+national door, and (a) measures both doors back to back at each concurrency on the same
+pharmacy purchase (:mod:`loadtest.bench.fsi_door`: ``ratio_fsi_to_v1``, both sides' figures);
+(b) and (c) are left out.
+
 The load generator runs in this process and shares the cores with the server, so it is kept
 cheap the way the auth bench's is, without cutting corners: requests go out on
 :mod:`loadtest.bench.lean_http` (keep-alive HTTP/1.1, one connection pool per phase, one
@@ -67,7 +72,7 @@ from typing import Any, Final
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from loadtest.bench import auth
+from loadtest.bench import auth, fsi_door
 from loadtest.bench.cards import BenchCard, make_cards
 from loadtest.bench.lean_http import LeanHttpClient, LeanHttpError
 from sscard import demo as sd
@@ -111,6 +116,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--steady-rate", type=float, default=100.0, help="settles/s for the ledger-size phases"
     )
     parser.add_argument(
+        "--door",
+        choices=("v1", "fsi"),
+        default="v1",
+        help="fsi: the national door's 2101+2102 beside /v1's pre-settle+settle of the same "
+        "pharmacy purchase, same cards and terminals, in this run (ratio_fsi_to_v1; "
+        "loadtest.bench.fsi_door); the open-loop and ledger phases are left out",
+    )
+    parser.add_argument(
         "--setting",
         action="append",
         default=[],
@@ -130,10 +143,10 @@ class Till:
     card_session: str
 
 
-def visit_body(visit_date: str) -> bytes:
-    """The run's outpatient visit (2 lines) as the JSON body of pre-settle and settle: encoded
-    once per run, the same bytes for every request."""
-    visit = {"visit_type": "outpatient", "visit_date": visit_date, "lines": list(LINES)}
+def visit_body(visit_date: str, visit_type: str = "outpatient") -> bytes:
+    """The run's visit (2 lines; outpatient, or pharmacy for ``--door fsi``) as the JSON body
+    of pre-settle and settle: encoded once per run, the same bytes for every request."""
+    visit = {"visit_type": visit_type, "visit_date": visit_date, "lines": list(LINES)}
     return json.dumps(visit, separators=(",", ":")).encode()
 
 
@@ -334,14 +347,11 @@ async def _measure(
     seconds = float(args.seconds)
     concurrencies = auth._concurrencies(args)
     await auth._wait_ready(f"http://127.0.0.1:{port}/readyz", process, log_path)
-    visit_date = dt.datetime.now(BEIJING).date().isoformat()
-    gen = Generator("127.0.0.1", port, visit_body(visit_date))
-    cards = make_cards(args.seed, args.cards)
-    terminals = [ta.demo_terminal(args.seed, n % HOSPITAL_TERMINALS) for n in range(len(cards))]
-    await _wait_all_workers(gen, int(args.workers), terminals)
-    async with gen.connections(limit=1):
-        for card, terminal in zip(cards, terminals, strict=True):
-            await gen.read_card(card, terminal)
+    gen, cards, places = await _read_cards(args, port)
+    if args.door == "fsi":
+        result.update(await _measure_doors(args, gen, cards, places, process.pid))
+        result["settle_per_s"] = result["v1"]["settle_per_s"]
+        return result
     # Every call gets its own Idempotency-Key, warm-ups included: no replays are measured.
     offset = 0
 
@@ -415,6 +425,66 @@ async def _measure(
     if growth:
         result["ledger_growth"] = growth
     return result
+
+
+async def _read_cards(
+    args: argparse.Namespace, port: int
+) -> tuple[Generator, list[BenchCard], list[tuple[str, str, bytes]]]:
+    """The generator, once every worker answers and each card was read at its terminal."""
+    visit_date = dt.datetime.now(BEIJING).date().isoformat()
+    visit_type = "pharmacy" if args.door == "fsi" else "outpatient"
+    gen = Generator("127.0.0.1", port, visit_body(visit_date, visit_type))
+    cards = make_cards(args.seed, args.cards)
+    places = [fsi_door.pharmacy_terminal(args.seed, n) for n in range(len(cards))]
+    terminals = _terminals(args, len(cards), places)
+    await _wait_all_workers(gen, int(args.workers), terminals)
+    async with gen.connections(limit=1):
+        for card, terminal in zip(cards, terminals, strict=True):
+            await gen.read_card(card, terminal)
+    return gen, cards, places
+
+
+def _terminals(
+    args: argparse.Namespace, count: int, places: list[tuple[str, str, bytes]]
+) -> list[tuple[str, bytes]]:
+    """One terminal per card: at hospitals; with ``--door fsi`` at pharmacies (the envelope's
+    purchase, 2101/2102, is a pharmacy's, and /v1 then settles the same purchase there)."""
+    if args.door == "fsi":
+        return [(terminal_id, secret) for _, terminal_id, secret in places]
+    return [ta.demo_terminal(args.seed, n % HOSPITAL_TERMINALS) for n in range(count)]
+
+
+async def _measure_doors(
+    args: argparse.Namespace,
+    gen: Generator,
+    cards: list[BenchCard],
+    places: list[tuple[str, str, bytes]],
+    server_pgid: int,
+) -> dict[str, Any]:
+    """``--door fsi``: each till signs in on the envelope door, then both doors are measured."""
+    door = fsi_door.FsiDoor(gen.host, gen.port, gen.run_id, LINES)
+
+    @contextlib.asynccontextmanager
+    async def pool(limit: int) -> AsyncIterator[LeanHttpClient]:
+        async with gen.connections(limit) as client:
+            door.client = client
+            try:
+                yield client
+            finally:
+                door.client = None
+
+    async with pool(1):
+        for card, (code, terminal_id, _secret) in zip(cards, places, strict=True):
+            await door.sign_in(code, terminal_id, card.card_sn.upper())
+    figures = await fsi_door.measure_doors(
+        v1=gen.settlement,
+        fsi=door.settlement,
+        pool=pool,
+        concurrencies=auth._concurrencies(args),
+        seconds=float(args.seconds),
+        server_pgid=server_pgid,
+    )
+    return {"door": "fsi", **figures}
 
 
 def _ledger_sizes(args: argparse.Namespace) -> list[int]:
@@ -610,6 +680,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["ratio_settle_to_hello"] = (
         round(result["settle_per_s"] / hello_per_s, 3) if hello_per_s else None
     )
+    if args.door == "fsi":
+        v1, fsi = result["v1"], result["fsi"]
+        print(
+            f"[{result['database']}] settlements/s: /v1 (pre-settle + settle) "
+            f"{v1['settle_per_s']:,.0f} at c={v1['concurrency']} (server CPU "
+            f"{v1['server_cpu_ms_per_settlement']} ms, errors {v1['errors'] or 0}); /fsi "
+            f"(2101 + 2102) {fsi['settle_per_s']:,.0f} at c={fsi['concurrency']} (server CPU "
+            f"{fsi['server_cpu_ms_per_settlement']} ms, errors {fsi['errors'] or 0}); "
+            f"fsi/v1 = {result['ratio_fsi_to_v1']} (server CPU "
+            f"{result['server_cpu_ratio_fsi_to_v1']}); hello {hello_per_s:,.0f}/s"
+        )
+        return result
     for size in result.get("ledger_growth", []):
         print(
             f"ledger {size['ledger_entries']:,} entries: settle p50 {size['settle_p50_ms']} ms, "

@@ -8,13 +8,14 @@ shows exactly what the institution was told.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dbkit import beijing_date
 from settlement import reconciliation as recon
 from settlement.store import ReconciliationRun
 
@@ -89,7 +90,11 @@ def totals(
     now: dt.datetime,
     render: Callable[[TotalsOutcome], str],
 ) -> TotalsOutcome:
-    """3201: the institution's totals of a day and clearing type against the gateway's."""
+    """3201: the institution's totals of a day and clearing type against the gateway's.
+    A statement out of the window or whose figures do not add up is refused (nothing
+    stored)."""
+    recon.check_statement_date(stmt_date, beijing_date(now))
+    recon.check_figures(theirs, where="the totals")
     ours = recon.gateway_totals(
         session, fixmedins_code=fixmedins_code, day=stmt_date, clr_type=clr_type
     )
@@ -117,8 +122,15 @@ def details(
     now: dt.datetime,
     render: Callable[[DetailsOutcome], str],
 ) -> DetailsOutcome:
-    """3202: the institution's settlements of a day and clearing type, one by one."""
-    by_setl_id: Mapping[str, recon.Figures] = dict(theirs)  # a setl_id listed twice: the last
+    """3202: the institution's settlements of a day and clearing type, one by one. Refused
+    like 3201's; a setl_id listed twice is compared by its first listing and reported as
+    ``listed_twice`` besides."""
+    recon.check_statement_date(stmt_date, beijing_date(now))
+    by_setl_id: dict[str, recon.Figures] = {}
+    repeated: dict[str, recon.Figures] = {}
+    for number, (setl_id, figures) in enumerate(theirs, start=1):
+        recon.check_figures(figures, where=f"detail row {number}")
+        (repeated if setl_id in by_setl_id else by_setl_id).setdefault(setl_id, figures)
     ours = recon.gateway_details(
         session,
         fixmedins_code=fixmedins_code,
@@ -127,9 +139,8 @@ def details(
         # More than the institution may send: a day larger than that cannot match anyway.
         limit=len(theirs) + MAX_REPORTED_DIFFERENCES,
     )
-    differences = recon.compare_details(by_setl_id, ours)
-    # A setl_id listed twice is itself a difference (the map kept one of them).
-    matched = not differences and len(by_setl_id) == len(theirs)
+    differences = recon.compare_details(by_setl_id, ours, repeated)
+    matched = not differences
     outcome = DetailsOutcome(
         matched=matched,
         clr_type=clr_type,

@@ -263,7 +263,9 @@ async def _hub_call(request: web.Request) -> web.Response:
 
 async def _healthz(request: web.Request) -> web.Response:
     provinces = sorted(p.admdvs for p in request.app[STATE].provinces.values())
-    return _json({"status": "ok", "provinces": provinces})
+    # Calls received and not yet answered: lets a test wait until its call has reached the
+    # hub (and sleeps there on injected latency) instead of sleeping for a guessed while.
+    return _json({"status": "ok", "provinces": provinces, "calls_in_flight": len(_IN_FLIGHT)})
 
 
 async def _get_faults(request: web.Request) -> web.Response:

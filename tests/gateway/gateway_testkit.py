@@ -3,15 +3,18 @@ conftest, so ``from conftest import`` would be ambiguous)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 from gateway.errors import ERRORS, PROBLEM_CONTENT_TYPE
@@ -103,7 +106,10 @@ class Signer:
             "Content-Type": content_type,
             **extra,
         }
-        return await self.client.post(path, data=raw, headers=headers)
+        # aiohttp warns about large bytes bodies (written in one go on the loop); a file-like
+        # body is streamed and still sent with its Content-Length.
+        data = io.BytesIO(raw) if len(raw) > 1024 * 1024 else raw
+        return await self.client.post(path, data=data, headers=headers)
 
 
 def nonce_count(engine: Engine) -> int:
@@ -128,3 +134,19 @@ async def assert_problem(response: Any, status: int, code: str) -> dict[str, Any
     assert body["request_id"] == response.headers["X-Request-Id"]
     Problem.model_validate(body)
     return body
+
+
+@contextlib.contextmanager
+def counted_statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements ``engine`` sends to its driver inside the block (an executemany
+    batch counts once): for tests that a bulk operation is batched, not row by row."""
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)

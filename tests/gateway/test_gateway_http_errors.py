@@ -43,9 +43,11 @@ async def _unregistered(_call: Call[None]) -> web.Response:
 
 # The event of the running test (an Event belongs to one event loop, and each test has its own).
 RELEASE: dict[str, asyncio.Event] = {}
+ENTERED: dict[str, asyncio.Event] = {}
 
 
 async def _slow(_call: Call[None]) -> web.Response:
+    ENTERED["slow"].set()  # it holds its in-flight slot from here
     await RELEASE["slow"].wait()
     return web.json_response({"ok": True})
 
@@ -223,9 +225,10 @@ async def test_domain_error_with_unregistered_code_is_internal(client: Client):
 @pytest.mark.parametrize("settings_overrides", [{"max_inflight_requests": 1}])
 async def test_overload_is_503_with_retry_after(signer: Signer, client: Client):
     RELEASE["slow"] = release = asyncio.Event()
-    # /test/slow is bounded: it holds the only in-flight slot.
+    ENTERED["slow"] = entered = asyncio.Event()
+    # /test/slow is bounded: it holds the only in-flight slot once its handler runs.
     held = asyncio.ensure_future(client.get("/test/slow"))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(entered.wait(), 10)
     response = await signer.post()
     await assert_problem(response, 503, "OVERLOADED")
     assert response.headers["Retry-After"] == "2"

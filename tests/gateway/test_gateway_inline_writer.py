@@ -38,15 +38,13 @@ def _insert(nonce: str, session: Session) -> str:
     return threading.current_thread().name
 
 
-async def _ticks_while(task: asyncio.Future[object], seconds: float) -> int:
-    """How many times the loop ran another coroutine while ``task`` was pending."""
-    ticks = 0
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.01)
+async def _loop_runs_while_pending(task: asyncio.Future[object], ticks: int = 20) -> None:
+    """Round trips the loop completes to a worker thread while ``task`` stays pending: each
+    needs the loop free to run its callback, so a write that blocked the loop thread would
+    hang here (and fail on the test timeout). Counted, not timed."""
+    for _ in range(ticks):
+        await asyncio.to_thread(lambda: None)
         assert not task.done(), "the write should still be waiting"
-        ticks += 1
-    return ticks
 
 
 async def test_grouped_units_run_inline_on_the_loop_thread(db: Database, engine: Engine) -> None:
@@ -72,7 +70,7 @@ async def test_another_process_holding_the_lock_does_not_block_the_loop(
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         write = asyncio.ensure_future(db.write(partial(_insert, "waits-for-lock-01"), grouped=True))
-        assert await _ticks_while(write, 0.2) >= 5
+        await _loop_runs_while_pending(write)
         assert nonce_count(engine) == 0
         fcntl.flock(fd, fcntl.LOCK_UN)
         assert await asyncio.wait_for(write, 5) == threading.current_thread().name
@@ -94,7 +92,7 @@ async def test_a_foreign_sqlite_writer_sends_the_batch_to_a_pool_thread(
             db.write(partial(_insert, "after-the-foreigner"), grouped=True)
         )
         # The loop stays free while a pool thread waits (busy_timeout) for SQLite's lock.
-        assert await _ticks_while(write, 0.2) >= 5
+        await _loop_runs_while_pending(write)
         foreign.execute("COMMIT")
         thread = await asyncio.wait_for(write, 5)
     finally:

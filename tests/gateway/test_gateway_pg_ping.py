@@ -1,4 +1,4 @@
-"""PostgreSQL connections are pinged on checkout only after sitting idle (gateway.db): a hot
+"""PostgreSQL connections are pinged on checkout only after sitting idle (gateway.db_engine): a hot
 connection costs no extra round trip, and an idle one that the server dropped is replaced
 instead of failing the request that drew it; a failed ping retires the pool's older
 connections with it, and a connection just made is not pinged."""
@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import InvalidatePoolError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from gateway import db as gateway_db
+from gateway import db_engine as gateway_db
 
 on_postgresql = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 

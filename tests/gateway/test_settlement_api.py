@@ -6,6 +6,7 @@ PostgreSQL through the shared ``db_url`` fixture. After every test the ledger su
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -342,6 +343,15 @@ BAD_BODIES = [
     pytest.param(outpatient(_line() * 501), 422, "VALIDATION_FAILED", id="too-many-lines"),
     pytest.param(outpatient([]), 422, "VALIDATION_FAILED", id="no-lines"),
     pytest.param(outpatient(extra=1), 422, "VALIDATION_FAILED", id="unknown-field"),
+    # Lines the engine takes one by one, a claim it does not: all 0, or above the outpatient
+    # counter limit (50,000 yuan: two lines of 25,000.01 yuan).
+    pytest.param(outpatient(_line(unit_price_fen=0)), 422, "CLAIM_EMPTY", id="zero-claim"),
+    pytest.param(
+        outpatient(_line(unit_price_fen=2_500_001) * 2),
+        422,
+        "CLAIM_ABOVE_COUNTER_LIMIT",
+        id="above-counter-limit",
+    ),
     pytest.param(
         outpatient(visit_type="inpatient"), 422, "VISIT_TYPE_NOT_ALLOWED", id="inpatient-direct"
     ),
@@ -545,7 +555,11 @@ async def test_reconciliation_totals_details_and_mismatch_listing(
         "clr_type": "11",
         "stmt_date": TODAY,
         "details": [
-            detail(first, psn_cash_pay=first["psn_cash_pay"] + 1),
+            detail(  # one fen more paid in cash, by the institution's books
+                first,
+                medfee_sumamt=first["medfee_sumamt"] + 1,
+                psn_cash_pay=first["psn_cash_pay"] + 1,
+            ),
             detail(cancelled),  # cancelled at the gateway: not a valid settlement
         ],
     }
@@ -564,6 +578,10 @@ async def test_reconciliation_totals_details_and_mismatch_listing(
         ("totals", HOSPITAL),
         ("details", HOSPITAL),
     ]
+    # The answer as it was given, as JSON (it was a string of JSON inside the JSON).
+    totals_answer, details_answer = (item["figures"] for item in own["items"])
+    assert (totals_answer["stmt_rslt"], details_answer["stmt_rslt"]) == ("1", "1")
+    assert details_answer["difference_count"] == 3
     forbidden = await till.get(f"/v1/reconciliation/mismatches?date={TODAY}&scope=all")
     await assert_problem(forbidden, 403, "RECONCILIATION_FORBIDDEN")
     everything = await (
@@ -584,6 +602,66 @@ async def test_reconciliation_bad_input(till: Till, world: Engine):
         response = await till.post("/v1/reconciliation/details", body)
         await assert_problem(response, 422, "VALIDATION_FAILED")
     assert snapshot(world) == before
+
+
+def _statement(path: str, stmt_date: str, figures: dict[str, int]) -> dict[str, Any]:
+    if path.endswith("totals"):
+        return {"clr_type": "11", "stmt_date": stmt_date, "fixmedins_setl_cnt": 1, **figures}
+    return {"clr_type": "11", "stmt_date": stmt_date, "details": [{"setl_id": "S1", **figures}]}
+
+
+ADDS_UP = {"medfee_sumamt": 1_000, "fund_pay_sumamt": 600, "acct_pay": 300, "psn_cash_pay": 100}
+
+
+@pytest.mark.parametrize("path", ["/v1/reconciliation/totals", "/v1/reconciliation/details"])
+@pytest.mark.parametrize(
+    ("stmt_date", "figures", "code"),
+    [
+        ("2027-01-16", ADDS_UP, "STATEMENT_DATE_OUT_OF_WINDOW"),  # tomorrow (Beijing)
+        ("2026-01-13", ADDS_UP, "STATEMENT_DATE_OUT_OF_WINDOW"),  # 367 days back
+        (TODAY, {**ADDS_UP, "psn_cash_pay": 101}, "STATEMENT_FIGURES_INCONSISTENT"),
+        (TODAY, {**ADDS_UP, "medfee_sumamt": 999}, "STATEMENT_FIGURES_INCONSISTENT"),
+    ],
+    ids=["future", "over-a-year-back", "cash-off", "total-off"],
+)
+async def test_a_statement_out_of_window_or_not_adding_up_is_refused_and_stores_nothing(
+    till: Till, world: Engine, path: str, stmt_date: str, figures: dict[str, int], code: str
+):
+    await till.settled(outpatient())
+    before = snapshot(world)
+    response = await till.post(path, _statement(path, stmt_date, figures))
+    problem = await assert_problem(response, 422, code)
+    assert "1000" not in problem["detail"]  # the detail names the row, never the amounts
+    assert snapshot(world) == before
+    with world.connect() as connection:
+        runs = connection.exec_driver_sql("SELECT count(*) FROM reconciliation_runs").scalar()
+    assert runs == 0
+
+
+async def test_a_statement_of_a_year_back_today_included_is_compared(till: Till):
+    for stmt_date in ("2026-01-14", TODAY):  # 366 days back; today
+        result = await (
+            await till.post(
+                "/v1/reconciliation/totals",
+                _statement("/totals", stmt_date, dict.fromkeys(ADDS_UP, 0))
+                | {"fixmedins_setl_cnt": 0},
+            )
+        ).json()
+        assert result["stmt_rslt"] == "0", result
+
+
+async def test_a_settlement_listed_twice_is_reported_as_such(till: Till):
+    first = await till.settled(outpatient())
+    names = ("setl_id", "medfee_sumamt", "fund_pay_sumamt", "acct_pay", "psn_cash_pay")
+    row = {name: first[name] for name in names}
+    body = {"clr_type": "11", "stmt_date": TODAY, "details": [row, row]}
+    result = await (await till.post("/v1/reconciliation/details", body)).json()
+    assert result["stmt_rslt"] == "1"
+    assert result["difference_count"] == 1
+    (difference,) = result["differences"]
+    assert difference["setl_id"] == first["setl_id"]
+    assert difference["reason"] == "listed_twice"
+    assert difference["gateway"]["medfee_sumamt"] == first["medfee_sumamt"]
 
 
 @pytest.mark.parametrize("raw", ["%C2%B9", "%D9%A3", "1" * 19])
@@ -618,3 +696,26 @@ async def test_concurrent_settlements_never_overdraw(
     assert end >= 0
     assert start - end == paid_fen
     assert len({body["setl_id"] for body in bodies}) == 12
+
+
+@pytest.mark.parametrize(("rows", "status"), [(2_000, 200), (2_001, 422)])
+async def test_3202_takes_the_promised_2000_rows_of_the_longest_form(
+    till: Till, rows: int, status: int
+):
+    # 40-character setl_ids of astral characters, sent as \\u escapes (12 bytes each): the
+    # longest JSON a row can be, so the body is as large as 2,000 valid rows can make it.
+    def setl_id(n: int) -> str:
+        return "".join(chr(0x1D7D8 + int(digit)) for digit in f"{n:040d}")
+
+    details = [{"setl_id": setl_id(n), **ADDS_UP} for n in range(rows)]
+    body = json.dumps({"clr_type": "11", "stmt_date": TODAY, "details": details}).encode()
+    assert len(body) > 1024 * 1024  # far above the 64 KiB default body limit
+    response = await till.post("/v1/reconciliation/details", body)
+    if status == 422:
+        await assert_problem(response, 422, "VALIDATION_FAILED")
+        return
+    assert response.status == 200, await response.text()
+    result = await response.json()
+    assert result["difference_count"] == 2_000  # none of them is the gateway's
+    assert len(result["differences"]) == 1_000  # the answer lists the first 1,000
+    assert {d["reason"] for d in result["differences"]} == {"missing_at_gateway"}

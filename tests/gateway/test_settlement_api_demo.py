@@ -4,8 +4,8 @@ retirees by age, balances from the seed, loaded fast and once."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 
+from gateway_testkit import counted_statements
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -45,16 +45,17 @@ def test_retirement_by_age_and_gender():
     assert not demo_retired(dt.date(1990, 1, 1), "2", ON)
 
 
-def test_loads_every_holder_fast_and_once(migrated_engine: Engine):
+def test_loads_every_holder_batched_and_once(migrated_engine: Engine):
     parts = (InstitutionsAndTerminals(), DemoCards(), DemoSettlementPersons(reference_date=ON))
     load_demo_world(migrated_engine, SEED, parts[:2])
-    started = time.perf_counter()
-    inserted = load_demo_world(migrated_engine, SEED, parts)
-    elapsed_s = time.perf_counter() - started
+    # Its speed is the demo bench's (python -m loadtest.bench demo); here, that 60,000 rows go
+    # in a handful of executemany batches (12 statements today), never one per row.
+    with counted_statements(migrated_engine) as statements:
+        inserted = load_demo_world(migrated_engine, SEED, parts)
+    assert len(statements) <= 30, len(statements)
     with Session(migrated_engine) as session:
         holders = session.execute(select(func.count()).select_from(Cardholder)).scalar_one()
         assert inserted["settlement_persons"] == 3 * holders
-        assert elapsed_s < 15.0  # ~2.5 s on SQLite here; a shared CI machine is slower
         person = session.scalar(select(InsuredPersonRow).where(InsuredPersonRow.holder_id == 5))
         assert person is not None
         assert person.psn_no == demo_psn_no(5)

@@ -99,16 +99,35 @@ async def test_a_settle_across_midnight_and_the_workers_rollover(
     )
     assert old["acct_pay_current_year_fen"] == min(2_500, before[holder_person].current_year_fen)
 
-    # After midnight: a settle and the workers' roll-over at the same time.
+    # After midnight, before any roll-over ran: eligibility (a read, changing nothing) already
+    # shows the new year's accounts.
     _at(clock, AFTER_MIDNIGHT)
+    left_fen = before[holder_person].current_year_fen - old["acct_pay_current_year_fen"]
+    assert left_fen > 0  # or the check below could not tell a rolled account from another
+    insurance = (await till.eligibility())["insuinfo"][0]
+    assert insurance["current_year_balance_fen"] == 0
+    past_fen = before[holder_person].past_years_fen - old["acct_pay_past_years_fen"]
+    assert insurance["past_years_balance_fen"] == past_fen + left_fen
+    new_visit = {"visit_type": "outpatient", "visit_date": "2027-01-01", "lines": LINES}
+    estimated = await till.post("/v1/settlements/pre-settle", new_visit)
+    assert estimated.status == 200, await estimated.text()
+    estimate = await estimated.json()
+    assert _rollover_rows(world) == []
+
+    # A settle and the workers' roll-over at the same time.
     db = app[DATABASE]
     response, progress = await asyncio.gather(
-        till.settle({"visit_type": "outpatient", "visit_date": "2027-01-01", "lines": LINES}),
-        roll_over_ended_year(db, clock, batch=1),
+        till.settle(new_visit), roll_over_ended_year(db, clock, batch=1)
     )
     assert response.status == 201, await response.text()
     new = await response.json()
     assert new["acct_pay_current_year_fen"] == 0  # 2027's current-year account: empty
+    # The estimate made before the roll-over is what the settle then did: with no current-year
+    # money the patient's share goes into the self-pay band (act_pay_dedc), paid from the
+    # past-years account.
+    compared = ("act_pay_dedc", "fund_pay_sumamt", "acct_pay", "psn_cash_pay", "balc")
+    assert new["act_pay_dedc"] > 0
+    assert {name: estimate[name] for name in compared} == {name: new[name] for name in compared}
     assert progress is not None
     assert progress.year == 2026
     assert progress.completed

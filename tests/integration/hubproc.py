@@ -199,6 +199,12 @@ class HubProcess:
     def clear_faults(self) -> dict[str, Any]:
         return self.set_faults(latency_ms=0, drop_after_commit_ratio=0.0, error_5xx_ratio=0.0)
 
+    def calls_in_flight(self) -> int:
+        """Calls the hub has received and not answered yet (GET /hub/admin/healthz)."""
+        status, body = self.request("GET", "/hub/admin/healthz", timeout_s=2.0)
+        assert status == 200, body
+        return int(body["calls_in_flight"])
+
     def healthy(self) -> bool:
         try:
             status, _ = self.request("GET", "/hub/admin/healthz", timeout_s=2.0)

@@ -92,8 +92,11 @@ async def test_a_sigkill_mid_cancel_converges_to_one_booked_cancellation(
             return row is not None and row[0] is not None
 
         await _until("the cancel msgid is written", cancel_msgid_written, 30)
-        # Give the call a moment to reach the hub, which then sleeps on it for 3 s.
-        await asyncio.sleep(0.5)
+
+        async def hub_holds_the_cancel() -> bool:
+            return hub.calls_in_flight() >= 1  # it sleeps on the call for its latency
+
+        await _until("the cancel reaches the hub", hub_holds_the_cancel, 30)
         gateway.kill()  # mid-call: the hub has the cancel; our commit will never come
         hub.clear_faults()  # (for the calls to come; the one in flight keeps its latency)
         with pytest.raises((aiohttp.ClientError, OSError)):

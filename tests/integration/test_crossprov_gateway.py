@@ -248,7 +248,10 @@ async def test_hub_down_opens_the_circuit_and_the_terminal_gets_a_clear_503(
     token = await card_session(terminal, h)
     ops = Terminal(http, gateway, OPS_TERMINAL)
     hub.set_faults(refuse_connections_s=6)
-    time.sleep(0.3)  # the listening socket is closed now
+    deadline = time.monotonic() + 5
+    while hub.healthy():  # until the listening socket is closed
+        assert time.monotonic() < deadline, "the hub still accepts connections"
+        time.sleep(0.05)
     answers = []
     for n in range(12):  # 3 failures open a worker's circuit; two workers
         answers.append(

@@ -60,9 +60,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
+def gateway(tmp_path: Path, serve_db_env: dict[str, str]) -> Iterator[Gateway]:
+    """Two workers on SQLite, and on PostgreSQL (a schema of its own)."""
     port = _free_port()
     env = _clean_env()
+    env.update(serve_db_env)
     env["GATEWAY_DEMO_SEED"] = SEED
     env["GATEWAY_SHUTDOWN_TIMEOUT_S"] = "10"
     log_path = tmp_path / "gateway.log"

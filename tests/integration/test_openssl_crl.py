@@ -15,13 +15,13 @@ that one is checked with ``openssl dgst -sm3 -sigopt distid:…`` over the tbsCe
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cikit import in_ci
 
 from sscard.certs import (
     Certificate,
@@ -43,9 +43,7 @@ CARD_SN = "310000D1560000050123456789ABCDEF"
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(
-        OPENSSL is None and not os.environ.get("CI"), reason="no openssl binary on PATH"
-    ),
+    pytest.mark.skipif(OPENSSL is None and not in_ci(), reason="no openssl binary on PATH"),
 ]
 
 

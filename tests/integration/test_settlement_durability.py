@@ -1,7 +1,8 @@
 """An acknowledged settlement survives SIGKILL: `python -m gateway serve` (embedded SQLite,
-synchronous=FULL, demo world) settles, is killed with SIGKILL the moment the 201 arrives, is
-started again on the same data directory, and still has the settlement; the same
-Idempotency-Key and body replay the very first answer instead of settling twice."""
+synchronous=FULL, and PostgreSQL in a schema of its own; demo world) settles, is killed with
+SIGKILL the moment the 201 arrives, is started again on the same database, and still has the
+settlement; the same Idempotency-Key and body replay the very first answer instead of settling
+twice."""
 
 from __future__ import annotations
 
@@ -38,9 +39,12 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def _start(
+    data_dir: Path, port: int, log_path: Path, db_env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
     env["GATEWAY_DEMO_SEED"] = SEED
+    env.update(db_env)
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             [
@@ -123,10 +127,12 @@ def _card_session(port: int) -> str:
     return token
 
 
-def test_acknowledged_settlement_survives_sigkill(tmp_path: Path, data_dir: Path) -> None:
+def test_acknowledged_settlement_survives_sigkill(
+    tmp_path: Path, data_dir: Path, serve_db_env: dict[str, str]
+) -> None:
     port = _free_port()
     log_path = tmp_path / "gateway.log"
-    process = _start(data_dir, port, log_path)
+    process = _start(data_dir, port, log_path, serve_db_env)
     try:
         token = _card_session(port)
         today = dt.datetime.now(BEIJING).date().isoformat()
@@ -143,7 +149,7 @@ def test_acknowledged_settlement_survives_sigkill(tmp_path: Path, data_dir: Path
         assert status == 201, first
         setl_id = json.loads(first)["setl_id"]
 
-        process = _start(data_dir, port, log_path)
+        process = _start(data_dir, port, log_path, serve_db_env)
         status, raw, _ = _request(port, "GET", f"/v1/settlements/{setl_id}")
         assert status == 200, raw
         stored = json.loads(raw)

@@ -81,11 +81,15 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, module_serve_db_env: dict[str, str]
+) -> Iterator[Gateway]:
+    """One gateway for the module, on SQLite and then on PostgreSQL."""
     tmp = tmp_path_factory.mktemp("gateway")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
     env["GATEWAY_DEMO_SEED"] = SEED
+    env.update(module_serve_db_env)
     log_path = tmp / "gateway.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

@@ -193,6 +193,32 @@ async def test_latency_sleeps_before_processing(
     assert slept == []  # no latency switched on
 
 
+async def test_healthz_counts_the_calls_held_in_flight(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test can wait for its call to reach the hub (the SIGKILL-mid-cancel test does)."""
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def held_sleep(_seconds: float) -> None:
+        held.set()
+        await release.wait()
+
+    monkeypatch.setattr(hub_app, "_sleep", held_sleep)
+
+    async def in_flight() -> int:
+        async with client.get("/hub/admin/healthz") as response:
+            count: int = (await response.json())["calls_in_flight"]
+            return count
+
+    assert await in_flight() == 0
+    call = asyncio.ensure_future(_post(client, _settle_envelope(), fault="latency=1500"))
+    await asyncio.wait_for(held.wait(), 10)
+    assert await in_flight() == 1
+    release.set()
+    assert (await call)[0] == 200
+    assert await in_flight() == 0
+
+
 async def test_a_bad_fault_header_is_400(client: TestClient[Any, Any]) -> None:
     envelope = _settle_envelope()
     status, body = await _post(client, envelope, fault="meteor")

@@ -21,6 +21,7 @@ from settlement.claim import (
     YearToDate,
 )
 from settlement.engine import settle
+from settlement.policy import VisitType
 
 
 @pytest.mark.parametrize(
@@ -58,11 +59,53 @@ def test_unknown_catalogue_code() -> None:
     assert "NOPE-001" in info.value.message
 
 
-@pytest.mark.parametrize("count", [0, MAX_CLAIM_LINES + 1])
-def test_line_count_bounds(count: int) -> None:
+def test_line_count_bound() -> None:
     with pytest.raises(errors.TooManyLines) as info:
-        run([consultation(1)] * count, person=EMPLOYEE_30, day=LATER_DAY)
+        run([consultation(1)] * (MAX_CLAIM_LINES + 1), person=EMPLOYEE_30, day=LATER_DAY)
     assert info.value.code == "TOO_MANY_LINES"
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [[], [consultation(0)], [consultation(0), consultation(0)]],
+    ids=["no lines", "one line of 0", "every line 0"],
+)
+def test_an_empty_or_zero_claim_is_not_a_settlement(lines: list[ClaimLine]) -> None:
+    with pytest.raises(errors.ClaimEmpty) as info:
+        run(lines, person=EMPLOYEE_30, day=LATER_DAY)
+    assert info.value.code == "CLAIM_EMPTY"
+    assert isinstance(info.value, errors.InvalidClaim)
+
+
+def test_a_zero_priced_line_beside_a_priced_one_settles() -> None:
+    result = run([consultation(0), consultation(1_000)], person=EMPLOYEE_30, day=LATER_DAY)
+    assert result.medfee_sumamt == 1_000
+
+
+@pytest.mark.parametrize(
+    ("visit_type", "limit_fen"),
+    [
+        (VisitType.OUTPATIENT, 5_000_000),
+        (VisitType.EMERGENCY, 10_000_000),
+        (VisitType.PHARMACY, 2_000_000),
+        (VisitType.INPATIENT, 300_000_000),
+    ],
+)
+def test_a_claim_above_the_counter_limit_goes_to_manual_review(
+    visit_type: VisitType, limit_fen: int
+) -> None:
+    policy = book().for_date(LATER_DAY)
+    assert policy.visit_types.of(visit_type).max_claim_fen == limit_fen  # the shipped data
+    # 100 units at a hundredth of the limit: every price stays within MAX_UNIT_PRICE_FEN.
+    at_limit = [ClaimLine("DEMO-A-002", 100, limit_fen // 100)]
+    settled = run(at_limit, person=EMPLOYEE_30, day=LATER_DAY, visit_type=visit_type)
+    assert settled.medfee_sumamt == limit_fen
+    above = [*at_limit, consultation(1)]
+    with pytest.raises(errors.ClaimAboveCounterLimit) as info:
+        run(above, person=EMPLOYEE_30, day=LATER_DAY, visit_type=visit_type)
+    assert info.value.code == "CLAIM_ABOVE_COUNTER_LIMIT"
+    assert (info.value.total_fen, info.value.limit_fen) == (limit_fen + 1, limit_fen)
+    assert "manual review" in info.value.message
 
 
 @pytest.mark.parametrize(

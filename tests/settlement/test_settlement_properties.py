@@ -1,19 +1,28 @@
 """Property tests: for any valid claim, person, visit, year-to-date totals and balances,
-the split is exact and within every limit (DESIGN §5 "Money is exact")."""
+the split is exact and within every limit (DESIGN §5 "Money is exact"): no fund pays beyond
+its cap (the pooling fund's annual cap, the supplementary fund's share of what lies above it,
+each account's balance), and a claim is refused exactly when it is empty or above its visit
+type's counter limit.
+
+The split properties run on the shipped policies with their counter limits lifted
+(:func:`_unlimited`), so that large claims still reach the caps; the counter limits have their
+own property on the shipped policies as they are."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from settlement_testkit import book, demo_catalogue
 
+from settlement import errors
 from settlement.claim import AccountBalances, ClaimLine, InsuredPerson, Visit, YearToDate
 from settlement.engine import _ratio_band, settle
 from settlement.money import share_floor_fen
-from settlement.policy import HospitalLevel, VisitType
+from settlement.policy import MAX_POLICY_FEN, HospitalLevel, Policy, VisitType
 from settlement.result import SettlementResult
 
 CODES = sorted(demo_catalogue().items)
@@ -53,6 +62,19 @@ balances_st = st.builds(
 )
 
 
+def _unlimited(policy: Policy) -> Policy:
+    """The policy with every visit type's counter limit lifted to the schema's maximum."""
+    rules = {
+        name: getattr(policy.visit_types, name).model_copy(update={"max_claim_fen": MAX_POLICY_FEN})
+        for name in type(policy.visit_types).model_fields
+    }
+    return policy.model_copy(update={"visit_types": policy.visit_types.model_copy(update=rules)})
+
+
+def _total(lines: list[ClaimLine]) -> int:
+    return sum(line.quantity * line.unit_price_fen for line in lines)
+
+
 def _settle(
     lines: list[ClaimLine],
     person: InsuredPerson,
@@ -60,11 +82,12 @@ def _settle(
     ytd: YearToDate,
     balances: AccountBalances,
 ) -> SettlementResult:
+    assume(_total(lines) > 0)  # a claim of 0 is refused (its own property below)
     return settle(
         lines=lines,
         person=person,
         visit=visit,
-        policy=book().for_date(visit.visit_date),
+        policy=_unlimited(book().for_date(visit.visit_date)),
         catalogue=demo_catalogue(),
         year_to_date=ytd,
         balances=balances,
@@ -96,7 +119,14 @@ def test_split_is_exact_and_within_limits(
     assert result.balc == balances.total_fen - result.acct_pay
     # the cap is never exceeded by this settlement
     cap_fen = policy.annual.pooling_fund_cap_fen
-    assert result.hifp_pay <= max(0, cap_fen - ytd.pooling_fund_paid_fen)
+    cap_left_fen = max(0, cap_fen - ytd.pooling_fund_paid_fen)
+    assert result.hifp_pay <= cap_left_fen
+    # the supplementary fund pays only above the cap, at most its share of the in-scope cost
+    # (it has no cap of its own: docs/domain.md §6)
+    if result.hifob_pay:
+        assert result.hifp_pay == cap_left_fen
+        ratio_bp = policy.annual.supplementary_above_cap_ratio_bp
+        assert result.hifob_pay <= share_floor_fen(result.inscp_scp_amt, ratio_bp)
     # accumulators only grow, never past their band
     after = result.year_to_date_after
     assert after.self_pay_band_consumed_fen >= ytd.self_pay_band_consumed_fen
@@ -155,6 +185,41 @@ def test_more_in_the_accounts_never_means_more_cash(
     )
     assert richer.psn_cash_pay <= poorer.psn_cash_pay
     assert richer.fund_pay_sumamt == poorer.fund_pay_sumamt  # accounts never change the fund
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines_st, person_st, visit_st, ytd_st, balances_st)
+def test_a_claim_is_refused_exactly_when_empty_or_above_the_counter_limit(
+    lines: list[ClaimLine],
+    person: InsuredPerson,
+    visit: Visit,
+    ytd: YearToDate,
+    balances: AccountBalances,
+) -> None:
+    policy = book().for_date(visit.visit_date)  # as shipped: counter limits in force
+    limit_fen = policy.visit_types.of(visit.visit_type).max_claim_fen
+    total_fen = _total(lines)
+
+    def run() -> SettlementResult:
+        return settle(
+            lines=lines,
+            person=person,
+            visit=visit,
+            policy=policy,
+            catalogue=demo_catalogue(),
+            year_to_date=ytd,
+            balances=balances,
+        )
+
+    if total_fen == 0:
+        with pytest.raises(errors.ClaimEmpty):
+            run()
+    elif total_fen > limit_fen:
+        with pytest.raises(errors.ClaimAboveCounterLimit) as info:
+            run()
+        assert (info.value.total_fen, info.value.limit_fen) == (total_fen, limit_fen)
+    else:
+        assert run().medfee_sumamt == total_fen
 
 
 @given(

@@ -30,8 +30,9 @@ from settlement.ledger import account_balance_fen, person_account, unbalanced_tr
 from settlement.policy import HospitalLevel, VisitType
 from settlement.recording import cancel_settlement, load_holdings
 from settlement.rollover import (
+    DueAccount,
     RolloverProgress,
-    roll_account,
+    roll_accounts,
     roll_over_year,
     rollover_status,
 )
@@ -204,13 +205,10 @@ def test_the_database_refuses_a_second_rollover_of_one_account(engine: Engine) -
     before = (_accounts(engine), _counts(engine))
     # A caller that skipped the checks and rolls person 1's OLD balance again: the primary key.
     with pytest.raises(IntegrityError), Session(engine) as session, session.begin():
-        roll_account(
+        roll_accounts(
             session.connection(),
-            person_id=1,
-            psn_no=_psn(1),
-            from_year=OLD,
+            [DueAccount(person_id=1, psn_no=_psn(1), from_year=OLD, amount_fen=5_000)],
             to_year=NEW,
-            amount_fen=5_000,
             now=MIDNIGHT,
         )
     assert (_accounts(engine), _counts(engine)) == before

@@ -517,9 +517,10 @@ def test_create_all_also_installs_the_append_only_triggers(tmp_path: Path) -> No
     engine.dispose()
 
 
-def test_a_zero_claim_posts_an_empty_but_balanced_transaction() -> None:
-    result = run([ClaimLine("DEMO-A-001", 1, 0)], person=EMPLOYEE_30, day=LATER_DAY)
-    assert settlement_postings(result, psn_no="P", fixmedins_code="H") == []
+def test_a_zero_claim_is_refused_before_any_posting() -> None:
+    # A claim of 0 is not a settlement (CLAIM_EMPTY): nothing reaches the ledger.
+    with pytest.raises(errors.ClaimEmpty):
+        run([ClaimLine("DEMO-A-001", 1, 0)], person=EMPLOYEE_30, day=LATER_DAY)
 
 
 # --- recording and cancelling through the store ---------------------------------------------

@@ -219,6 +219,6 @@ def test_out_of_scope_items_are_cash_even_with_money_in_the_accounts() -> None:
     assert result.balc == 199998
 
 
-def test_zero_priced_line_settles_to_zero() -> None:
-    result = run([consultation(0)], person=EMPLOYEE_30, day=LATER_DAY)
-    assert result.medfee_sumamt == result.psn_cash_pay == result.fund_pay_sumamt == 0
+def test_zero_priced_line_beside_a_priced_one_adds_nothing() -> None:
+    result = run([consultation(0), consultation(500)], person=EMPLOYEE_30, day=LATER_DAY)
+    assert result.medfee_sumamt == result.psn_cash_pay + result.fund_pay_sumamt == 500

@@ -1,0 +1,151 @@
+"""Request and response bodies of the ops enrolment API (gateway.ops.admin_routes)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from gateway.routing import RequestModel, Text
+
+__all__ = [
+    "AgentIn",
+    "AgentOut",
+    "AgentsOut",
+    "AuditEntryOut",
+    "AuditOut",
+    "IdentitiesOut",
+    "IdentityIn",
+    "IdentityOut",
+    "InstitutionChangeIn",
+    "InstitutionIn",
+    "InstitutionOut",
+    "InstitutionsOut",
+    "IssuedTokenOut",
+    "RewrapOut",
+    "RotateIn",
+    "SecretOut",
+    "TerminalIn",
+    "TerminalOut",
+    "TerminalsOut",
+]
+
+
+class InstitutionIn(RequestModel):
+    code: Text = Field(min_length=1, max_length=32)
+    name: Text = Field(min_length=1, max_length=128)
+    kind: Text = Field(min_length=1, max_length=16)
+    level: int | None = Field(None, ge=1, le=3)
+
+
+class InstitutionChangeIn(RequestModel):
+    name: Text | None = Field(None, min_length=1, max_length=128)
+    level: int | None = Field(None, ge=1, le=3)
+    suspended: bool | None = None
+
+
+class InstitutionOut(BaseModel):
+    code: str
+    name: str
+    kind: str
+    level: int | None
+    suspended: bool
+
+
+class InstitutionsOut(BaseModel):
+    institutions: list[InstitutionOut]
+
+
+class TerminalIn(RequestModel):
+    terminal_id: Text = Field(min_length=1, max_length=64)
+    institution_code: Text = Field(min_length=1, max_length=32)
+    # Imported secret, hex (16-64 bytes). Absent: the gateway makes one and answers it once.
+    secret_hex: Text | None = Field(None, min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")
+
+
+class RotateIn(RequestModel):
+    overlap_s: int | None = Field(None, ge=0, le=30 * 86_400)
+    secret_hex: Text | None = Field(None, min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")
+
+
+class SecretOut(BaseModel):
+    terminal_id: str
+    institution_code: str
+    kek_id: str
+    previous_accepted_until_s: int | None
+    # Only when the gateway made the secret: shown this once, never again.
+    secret_hex: str | None
+
+
+class TerminalOut(BaseModel):
+    terminal_id: str
+    institution_code: str
+    enabled: bool
+    kek_id: str
+    previous_accepted_until_s: int | None
+
+
+class TerminalsOut(BaseModel):
+    terminals: list[TerminalOut]
+
+
+class AgentIn(RequestModel):
+    role: Text = Field(min_length=1, max_length=16)
+    name: Text = Field(min_length=1, max_length=128)
+    bank_code: Text | None = Field(None, max_length=8)
+    employer_code: Text | None = Field(None, max_length=32)
+    area_code: Text | None = Field(None, max_length=6)
+
+
+class AgentOut(BaseModel):
+    institution_code: str
+    role: str
+    name: str
+    bank_code: str | None
+    employer_code: str | None
+    area_code: str | None
+
+
+class AgentsOut(BaseModel):
+    agents: list[AgentOut]
+
+
+class IdentityIn(RequestModel):
+    name: Text = Field(min_length=1, max_length=64)
+    role: Text = Field(min_length=1, max_length=16)
+
+
+class IdentityOut(BaseModel):
+    name: str
+    role: str
+    created_at_s: int
+    revoked_at_s: int | None
+
+
+class IdentitiesOut(BaseModel):
+    identities: list[IdentityOut]
+
+
+class IssuedTokenOut(BaseModel):
+    name: str
+    role: str
+    token: str  # shown this once, never again
+
+
+class RewrapOut(BaseModel):
+    kek_id: str
+    moved: int
+    sealed: int
+    unchanged: int
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at_ms: int
+    actor: str
+    source: str
+    action: str
+    subject: str
+    changes: str  # a JSON object, as recorded
+
+
+class AuditOut(BaseModel):
+    entries: list[AuditEntryOut]
