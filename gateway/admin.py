@@ -169,10 +169,13 @@ def run_admin(args: argparse.Namespace, settings: Settings) -> int:
         return run_rollover(settings, year=args.year, check=args.check)
     from gateway import migrate
     from gateway.db import for_writes, make_engine
+    from gateway.demo import demo_world_of
 
     engine = make_engine(settings)
     try:
         migrate.check_schema_current(engine)
+        # "auto" decided by this database's demo-world marker (gateway.demo), as `serve` does.
+        settings = demo_world_of(engine, settings)
         write_engine = for_writes(engine)
 
         def unit(work: Callable[[Session], Any]) -> Any:

@@ -178,7 +178,10 @@ async def test_every_settlement_route_refuses_an_issuing_institution(
     seen: set[tuple[str, str]] = set()
     for method, path, body in SETTLEMENT_CALLS:
         if method == "GET":
-            response = await client.get(path, headers={**bank.headers("GET", path, b""), **headers})
+            signed = bank.headers(
+                "GET", path, b"", card_session=headers["X-Card-Session"], idempotency_key="k-1"
+            )
+            response = await client.get(path, headers=signed)
         else:
             response = await bank.post(path, body, extra_headers=headers)
         problem = await assert_problem(response, 403, "INSTITUTION_KIND_NOT_ALLOWED")

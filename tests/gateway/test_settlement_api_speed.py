@@ -66,10 +66,15 @@ async def test_a_settle_is_one_transaction_with_its_nonce(till: Till, world: Eng
     assert till.card_session is not None
     body = json.dumps(outpatient()).encode()
     headers = {
-        **till.signer.headers("POST", SETTLE, body, nonce="settle-speed-nonce-0001"),
+        **till.signer.headers(
+            "POST",
+            SETTLE,
+            body,
+            nonce="settle-speed-nonce-0001",
+            card_session=till.card_session,
+            idempotency_key="speed-1",
+        ),
         "Content-Type": "application/json",
-        "X-Card-Session": till.card_session,
-        "Idempotency-Key": "speed-1",
     }
     nonces = nonce_count(world)
     first = await till.signer.client.post(SETTLE, data=body, headers=headers)
