@@ -56,7 +56,7 @@ from gateway.crossprov.embedded import embedded_hub
 from gateway.db import for_writes, make_engine
 from gateway.demo import resolve_demo_world
 from gateway.enrolment.common import Actor
-from gateway.enrolment.terminals import rewrap_terminals
+from gateway.enrolment.rewrap import rewrap_secrets
 from gateway.kek import KekUnavailable, resolve_keys
 from gateway.logs import configure_logging, fields
 from gateway.settings import Settings
@@ -169,7 +169,7 @@ def _seal_plaintext_secrets(settings: Settings, engine: Engine) -> None:
     ring = keys.ring
     actor = Actor("gateway:serve", "serve", time.time())
     with Session(for_writes(engine)) as session, session.begin():
-        report = rewrap_terminals(session, actor, ring, plaintext_only=True)
+        report = rewrap_secrets(session, actor, ring, plaintext_only=True)
     if report.sealed:
         log.info(
             "terminal secrets sealed at rest",

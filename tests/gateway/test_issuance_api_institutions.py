@@ -74,7 +74,8 @@ def test_gw0003_admits_issuing_institutions_keeps_rows_and_downgrades(old_engine
     with pytest.raises(IntegrityError), Session(old_engine) as session, session.begin():
         session.execute(insert(Institution).values(**_bank_row()))
 
-    migrate.upgrade(old_engine)
+    # To gw0003 itself: later revisions (gw0004 …) change these tables again.
+    migrate.upgrade(old_engine, "gw0003")
     assert "gw0003" in migrate.current_revisions(old_engine)
     with Session(old_engine) as session, session.begin():
         rows = session.execute(
@@ -117,7 +118,7 @@ def test_gw0003_admits_issuing_institutions_keeps_rows_and_downgrades(old_engine
     assert "gw0002" in migrate.current_revisions(old_engine)
     with pytest.raises(IntegrityError), Session(old_engine) as session, session.begin():
         session.execute(insert(Institution).values(**_bank_row()))
-    migrate.upgrade(old_engine)
+    migrate.upgrade(old_engine, "gw0003")
     with Session(old_engine) as session, session.begin():
         session.execute(insert(Institution).values(**_bank_row()))
 
