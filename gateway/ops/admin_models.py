@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 from gateway.routing import RequestModel, Text
+
+# Inside the Optional, so /openapi.json carries the pattern too (pydantic drops a Field's
+# pattern from the schema of an Optional annotated type, while still enforcing it).
+SecretHex = Annotated[Text, Field(min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")]
 
 __all__ = [
     "AgentIn",
@@ -58,12 +64,12 @@ class TerminalIn(RequestModel):
     terminal_id: Text = Field(min_length=1, max_length=64)
     institution_code: Text = Field(min_length=1, max_length=32)
     # Imported secret, hex (16-64 bytes). Absent: the gateway makes one and answers it once.
-    secret_hex: Text | None = Field(None, min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")
+    secret_hex: SecretHex | None = None
 
 
 class RotateIn(RequestModel):
     overlap_s: int | None = Field(None, ge=0, le=30 * 86_400)
-    secret_hex: Text | None = Field(None, min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")
+    secret_hex: SecretHex | None = None
 
 
 class SecretOut(BaseModel):

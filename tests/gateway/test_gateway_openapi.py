@@ -245,3 +245,68 @@ def test_the_document_accepts_each_shape_of_a_card_answer() -> None:
     assert validator.is_valid({**base, "signature": "0" * 128, "certificate": "AAAA"})
     assert validator.is_valid({**base, "signature": "0" * 128, "certificate_sm3": "0" * 64})
     assert validator.is_valid({**base, "cryptogram": "0" * 16, "signature": None})
+
+
+def test_links_name_real_operations_and_their_parameters() -> None:
+    spec = build_openapi(ROUTES)
+    operations = {
+        operation["operationId"]: operation
+        for item in spec["paths"].values()
+        for operation in item.values()
+    }
+    links = [
+        link
+        for operation in operations.values()
+        for response in operation["responses"].values()
+        for link in response.get("links", {}).values()
+    ]
+    assert len(links) >= 7
+    for link in links:
+        target = operations[link["operationId"]]
+        declared = {param["name"] for param in target.get("parameters", [])}
+        assert set(link.get("parameters", {})) <= declared, link
+
+
+def _patterns(node: object) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            found.add(node["pattern"])
+        for value in node.values():
+            found |= _patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _patterns(value)
+    return found
+
+
+def test_every_pattern_the_models_enforce_is_in_the_document() -> None:
+    """pydantic drops a Field's pattern from the schema of some Optional fields while still
+    enforcing it (the ops enrolment's secret_hex was looser in the document than on the wire)."""
+    from pydantic import BaseModel
+
+    schemas = build_openapi(ROUTES)["components"]["schemas"]
+    seen: set[type[BaseModel]] = set()
+    missing: list[str] = []
+
+    def walk(model: type[BaseModel]) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            for meta in field.metadata:
+                pattern = getattr(meta, "pattern", None)
+                prop = schemas.get(model.__name__, {}).get("properties", {}).get(name, {})
+                if pattern and pattern not in _patterns(prop):
+                    missing.append(f"{model.__name__}.{name}: {pattern}")
+            stack = [field.annotation]
+            while stack:
+                annotation = stack.pop()
+                stack.extend(getattr(annotation, "__args__", ()))
+                if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                    walk(annotation)
+
+    for route in ROUTES:
+        if route.request_model is not None:
+            walk(route.request_model)
+    assert missing == []
