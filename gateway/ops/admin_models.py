@@ -8,9 +8,9 @@ from pydantic import BaseModel, Field
 
 from gateway.routing import RequestModel, Text
 
-# Inside the Optional, so /openapi.json carries the pattern too (pydantic drops a Field's
-# pattern from the schema of an Optional annotated type, while still enforcing it).
-SecretHex = Annotated[Text, Field(min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")]
+# A plain str (the hex pattern already excludes NUL): pydantic leaves the pattern of an
+# Optional Text (a str with an after-validator) out of /openapi.json while still enforcing it.
+SecretHex = Annotated[str, Field(min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")]
 
 __all__ = [
     "AgentIn",

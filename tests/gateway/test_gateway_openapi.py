@@ -281,32 +281,13 @@ def _patterns(node: object) -> set[str]:
 
 
 def test_every_pattern_the_models_enforce_is_in_the_document() -> None:
-    """pydantic drops a Field's pattern from the schema of some Optional fields while still
-    enforcing it (the ops enrolment's secret_hex was looser in the document than on the wire)."""
-    from pydantic import BaseModel
-
-    schemas = build_openapi(ROUTES)["components"]["schemas"]
-    seen: set[type[BaseModel]] = set()
-    missing: list[str] = []
-
-    def walk(model: type[BaseModel]) -> None:
-        if model in seen:
-            return
-        seen.add(model)
-        for name, field in model.model_fields.items():
-            for meta in field.metadata:
-                pattern = getattr(meta, "pattern", None)
-                prop = schemas.get(model.__name__, {}).get("properties", {}).get(name, {})
-                if pattern and pattern not in _patterns(prop):
-                    missing.append(f"{model.__name__}.{name}: {pattern}")
-            stack = [field.annotation]
-            while stack:
-                annotation = stack.pop()
-                stack.extend(getattr(annotation, "__args__", ()))
-                if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                    walk(annotation)
-
+    """Each pattern pydantic enforces (read from the models' core schemas, which is what
+    validates) appears in the document: pydantic leaves the pattern of an Optional field whose
+    type has an after-validator out of the JSON schema (the ops enrolment's secret_hex was
+    looser in the document than on the wire)."""
+    enforced: set[str] = set()
     for route in ROUTES:
         if route.request_model is not None:
-            walk(route.request_model)
-    assert missing == []
+            enforced |= _patterns(route.request_model.__pydantic_core_schema__)
+    documented = _patterns(build_openapi(ROUTES))
+    assert enforced - documented == set()
