@@ -313,7 +313,8 @@ def test_the_demo_world_makes_its_kek_in_the_data_dir_and_logs_the_path_not_the_
 ):
     from gateway.kek import DEMO_KEK_FILE, resolve_keys
 
-    settings = load_settings(environ={}, overrides={"data_dir": tmp_path})
+    # "on": what `serve` decides "auto" to be for a demo (or empty embedded) database.
+    settings = load_settings(environ={}, overrides={"data_dir": tmp_path, "demo_world": "on"})
     assert settings.should_load_demo_world()
     with caplog.at_level("WARNING", logger="gateway.kek"):
         keys = resolve_keys(settings)
