@@ -27,6 +27,7 @@ from gateway.card_auth.service import card_auth_context
 from gateway.crossprov.hub import hub_context
 from gateway.db import make_engine
 from gateway.db_metrics import MeasuredDatabase
+from gateway.demo import demo_world_of
 from gateway.fsi.door import at_fsi_path, fsi_context
 from gateway.housekeeping import roll_over_forever, sweep_nonces_forever
 from gateway.kek import resolve_keys
@@ -99,8 +100,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     )
     try:
         await asyncio.to_thread(migrate.check_schema_current, engine)
+        # An "auto" demo world decided by this database's marker, before anything that trusts
+        # demo credentials (card auth, ops, issuance) reads the settings. `serve` has decided
+        # it already (gateway.serve.prepare); an application made in process decides it here.
+        app[SETTINGS] = await asyncio.to_thread(demo_world_of, engine, settings)
         # The KEK ring that opens terminal secrets (gateway.kek; the demo's is made here).
-        keys = await asyncio.to_thread(resolve_keys, settings)
+        keys = await asyncio.to_thread(resolve_keys, app[SETTINGS])
         app[DATABASE] = db
         app[KEY_RING] = keys.ring
         app[TERMINALS] = TerminalDirectory(
@@ -134,6 +139,9 @@ async def _nonce_sweeper(app: web.Application) -> AsyncIterator[None]:
 
 async def _year_end_rollover(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    if not settings.year_end_rollover:
+        yield
+        return
     task = asyncio.create_task(
         roll_over_forever(
             app[DATABASE],

@@ -42,7 +42,9 @@ SQLITE_FILE_NAME: Final = "gateway.sqlite3"
 # A config file larger than this is certainly a mistake (a wrong path), not a config.
 CONFIG_MAX_BYTES: Final = 1024 * 1024
 # Values of these fields can carry credentials or key material: never echoed in errors.
-_SENSITIVE_FIELDS: Final = frozenset({"db_url", "demo_seed", "ops_token", "kek_hex", "redis_url"})
+_SENSITIVE_FIELDS: Final = frozenset(
+    {"db_url", "demo_seed", "ops_token", "kek_hex", "redis_url", "metrics_token"}
+)
 # The ops token is a bearer secret: long enough that guessing it is hopeless (>= 128 bits of
 # randomness when made by `secrets.token_urlsafe(32)`), and plain enough for an HTTP header.
 OPS_TOKEN_MIN_CHARS: Final = 32
@@ -115,6 +117,10 @@ class Settings(BaseModel):
     # workers × (terminal_burst + terminal_rate_per_s × limits_sync_s) once, then waits it off.
     terminal_rate_per_s: float = Field(50.0, gt=0, le=100_000)
     terminal_burst: int = Field(100, ge=1, le=100_000)
+    # Request signature version 1 (sscard.terminal_auth) leaves X-Card-Session and
+    # Idempotency-Key unsigned. Unset: refused (401 SIGNATURE_VERSION_UNSUPPORTED); a date:
+    # still accepted through that day (Beijing time), a transition window for old terminals.
+    terminal_signature_v1_until: date | None = None
     limits_sync_s: float = Field(1.0, gt=0, le=60)
     # The ops token's brute-force guard (gateway.ops.access), shared likewise: this many wrong
     # tokens in total from one address, then one more every ops_wrong_token_refill_s.
@@ -157,7 +163,9 @@ class Settings(BaseModel):
     reconciliation_ops_institutions: str = Field("", max_length=4096)
     # The year-end roll-over of personal accounts (gateway.housekeeping): each worker checks
     # this often whether the last ended year's roll-over has finished (and just after 00:00
-    # Beijing time on 1 January), and rolls this many accounts per write transaction.
+    # Beijing time on 1 January), and rolls this many accounts per write transaction. Off:
+    # the workers leave it to `admin rollover` (and each settlement rolls its own account).
+    year_end_rollover: bool = True
     rollover_check_interval_s: float = Field(300.0, gt=0, le=86_400)
     rollover_batch: int = Field(500, ge=1, le=10_000)
 
@@ -227,12 +235,21 @@ class Settings(BaseModel):
     terminal_secret_overlap_s: int = Field(86_400, ge=0, le=30 * 86_400)
 
     # -- demo world (DEMO ONLY) -----------------------------------------------------------------
-    # auto: load into an empty embedded (SQLite) database only; on: also into other databases;
-    # off: never. Demo terminal secrets are derivable from the seed: never on a real deployment.
+    # auto: the demo world only in a database created as one (the marker its loading writes),
+    # or loaded now into an EMPTY embedded (SQLite) database; on: loaded and trusted in any
+    # database; off: never. Demo terminal secrets, the demo PKI, the demo legacy master key
+    # and the demo ops token are derivable from the seed: never on a real deployment.
     demo_world: Literal["auto", "on", "off"] = "auto"
     # The same default as sscard.demo.DEFAULT_DEMO_SEED, so demo terminals and demo cards come
     # from one seed (a test keeps the two equal).
     demo_seed: str = Field("ssc-demo-2019", min_length=1, max_length=256)
+
+    # -- /metrics (gateway.metrics_access) -------------------------------------------------------
+    # Bearer token a Prometheus scrape must send (`Authorization: Bearer <token>`, compared in
+    # constant time; Prometheus: `authorization.credentials_file`). Empty: /metrics answers
+    # only clients connecting from a loopback address (127.0.0.0/8, ::1), 403 to any other;
+    # behind a proxy on the same host everyone looks like loopback, so set a token there.
+    metrics_token: str = Field("", max_length=256, pattern=r"^[\x21-\x7e]*$")
 
     # -- logs -----------------------------------------------------------------------------------
     log_format: Literal["json", "kv"] = "json"
@@ -260,6 +277,8 @@ class Settings(BaseModel):
             raise ValueError("card_trust_root_pem needs card_issuing_ca_pems as well")
         if self.ops_token and len(self.ops_token) < OPS_TOKEN_MIN_CHARS:
             raise ValueError(f"ops_token must be at least {OPS_TOKEN_MIN_CHARS} characters")
+        if self.metrics_token and len(self.metrics_token) < OPS_TOKEN_MIN_CHARS:
+            raise ValueError(f"metrics_token must be at least {OPS_TOKEN_MIN_CHARS} characters")
         if self.hub_url and not self.hub_url.startswith(("http://", "https://")):
             raise ValueError("hub_url must be an http:// or https:// URL")
         if self.hub_reversal_backoff_max_s < self.hub_reversal_backoff_s:
@@ -306,7 +325,10 @@ class Settings(BaseModel):
         return self.data_dir / "prometheus"
 
     def should_load_demo_world(self) -> bool:
-        return self.demo_world == "on" or (self.demo_world == "auto" and self.is_embedded_db)
+        """Are the demo world's credentials trusted? Only when "on": "auto" is decided per
+        database at start-up (gateway.demo.resolve_demo_world, by the demo world's marker)
+        and replaced by "on" or "off"; undecided, it trusts nothing (fails closed)."""
+        return self.demo_world == "on"
 
 
 def _check_redis_url(url: str) -> None:

@@ -478,6 +478,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "ENROLMENT_CONFLICT",
             "ENROLMENT_NOT_FOUND",
             "ENROLMENT_INVALID",
+            "CRL_REFUSED",
             "KEK_WRONG",
             # The national-interface door (gateway.fsi): the HIS software or its setup.
             "FSI_ENVELOPE_INVALID",
@@ -498,6 +499,8 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "TIMESTAMP_SKEW",
             "REQUEST_REPLAYED",
             "OPS_UNAUTHORIZED",
+            "SIGNATURE_VERSION_UNSUPPORTED",
+            "METRICS_UNAUTHORIZED",
         ),
         # OPS_TOO_MANY_WRONG_TOKENS: the ops token's brute-force guard (429, Retry-After 60).
         GatewayBusy: ("RATE_LIMITED", "OVERLOADED", "DB_UNAVAILABLE", "OPS_TOO_MANY_WRONG_TOKENS"),
@@ -587,6 +590,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "ISSUANCE_FORBIDDEN",
             "INSTITUTION_KIND_NOT_ALLOWED",
             "RECONCILIATION_FORBIDDEN",
+            "METRICS_FORBIDDEN",
             "OPS_FORBIDDEN",  # an ops identity whose role may not do this
         ),
         # issuance.errors' service codes (gateway.issuance_api).

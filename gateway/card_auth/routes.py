@@ -236,8 +236,8 @@ CARD_AUTH_ROUTES: Final[tuple[Route, ...]] = (
         summary="The card's answer to a challenge; returns a card session token.",
         description="Checks, in this order: the challenge (consumed even if a later check "
         "fails), the certificate chain to the pinned root and the imported CRLs, the card's "
-        "registry status, and "
-        "the card's SM2 signature (or, for a legacy card, its cryptogram).",
+        "SM2 signature (or, for a legacy card, its cryptogram), and then the card's registry "
+        "status: a registry refusal is given only to a card that has proven itself.",
         handler=response,
         request_model=CardAuthAnswer,
         response_model=CardSessionGranted,

@@ -16,7 +16,9 @@ Transactions of one authentication, each one thread hop (both routes are
           it, the stored certificate;
 2. write: store the certificate, only the first time this worker sees it authenticate a card.
 
-The checks themselves run afterwards, in DESIGN §4's order, on what was read.
+The checks themselves run afterwards, in DESIGN §4's order, on what was read: the card's
+own proof before its registry status, so nothing about the registry reaches a caller that
+has not shown the card (docs/card-authentication.md §5).
 """
 
 from __future__ import annotations
@@ -142,6 +144,8 @@ class CardAuthService:
         self._clock = clock
         self._settings = settings
         self._trust = trust
+        # The pinned PKI, for the ops API's CRL import (gateway.ops.crl_routes).
+        self.trust = trust
         self._keys = keys
         self._session_key = session_key
         self.certificates = VerifiedCertificateCache(settings.card_cert_cache_max_entries)
@@ -235,17 +239,10 @@ class CardAuthService:
             # Checked on every answer, cached chain or not: a set lookup per link.
             self.revoked.check(verified.chain)
 
-        # 3. The registry.
-        usable = checks.check_card_status(
-            loaded.card,
-            card_sn=attempt.card_sn,
-            generation=generation,
-            certificate_sm3=None if verified is None else verified.fingerprint.hex(),
-            today=beijing_date(dt.datetime.fromtimestamp(now_s, dt.UTC)),
-            legacy_accepted_until=self._settings.legacy_parallel_use_until,
-        )
-
-        # 4. The card's own proof.
+        # 3. The card's own proof, BEFORE anything from the registry is told: a terminal
+        # without the card (a card_sn and the public certificate are easy to come by) gets
+        # the same refusal for a lost, superseded, unknown or active card. Registry refusals
+        # below reach only a caller whose card has just proven possession.
         if verified is not None:
             assert attempt.signature is not None
             checks.check_signature(
@@ -255,13 +252,6 @@ class CardAuthService:
                 terminal_id=terminal_id,
                 signature=attempt.signature,
             )
-            if store_der is not None:
-                # Only the first time this worker sees the certificate authenticate a card.
-                await self._db.write(
-                    partial(store_certificate, sm3_hex=verified.fingerprint.hex(), der=store_der),
-                    grouped=True,
-                )
-            self.certificates.put(verified)
         else:
             assert attempt.cryptogram is not None
             assert self._keys is not None
@@ -271,6 +261,24 @@ class CardAuthService:
                 card_sn=attempt.card_sn,
                 cryptogram=attempt.cryptogram,
             )
+
+        # 4. The registry.
+        usable = checks.check_card_status(
+            loaded.card,
+            card_sn=attempt.card_sn,
+            generation=generation,
+            certificate_sm3=None if verified is None else verified.fingerprint.hex(),
+            today=beijing_date(dt.datetime.fromtimestamp(now_s, dt.UTC)),
+            legacy_accepted_until=self._settings.legacy_parallel_use_until,
+        )
+        if verified is not None:
+            if store_der is not None:
+                # Only the first time this worker sees the certificate authenticate a card.
+                await self._db.write(
+                    partial(store_certificate, sm3_hex=verified.fingerprint.hex(), der=store_der),
+                    grouped=True,
+                )
+            self.certificates.put(verified)
 
         ttl_s = self._settings.card_session_ttl_s
         # The card is present at this terminal for the national door (gateway.fsi.presence),

@@ -53,8 +53,8 @@ from gateway.fsi.store import InstitutionKeys, institution_keys
 from gateway.fsi.transport import open_input
 from gateway.params import ascii_int
 from gateway.routing import JSON_CONTENT_TYPE, Call, Route
-from gateway.state import CLOCK, DATABASE
-from gateway.store import MEDICAL_KINDS, Institution
+from gateway.state import CLOCK, DATABASE, KEY_RING
+from gateway.store import MEDICAL_KINDS, Institution, Opener, SecretsUnavailable
 from settlement.counter.ports import Counter
 from settlement.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from settlement.keyed import KeyedRequest, Stored, request_sha256
@@ -115,11 +115,15 @@ class FsiInstitution:
     keys: InstitutionKeys | None
 
 
-def _institution_unit(session: Session, *, code: str) -> FsiInstitution | None:
+def _institution_unit(
+    session: Session, *, code: str, opener: Opener | None
+) -> FsiInstitution | None:
     row = session.get(Institution, code)
-    if row is None or row.kind not in MEDICAL_KINDS:
+    # A suspended institution (gateway admin institution suspend) is refused as unknown.
+    if row is None or row.kind not in MEDICAL_KINDS or row.suspended:
         return None
-    return FsiInstitution(Counter(row.code, row.kind, row.level), institution_keys(session, code))
+    keys = institution_keys(session, code, opener)
+    return FsiInstitution(Counter(row.code, row.kind, row.level), keys)
 
 
 class InstitutionDirectory:
@@ -134,7 +138,12 @@ class InstitutionDirectory:
         cached = self._entries.get(code)
         if cached is not None and cached[0] > now:
             return cached[1]
-        found = await app[DATABASE].read(partial(_institution_unit, code=code))
+        try:
+            found = await app[DATABASE].read(
+                partial(_institution_unit, code=code, opener=app[KEY_RING])
+            )
+        except SecretsUnavailable as exc:
+            raise GatewayError(ErrorCode.KEK_UNAVAILABLE, str(exc)) from None
         self._entries[code] = (now + INSTITUTION_CACHE_TTL_S, found)
         self._entries.move_to_end(code)
         while len(self._entries) > INSTITUTION_CACHE_ENTRIES:

@@ -4,8 +4,9 @@ A browser cannot HMAC-SM3-sign requests the way terminals do, so the dashboard's
 take ``Authorization: Bearer <ops token>`` instead. The token comes from the ``ops_token``
 setting (production: from the config file or ``GATEWAY_OPS_TOKEN``). In the demo world, with
 no token configured, a random one is made once and kept in ``{data_dir}/ops-token`` (mode
-0600), shared by every worker and kept across restarts, and printed at start-up. Anywhere else
-with no token configured, every ops request is refused: an operator must choose one.
+0600), shared by every worker and kept across restarts; the start-up log names the file, never
+the token. Anywhere else with no token configured, every ops request is refused: an operator
+must choose one.
 
 The comparison is in constant time over SHA-256 digests, so it takes the same time whatever
 the presented token's length or content. The page keeps the token in the tab's
@@ -182,10 +183,11 @@ async def ops_context(app: web.Application) -> AsyncIterator[None]:
     app[OPS_ACCESS] = access
     app[OPS_PROXIES] = TrustedProxies.from_setting(app[SETTINGS].trusted_proxies)
     if created_token is not None:
-        # DEMO ONLY, and only the worker that made it: the operator needs it to sign in.
+        # DEMO ONLY, and only the worker that made it. The file's path, never the token: a
+        # log is read by more people, and kept longer, than the data directory.
         log.warning(
-            "ops dashboard token created (DEMO ONLY)",
-            extra=fields(path="/ops", ops_token=created_token, token_source=access.source),
+            "ops dashboard token created (DEMO ONLY): read it from its file",
+            extra=fields(path="/ops", token_source=access.source),
         )
     else:
         log.info("ops dashboard", extra=fields(path="/ops", token_source=access.source))

@@ -32,6 +32,8 @@ __all__ = [
     "TerminalIn",
     "TerminalOut",
     "TerminalsOut",
+    "TransportIn",
+    "TransportOut",
 ]
 
 
@@ -46,6 +48,20 @@ class InstitutionChangeIn(RequestModel):
     name: Text | None = Field(None, min_length=1, max_length=128)
     level: int | None = Field(None, ge=1, le=3)
     suspended: bool | None = None
+
+
+class TransportIn(RequestModel):
+    profile: Text = Field(min_length=1, max_length=16)
+    sm4_key_hex: Text | None = Field(None, min_length=32, max_length=32, pattern=r"^[0-9a-fA-F]+$")
+    his_public_key_hex: Text | None = Field(
+        None, min_length=130, max_length=130, pattern=r"^[0-9a-fA-F]+$"
+    )
+
+
+class TransportOut(BaseModel):
+    institution_code: str
+    profile: str
+    kek_id: str | None
 
 
 class InstitutionOut(BaseModel):

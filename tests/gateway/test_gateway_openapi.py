@@ -59,9 +59,17 @@ def test_each_operation_documents_its_error_codes_by_status():
             assert code in schema["allOf"][1]["properties"]["code"]["enum"]
         if route.signed:
             assert operation["security"] == [
-                {"terminalId": [], "timestamp": [], "nonce": [], "signature": []}
+                {
+                    "terminalId": [],
+                    "timestamp": [],
+                    "nonce": [],
+                    "signatureVersion": [],
+                    "signature": [],
+                }
             ]
-        elif ErrorCode.OPS_UNAUTHORIZED in route.error_codes():
+        elif {ErrorCode.OPS_UNAUTHORIZED, ErrorCode.METRICS_UNAUTHORIZED} & set(
+            route.error_codes()
+        ):
             assert operation["security"] == [{BEARER_SCHEME: []}]
         else:
             assert operation["security"] == []
@@ -108,6 +116,7 @@ def test_security_schemes_are_declared_and_every_requirement_names_one():
         "terminalId": ta.HEADER_TERMINAL_ID,
         "timestamp": ta.HEADER_TIMESTAMP,
         "nonce": ta.HEADER_NONCE,
+        "signatureVersion": ta.HEADER_SIGNATURE_VERSION,
         "signature": ta.HEADER_SIGNATURE,
     }
     assert all(schemes[name]["in"] == "header" for name in headers)

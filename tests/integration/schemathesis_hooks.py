@@ -30,7 +30,13 @@ import schemathesis
 from schemathesis import Case, HookContext
 
 from sscard import demo as sd
-from sscard.terminal_auth import demo_terminal, signed_headers
+from sscard.terminal_auth import (
+    HEADER_CARD_SESSION,
+    HEADER_IDEMPOTENCY_KEY,
+    MalformedAuthField,
+    demo_terminal,
+    signed_headers,
+)
 
 SEED = os.environ.get("SSC_ST_SEED", "")
 CARD_SESSION = os.environ.get("SSC_ST_CARD_SESSION", "")
@@ -52,7 +58,13 @@ def _terminal(path: str) -> tuple[str, bytes]:
 
 
 PLACEHOLDER = "sign-me"
-SIGNED_HEADERS = ("X-Terminal-Id", "X-Timestamp", "X-Nonce", "X-Signature")
+SIGNED_HEADERS = (
+    "X-Terminal-Id",
+    "X-Timestamp",
+    "X-Nonce",
+    "X-Signature-Version",
+    "X-Signature",
+)
 
 
 class _Sign(requests.auth.AuthBase):
@@ -69,15 +81,34 @@ class _Sign(requests.auth.AuthBase):
         url = urlsplit(request.url or "")
         path = url.path + (f"?{url.query}" if url.query else "")
         terminal_id, secret = _terminal(url.path)
-        signed = signed_headers(
-            secret,
-            terminal_id,
-            request.method or "GET",
-            path,
-            body,
-            timestamp=int(time.time()),
-            nonce=secrets.token_urlsafe(24),
-        )
+        # Signature version 2 signs the card session and the key as they are sent.
+        signing = {
+            "card_session": request.headers.get(HEADER_CARD_SESSION),
+            "idempotency_key": request.headers.get(HEADER_IDEMPOTENCY_KEY),
+        }
+        try:
+            signed = signed_headers(
+                secret,
+                terminal_id,
+                request.method or "GET",
+                path,
+                body,
+                timestamp=int(time.time()),
+                nonce=secrets.token_urlsafe(24),
+                **signing,
+            )
+        except MalformedAuthField:
+            # A generated key or session no signer can sign (empty, spaces at an end): sent
+            # unsigned-for-it as version 2 all the same, for the server to refuse.
+            signed = signed_headers(
+                secret,
+                terminal_id,
+                request.method or "GET",
+                path,
+                body,
+                timestamp=int(time.time()),
+                nonce=secrets.token_urlsafe(24),
+            )
         for name, value in signed.items():
             if request.headers.get(name) == PLACEHOLDER:
                 request.headers[name] = value
