@@ -152,8 +152,6 @@ def before_call(context: HookContext, case: Case, kwargs: dict[str, Any]) -> Non
 # - an integral float where an integer is due (int_type on a value like 1053.0: JSON Schema
 #   counts 1.0 as an integer, the gateway's strict JSON does not: what was signed is what is
 #   processed);
-# - and one generator artefact: a value ending in a newline that a pattern's `$` refused
-#   (_python_dollar);
 # - a rule the use case applies across fields or against data (a filing's dates, a province
 #   that is not another one): VALIDATION_FAILED with no field errors, or of type "value".
 def _semantic(case: Case, error: dict[str, Any]) -> bool:
@@ -165,22 +163,7 @@ def _semantic(case: Case, error: dict[str, Any]) -> bool:
     if kind == "int_type":
         value = _at(case.body, field)
         return isinstance(value, float) and value.is_integer()
-    if kind == "string_pattern_mismatch":
-        return _python_dollar(_at(case.body, field), str(error.get("problem", "")))
     return False
-
-
-_PATTERN_IN_PROBLEM = re.compile(r"String should match pattern '(.*)'$")
-
-
-def _python_dollar(value: Any, problem: str) -> bool:
-    """A generator artefact, not a looser document: the generator reads a pattern's ``$`` as
-    Python does (end, or before a final newline) and so may send "ab12\n" for ``^[0-9a-f]+$``;
-    JSON Schema's (ECMA-262) ``$`` and the server's both refuse it."""
-    found = _PATTERN_IN_PROBLEM.search(problem)
-    if found is None or not isinstance(value, str) or not value.endswith("\n"):
-        return False
-    return re.fullmatch(found.group(1).rstrip("$").lstrip("^"), value[:-1]) is not None
 
 
 def _at(body: Any, dotted: str) -> Any:
