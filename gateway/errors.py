@@ -1086,6 +1086,16 @@ class ErrorCode(StrEnum):
         "The enrolment was refused as given (see the detail); nothing was changed.",
         "登记请求不符合要求（见详情），未作任何更改。",
     )
+    # A card CRL refused by POST /v1/ops/crls (gateway.ops.crl_routes); the detail starts
+    # with the reason's own code (CRL_STALE, CRL_SIGNATURE_INVALID …), as `admin crl` prints.
+    CRL_REFUSED = ErrorSpec(
+        "CRL_REFUSED",
+        422,
+        "CRL refused",
+        "The revocation list was refused (the detail says why: not the card CA's, expired, "
+        "older than the list in force …); nothing was changed.",
+        "吊销列表未被接受（原因见详情：非发卡 CA 签发、已过期、旧于现行列表等），未作任何更改。",
+    )
     KEK_UNAVAILABLE = ErrorSpec(
         "KEK_UNAVAILABLE",
         503,

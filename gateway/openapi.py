@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gateway.errors import ERRORS, PROBLEM_CONTENT_TYPE
-from gateway.openapi_params import BODIES, PARAMETERS, Param
+from gateway.openapi_params import BODIES, LINKS, PARAMETERS, Param
 from gateway.routing import Route
 from sscard import terminal_auth as ta
 
@@ -220,10 +220,13 @@ def _success(route: Route, refs: _Refs) -> dict[str, Any]:
         schema = refs[(route.response_model, "serialization")]
     else:
         schema = route.response_schema
-    return {
+    success: dict[str, Any] = {
         "description": route.summary,
         "content": {route.response_media_type: {"schema": schema}},
     }
+    if route.operation_id in LINKS:
+        success["links"] = {name: dict(link) for name, link in LINKS[route.operation_id].items()}
+    return success
 
 
 def _problems(codes: Sequence[str], refs: _Refs) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from gateway.fsi.door import FSI_ROUTES
 from gateway.issuance_api.routes import ISSUANCE_ROUTES
 from gateway.metrics_access import check_metrics_access
 from gateway.ops.admin_routes import OPS_ADMIN_ROUTES
+from gateway.ops.crl_routes import OPS_CRL_ROUTES
 from gateway.ops.routes import OPS_ROUTES
 from gateway.routing import Call, RequestModel, Route, Text
 from gateway.settlement_api.routes import SETTLEMENT_ROUTES
@@ -167,5 +168,6 @@ ROUTES: Final[tuple[Route, ...]] = (
     *ISSUANCE_ROUTES,
     *OPS_ROUTES,
     *OPS_ADMIN_ROUTES,  # enrolment over the ops API (issue 14)
+    *OPS_CRL_ROUTES,  # card CRLs over the ops API (issue 14)
     *FSI_ROUTES,  # the national-interface door (gateway.fsi)
 )

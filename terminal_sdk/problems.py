@@ -478,6 +478,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "ENROLMENT_CONFLICT",
             "ENROLMENT_NOT_FOUND",
             "ENROLMENT_INVALID",
+            "CRL_REFUSED",
             "KEK_WRONG",
             # The national-interface door (gateway.fsi): the HIS software or its setup.
             "FSI_ENVELOPE_INVALID",

@@ -144,6 +144,8 @@ class CardAuthService:
         self._clock = clock
         self._settings = settings
         self._trust = trust
+        # The pinned PKI, for the ops API's CRL import (gateway.ops.crl_routes).
+        self.trust = trust
         self._keys = keys
         self._session_key = session_key
         self.certificates = VerifiedCertificateCache(settings.card_cert_cache_max_entries)

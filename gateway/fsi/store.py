@@ -11,7 +11,7 @@
 ``fsi_transport``
     An institution's transport profile and keys (DOMAIN §4): ``plain`` or ``sm2-sm4``.
     The SM4 key is stored SEALED under the KEK (gateway.sealing; ``sm4_key_sealed``, AAD
-    ``fsi_transport.sm4_key:<code>``, migration fsi0003); ``sm4_key`` is the plaintext column
+    ``fsi_transport.sm4_key:<code>``, migration fsi0002); ``sm4_key`` is the plaintext column
     of before, NULL once sealed (a row that still has one works, and is sealed by `gateway
     admin rewrap` and at every `serve` start). :func:`institution_keys` is the one reader.
     The HIS's SM2 key is public: stored as it is.

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 from gateway.routing import RequestModel, Text
+
+# A plain str (the hex pattern already excludes NUL): pydantic leaves the pattern of an
+# Optional Text (a str with an after-validator) out of /openapi.json while still enforcing it.
+SecretHex = Annotated[str, Field(min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")]
 
 __all__ = [
     "AgentIn",
@@ -74,12 +80,12 @@ class TerminalIn(RequestModel):
     terminal_id: Text = Field(min_length=1, max_length=64)
     institution_code: Text = Field(min_length=1, max_length=32)
     # Imported secret, hex (16-64 bytes). Absent: the gateway makes one and answers it once.
-    secret_hex: Text | None = Field(None, min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")
+    secret_hex: SecretHex | None = None
 
 
 class RotateIn(RequestModel):
     overlap_s: int | None = Field(None, ge=0, le=30 * 86_400)
-    secret_hex: Text | None = Field(None, min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")
+    secret_hex: SecretHex | None = None
 
 
 class SecretOut(BaseModel):

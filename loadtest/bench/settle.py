@@ -74,6 +74,7 @@ from sqlalchemy.engine import make_url
 
 from loadtest.bench import auth, fsi_door
 from loadtest.bench.cards import BenchCard, make_cards
+from loadtest.bench.db_server import DatabaseCpu, named
 from loadtest.bench.lean_http import LeanHttpClient, LeanHttpError
 from sscard import demo as sd
 from sscard import terminal_auth as ta
@@ -92,6 +93,7 @@ LINES: Final = (
 )
 MAX_OPEN_INFLIGHT: Final = 4000
 OPEN_DRAIN_S: Final = 20.0
+APPLICATION_NAME_PREFIX: Final = "bench_settle_"  # its gateway connections, for their CPU
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -335,6 +337,39 @@ async def _wait_all_workers(
             await asyncio.sleep(0.1)
 
 
+async def _closed_phases(
+    gen: Generator,
+    concurrencies: list[int],
+    seconds: float,
+    settlement_from: Callable[[int], Callable[[int], Awaitable[None]]],
+    *,
+    offset: int,
+    server_pid: int,
+    db_cpu: DatabaseCpu | None,
+) -> tuple[list[auth.Phase], list[tuple[float | None, int | None]]]:
+    """Closed loop at each concurrency (after a short warm-up of its own), with the database
+    server's CPU seconds and WAL bytes over each measured phase (None without ``--db``).
+    Uses 20,000,000 call numbers from ``offset`` per concurrency."""
+    phases: list[auth.Phase] = []
+    db_used: list[tuple[float | None, int | None]] = []
+    for concurrency in concurrencies:
+        async with gen.connections(limit=concurrency):
+            await auth.closed_loop(settlement_from(offset), concurrency, min(0.3, seconds))
+            offset += 10_000_000
+            before = db_cpu.read() if db_cpu else None
+            lsn_before = db_cpu.wal_lsn() if db_cpu else None
+            phase = await auth.closed_loop(
+                settlement_from(offset), concurrency, seconds, server_pgid=server_pid
+            )
+            after = db_cpu.read() if db_cpu else None
+            wal = db_cpu.wal_lsn() - lsn_before if db_cpu and lsn_before is not None else None
+            offset += 10_000_000
+        phases.append(phase)
+        db_s = DatabaseCpu.used(before, after) if before is not None and after else None
+        db_used.append((db_s, wal))
+    return phases, db_used
+
+
 async def _measure(
     args: argparse.Namespace,
     port: int,
@@ -343,6 +378,7 @@ async def _measure(
     result: dict[str, Any],
     *,
     db_url: str,
+    db_cpu: DatabaseCpu | None = None,
 ) -> dict[str, Any]:
     seconds = float(args.seconds)
     concurrencies = auth._concurrencies(args)
@@ -361,17 +397,29 @@ async def _measure(
     def settle_from(start: int) -> Callable[[int], Awaitable[None]]:
         return lambda i: gen.settle(start + i)
 
-    phases: list[auth.Phase] = []
-    for concurrency in concurrencies:
-        async with gen.connections(limit=concurrency):
-            await auth.closed_loop(settlement_from(offset), concurrency, min(0.3, seconds))
-            offset += 10_000_000
-            phase = await auth.closed_loop(
-                settlement_from(offset), concurrency, seconds, server_pgid=process.pid
-            )
-            offset += 10_000_000
-        phases.append(phase)
+    phases, db_used = await _closed_phases(
+        gen,
+        concurrencies,
+        seconds,
+        settlement_from,
+        offset=offset,
+        server_pid=process.pid,
+        db_cpu=db_cpu,
+    )
+    offset += 20_000_000 * len(concurrencies)
     best = max(phases, key=lambda p: p.per_s)
+    if db_cpu is not None:
+        # The database server's own CPU and WAL per settlement (pre-settle + settle), beside
+        # the gateway's (loadtest.bench.db_server).
+        best_db_s, best_wal = db_used[phases.index(best)]
+        result["db_cpu_ms_per_settlement"] = (
+            round(best_db_s / best.ok * 1000, 3) if best_db_s is not None and best.ok else None
+        )
+        result["wal_bytes_per_settlement"] = (
+            round(best_wal / best.ok) if best_wal is not None and best.ok else None
+        )
+        if db_cpu.unreadable:
+            result["db_cpu_unreadable"] = db_cpu.unreadable
     result["settle_per_s"] = round(best.per_s, 1)
     result["concurrency"] = best.concurrency
     result["settle_errors"] = dict(best.errors)
@@ -653,7 +701,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _ledger_sizes(args)  # refuse a bad list before anything starts
     with (
         tempfile.TemporaryDirectory(prefix="bench-settle-") as tmp,
-        _database(args, Path(tmp)) as (db_url, backend),
+        _database(args, Path(tmp)) as (plain_url, backend),
+        named(plain_url, backend, APPLICATION_NAME_PREFIX + secrets.token_hex(4)) as (
+            db_url,
+            db_cpu,
+        ),
     ):
         tmp_path = Path(tmp)
         result["database"] = backend
@@ -674,7 +726,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         argv = [sys.executable, "-m", "gateway", "serve", "--workers", str(args.workers),
                 "--port", str(port), "--data-dir", str(tmp_path / "var")]  # fmt: skip
         with auth._process(argv, log_path, server_env) as process:
-            auth._run_async(lambda: _measure(args, port, process, log_path, result, db_url=db_url))
+            auth._run_async(
+                lambda: _measure(
+                    args, port, process, log_path, result, db_url=db_url, db_cpu=db_cpu
+                )
+            )
         auth._run_hello(args, result, tmp_path, env)
     hello_per_s = result["hello_per_s"]
     result["ratio_settle_to_hello"] = (
@@ -701,7 +757,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"[{result['database']}] settlements/s (pre-settle + settle) = "
         f"{result['settle_per_s']:,.0f} at c={result['concurrency']}, server CPU "
-        f"{result['server_cpu_ms_per_settlement']} ms and client CPU "
+        f"{result['server_cpu_ms_per_settlement']} ms"
+        + (
+            f" (database CPU {result.get('db_cpu_ms_per_settlement')} ms, WAL "
+            f"{result.get('wal_bytes_per_settlement')} bytes)"
+            if backend == "postgresql"
+            else ""
+        )
+        + " and client CPU "
         f"{result['client_cpu_ms_per_settlement']} ms each "
         f"(p99 {result['settle_p99_ms_closed']} ms); open loop {args.rate:.0f}/s: p99 "
         f"{result['settle_p99_ms_at_500']} ms, achieved {result['achieved_rate_at_500']}/s, "

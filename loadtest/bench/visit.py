@@ -34,7 +34,6 @@ the generator's own CPU stays small; it is reported (``client_cpu_ms_per_visit``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import secrets
@@ -49,12 +48,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
 from loadtest.bench import auth, settle
 from loadtest.bench.cards import BenchCard, Presignature, make_cards
 from loadtest.bench.crypto import _rate
+from loadtest.bench.db_server import DatabaseCpu, named
 from loadtest.bench.lean_http import LeanHttpError
 from sscard import demo as sd
 from sscard import terminal_auth as ta
@@ -133,11 +130,11 @@ class VisitGenerator(auth.Generator):
             body,
             timestamp=int(time.time()),
             nonce=secrets.token_urlsafe(16),
+            # Signature version 2: both are signed, and returned as their headers.
+            card_session=session,
+            idempotency_key=idempotency_key,
         )
         headers["Content-Type"] = "application/json"
-        headers["X-Card-Session"] = session
-        if idempotency_key is not None:
-            headers["Idempotency-Key"] = idempotency_key
         try:
             return await self.client.request("POST", path, headers, body)
         except LeanHttpError as exc:
@@ -191,50 +188,6 @@ def _code(status: int, data: bytes) -> str:
     return str(code) if code is not None else f"HTTP_{status}"
 
 
-# -- the database's own CPU --------------------------------------------------------------------
-
-
-class DatabaseCpu:
-    """CPU seconds of the PostgreSQL backends serving connections named ``application_name``.
-
-    Backends are found in pg_stat_activity at each reading; one that appeared since the last
-    reading counts from zero (the gateway's pool opens its connections during warm-up, before
-    any measured phase, so a measured phase rarely sees a new one)."""
-
-    def __init__(self, admin_url: str, application_name: str) -> None:
-        self._engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        self._name = application_name
-        self.unreadable = ""
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def _pids(self) -> list[int]:
-        with self._engine.connect() as connection:
-            rows = connection.execute(
-                text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
-                {"name": self._name},
-            )
-            return [int(pid) for (pid,) in rows]
-
-    def read(self) -> dict[int, float]:
-        readings: dict[int, float] = {}
-        for pid in self._pids():
-            try:
-                with open(f"/proc/{pid}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError as exc:  # another host, or not allowed to read it
-                self.unreadable = f"/proc/{pid}/stat: {exc.strerror}"
-                continue
-            fields = stat[stat.rindex(b")") + 2 :].split()
-            readings[pid] = (int(fields[11]) + int(fields[12])) / auth._CLOCK_TICKS
-        return readings
-
-    @staticmethod
-    def used(before: dict[int, float], after: dict[int, float]) -> float:
-        return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-
-
 # -- the run -------------------------------------------------------------------------------------
 
 
@@ -269,20 +222,22 @@ async def _measure(
     if warm.ok == 0:
         raise RuntimeError(f"no visit succeeded in the warm-up: {dict(warm.errors)}")
 
-    phases: list[tuple[auth.Phase, float | None]] = []
+    phases: list[tuple[auth.Phase, float | None, int | None]] = []
     for concurrency in auth._concurrencies(args):
         async with gen.connections(limit=concurrency):
             await auth.closed_loop(visits_from(offset), concurrency, min(0.3, seconds))
             offset += 10_000_000
             before = db_cpu.read() if db_cpu else None
+            lsn_before = db_cpu.wal_lsn() if db_cpu else None
             phase = await auth.closed_loop(
                 visits_from(offset), concurrency, seconds, server_pgid=process.pid
             )
             after = db_cpu.read() if db_cpu else None
+            wal = db_cpu.wal_lsn() - lsn_before if db_cpu and lsn_before is not None else None
             offset += 10_000_000
         db_s = DatabaseCpu.used(before, after) if before is not None and after else None
-        phases.append((phase, db_s))
-    best, best_db_s = max(phases, key=lambda p: p[0].per_s)
+        phases.append((phase, db_s, wal))
+    best, best_db_s, best_wal = max(phases, key=lambda p: p[0].per_s)
     result["visit_per_s"] = round(best.per_s, 1)
     result["concurrency"] = best.concurrency
     result["visit_errors"] = dict(best.errors)
@@ -296,7 +251,11 @@ async def _measure(
         )
         if db_cpu.unreadable:
             result["db_cpu_unreadable"] = db_cpu.unreadable
-    result["visit_by_concurrency"] = [auth._phase_summary(p) for p, _ in phases]
+        # The whole server's WAL over the phase (loadtest.bench.db_server: an upper bound).
+        result["wal_bytes_per_visit"] = (
+            round(best_wal / best.ok) if best_wal is not None and best.ok else None
+        )
+    result["visit_by_concurrency"] = [auth._phase_summary(p) for p, _, _ in phases]
 
     half = max(1.0, best.per_s / 2)
     async with gen.connections(limit=auth.MAX_OPEN_INFLIGHT):
@@ -311,23 +270,6 @@ async def _measure(
     result["visit_p99_ms"] = auth._round(auth._percentile(steady.latencies_ms, 99))
     result["errors_half_capacity"] = dict(steady.errors)
     return result
-
-
-@contextlib.contextmanager
-def _named(db_url: str, backend: str, name: str) -> Any:
-    """The gateway's URL with its connections named ``name`` (PostgreSQL), and the reader of
-    their backends' CPU; SQLite has no server to read."""
-    if backend != "postgresql":
-        yield db_url, None
-        return
-    url = make_url(db_url)
-    options = url.query.get("options", "")
-    named = url.update_query_dict({"application_name": name, "options": options})
-    reader = DatabaseCpu(url.render_as_string(hide_password=False), name)
-    try:
-        yield named.render_as_string(hide_password=False), reader
-    finally:
-        reader.close()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -346,7 +288,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="bench-visit-") as tmp,
         settle._database(args, Path(tmp)) as (db_url, backend),
-        _named(db_url, backend, APPLICATION_NAME_PREFIX + secrets.token_hex(4)) as (url, db_cpu),
+        named(db_url, backend, APPLICATION_NAME_PREFIX + secrets.token_hex(4)) as (url, db_cpu),
         ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool,
     ):
         tmp_path = Path(tmp)
@@ -400,7 +342,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"c={result['concurrency']} (errors {result['visit_errors'] or 0}); server CPU "
         f"{result['server_cpu_ms_per_visit']} ms/visit"
         + (
-            f", database CPU {result.get('db_cpu_ms_per_visit')} ms/visit"
+            f", database CPU {result.get('db_cpu_ms_per_visit')} ms/visit, WAL "
+            f"{result.get('wal_bytes_per_visit')} bytes/visit"
             if backend == "postgresql"
             else ""
         )

@@ -37,10 +37,6 @@ UNITS = REPO / "deploy" / "systemd"
 HAPROXY = REPO / "deploy" / "haproxy" / "ssc-gateway-tls.cfg"
 VENV_PYTHON = "/opt/ssc-gateway/.venv/bin/python"
 CONFIG = "/etc/ssc-gateway/gateway.toml"
-# Settings the example shows that land with another part of issue 14 (shared limits:
-# trusted_proxies). Until they are in gateway.settings, they are left out of the load below;
-# once they are, they are loaded and checked like every other key.
-PENDING = frozenset({"trusted_proxies"})
 
 
 def _section(title: str) -> str:
@@ -89,15 +85,15 @@ def _unit(name: str) -> dict[str, dict[str, list[str]]]:
 
 def test_the_settings_example_loads(tmp_path: Path) -> None:
     example = tomllib.loads(_block("The settings file", "toml"))
-    loadable = {k: v for k, v in example.items() if k in Settings.model_fields or k not in PENDING}
-    assert set(example) - set(loadable) <= PENDING
     config = tmp_path / "gateway.toml"
     config.write_text(
-        "\n".join(f"{key} = {_toml(value)}" for key, value in loadable.items()), encoding="utf-8"
+        "\n".join(f"{key} = {_toml(value)}" for key, value in example.items()), encoding="utf-8"
     )
     settings = load_settings(config_file=config, environ={})
     assert settings.demo_world == "off"
     assert not settings.should_load_demo_world()
+    assert settings.kek_file == Path("/etc/ssc-gateway/kek")
+    assert settings.trusted_proxies
     assert settings.database_url.startswith("postgresql+psycopg://")
     # The unit's StateDirectory is the data directory the example names.
     service = _unit("ssc-gateway.service")["Service"]

@@ -58,9 +58,13 @@ SERIAL_OFFSET = 1000
 ANOTHER_ACTIVE = 2
 
 
+OPS_TOKEN = "ops-crl-test-token-" + "c" * 32
+OPS = {"Authorization": f"Bearer {OPS_TOKEN}"}
+
+
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"demo_world": "on"}
+    return {"demo_world": "on", "ops_token": OPS_TOKEN}
 
 
 @pytest.fixture
@@ -311,3 +315,44 @@ def test_admin_crl_import_command(
     assert cli.main(["admin", "crl", "list", *flags]) == 0
     assert "number 12" in capsys.readouterr().out
     assert table_state(registry)[1] == 2
+
+
+# -- the ops API -----------------------------------------------------------------------------
+
+
+async def test_ops_api_imports_a_crl_and_this_worker_enforces_it_at_once(
+    terminal: CardTerminal, client: Client, registry: Engine, clock: FakeClock
+) -> None:
+    crl = demo_crl(clock, NEW_ACTIVE, number=21)
+    answer = await client.post("/v1/ops/crls", json={"crl": crl.to_pem().decode()}, headers=OPS)
+    assert answer.status == 200, await answer.text()
+    body = await answer.json()
+    assert (body["crl_number"], body["entries"], body["changed"]) == ("21", 1, True)
+    await assert_problem(await terminal.authenticate(NEW_ACTIVE), 403, "CARD_CERT_REVOKED")
+    listed = await (await client.get("/v1/ops/crls", headers=OPS)).json()
+    assert [item["crl_number"] for item in listed["crls"]] == ["21"]
+    (row,) = audit_rows(registry)
+    assert (row.action, row.actor) == ("crl.import", "ops:bootstrap")
+    assert row.source == "127.0.0.1"
+
+
+async def test_ops_api_refuses_bad_lists_and_changes_nothing(
+    client: Client, registry: Engine, clock: FakeClock
+) -> None:
+    import base64
+
+    do_import(registry, demo_crl(clock, NEW_ACTIVE, number=30), clock)
+    before = table_state(registry), audit_rows(registry)
+    stale = base64.b64encode(demo_crl(clock, number=29).der).decode()
+    for body, reason in (
+        ({"crl": stale}, "CRL_STALE"),
+        ({"crl": "not base64 !"}, "CRL_MALFORMED"),
+        ({"crl": base64.b64encode(b"0").decode()}, "CRL_MALFORMED"),
+    ):
+        answer = await client.post("/v1/ops/crls", json=body, headers=OPS)
+        problem = await assert_problem(answer, 422, "CRL_REFUSED")
+        assert problem["detail"].startswith(reason), problem
+    assert (table_state(registry), audit_rows(registry)) == before
+    await assert_problem(
+        await client.post("/v1/ops/crls", json={"crl": stale}), 401, "OPS_UNAUTHORIZED"
+    )

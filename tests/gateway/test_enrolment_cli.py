@@ -313,7 +313,7 @@ def test_the_demo_world_makes_its_kek_in_the_data_dir_and_logs_the_path_not_the_
 ):
     from gateway.kek import DEMO_KEK_FILE, resolve_keys
 
-    # "on": what `serve` and `admin` decide "auto" to be for a demo-world database.
+    # "on": what `serve` decides "auto" to be for a demo (or empty embedded) database.
     settings = load_settings(environ={}, overrides={"data_dir": tmp_path, "demo_world": "on"})
     assert settings.should_load_demo_world()
     with caplog.at_level("WARNING", logger="gateway.kek"):
@@ -326,9 +326,7 @@ def test_the_demo_world_makes_its_kek_in_the_data_dir_and_logs_the_path_not_the_
     assert value not in caplog.text
     assert resolve_keys(settings).ring.current_kek_id == keys.ring.current_kek_id  # type: ignore[union-attr]
     # Replicas of one demo world (a data dir each) share it: it follows from the demo seed.
-    other = load_settings(
-        environ={}, overrides={"data_dir": tmp_path / "replica-b", "demo_world": "on"}
-    )
+    other = load_settings(environ={}, overrides={"data_dir": tmp_path / "replica-b"})
     assert resolve_keys(other).ring.current_kek_id == keys.ring.current_kek_id  # type: ignore[union-attr]
     # Not the demo world and no KEK: nothing to seal with, said plainly.
     off = load_settings(environ={}, overrides={"data_dir": tmp_path, "demo_world": "off"})

@@ -206,7 +206,8 @@ def positive_data_is_not_refused_as_malformed(ctx: Any, response: Any, case: Cas
     if all(_semantic(case, error) for error in errors):
         _record_tolerated(case, errors or [{"field": "(rule)", "type": "none"}])
         return
+    sent = {str(e.get("field")): _at(case.body, str(e.get("field"))) for e in errors}
     raise AssertionError(
         f"the document calls this request valid; the server refused it as "
-        f"{problem.get('code')}: {problem.get('detail')}; {errors}"
+        f"{problem.get('code')}: {problem.get('detail')}; {errors}; values sent: {sent!r}"
     )

@@ -5,6 +5,7 @@ generator sends ordinary HTTP/1.1 requests, each signed afresh, and counts refus
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -222,3 +223,24 @@ def test_settle_bench_prints_json_last_line() -> None:
     assert large["ok"] > 0
     assert large["errors"] == {}
     assert large["settle_p99_ms"] is not None
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_settle_bench_on_postgresql_reports_the_database_servers_share(postgres_url: str) -> None:
+    argv = [sys.executable, "-m", "loadtest.bench", "settle", "--json", "--seconds", "0.3",
+            "--workers", "1", "--cards", "4", "--concurrency", "2", "--rate", "10",
+            "--db", postgres_url]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=300).stdout
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["database"] == "postgresql"
+    assert report["settle_per_s"] > 0
+    assert report["settle_errors"] == {}
+    assert report["server_cpu_ms_per_settlement"] > 0
+    # Beside the gateway's CPU: the database server's WAL and (where /proc is readable) CPU.
+    assert report["wal_bytes_per_settlement"] > 0
+    if os.geteuid() == 0:  # as in CI: the backends' /proc entries are readable
+        assert report["db_cpu_ms_per_settlement"] > 0
+    else:
+        assert report["db_cpu_unreadable"]
+    assert "database CPU" in out

@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from loadtest.bench.visit import DatabaseCpu, overhead_multiple
+from loadtest.bench.db_server import DatabaseCpu
+from loadtest.bench.visit import overhead_multiple
 
 
 def test_overhead_multiple_is_visit_cpu_over_five_hellos_and_one_verification() -> None:
@@ -49,6 +50,8 @@ def test_visit_bench_on_postgresql_prints_json_last_line(postgres_url: str) -> N
     # The multiple is the promised quotient of the figures beside it.
     floor = 5 * report["hello_cpu_ms_per_request"] + report["sm2_verify_ms"]
     assert report["overhead_multiple"] == round(report["server_cpu_ms_per_visit"] / floor, 2)
+    # The server's WAL over the measured phase: a visit's settle writes some.
+    assert report["wal_bytes_per_visit"] > 0
     if os.geteuid() == 0:  # as in CI: the backends' /proc entries are readable
         assert report["db_cpu_ms_per_visit"] > 0
     else:  # otherwise the figure is missing and the report says why

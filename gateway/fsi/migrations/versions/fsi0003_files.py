@@ -1,8 +1,8 @@
 """The national-interface door's files: 9101 uploads (3202's detail file) and the files an
 answer names for 9102 (3202's differences), kept until they expire.
 
-Revision ID: fsi0002
-Revises: fsi0001
+Revision ID: fsi0003
+Revises: fsi0002
 Create Date: 2026-12-07
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "fsi0002"
-down_revision: str | Sequence[str] | None = "fsi0001"
+revision: str = "fsi0003"
+down_revision: str | Sequence[str] | None = "fsi0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

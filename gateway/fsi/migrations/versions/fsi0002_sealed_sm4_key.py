@@ -4,8 +4,8 @@
 before, which `gateway serve` seals at start and `gateway admin rewrap` seals (this migration
 has no KEK to do it with).
 
-Revision ID: fsi0003
-Revises: fsi0002
+Revision ID: fsi0002
+Revises: fsi0001
 Create Date: 2026-12-07
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "fsi0003"
-down_revision: str | Sequence[str] | None = "fsi0002"
+revision: str = "fsi0002"
+down_revision: str | Sequence[str] | None = "fsi0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
