@@ -104,7 +104,9 @@ class StatusIn(RequestModel):
         )
     )
 
-    application_id: int | None = Field(default=None, ge=1)
+    # Bounded: a larger number is no application id, and beyond 2**63 - 1 no database column
+    # can even hold it (schemathesis sent a 77-digit one: a 500).
+    application_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     citizen_id: CitizenId | None = None
 
     @model_validator(mode="after")

@@ -10,7 +10,8 @@ from gateway.routing import RequestModel, Text
 
 # A plain str (the hex pattern already excludes NUL): pydantic leaves the pattern of an
 # Optional Text (a str with an after-validator) out of /openapi.json while still enforcing it.
-SecretHex = Annotated[str, Field(min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")]
+_HEX = r"^[0-9a-fA-F]+$"
+SecretHex = Annotated[str, Field(min_length=32, max_length=128, pattern=_HEX)]
 
 __all__ = [
     "AgentIn",
@@ -52,10 +53,11 @@ class InstitutionChangeIn(RequestModel):
 
 class TransportIn(RequestModel):
     profile: Text = Field(min_length=1, max_length=16)
-    sm4_key_hex: Text | None = Field(None, min_length=32, max_length=32, pattern=r"^[0-9a-fA-F]+$")
-    his_public_key_hex: Text | None = Field(
-        None, min_length=130, max_length=130, pattern=r"^[0-9a-fA-F]+$"
-    )
+    # Plain str inside the Optional, as SecretHex: the pattern must reach /openapi.json.
+    sm4_key_hex: Annotated[str, Field(min_length=32, max_length=32, pattern=_HEX)] | None = None
+    his_public_key_hex: (
+        Annotated[str, Field(min_length=130, max_length=130, pattern=_HEX)] | None
+    ) = None
 
 
 class TransportOut(BaseModel):
