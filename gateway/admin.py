@@ -20,8 +20,10 @@ from typing import Any, NoReturn
 from sqlalchemy.orm import Session
 
 from gateway.audit import audit_csv, list_audit
-from gateway.enrolment import agents, identities, institutions, terminals
+from gateway.card_auth.crl_admin import add_crl_commands, run_crl_command
+from gateway.enrolment import agents, identities, institutions, terminals, transport
 from gateway.enrolment.common import Actor
+from gateway.enrolment.rewrap import rewrap_secrets
 from gateway.errors import GatewayError
 from gateway.kek import KekUnavailable, require_key_ring
 from gateway.settings import Settings
@@ -91,6 +93,11 @@ def add_admin_parser(
     for verb in ("suspend", "reinstate"):
         leaf(inst, verb).add_argument("code")
     leaf(inst, "list").add_argument("--kind")
+    transport = leaf(inst, "transport", help="its national-interface transport profile and keys")
+    transport.add_argument("code")
+    transport.add_argument("--profile", required=True, help="plain or sm2-sm4")
+    transport.add_argument("--sm4-key-file", type=Path, help="sm2-sm4: the SM4 key (32 hex)")
+    transport.add_argument("--his-public-key", help="sm2-sm4: the HIS's SM2 key (130 hex)")
 
     term = verbs("terminal", "terminals")
     enrol = leaf(term, "enrol")
@@ -110,6 +117,9 @@ def add_admin_parser(
     audit = verbs("audit", "the audit trail")
     leaf(audit, "list").add_argument("--limit", type=_seconds, default=50)
     leaf(audit, "export", help="CSV on stdout")
+
+    # Card CRLs: import, list, demo-write (gateway.card_auth.crl_admin).
+    add_crl_commands(objects, settings_flags)
 
     rollover = leaf(
         objects, "rollover", help="year-end roll-over of personal accounts (gateway.year_end)"
@@ -157,16 +167,21 @@ def _actor() -> Actor:
 
 
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:
+    if args.admin_object == "crl":
+        return run_crl_command(args, settings)
     if args.admin_object == "rollover":
         from gateway.year_end import run_rollover
 
         return run_rollover(settings, year=args.year, check=args.check)
     from gateway import migrate
     from gateway.db import for_writes, make_engine
+    from gateway.demo import demo_world_of
 
     engine = make_engine(settings)
     try:
         migrate.check_schema_current(engine)
+        # "auto" decided by this database's demo-world marker (gateway.demo), as `serve` does.
+        settings = demo_world_of(engine, settings)
         write_engine = for_writes(engine)
 
         def unit(work: Callable[[Session], Any]) -> Any:
@@ -200,7 +215,29 @@ def _dispatch(args: argparse.Namespace, settings: Settings, unit: Unit) -> None:
     handlers[args.admin_object](args, settings, _actor(), unit)
 
 
-def _institution(args: argparse.Namespace, _: Settings, actor: Actor, unit: Unit) -> None:
+def _transport(args: argparse.Namespace, settings: Settings, actor: Actor, unit: Unit) -> None:
+    ring = require_key_ring(settings)
+    sm4_key = _read_secret(args.sm4_key_file)
+    try:
+        his_key = None if args.his_public_key is None else bytes.fromhex(args.his_public_key)
+    except ValueError:
+        raise _UsageError("--his-public-key must be hex digits") from None
+    view = unit(
+        lambda s: transport.set_transport(
+            s,
+            actor,
+            ring,
+            institution_code=args.code,
+            profile=args.profile,
+            sm4_key=sm4_key,
+            his_public_key=his_key,
+        )
+    )
+    sealed = f" (SM4 key sealed under KEK {view.kek_id})" if view.kek_id else ""
+    print(f"institution {view.institution_code}: transport {view.profile}{sealed}")
+
+
+def _institution(args: argparse.Namespace, settings: Settings, actor: Actor, unit: Unit) -> None:
     verb = args.admin_verb
     if verb == "add":
         view = unit(
@@ -223,6 +260,8 @@ def _institution(args: argparse.Namespace, _: Settings, actor: Actor, unit: Unit
             )
         )
         print(f"institution {view.code} {'suspended' if view.suspended else 'active'}")
+    elif verb == "transport":
+        _transport(args, settings, actor, unit)
     else:
         for i in unit(lambda s: institutions.list_institutions(s, kind=args.kind)):
             state = "suspended" if i.suspended else "active"
@@ -319,7 +358,7 @@ def _ops_identity(args: argparse.Namespace, _: Settings, actor: Actor, unit: Uni
 
 def _rewrap(_: argparse.Namespace, settings: Settings, actor: Actor, unit: Unit) -> None:
     ring = require_key_ring(settings)
-    report = unit(lambda s: terminals.rewrap_terminals(s, actor, ring))
+    report = unit(lambda s: rewrap_secrets(s, actor, ring))
     print(
         f"rewrap to KEK {report.kek_id}: {report.moved} moved, {report.sealed} sealed from "
         f"plaintext, {report.unchanged} already current"

@@ -27,13 +27,14 @@ from gateway.card_auth.service import card_auth_context
 from gateway.crossprov.hub import hub_context
 from gateway.db import make_engine
 from gateway.db_metrics import MeasuredDatabase
+from gateway.demo import demo_world_of
 from gateway.fsi.door import at_fsi_path, fsi_context
 from gateway.housekeeping import roll_over_forever, sweep_nonces_forever
 from gateway.kek import resolve_keys
+from gateway.limits.guards import TerminalLimits, limits_context
 from gateway.middleware import observe, problems
 from gateway.openapi import build_openapi
 from gateway.ops.access import ops_context
-from gateway.rate_limit import TokenBuckets
 from gateway.routes import ROUTES
 from gateway.routing import Route, add_routes
 from gateway.settings import Settings
@@ -70,12 +71,9 @@ def create_app(
     app[CLOCK] = clock
     app[OPENAPI] = build_openapi(routes)
     app[INFLIGHT] = InflightCount(settings.max_inflight_requests)
-    app[RATE_LIMITS] = TokenBuckets(
-        rate_per_s=settings.terminal_rate_per_s,
-        burst=settings.terminal_burst,
-        # One bucket per authenticated terminal: the same bound as the terminal cache.
-        max_keys=settings.terminal_cache_max_entries,
-    )
+    # One local bucket per authenticated terminal (the terminal cache's bound), settled with
+    # the shared store by limits_context's task.
+    app[RATE_LIMITS] = TerminalLimits(settings)
     add_routes(app.router, routes)
     app.cleanup_ctx.append(_database)
     # Needs the database (the shared card-session key); before the sweepers.
@@ -84,6 +82,8 @@ def create_app(
     app.cleanup_ctx.append(_year_end_rollover)
     # The national hub's client and this worker's reversal task (needs the database).
     app.cleanup_ctx.append(hub_context)
+    # The shared limits' store (database or Redis) and the terminal limits' sync task.
+    app.cleanup_ctx.append(limits_context)
     # The ops dashboard's credential (gateway.ops.access): resolved and announced at start-up.
     app.cleanup_ctx.append(ops_context)
     # The national door's per-worker caches (institutions, card presence).
@@ -100,8 +100,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     )
     try:
         await asyncio.to_thread(migrate.check_schema_current, engine)
+        # An "auto" demo world decided by this database's marker, before anything that trusts
+        # demo credentials (card auth, ops, issuance) reads the settings. `serve` has decided
+        # it already (gateway.serve.prepare); an application made in process decides it here.
+        app[SETTINGS] = await asyncio.to_thread(demo_world_of, engine, settings)
         # The KEK ring that opens terminal secrets (gateway.kek; the demo's is made here).
-        keys = await asyncio.to_thread(resolve_keys, settings)
+        keys = await asyncio.to_thread(resolve_keys, app[SETTINGS])
         app[DATABASE] = db
         app[KEY_RING] = keys.ring
         app[TERMINALS] = TerminalDirectory(
@@ -135,6 +139,9 @@ async def _nonce_sweeper(app: web.Application) -> AsyncIterator[None]:
 
 async def _year_end_rollover(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    if not settings.year_end_rollover:
+        yield
+        return
     task = asyncio.create_task(
         roll_over_forever(
             app[DATABASE],

@@ -1,5 +1,6 @@
 """Command line: ``python -m gateway serve | db upgrade | db current | db revision | admin …``
-(``admin``: enrolment, keys, audit and the year-end roll-over: gateway.admin).
+(``admin``: enrolment, keys, audit and the year-end roll-over: gateway.admin; card CRLs:
+gateway.card_auth.crl_admin).
 
 Flags override the TOML file and GATEWAY_* environment (see gateway.settings). Exit codes:
 0 success, 1 runtime failure, 2 invalid configuration or usage.

@@ -8,7 +8,15 @@ issuing institutions (11 service banks, employers, community centres, online ser
 hotline, the card centre: sscard.demo.demo_issuers) are a part of their own, with two terminals
 each and their issuance roles (gateway.issuance_api.demo). Because
 the secrets follow from a seed, the demo world must never be loaded into a real deployment:
-``Settings.demo_world = "auto"`` loads it into an embedded SQLite database only.
+``Settings.demo_world = "auto"`` loads it into an EMPTY embedded SQLite database only.
+
+The demo world's marker. Loading the terminals writes a row ``demo_world`` into
+``gateway_secrets`` in the same transaction, so a database says itself whether it was created
+as the demo world. With ``demo_world = "auto"`` the demo credentials (the demo PKI and legacy
+master key, the demo ops token, the demo issuing CA, the hub simulator) are trusted only
+where that marker is, or where the database is empty and embedded and the demo world is
+loaded into it now (:func:`resolve_demo_world`); a database holding anything else never turns
+into the demo world, SQLite or not. ``"on"`` loads and trusts them anywhere, ``"off"`` never.
 
 Extension point: the world is built by the :data:`DEMO_PARTS` in order, each in its own
 transaction and each idempotent (it checks whether it is loaded). To add demo cards, write a
@@ -27,11 +35,13 @@ from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from gateway.card_auth.demo_cards import DemoCards
+from gateway.card_auth.tables import GatewaySecret, get_or_create_secret
 from gateway.crossprov.demo import DemoRemotePersons
 from gateway.db import for_writes
 from gateway.fsi.demo import DemoFsiOperators
 from gateway.issuance_api.demo import DemoIssuingInstitutions
 from gateway.logs import fields
+from gateway.settings import Settings
 from gateway.settlement_api.demo import DemoSettlementPersons
 from gateway.store import Institution, InstitutionKind, Terminal
 from sscard import terminal_auth as ta
@@ -42,7 +52,10 @@ __all__ = [
     "InstitutionsAndTerminals",
     "demo_institutions",
     "demo_terminals",
+    "demo_world_of",
+    "is_demo_world",
     "load_demo_world",
+    "resolve_demo_world",
 ]
 
 log = logging.getLogger("gateway.demo")
@@ -50,6 +63,9 @@ log = logging.getLogger("gateway.demo")
 # PostgreSQL has no BEGIN IMMEDIATE: replicas starting at once on one database take this
 # transaction-scoped advisory lock instead ("SSCDEMO" in ASCII, recognisable in pg_locks).
 _LOCK_KEY: Final = int.from_bytes(b"SSCDEMO", "big")
+# The marker's row in gateway_secrets (not a secret: it says the database is the demo world).
+DEMO_MARKER: Final = "demo_world"
+_MARKER_VALUE: Final = b"created as the DEMO world"
 
 
 class DemoPart(Protocol):
@@ -130,7 +146,62 @@ class InstitutionsAndTerminals:
         # One executemany per table: ~3,600 rows in well under a second on SQLite.
         session.execute(insert(Institution), institutions)
         session.execute(insert(Terminal), terminals)
+        # The marker, with the demo terminals it vouches for: one transaction.
+        get_or_create_secret(session, name=DEMO_MARKER, candidate=_MARKER_VALUE)
         return len(institutions) + len(terminals)
+
+
+def is_demo_world(session: Session, seed: str) -> bool:
+    """Was this database created as the demo world? Its marker says so; a database loaded
+    before markers existed is recognised by its first demo terminal holding the secret the
+    seed derives (only the demo loader writes that), and is marked now."""
+    marked = session.execute(
+        select(GatewaySecret.name).where(GatewaySecret.name == DEMO_MARKER)
+    ).first()
+    if marked is not None:
+        return True
+    terminal_id, secret = ta.demo_terminal(seed, 0)
+    stored = session.execute(
+        select(Terminal.secret).where(Terminal.terminal_id == terminal_id)
+    ).scalar_one_or_none()
+    if stored is None or bytes(stored) != secret:
+        return False
+    get_or_create_secret(session, name=DEMO_MARKER, candidate=_MARKER_VALUE)
+    return True
+
+
+def _is_empty(session: Session) -> bool:
+    return session.execute(select(func.count()).select_from(Institution)).scalar_one() == 0
+
+
+def demo_world_of(engine: Engine, settings: Settings) -> Settings:
+    """``settings`` with an "auto" ``demo_world`` decided by this database's marker alone
+    ("on" where it is the demo world, else "off"); loads nothing. For a process that did not
+    run :func:`resolve_demo_world` itself (an application created in process)."""
+    if settings.demo_world != "auto":
+        return settings
+    with Session(for_writes(engine)) as session, session.begin():
+        demo = is_demo_world(session, settings.demo_seed)
+    return settings.model_copy(update={"demo_world": "on" if demo else "off"})
+
+
+def resolve_demo_world(engine: Engine, settings: Settings) -> Settings:
+    """``settings`` with ``demo_world`` decided for this database: "on" loads the demo world
+    (if a part is missing) and keeps "on"; "auto" becomes "on" where the database is marked
+    as the demo world (loading any part still missing) or is empty and embedded (the demo
+    world is loaded into it now, marker included), and "off" anywhere else; "off" stays."""
+    if settings.demo_world == "off":
+        return settings
+    if settings.demo_world == "auto":
+        with Session(for_writes(engine)) as session, session.begin():
+            demo = is_demo_world(session, settings.demo_seed) or (
+                settings.is_embedded_db and _is_empty(session)
+            )
+        if not demo:
+            log.info("demo world off: this database was not created as the demo world")
+            return settings.model_copy(update={"demo_world": "off"})
+    load_demo_world(engine, settings.demo_seed)
+    return settings.model_copy(update={"demo_world": "on"})
 
 
 # Built in this order. EXTENSION POINT: append further parts here.

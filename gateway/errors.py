@@ -212,6 +212,16 @@ class ErrorCode(StrEnum):
         "该请求已收到过，未重复处理。请在终端上重新发起操作。",
         headers=_AUTH_HEADERS,
     )
+    # Request signature version 1 outside its transition window (gateway.routing).
+    SIGNATURE_VERSION_UNSUPPORTED = ErrorSpec(
+        "SIGNATURE_VERSION_UNSUPPORTED",
+        401,
+        "Signature version not accepted",
+        "The terminal signs its requests in a form the gateway no longer accepts. Update "
+        "the terminal software (request signature version 2).",
+        "终端的请求签名方式已不被网关接受。请升级终端软件（请求签名第 2 版）。",
+        headers=_AUTH_HEADERS,
+    )
     # capacity
     RATE_LIMITED = ErrorSpec(
         "RATE_LIMITED",
@@ -455,6 +465,18 @@ class ErrorCode(StrEnum):
         "Card generation mismatch",
         f"The terminal treated a new card as an old one or the reverse. {_READ_AGAIN} {_CALL_IT}",
         f"终端把新卡当成旧卡或把旧卡当成新卡处理。{_READ_AGAIN_ZH}{_CALL_IT_ZH}",
+    )
+    # The card PKI's CRL lists the certificate (gateway.card_auth.revocation): beside the
+    # registry's CARD_LOST / CARD_SUPERSEDED, a card the issuer revoked by its certificate.
+    CARD_CERT_REVOKED = ErrorSpec(
+        "CARD_CERT_REVOKED",
+        403,
+        "Card certificate revoked",
+        "The card issuer has revoked this card's certificate, so the card cannot be accepted. "
+        "Do not accept it; the holder can ask about a replacement at a service bank or "
+        "community service centre (962222).",
+        "发卡机构已吊销该卡的证书，该卡不能受理，请勿受理。持卡人可到服务银行或社区事务受理服务"
+        "中心咨询补换卡（962222）。",
     )
     # the card's own proof
     CARD_SIGNATURE_INVALID = ErrorSpec(
@@ -719,6 +741,14 @@ class ErrorCode(StrEnum):
         "is in the detail. Nothing was charged.",
         "国家平台（参保地）拒绝了该笔结算，原因见详细信息。未发生扣费。",
     )
+    FILING_NOT_FOUND = ErrorSpec(
+        "FILING_NOT_FOUND",
+        404,
+        "Filing not found",
+        "This institution registered no filing (备案) with that number for this person. "
+        "Check the number (trt_dcla_detl_sn).",
+        "本机构没有为该人员登记该编号的备案。请核对备案流水号（trt_dcla_detl_sn）。",
+    )
     # issuance (codes of issuance.errors' service errors; gateway.issuance_api)
     ILLEGAL_TRANSITION = ErrorSpec(
         "ILLEGAL_TRANSITION",
@@ -846,9 +876,9 @@ class ErrorCode(StrEnum):
         "Ops token missing or wrong",
         "The operations dashboard needs the gateway's ops token. Enter the token from the "
         "gateway's ops_token setting (demo: the ops-token file in the data directory, "
-        "printed at start-up).",
+        "named at start-up).",
         "运维看板需要网关的运维令牌。请输入网关 ops_token 配置中的令牌（演示环境：数据目录中的 "
-        "ops-token 文件，启动时已打印）。",
+        "ops-token 文件，启动时已给出其路径）。",
         headers={"WWW-Authenticate": 'Bearer realm="ssc-ops"'},
     )
     # Not RATE_LIMITED: that one tells a clerk their terminal sends too fast. This one is
@@ -863,6 +893,25 @@ class ErrorCode(StrEnum):
         "该地址发送的错误运维令牌过多，网关暂时不再校验来自该地址的令牌。请等待提示的时间后，"
         "再输入网关 ops_token 配置中的令牌。",
         retry_after_s=60,
+    )
+    # /metrics behind a setting (gateway.metrics_access)
+    METRICS_UNAUTHORIZED = ErrorSpec(
+        "METRICS_UNAUTHORIZED",
+        401,
+        "Metrics token missing or wrong",
+        "The metrics need the gateway's metrics token (setting metrics_token) as a bearer "
+        "token. Check the monitoring system's configuration.",
+        "读取监控指标需要网关的指标令牌（metrics_token 配置）。请检查监控系统的配置。",
+        headers={"WWW-Authenticate": 'Bearer realm="ssc-metrics"'},
+    )
+    METRICS_FORBIDDEN = ErrorSpec(
+        "METRICS_FORBIDDEN",
+        403,
+        "Metrics only from this host",
+        "This gateway shows its metrics only to programs on its own host. To scrape them "
+        "from elsewhere, set a metrics_token and send it as a bearer token.",
+        "本网关仅向本机程序提供监控指标。如需从其他主机采集，请配置 metrics_token 并以 Bearer "
+        "令牌方式发送。",
     )
     # --- the national-interface door (gateway.fsi, docs/national-interface.md) -------------
     # Answered inside an HTTP 200 envelope (infcode -1, or -2 for a msgid conflict); the
@@ -997,6 +1046,14 @@ class ErrorCode(StrEnum):
         f"No uploaded file has this file number (file_qury_no). {_CALL_IT}",
         f"没有与该文件查询号（file_qury_no）对应的上传文件。{_CALL_IT_ZH}",
     )
+    FSI_FILE_INVALID = ErrorSpec(
+        "FSI_FILE_INVALID",
+        422,
+        "File refused",
+        "The file cannot be used: too large, too many rows, not in the documented form, or "
+        "its rows do not add up to the totals sent. Export the file again and send it again.",
+        "文件无法使用：过大、行数过多、格式不符，或明细合计与所报总额不一致。请重新导出文件后再发送。",
+    )
     # --- enrolment and keys at rest (gateway.enrolment, gateway.sealing; issue 14) ----------
     # Answered to operators (gateway admin, the ops API), except KEK_UNAVAILABLE, which a
     # terminal gets when its stored secret cannot be opened.
@@ -1028,6 +1085,16 @@ class ErrorCode(StrEnum):
         "Enrolment refused",
         "The enrolment was refused as given (see the detail); nothing was changed.",
         "登记请求不符合要求（见详情），未作任何更改。",
+    )
+    # A card CRL refused by POST /v1/ops/crls (gateway.ops.crl_routes); the detail starts
+    # with the reason's own code (CRL_STALE, CRL_SIGNATURE_INVALID …), as `admin crl` prints.
+    CRL_REFUSED = ErrorSpec(
+        "CRL_REFUSED",
+        422,
+        "CRL refused",
+        "The revocation list was refused (the detail says why: not the card CA's, expired, "
+        "older than the list in force …); nothing was changed.",
+        "吊销列表未被接受（原因见详情：非发卡 CA 签发、已过期、旧于现行列表等），未作任何更改。",
     )
     KEK_UNAVAILABLE = ErrorSpec(
         "KEK_UNAVAILABLE",

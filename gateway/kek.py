@@ -11,8 +11,16 @@ from typing import Final
 from gateway.logs import fields
 from gateway.sealing import Kek, KeyRing, load_kek_file, new_kek_file, parse_kek_hex
 from gateway.settings import Settings
+from sscard.crypto import hmac_sm3
 
-__all__ = ["DEMO_KEK_FILE", "KekUnavailable", "ResolvedKeys", "require_key_ring", "resolve_keys"]
+__all__ = [
+    "DEMO_KEK_FILE",
+    "KekUnavailable",
+    "ResolvedKeys",
+    "demo_kek",
+    "require_key_ring",
+    "resolve_keys",
+]
 
 log = logging.getLogger("gateway.kek")
 
@@ -48,8 +56,10 @@ def resolve_keys(settings: Settings) -> ResolvedKeys:
         elif settings.kek_file is not None:
             current, source = load_kek_file(settings.kek_file), str(settings.kek_file)
         elif settings.should_load_demo_world():
+            # Derived from the demo seed, as the demo terminals' secrets are: replicas of one
+            # demo world (each with a data dir of its own) must open each other's blobs.
             path = settings.data_dir / DEMO_KEK_FILE
-            if new_kek_file(path):
+            if new_kek_file(path, demo_kek(settings.demo_seed)):
                 # The path, never the value: an operator finds it there.
                 log.warning("DEMO ONLY: key-encryption key generated", extra=fields(path=str(path)))
             current, source = load_kek_file(path), f"DEMO ONLY: the file {path}"
@@ -62,6 +72,11 @@ def resolve_keys(settings: Settings) -> ResolvedKeys:
             raise
         raise KekUnavailable(str(exc)) from None
     return ResolvedKeys(KeyRing(current, older), source)
+
+
+def demo_kek(seed: str) -> bytes:
+    """DEMO ONLY: the demo world's KEK, anyone with the (public) demo seed can derive it."""
+    return hmac_sm3(seed.encode(), b"ssc-gateway demo kek")
 
 
 def require_key_ring(settings: Settings) -> KeyRing:

@@ -7,8 +7,13 @@ string, no header values other than ids (terminal id, request id), so no persona
 
 As a second line of defence every line is masked on its way out (:mod:`sscard.masking`, the
 project's one rule): a field named for personal data (``citizen_id``, ``name``, ``card_no``,
-``phone``, ``psn_no``, ...) by its kind's rule, and every other text, the event, exception
-messages and tracebacks included, with the citizen ids and mobile numbers in it masked.
+``phone``, ``psn_no``, ...) by its kind's rule, and every other text, the event included,
+with the citizen ids and mobile numbers in it masked.
+
+Exception MESSAGES never reach a line: a logged exception is its type and its traceback's
+frames (file, line, function, source line), for it and each exception it was raised from or
+during, and no message. A message is where a library puts the data it was given (a database
+error's key values and parameters, a name in a ValueError), and masking cannot know a name.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import logging
 import os
 import sys
 import time
+import traceback
+from types import TracebackType
 from typing import Any, Final
 
 from aiohttp.http_exceptions import HttpProcessingError
@@ -124,7 +131,7 @@ class _Formatter(logging.Formatter):
         )
         if record.exc_info:
             line["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
-            line["traceback"] = mask_text(self.formatException(record.exc_info))
+            line["traceback"] = mask_text(_traceback_without_messages(record.exc_info[1]))
         return self.encode(line)
 
 
@@ -155,6 +162,34 @@ class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.flush()
         except Exception:
             self.handleError(logging.makeLogRecord({"name": name, "msg": event, "levelno": level}))
+
+
+# A chain longer than this is cut (a cycle is impossible: each exception is visited once).
+_MAX_CHAIN: Final = 8
+
+
+def _traceback_without_messages(exc: BaseException | None) -> str:
+    """The traceback Python would print, each exception's message left out."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain and len(chain) < _MAX_CHAIN:
+        chain.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    parts: list[str] = []
+    for failure in reversed(chain):
+        parts.append("Traceback (most recent call last):")
+        parts.extend(_frames(failure.__traceback__))
+        kind = type(failure)
+        parts.append(f"{kind.__module__}.{kind.__qualname__} (message not logged)")
+    return "\n".join(parts)
+
+
+def _frames(tb: TracebackType | None) -> list[str]:
+    lines = []
+    for frame in traceback.extract_tb(tb):
+        lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
+        if frame.line:
+            lines.append(f"    {frame.line}")
+    return lines
 
 
 def _kv(value: Any) -> str:

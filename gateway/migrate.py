@@ -28,10 +28,12 @@ import issuance.store
 import settlement.store
 from gateway import audit as _audit_tables  # noqa: F401 - registers its tables
 from gateway import store
+from gateway.card_auth import revocation as _revocation_tables  # noqa: F401 - registers its tables
 from gateway.card_auth import tables as _card_auth_tables  # noqa: F401 - registers its tables
 from gateway.db import for_writes
 from gateway.enrolment import tables as _enrolment_tables  # noqa: F401 - registers its tables
 from gateway.fsi import store as fsi_store
+from gateway.limits import store as _limits_tables  # noqa: F401 - registers its tables
 from settlement.crossprov import store as _crossprov_tables  # noqa: F401 - registers its tables
 
 __all__ = [

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gateway.errors import ERRORS, PROBLEM_CONTENT_TYPE
-from gateway.openapi_params import BODIES, PARAMETERS, Param
+from gateway.openapi_params import BODIES, LINKS, PARAMETERS, Param
 from gateway.routing import Route
 from sscard import terminal_auth as ta
 
@@ -60,12 +60,14 @@ class Problem(BaseModel):
 
 _SIGNING_DESCRIPTION: Final = f"""\
 Every terminal call is signed by the terminal with HMAC-SM3 (security schemes terminalId,
-timestamp, nonce and signature, all four together). The ops dashboard's JSON routes take
-`Authorization: Bearer <ops token>` instead (scheme bearerAuth); health, metrics, this
-document and the dashboard's static files need no credential.
+timestamp, nonce, signatureVersion and signature, all five together). The ops dashboard's
+JSON routes take `Authorization: Bearer <ops token>` instead (scheme bearerAuth); health,
+metrics (see its description), this document and the dashboard's static files need no
+terminal credential.
 
-canonical = METHOD "\\n" path_with_query "\\n" {ta.HEADER_TIMESTAMP} "\\n" {ta.HEADER_NONCE} \
-"\\n" hex(SM3(body))
+canonical = "SSC-REQ-v2" "\\n" METHOD "\\n" path_with_query "\\n" {ta.HEADER_TIMESTAMP} "\\n" \
+{ta.HEADER_NONCE} "\\n" {ta.HEADER_TERMINAL_ID} "\\n" {ta.HEADER_CARD_SESSION} "\\n" \
+{ta.HEADER_IDEMPOTENCY_KEY} "\\n" hex(SM3(body))     (an absent header: an empty line)
 {ta.HEADER_SIGNATURE} = hex(HMAC-SM3(terminal secret, canonical))
 
 {ta.HEADER_TIMESTAMP} is unix seconds and must be within the gateway's clock skew window.
@@ -83,6 +85,11 @@ _SIGNING_SCHEMES: Final = {
         ta.HEADER_NONCE,
         f"{ta.NONCE_MIN_CHARS}-{ta.NONCE_MAX_CHARS} chars of [A-Za-z0-9_-], once per "
         "terminal; signed.",
+    ),
+    "signatureVersion": (
+        ta.HEADER_SIGNATURE_VERSION,
+        f"{ta.SIGNATURE_VERSION}: the canonical string of the API description; a request "
+        "without it (version 1) is refused SIGNATURE_VERSION_UNSUPPORTED.",
     ),
     "signature": (
         ta.HEADER_SIGNATURE,
@@ -213,10 +220,13 @@ def _success(route: Route, refs: _Refs) -> dict[str, Any]:
         schema = refs[(route.response_model, "serialization")]
     else:
         schema = route.response_schema
-    return {
+    success: dict[str, Any] = {
         "description": route.summary,
         "content": {route.response_media_type: {"schema": schema}},
     }
+    if route.operation_id in LINKS:
+        success["links"] = {name: dict(link) for name, link in LINKS[route.operation_id].items()}
+    return success
 
 
 def _problems(codes: Sequence[str], refs: _Refs) -> dict[str, Any]:

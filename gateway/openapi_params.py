@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-__all__ = ["BODIES", "PARAMETERS", "Param"]
+__all__ = ["BODIES", "LINKS", "PARAMETERS", "Param"]
 
 Location = Literal["path", "query", "header"]
 
@@ -214,4 +214,35 @@ BODIES: Final[Mapping[str, Body]] = {
     # gateway.fsi.door: the national interface envelope.
     "fsi_call_service": Body({"application/json": {"type": "object"}}),
     "fsi_call_service_infno": Body({"application/json": {"type": "object"}}),
+}
+
+
+def _link(operation_id: str, **parameters: str) -> dict[str, Any]:
+    return {"operationId": operation_id, "parameters": parameters}
+
+
+_SETL_ID: Final = "$response.body#/setl_id"
+_ADMISSION_ID: Final = "$response.body#/admission_id"
+
+# OpenAPI links (success response -> the operations its answer feeds): what a client does
+# next with an id it was given, and what lets a stateful test chain real resources.
+LINKS: Final[Mapping[str, Mapping[str, dict[str, Any]]]] = {
+    "settle": {
+        "GetSettlement": _link("get_settlement", setl_id=_SETL_ID),
+        "CancelSettlement": _link("cancel_settlement", setl_id=_SETL_ID),
+    },
+    "cancel_settlement": {"GetSettlement": _link("get_settlement", setl_id=_SETL_ID)},
+    "admit": {
+        "UploadFeeLines": _link("upload_fee_lines", admission_id=_ADMISSION_ID),
+        "Discharge": _link("discharge", admission_id=_ADMISSION_ID),
+    },
+    "issuance_apply": {
+        "Status": {
+            "operationId": "issuance_status",
+            "requestBody": {"application_id": "$response.body#/application_id"},
+        }
+    },
+    "issuance_produce_batch": {
+        "BatchReport": _link("issuance_batch_report", batch_id="$response.body#/batch_id")
+    },
 }

@@ -1,9 +1,10 @@
-"""Token buckets per terminal: a guard against one runaway client starving the others.
+"""Token buckets per terminal, in one worker's memory: a guard against one runaway client
+starving the others.
 
-Per worker process and in memory, so with N workers a terminal may get up to N × the rate.
-That is acceptable for a guard (it bounds damage; it is not a billing quota). A shared quota
-would belong in Redis or the database. The number of buckets is bounded (LRU): a forgotten
-bucket restarts full, which only ever errs towards letting a request through.
+This is the local half of the per-terminal limit: gateway.limits.guards.TerminalLimits answers
+from these buckets with no round trip and settles with the buckets every worker and replica
+share (gateway.limits.store) every ``limits_sync_s``. The number of buckets is bounded (LRU): a
+forgotten bucket restarts full, which only ever errs towards letting a request through.
 """
 
 from __future__ import annotations

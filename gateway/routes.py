@@ -22,12 +22,14 @@ from gateway.errors import ErrorCode, GatewayError
 from gateway.front_door import FRONT_DOOR_ROUTES
 from gateway.fsi.door import FSI_ROUTES
 from gateway.issuance_api.routes import ISSUANCE_ROUTES
+from gateway.metrics_access import check_metrics_access
 from gateway.ops.admin_routes import OPS_ADMIN_ROUTES
+from gateway.ops.crl_routes import OPS_CRL_ROUTES
 from gateway.ops.routes import OPS_ROUTES
 from gateway.routing import Call, RequestModel, Route, Text
 from gateway.settlement_api.routes import SETTLEMENT_ROUTES
 from gateway.settlement_metrics import measure_settlement_routes
-from gateway.state import DATABASE, OPENAPI
+from gateway.state import DATABASE, OPENAPI, SETTINGS
 from gateway.store import MEDICAL_KINDS
 
 __all__ = ["ROUTES", "EchoRequest", "EchoResponse"]
@@ -67,7 +69,8 @@ async def readyz(call: Call[None]) -> ReadyStatus:
     return ReadyStatus()
 
 
-async def prometheus_metrics(_call: Call[None]) -> web.Response:
+async def prometheus_metrics(call: Call[None]) -> web.Response:
+    check_metrics_access(call.request, call.app[SETTINGS])
     # Multiprocess mode reads one file per worker: keep that off the event loop.
     body = await asyncio.get_running_loop().run_in_executor(None, metrics.render_latest)
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE_LATEST})
@@ -118,12 +121,15 @@ ROUTES: Final[tuple[Route, ...]] = (
         "/metrics",
         operation_id="metrics",
         summary="Prometheus metrics, summed over all worker processes.",
+        description="Needs `Authorization: Bearer <metrics_token>` when that setting is set; "
+        "without it, answers loopback clients only (gateway.metrics_access).",
         handler=prometheus_metrics,
         response_media_type="text/plain",
         response_schema={"type": "string"},
         tags=("operations",),
         signed=False,
         bounded=False,
+        errors=(ErrorCode.METRICS_UNAUTHORIZED, ErrorCode.METRICS_FORBIDDEN),
     ),
     Route(
         "GET",
@@ -162,5 +168,6 @@ ROUTES: Final[tuple[Route, ...]] = (
     *ISSUANCE_ROUTES,
     *OPS_ROUTES,
     *OPS_ADMIN_ROUTES,  # enrolment over the ops API (issue 14)
+    *OPS_CRL_ROUTES,  # card CRLs over the ops API (issue 14)
     *FSI_ROUTES,  # the national-interface door (gateway.fsi)
 )

@@ -9,8 +9,12 @@ unauthenticated checks first; nothing is written before the request is known to 
 2. body size, before and while reading (413)    routes that are signed or take a body; the
                                                 limit is the route's ``max_body_bytes`` or
                                                 the setting
-3. terminal signature (401 …), rate limit (429) ``signed=True``: headers, clock skew, terminal
-                                                lookup (cached), HMAC-SM3 in constant time;
+3. terminal signature (401 …), rate limit (429) ``signed=True``: headers, signature version
+                                                (v1 only in its transition window), clock
+                                                skew, terminal lookup (cached), HMAC-SM3 in
+                                                constant time over the canonical string,
+                                                which in version 2 holds X-Card-Session,
+                                                Idempotency-Key and X-Terminal-Id;
    institution kind (403)                       routes with ``institution_kinds``
 4. content type (415), JSON (400), schema (422) routes with a ``request_model``
 5. nonce, inserted in the database (401         ``signed=True``: the only write before the
@@ -23,15 +27,24 @@ handler passes ``call.nonce`` to its service, whose unit calls :meth:`NonceClaim
 anything else, so a request costs one transaction instead of two. A replay then still gets
 REQUEST_REPLAYED and stores nothing: the failed insert rolls back the whole unit. Only for
 handlers that have no effect before that unit (card authentication, settle, pre-settle); if
-the handler returns without having claimed the nonce, the pipeline inserts it after all. A
-request refused inside that unit (its transaction or savepoint rolled back) leaves its nonce
-unused: a replay of it is refused again the same way, and changes nothing either.
+the handler returns without having claimed the nonce, the pipeline inserts it after all.
+
+A request refused for the state of things after its signature verified spends its nonce
+(the institution kind, or the handler, before its unit or inside it, whose rollback took the
+nonce with it): the pipeline inserts it then, in a unit of its own. A captured refused
+request cannot be sent again: its replay is REQUEST_REPLAYED, even once the cause of the
+refusal (a card reported lost, then found) has gone. Two kinds of refusal write nothing:
+before the signature verified (missing headers, skew, unknown terminal, bad signature:
+anyone can send those), and bad input (content type, JSON, schema: the signed bytes can only
+ever be refused the same way).
 
 Everything that goes wrong raises GatewayError; gateway.middleware renders it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +52,15 @@ from functools import partial
 from typing import Annotated, Any, Final, Generic, TypeVar
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dbkit import beijing_date
 from gateway.errors import ErrorCode, GatewayError, codes_of
-from gateway.state import CLOCK, DATABASE, INFLIGHT, RATE_LIMITS, SETTINGS, TERMINALS
+from gateway.logs import fields
+from gateway.settings import Settings
+from gateway.state import CLOCK, DATABASE, INFLIGHT, RATE_LIMITS, REQUEST_ID, SETTINGS, TERMINALS
 from gateway.store import TerminalRecord, consume_nonce
 from sscard import terminal_auth as ta
 
@@ -60,6 +76,8 @@ __all__ = [
 ]
 
 BodyT = TypeVar("BodyT")
+
+log = logging.getLogger("gateway.routing")
 
 JSON_CONTENT_TYPE: Final = "application/json"
 # Field errors listed in one VALIDATION_FAILED answer: enough to fix a request, bounded.
@@ -80,8 +98,32 @@ def _no_nul(value: str) -> str:
 
 
 # Free text in request bodies. JSON allows "\u0000"; PostgreSQL text columns do not, so letting
-# it through would turn bad input into a database error deep inside a domain service.
-Text = Annotated[str, AfterValidator(_no_nul)]
+# it through would turn bad input into a database error deep inside a domain service. The
+# document says so with a pattern (the validator gives the clearer message).
+def _no_nul_pattern(schema: dict[str, Any]) -> None:
+    schema.setdefault("pattern", "^[^\\u0000]*$")  # a field's own pattern already excludes it
+
+
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra=_no_nul_pattern)]
+
+
+def exactly_one_of(fields: Sequence[str], *alternatives: Sequence[str]) -> dict[str, Any]:
+    """A model's ``json_schema_extra`` for "send exactly one of these shapes": a ``oneOf`` in
+    which each alternative requires its own fields (not null) and leaves every other of
+    ``fields`` null or absent. The model's own validator enforces the same rule; this makes
+    the document as strict as the server."""
+    return {
+        "oneOf": [
+            {
+                "required": list(alternative),
+                "properties": {
+                    name: ({"not": {"type": "null"}} if name in alternative else {"type": "null"})
+                    for name in fields
+                },
+            }
+            for alternative in alternatives
+        ]
+    }
 
 
 @dataclass(slots=True)
@@ -142,6 +184,7 @@ _AUTH_ERRORS: Final = (
     ErrorCode.BODY_TOO_LARGE,
     ErrorCode.SIGNATURE_MISSING,
     ErrorCode.SIGNATURE_INVALID,
+    ErrorCode.SIGNATURE_VERSION_UNSUPPORTED,
     ErrorCode.TERMINAL_UNKNOWN,
     ErrorCode.TERMINAL_DISABLED,
     ErrorCode.TIMESTAMP_SKEW,
@@ -279,27 +322,60 @@ async def _pipeline(route: Route, request: web.Request) -> web.StreamResponse:
         request = request.clone(client_max_size=route.max_body_bytes)
     if route.signed or route.request_model is not None:
         body = await _read_body(request, route.max_body_bytes)
-    terminal = None
-    headers = None
-    if route.signed:
-        headers, terminal = await _authenticate(request, body)
+    if not route.signed:
+        payload = _parse(route, request, body)
+        return await _handle(route, request, payload, None, None)
+    headers, terminal = await _authenticate(request, body)
+    claim = NonceClaim(headers.terminal_id, headers.nonce, _nonce_expiry_s(request))
+    try:
         if route.institution_kinds is not None:
             _check_institution_kind(route.institution_kinds, terminal)
-    payload = None
-    if route.request_model is not None:
-        payload = _parse_body(route.request_model, request, body)
-    claim = None
-    if headers is not None:
-        if route.nonce_in_handler:
-            claim = NonceClaim(headers.terminal_id, headers.nonce, _nonce_expiry_s(request))
-        else:
-            await _consume_nonce(request, headers)
+    except GatewayError:
+        await _burn_nonce(request, claim)
+        raise
+    # Bad input (content type, JSON, schema) is refused and writes nothing, its nonce
+    # included: a replay of it can only be refused the same way, since the bytes are signed.
+    payload = _parse(route, request, body)
+    try:
+        return await _handle(route, request, payload, claim, terminal)
+    except Exception as exc:
+        # A refusal that depends on the state of things (the card, the claim, the key, the
+        # hub) spends the nonce too, so a captured refused request cannot be sent again
+        # within the skew window: refused again, or, once the cause has gone, done.
+        replayed = isinstance(exc, GatewayError) and exc.code == ErrorCode.REQUEST_REPLAYED
+        if not replayed and (route.nonce_in_handler or not claim.claimed):
+            await _burn_nonce(request, claim)
+        raise
+
+
+def _parse(route: Route, request: web.Request, body: bytes) -> BaseModel | None:
+    if route.request_model is None:
+        return None
+    return _parse_body(route.request_model, request, body)
+
+
+async def _handle(
+    route: Route,
+    request: web.Request,
+    payload: BaseModel | None,
+    claim: NonceClaim | None,
+    terminal: TerminalRecord | None,
+) -> web.StreamResponse:
+    """Steps 5 and 6 of the module docstring: the nonce (here, or in the handler's unit on a
+    ``nonce_in_handler`` route), the handler, the rendering."""
+    if claim is not None and not route.nonce_in_handler:
+        await _consume_nonce(request, claim)
+        claim.claimed = True
     result = await route.handler(
-        Call(request=request, body=payload, terminal=terminal, nonce=claim)
+        Call(
+            request=request,
+            body=payload,
+            terminal=terminal,
+            nonce=claim if route.nonce_in_handler else None,
+        )
     )
-    if claim is not None and not claim.claimed:
-        assert headers is not None
-        await _consume_nonce(request, headers)
+    if claim is not None and route.nonce_in_handler and not claim.claimed:
+        await _consume_nonce(request, claim)
     if isinstance(result, BaseModel):
         return web.Response(
             body=result.model_dump_json().encode(),
@@ -327,6 +403,10 @@ class _SignedHeaders:
     timestamp_s: int
     nonce: str
     signature: bytes
+    version: int
+    # Version 2 signs these two header values (None: the request has none).
+    card_session: str | None = None
+    idempotency_key: str | None = None
 
 
 def _signed_headers(request: web.Request) -> _SignedHeaders:
@@ -338,15 +418,56 @@ def _signed_headers(request: web.Request) -> _SignedHeaders:
         terminal_id = ta.check_terminal_id(request.headers[ta.HEADER_TERMINAL_ID])
     except ta.MalformedAuthField as exc:
         raise GatewayError(ErrorCode.TERMINAL_UNKNOWN, str(exc)) from None
+    version_text = request.headers.get(ta.HEADER_SIGNATURE_VERSION)
+    if version_text is None:
+        version = 1
+    elif version_text == str(ta.SIGNATURE_VERSION):
+        version = ta.SIGNATURE_VERSION
+    else:
+        raise GatewayError(
+            ErrorCode.SIGNATURE_VERSION_UNSUPPORTED,
+            f"{ta.HEADER_SIGNATURE_VERSION} must be {ta.SIGNATURE_VERSION}",
+        )
     try:
+        card_session = idempotency_key = None
+        if version == ta.SIGNATURE_VERSION:
+            card_session = _one_signed_header(request, ta.HEADER_CARD_SESSION)
+            idempotency_key = _one_signed_header(request, ta.HEADER_IDEMPOTENCY_KEY)
         return _SignedHeaders(
             terminal_id=terminal_id,
             timestamp_s=ta.parse_timestamp(request.headers[ta.HEADER_TIMESTAMP]),
             nonce=ta.check_nonce(request.headers[ta.HEADER_NONCE]),
             signature=ta.parse_signature_hex(request.headers[ta.HEADER_SIGNATURE]),
+            version=version,
+            card_session=card_session,
+            idempotency_key=idempotency_key,
         )
     except ta.MalformedAuthField as exc:
         raise GatewayError(ErrorCode.SIGNATURE_INVALID, str(exc)) from None
+
+
+def _one_signed_header(request: web.Request, name: str) -> str | None:
+    """The value of a header version 2 signs. Twice in one request, the signer and the
+    handler could read different copies: refused."""
+    values = request.headers.getall(name, [])
+    if len(values) > 1:
+        raise ta.MalformedAuthField(name, "must appear at most once")
+    return ta.check_signed_header(name, values[0]) if values else None
+
+
+def _check_version(headers: _SignedHeaders, settings: Settings, now_s: float) -> None:
+    """Version 1 leaves the card session and the Idempotency-Key unsigned: accepted only
+    through the ``terminal_signature_v1_until`` day (Beijing), the transition window."""
+    if headers.version == ta.SIGNATURE_VERSION:
+        return
+    until = settings.terminal_signature_v1_until
+    today = beijing_date(dt.datetime.fromtimestamp(int(now_s), dt.UTC))
+    if until is None or today > until:
+        raise GatewayError(
+            ErrorCode.SIGNATURE_VERSION_UNSUPPORTED,
+            f"sign with {ta.HEADER_SIGNATURE_VERSION}: {ta.SIGNATURE_VERSION}; "
+            "version 1 (no such header) is no longer accepted",
+        )
 
 
 async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeaders, TerminalRecord]:
@@ -354,6 +475,7 @@ async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeade
     settings = app[SETTINGS]
     headers = _signed_headers(request)
     now_s = app[CLOCK]()
+    _check_version(headers, settings, now_s)
     skew_s = headers.timestamp_s - now_s
     if abs(skew_s) > settings.clock_skew_s:
         raise GatewayError(
@@ -372,15 +494,7 @@ async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeade
     # time; which one matched is nobody's business).
     for secret in terminal.secrets_at(now_s):
         try:
-            ta.verify_request_signature(
-                secret,
-                request.method,
-                request.raw_path,
-                headers.timestamp_s,
-                headers.nonce,
-                body,
-                headers.signature,
-            )
+            _verify(secret, request, body, headers)
             break
         except ta.TerminalAuthError:
             continue
@@ -394,6 +508,34 @@ async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeade
             headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
         )
     return headers, terminal
+
+
+def _verify(secret: bytes, request: web.Request, body: bytes, headers: _SignedHeaders) -> None:
+    """Raise TerminalAuthError unless ``headers.signature`` is ``secret``'s, in the version
+    the request says it is signed in."""
+    if headers.version == ta.SIGNATURE_VERSION:
+        ta.verify_request_signature_v2(
+            secret,
+            request.method,
+            request.raw_path,
+            headers.timestamp_s,
+            headers.nonce,
+            body,
+            headers.signature,
+            terminal_id=headers.terminal_id,
+            card_session=headers.card_session,
+            idempotency_key=headers.idempotency_key,
+        )
+    else:
+        ta.verify_request_signature(
+            secret,
+            request.method,
+            request.raw_path,
+            headers.timestamp_s,
+            headers.nonce,
+            body,
+            headers.signature,
+        )
 
 
 def _check_institution_kind(kinds: frozenset[str], terminal: TerminalRecord) -> None:
@@ -437,14 +579,32 @@ def _nonce_expiry_s(request: web.Request) -> int:
     return int(app[CLOCK]()) + app[SETTINGS].nonce_ttl_s
 
 
-async def _consume_nonce(request: web.Request, headers: _SignedHeaders) -> None:
+async def _burn_nonce(request: web.Request, claim: NonceClaim) -> None:
+    """Insert the nonce of a refused request, if nothing committed it yet (the refusal came
+    before its unit, or rolled the unit back). Already there: if no unit of this request
+    claimed it, the request is a replay and is answered REQUEST_REPLAYED instead of its
+    refusal; otherwise its unit committed it, and the refusal stands. The database failing:
+    the refusal is answered all the same (the nonce then stays unused, as before)."""
+    try:
+        await _consume_nonce(request, claim)
+    except GatewayError as exc:
+        if exc.code == ErrorCode.REQUEST_REPLAYED and not claim.claimed:
+            raise
+    except Exception:  # the refusal matters more than its nonce; one line says so
+        log.warning(
+            "nonce of a refused request not stored",
+            extra=fields(request_id=request[REQUEST_ID], terminal_id=claim.terminal_id),
+        )
+
+
+async def _consume_nonce(request: web.Request, claim: NonceClaim) -> None:
     try:
         await request.app[DATABASE].write(
             partial(
                 consume_nonce,
-                terminal_id=headers.terminal_id,
-                nonce=headers.nonce,
-                expires_at_s=_nonce_expiry_s(request),
+                terminal_id=claim.terminal_id,
+                nonce=claim.nonce,
+                expires_at_s=claim.expires_at_s,
             ),
             grouped=True,  # one INSERT, no effect outside the session: group-committable
         )

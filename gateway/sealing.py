@@ -187,11 +187,11 @@ def load_kek_file(path: Path) -> Kek:
     return parse_kek_hex(text, where=str(path))
 
 
-def new_kek_file(path: Path) -> bool:
-    """Write a fresh random KEK to ``path`` (mode 0600) unless a file is there; True if this
-    call wrote it. Safe when several processes race: each writes a private file and hard-links
-    it into place, and link() fails if the name exists, so exactly one wins and nobody reads a
-    half-written file."""
+def new_kek_file(path: Path, key: bytes | None = None) -> bool:
+    """Write ``key`` (default: a fresh random KEK) to ``path`` (mode 0600) unless a file is
+    there; True if this call wrote it. Safe when several processes race: each writes a private
+    file and hard-links it into place, and link() fails if the name exists, so exactly one
+    wins and nobody reads a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         return False
@@ -200,7 +200,8 @@ def new_kek_file(path: Path) -> bool:
     created = False
     try:
         with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(secrets.token_hex(KEK_BYTES) + "\n")
+            text = key.hex() if key is not None else secrets.token_hex(KEK_BYTES)
+            handle.write(text + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         with contextlib.suppress(FileExistsError):

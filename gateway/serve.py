@@ -54,9 +54,9 @@ from sqlalchemy.orm import Session
 from gateway import migrate
 from gateway.crossprov.embedded import embedded_hub
 from gateway.db import for_writes, make_engine
-from gateway.demo import load_demo_world
+from gateway.demo import resolve_demo_world
 from gateway.enrolment.common import Actor
-from gateway.enrolment.terminals import rewrap_terminals
+from gateway.enrolment.rewrap import rewrap_secrets
 from gateway.kek import KekUnavailable, resolve_keys
 from gateway.logs import configure_logging, fields
 from gateway.settings import Settings
@@ -86,7 +86,7 @@ def serve(settings: Settings) -> int:
         return 1
     try:
         try:
-            prepare(settings)
+            settings = prepare(settings)
         except KekUnavailable as exc:
             log.error("cannot read the key-encryption key", extra=fields(error=str(exc)))
             return 2
@@ -97,6 +97,8 @@ def serve(settings: Settings) -> int:
                 extra=fields(exc_type=type(exc).__name__, error=str(exc).splitlines()[0]),
             )
             return 1
+        if settings.redis_url and not _redis_answers(settings.redis_url):
+            return 1
         port = guard.getsockname()[1]
         with embedded_hub(settings) as hub_url:
             if hub_url:
@@ -106,7 +108,27 @@ def serve(settings: Settings) -> int:
         guard.close()
 
 
-def prepare(settings: Settings) -> None:
+def _redis_answers(url: str) -> bool:
+    """The shared limits' Redis (gateway.limits) answers a PING; else say so and do not start:
+    workers that cannot count would guard nothing."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        # Not the URL itself: it may carry a password.
+        log.error(
+            "cannot reach Redis at redis_url (the shared limits live there)",
+            extra=fields(exc_type=type(exc).__name__, error=str(exc).splitlines()[0]),
+        )
+        return False
+    finally:
+        client.close()
+    return True
+
+
+def prepare(settings: Settings) -> Settings:
     """Steps 2–4 of the module docstring."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if "prometheus_client" in sys.modules:
@@ -126,11 +148,13 @@ def prepare(settings: Settings) -> None:
             "schema current",
             extra=fields(revisions=sorted(revisions), upgraded_from=sorted(before)),
         )
-        if settings.should_load_demo_world():
-            load_demo_world(engine, settings.demo_seed)
+        # "auto" decided here, once, for the supervisor and every worker: the demo world only
+        # in a database created as one (its marker) or empty and embedded (gateway.demo).
+        settings = resolve_demo_world(engine, settings)
         _seal_plaintext_secrets(settings, engine)
     finally:
         engine.dispose()
+    return settings
 
 
 def _seal_plaintext_secrets(settings: Settings, engine: Engine) -> None:
@@ -145,7 +169,7 @@ def _seal_plaintext_secrets(settings: Settings, engine: Engine) -> None:
     ring = keys.ring
     actor = Actor("gateway:serve", "serve", time.time())
     with Session(for_writes(engine)) as session, session.begin():
-        report = rewrap_terminals(session, actor, ring, plaintext_only=True)
+        report = rewrap_secrets(session, actor, ring, plaintext_only=True)
     if report.sealed:
         log.info(
             "terminal secrets sealed at rest",

@@ -42,7 +42,9 @@ SQLITE_FILE_NAME: Final = "gateway.sqlite3"
 # A config file larger than this is certainly a mistake (a wrong path), not a config.
 CONFIG_MAX_BYTES: Final = 1024 * 1024
 # Values of these fields can carry credentials or key material: never echoed in errors.
-_SENSITIVE_FIELDS: Final = frozenset({"db_url", "demo_seed", "ops_token", "kek_hex"})
+_SENSITIVE_FIELDS: Final = frozenset(
+    {"db_url", "demo_seed", "ops_token", "kek_hex", "redis_url", "metrics_token"}
+)
 # The ops token is a bearer secret: long enough that guessing it is hopeless (>= 128 bits of
 # randomness when made by `secrets.token_urlsafe(32)`), and plain enough for an HTTP header.
 OPS_TOKEN_MIN_CHARS: Final = 32
@@ -109,10 +111,27 @@ class Settings(BaseModel):
     # A disabled terminal keeps working for at most this long in each worker.
     terminal_cache_ttl_s: float = Field(10.0, ge=0, le=3600)
     terminal_cache_max_entries: int = Field(10_000, ge=1, le=10_000_000)
-    # Token bucket per terminal, per worker process (a guard against a runaway client, not a
-    # quota: with N workers a terminal may get up to N × the rate).
+    # Token bucket per terminal, shared by every worker and replica (gateway.limits): a guard
+    # against a runaway client, not a quota. Each worker answers from its own bucket and
+    # settles with the shared one every limits_sync_s, so a terminal may overshoot by at most
+    # workers × (terminal_burst + terminal_rate_per_s × limits_sync_s) once, then waits it off.
     terminal_rate_per_s: float = Field(50.0, gt=0, le=100_000)
     terminal_burst: int = Field(100, ge=1, le=100_000)
+    # Request signature version 1 (sscard.terminal_auth) leaves X-Card-Session and
+    # Idempotency-Key unsigned. Unset: refused (401 SIGNATURE_VERSION_UNSUPPORTED); a date:
+    # still accepted through that day (Beijing time), a transition window for old terminals.
+    terminal_signature_v1_until: date | None = None
+    limits_sync_s: float = Field(1.0, gt=0, le=60)
+    # The ops token's brute-force guard (gateway.ops.access), shared likewise: this many wrong
+    # tokens in total from one address, then one more every ops_wrong_token_refill_s.
+    ops_wrong_tokens_allowed: int = Field(5, ge=1, le=1000)
+    ops_wrong_token_refill_s: float = Field(60.0, gt=0, le=86_400)
+    # Where the shared limits live: empty = the database (guard_buckets); else a Redis URL
+    # (redis://host:6379/0, rediss://…, unix:///path.sock), checked at start-up.
+    redis_url: str = Field("", max_length=2048)
+    # Reverse proxies whose X-Forwarded-For is believed (comma-separated CIDRs, e.g.
+    # "10.0.0.0/8, ::1/128"); empty = none: the TCP peer is the client (gateway.limits.proxies).
+    trusted_proxies: str = Field("", max_length=4096)
 
     # -- card authentication (used by the card-auth feature) ------------------------------------
     challenge_ttl_s: int = Field(30, ge=1, le=300)
@@ -130,6 +149,12 @@ class Settings(BaseModel):
     legacy_master_key_file: Path | None = None
     # Verified card certificates remembered per worker (bounded LRU, by SM3 fingerprint).
     card_cert_cache_max_entries: int = Field(50_000, ge=1, le=10_000_000)
+    # Imported card CRLs (gateway.card_auth.revocation): each worker re-reads which list is in
+    # force this often, so a certificate revoked by an import is refused everywhere within it.
+    card_crl_refresh_s: float = Field(30.0, gt=0, le=3600)
+    # Most revoked serials one CRL may list (each worker keeps them all in memory, ~90 bytes
+    # each); an import over it is refused. sscard.certs bounds a CRL at 500,000 entries.
+    card_crl_max_entries: int = Field(200_000, ge=1, le=500_000)
 
     # -- settlement -----------------------------------------------------------------------------
     # Institution codes (comma-separated) whose terminals are operations terminals of the
@@ -138,7 +163,9 @@ class Settings(BaseModel):
     reconciliation_ops_institutions: str = Field("", max_length=4096)
     # The year-end roll-over of personal accounts (gateway.housekeeping): each worker checks
     # this often whether the last ended year's roll-over has finished (and just after 00:00
-    # Beijing time on 1 January), and rolls this many accounts per write transaction.
+    # Beijing time on 1 January), and rolls this many accounts per write transaction. Off:
+    # the workers leave it to `admin rollover` (and each settlement rolls its own account).
+    year_end_rollover: bool = True
     rollover_check_interval_s: float = Field(300.0, gt=0, le=86_400)
     rollover_batch: int = Field(500, ge=1, le=10_000)
 
@@ -208,12 +235,21 @@ class Settings(BaseModel):
     terminal_secret_overlap_s: int = Field(86_400, ge=0, le=30 * 86_400)
 
     # -- demo world (DEMO ONLY) -----------------------------------------------------------------
-    # auto: load into an empty embedded (SQLite) database only; on: also into other databases;
-    # off: never. Demo terminal secrets are derivable from the seed: never on a real deployment.
+    # auto: the demo world only in a database created as one (the marker its loading writes),
+    # or loaded now into an EMPTY embedded (SQLite) database; on: loaded and trusted in any
+    # database; off: never. Demo terminal secrets, the demo PKI, the demo legacy master key
+    # and the demo ops token are derivable from the seed: never on a real deployment.
     demo_world: Literal["auto", "on", "off"] = "auto"
     # The same default as sscard.demo.DEFAULT_DEMO_SEED, so demo terminals and demo cards come
     # from one seed (a test keeps the two equal).
     demo_seed: str = Field("ssc-demo-2019", min_length=1, max_length=256)
+
+    # -- /metrics (gateway.metrics_access) -------------------------------------------------------
+    # Bearer token a Prometheus scrape must send (`Authorization: Bearer <token>`, compared in
+    # constant time; Prometheus: `authorization.credentials_file`). Empty: /metrics answers
+    # only clients connecting from a loopback address (127.0.0.0/8, ::1), 403 to any other;
+    # behind a proxy on the same host everyone looks like loopback, so set a token there.
+    metrics_token: str = Field("", max_length=256, pattern=r"^[\x21-\x7e]*$")
 
     # -- logs -----------------------------------------------------------------------------------
     log_format: Literal["json", "kv"] = "json"
@@ -241,6 +277,8 @@ class Settings(BaseModel):
             raise ValueError("card_trust_root_pem needs card_issuing_ca_pems as well")
         if self.ops_token and len(self.ops_token) < OPS_TOKEN_MIN_CHARS:
             raise ValueError(f"ops_token must be at least {OPS_TOKEN_MIN_CHARS} characters")
+        if self.metrics_token and len(self.metrics_token) < OPS_TOKEN_MIN_CHARS:
+            raise ValueError(f"metrics_token must be at least {OPS_TOKEN_MIN_CHARS} characters")
         if self.hub_url and not self.hub_url.startswith(("http://", "https://")):
             raise ValueError("hub_url must be an http:// or https:// URL")
         if self.hub_reversal_backoff_max_s < self.hub_reversal_backoff_s:
@@ -250,6 +288,19 @@ class Settings(BaseModel):
         if self.db_url and not self.db_url.startswith(("sqlite", "postgresql")):
             raise ValueError("db_url must be a sqlite:/// or postgresql+psycopg:// URL")
         return self
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_syntax(cls, value: str) -> str:
+        if value:
+            _check_redis_url(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies_cidrs(cls, value: str) -> str:
+        _check_trusted_proxies(value)
+        return value
 
     @property
     def database_url(self) -> str:
@@ -274,7 +325,39 @@ class Settings(BaseModel):
         return self.data_dir / "prometheus"
 
     def should_load_demo_world(self) -> bool:
-        return self.demo_world == "on" or (self.demo_world == "auto" and self.is_embedded_db)
+        """Are the demo world's credentials trusted? Only when "on": "auto" is decided per
+        database at start-up (gateway.demo.resolve_demo_world, by the demo world's marker)
+        and replaced by "on" or "off"; undecided, it trusts nothing (fails closed)."""
+        return self.demo_world == "on"
+
+
+def _check_redis_url(url: str) -> None:
+    # The syntax here (the URL is never echoed: it may carry a password); whether Redis
+    # answers is checked when the workers start (gateway.serve).
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a port that is not a number raises here
+    except ValueError:
+        raise ValueError("redis_url is not a URL (redis://host:6379/0)") from None
+    if port == 0:
+        raise ValueError("redis_url: port 0 is not a port")
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("redis_url names no host (redis://host:6379/0)")
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError("redis_url names no socket path (unix:///run/redis.sock)")
+    database = parts.path.lstrip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        raise ValueError("redis_url: the path must be a database number (redis://host:6379/0)")
+
+
+def _check_trusted_proxies(text: str) -> None:
+    from gateway.limits.proxies import parse_trusted_proxies
+
+    parse_trusted_proxies(text)
 
 
 def _check_programme_file(path: Path) -> None:

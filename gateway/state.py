@@ -12,7 +12,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from gateway.db import Database
-from gateway.rate_limit import TokenBuckets
+from gateway.limits.guards import TerminalLimits
 from gateway.sealing import KeyRing
 from gateway.settings import Settings
 from gateway.terminals import TerminalDirectory
@@ -46,7 +46,8 @@ SETTINGS: Final = web.AppKey("settings", Settings)
 CLOCK: Final = web.AppKey[Callable[[], float]]("clock")
 DATABASE: Final = web.AppKey("database", Database)
 TERMINALS: Final = web.AppKey("terminals", TerminalDirectory)
-RATE_LIMITS: Final = web.AppKey("rate_limits", TokenBuckets)
+# Per-terminal rate limits, shared by every worker and replica (gateway.limits).
+RATE_LIMITS: Final = web.AppKey("rate_limits", TerminalLimits)
 INFLIGHT: Final = web.AppKey("inflight", InflightCount)
 # This worker's KEK ring (gateway.kek): None when no KEK is configured (nothing can be sealed).
 KEY_RING: Final = web.AppKey[KeyRing | None]("key_ring")

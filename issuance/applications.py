@@ -82,10 +82,14 @@ class ApplicationRequest:
     chosen_bank: str | None = None
 
 
-def _holder(session: Session, applicant: Applicant) -> Cardholder:
-    holder = session.execute(
-        select(Cardholder).where(Cardholder.citizen_id == applicant.citizen_id)
+def _find_holder(session: Session, citizen_id: str) -> Cardholder | None:
+    return session.execute(
+        select(Cardholder).where(Cardholder.citizen_id == citizen_id)
     ).scalar_one_or_none()
+
+
+def _holder(session: Session, applicant: Applicant) -> Cardholder:
+    holder = _find_holder(session, applicant.citizen_id)
     if holder is None:
         holder = Cardholder(
             citizen_id=applicant.citizen_id,
@@ -94,9 +98,23 @@ def _holder(session: Session, applicant: Applicant) -> Cardholder:
             gender=applicant.gender,
             area_code=applicant.area_code,
         )
-        session.add(holder)
-        session.flush()
-        return holder
+        # Two first applications for one person at once: both found no holder, and the
+        # unique citizen_id lets one insert win. The loser's insert runs in a savepoint (on
+        # PostgreSQL a failed statement would otherwise abort the whole transaction), and it
+        # goes on with the winner's holder: its application is then refused APPLICATION_OPEN
+        # (409) by the open-application check, never a 500.
+        try:
+            with session.begin_nested():
+                session.add(holder)
+        except IntegrityError:
+            holder = _find_holder(session, applicant.citizen_id)
+            if holder is None:  # the winner rolled back since: nothing to compare with
+                raise ApplicationOpen(
+                    f"another application for {mask_citizen_id(applicant.citizen_id)} is being "
+                    "taken at this moment; try again"
+                ) from None
+        else:
+            return holder
     if holder.name != applicant.name or holder.birth_date != applicant.birth_date:
         raise HolderMismatch(
             f"name or birth date differ from the registered holder "

@@ -415,7 +415,7 @@ class GatewayClient:
             # Signed per transmission, not per call: aiohttp itself resends an idempotent
             # request once when a kept-alive connection turns out closed, and the gateway
             # accepts a nonce only once (REQUEST_REPLAYED otherwise).
-            request.headers.update(self._sign(method, target, raw))
+            request.headers.update(self._sign(method, target, raw, extra))
             return await send(request)
 
         try:
@@ -463,8 +463,12 @@ class GatewayClient:
             return lost
         return error
 
-    def _sign(self, method: str, target: str, raw: bytes) -> dict[str, str]:
-        # token_urlsafe(24) is 32 chars of [A-Za-z0-9_-]: inside the nonce alphabet.
+    def _sign(
+        self, method: str, target: str, raw: bytes, extra: Mapping[str, str]
+    ) -> dict[str, str]:
+        # token_urlsafe(24) is 32 chars of [A-Za-z0-9_-]: inside the nonce alphabet. Version 2
+        # signs the card session and the Idempotency-Key too, so nothing between here and the
+        # gateway can send this signature with another card's session or another key.
         return signed_headers(
             self._secret,
             self.terminal_id,
@@ -473,6 +477,8 @@ class GatewayClient:
             raw,
             timestamp=int(self._clock()),
             nonce=secrets.token_urlsafe(24),
+            card_session=extra.get(HEADER_CARD_SESSION),
+            idempotency_key=extra.get(HEADER_IDEMPOTENCY_KEY),
         )
 
     async def get(self, path: str, *, query: Mapping[str, str] | None = None) -> Any:

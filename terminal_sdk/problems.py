@@ -478,6 +478,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "ENROLMENT_CONFLICT",
             "ENROLMENT_NOT_FOUND",
             "ENROLMENT_INVALID",
+            "CRL_REFUSED",
             "KEK_WRONG",
             # The national-interface door (gateway.fsi): the HIS software or its setup.
             "FSI_ENVELOPE_INVALID",
@@ -487,6 +488,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "FSI_DECRYPT_FAILED",
             "FSI_INF_TIME_STALE",
             "FSI_FILE_NOT_FOUND",
+            "FSI_FILE_INVALID",
         ),
         RouteUnavailable: ("NOT_FOUND", "METHOD_NOT_ALLOWED"),
         TerminalRejected: (
@@ -497,6 +499,8 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "TIMESTAMP_SKEW",
             "REQUEST_REPLAYED",
             "OPS_UNAUTHORIZED",
+            "SIGNATURE_VERSION_UNSUPPORTED",
+            "METRICS_UNAUTHORIZED",
         ),
         # OPS_TOO_MANY_WRONG_TOKENS: the ops token's brute-force guard (429, Retry-After 60).
         GatewayBusy: ("RATE_LIMITED", "OVERLOADED", "DB_UNAVAILABLE", "OPS_TOO_MANY_WRONG_TOKENS"),
@@ -538,6 +542,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "CARD_LOST",
             "CARD_SUPERSEDED",
             "CARD_REVOKED",
+            "CARD_CERT_REVOKED",
             "CARD_EXPIRED",
             "CARD_NOT_ACTIVATED",
             "LEGACY_PERIOD_OVER",
@@ -572,6 +577,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "ADMISSION_NOT_FOUND",
             "ADMISSION_CLOSED",
             "ADMISSION_OTHER_PERSON",
+            "FILING_NOT_FOUND",
             "FSI_CERT_TYPE_UNSUPPORTED",
             "FSI_AMOUNT_MISMATCH",
         ),
@@ -584,6 +590,7 @@ PROBLEM_CLASSES: Final[Mapping[str, type[GatewayProblem]]] = _table(
             "ISSUANCE_FORBIDDEN",
             "INSTITUTION_KIND_NOT_ALLOWED",
             "RECONCILIATION_FORBIDDEN",
+            "METRICS_FORBIDDEN",
             "OPS_FORBIDDEN",  # an ops identity whose role may not do this
         ),
         # issuance.errors' service codes (gateway.issuance_api).

@@ -7,8 +7,11 @@ returns the value the next one needs, or raises GatewayError with a stable code.
 
 1. :func:`check_challenge`      exists, unexpired, unused, this terminal's and this card's
 2. :func:`verify_certificate`   chain to the pinned root (cached by SM3), subject card_sn
-3. :func:`check_card_status`    the registry: lost, superseded, expired …, and generation
-4. :func:`check_signature` / :func:`check_cryptogram`   the card's own proof
+3. :func:`check_signature` / :func:`check_cryptogram`   the card's own proof
+4. :func:`check_card_status`    the registry: lost, superseded, expired …, and generation
+
+The proof comes before the registry so that a refusal tells a caller without the card
+nothing about the registry (whether a card_sn is lost, superseded or unknown).
 """
 
 from __future__ import annotations

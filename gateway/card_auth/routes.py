@@ -13,13 +13,13 @@ import base64
 import binascii
 from typing import Annotated, Final, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from gateway import metrics
 from gateway.card_auth.checks import card_sn_from_hex
 from gateway.card_auth.service import CARD_AUTH, AuthAttempt
 from gateway.errors import ERRORS, ErrorCode, codes_named, domain_error_code
-from gateway.routing import Call, ErrorList, RequestModel, Route
+from gateway.routing import Call, ErrorList, RequestModel, Route, exactly_one_of
 from issuance.errors import CardNotUsable
 from sscard.certs import MAX_CERTIFICATE_DER_BYTES, CertificateError
 
@@ -51,13 +51,17 @@ def _base64_der(value: str) -> str:
 CardSnHex = Annotated[
     str,
     Field(
-        pattern=r"^[0-9A-Fa-f]{32}$",
-        description="卡识别码, EF05 record 01: 32 hex digits.",
+        # Area code (6 BCD digits), the RID D156000005, 8 bytes of the card's own: what
+        # sscard.layout.CardSn checks, so the document is as strict as the validator.
+        pattern=r"^[0-9]{6}[Dd]156000005[0-9A-Fa-f]{16}$",
+        description="卡识别码, EF05 record 01: 32 hex digits (area code, RID, card).",
         examples=["310000D15600000503000000000000A0"],
     ),
     AfterValidator(_card_sn),
 ]
 ChallengeId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
+# Standard base64 with its padding, no line breaks: what base64.b64decode(validate=True) takes.
+_BASE64: Final = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 _MAX_CERT_B64: Final = 4 * ((MAX_CERTIFICATE_DER_BYTES + 2) // 3)
 
 
@@ -81,14 +85,25 @@ class CardAuthAnswer(RequestModel):
     """Generation 3: ``signature`` + ``certificate`` or ``certificate_sm3``.
     Generation 2: ``cryptogram`` alone."""
 
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one_of(
+            ("signature", "certificate", "certificate_sm3", "cryptogram"),
+            ("signature", "certificate"),
+            ("signature", "certificate_sm3"),
+            ("cryptogram",),
+        )
+    )
+
     challenge_id: ChallengeId
     card_sn: CardSnHex
     signature: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{128}$")] | None = Field(
         None, description="SM2 signature r||s (64 bytes, hex) over card_auth_message."
     )
-    certificate: Annotated[str, Field(max_length=_MAX_CERT_B64), AfterValidator(_base64_der)] | (
-        None
-    ) = Field(None, description="The card certificate (EF 0018), DER in base64.")
+    certificate: Annotated[
+        str,
+        Field(min_length=4, max_length=_MAX_CERT_B64, pattern=_BASE64),
+        AfterValidator(_base64_der),
+    ] | (None) = Field(None, description="The card certificate (EF 0018), DER in base64.")
     certificate_sm3: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{64}$")] | None = Field(
         None,
         description="SM3 of the certificate DER (hex), instead of the certificate once the "
@@ -194,6 +209,7 @@ _RESPONSE_ERRORS: Final[ErrorList] = (
     ErrorCode.CERT_NOT_CURRENT,
     CardNotUsable,
     ErrorCode.CARD_GENERATION_MISMATCH,
+    ErrorCode.CARD_CERT_REVOKED,
     ErrorCode.CARD_SIGNATURE_INVALID,
     ErrorCode.CRYPTOGRAM_INVALID,
     ErrorCode.CARD_AUTH_UNAVAILABLE,
@@ -219,8 +235,9 @@ CARD_AUTH_ROUTES: Final[tuple[Route, ...]] = (
         operation_id="cardAuthResponse",
         summary="The card's answer to a challenge; returns a card session token.",
         description="Checks, in this order: the challenge (consumed even if a later check "
-        "fails), the certificate chain to the pinned root, the card's registry status, and "
-        "the card's SM2 signature (or, for a legacy card, its cryptogram).",
+        "fails), the certificate chain to the pinned root and the imported CRLs, the card's "
+        "SM2 signature (or, for a legacy card, its cryptogram), and then the card's registry "
+        "status: a registry refusal is given only to a card that has proven itself.",
         handler=response,
         request_model=CardAuthAnswer,
         response_model=CardSessionGranted,

@@ -16,7 +16,9 @@ Transactions of one authentication, each one thread hop (both routes are
           it, the stored certificate;
 2. write: store the certificate, only the first time this worker sees it authenticate a card.
 
-The checks themselves run afterwards, in DESIGN §4's order, on what was read.
+The checks themselves run afterwards, in DESIGN §4's order, on what was read: the card's
+own proof before its registry status, so nothing about the registry reaches a caller that
+has not shown the card (docs/card-authentication.md §5).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from dbkit import beijing_date
 from gateway import metrics
 from gateway.card_auth import checks
 from gateway.card_auth.keys import KeyManager, SoftwareKeyManager, load_master_key_file
+from gateway.card_auth.revocation import RevokedSerials, refresh_forever
 from gateway.card_auth.session import (
     SESSION_KEY_LEN,
     CardSession,
@@ -134,15 +137,20 @@ class CardAuthService:
         trust: TrustAnchors | None,
         keys: KeyManager | None,
         session_key: bytes,
+        revoked: RevokedSerials | None = None,
     ) -> None:
         assert len(session_key) == SESSION_KEY_LEN
         self._db = db
         self._clock = clock
         self._settings = settings
         self._trust = trust
+        # The pinned PKI, for the ops API's CRL import (gateway.ops.crl_routes).
+        self.trust = trust
         self._keys = keys
         self._session_key = session_key
         self.certificates = VerifiedCertificateCache(settings.card_cert_cache_max_entries)
+        # Imported CRLs (gateway.card_auth.revocation), refreshed by a task of this worker.
+        self.revoked = RevokedSerials() if revoked is None else revoked
 
     # -- POST /v1/card-auth/challenge -----------------------------------------------------------
 
@@ -228,18 +236,13 @@ class CardAuthService:
         store_der: bytes | None = None
         if generation == 3:
             verified, store_der = self._verified_certificate(attempt, at, loaded.certificate_der)
+            # Checked on every answer, cached chain or not: a set lookup per link.
+            self.revoked.check(verified.chain)
 
-        # 3. The registry.
-        usable = checks.check_card_status(
-            loaded.card,
-            card_sn=attempt.card_sn,
-            generation=generation,
-            certificate_sm3=None if verified is None else verified.fingerprint.hex(),
-            today=beijing_date(dt.datetime.fromtimestamp(now_s, dt.UTC)),
-            legacy_accepted_until=self._settings.legacy_parallel_use_until,
-        )
-
-        # 4. The card's own proof.
+        # 3. The card's own proof, BEFORE anything from the registry is told: a terminal
+        # without the card (a card_sn and the public certificate are easy to come by) gets
+        # the same refusal for a lost, superseded, unknown or active card. Registry refusals
+        # below reach only a caller whose card has just proven possession.
         if verified is not None:
             assert attempt.signature is not None
             checks.check_signature(
@@ -249,13 +252,6 @@ class CardAuthService:
                 terminal_id=terminal_id,
                 signature=attempt.signature,
             )
-            if store_der is not None:
-                # Only the first time this worker sees the certificate authenticate a card.
-                await self._db.write(
-                    partial(store_certificate, sm3_hex=verified.fingerprint.hex(), der=store_der),
-                    grouped=True,
-                )
-            self.certificates.put(verified)
         else:
             assert attempt.cryptogram is not None
             assert self._keys is not None
@@ -265,6 +261,24 @@ class CardAuthService:
                 card_sn=attempt.card_sn,
                 cryptogram=attempt.cryptogram,
             )
+
+        # 4. The registry.
+        usable = checks.check_card_status(
+            loaded.card,
+            card_sn=attempt.card_sn,
+            generation=generation,
+            certificate_sm3=None if verified is None else verified.fingerprint.hex(),
+            today=beijing_date(dt.datetime.fromtimestamp(now_s, dt.UTC)),
+            legacy_accepted_until=self._settings.legacy_parallel_use_until,
+        )
+        if verified is not None:
+            if store_der is not None:
+                # Only the first time this worker sees the certificate authenticate a card.
+                await self._db.write(
+                    partial(store_certificate, sm3_hex=verified.fingerprint.hex(), der=store_der),
+                    grouped=True,
+                )
+            self.certificates.put(verified)
 
         ttl_s = self._settings.card_session_ttl_s
         # The card is present at this terminal for the national door (gateway.fsi.presence),
@@ -434,6 +448,9 @@ async def card_auth_context(app: web.Application) -> AsyncIterator[None]:
             candidate=secrets.token_bytes(SESSION_KEY_LEN),
         )
     )
+    # Loaded before the worker serves: a revoked card is never accepted for want of a list.
+    revoked = RevokedSerials()
+    await revoked.refresh(db, int(app[CLOCK]() * 1000))
     app[CARD_AUTH] = CardAuthService(
         db=db,
         clock=app[CLOCK],
@@ -441,12 +458,21 @@ async def card_auth_context(app: web.Application) -> AsyncIterator[None]:
         trust=trust,
         keys=keys,
         session_key=session_key,
+        revoked=revoked,
     )
-    task = asyncio.create_task(_sweep_challenges_forever(app), name="challenge-sweeper")
+    tasks = (
+        asyncio.create_task(_sweep_challenges_forever(app), name="challenge-sweeper"),
+        asyncio.create_task(
+            refresh_forever(revoked, db, app[CLOCK], settings.card_crl_refresh_s),
+            name="crl-refresh",
+        ),
+    )
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _sweep_challenges_forever(app: web.Application) -> None:

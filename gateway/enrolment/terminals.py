@@ -17,7 +17,7 @@ from typing import Final
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gateway.audit import JsonValue, record_audit
+from gateway.audit import record_audit
 from gateway.enrolment.common import Actor, conflict, invalid, not_found
 from gateway.enrolment.institutions import require_institution
 from gateway.errors import ErrorCode, GatewayError
@@ -28,7 +28,7 @@ from sscard import terminal_auth as ta
 __all__ = [
     "GENERATED_SECRET_BYTES",
     "EnrolledSecret",
-    "RewrapReport",
+    "RewrapCounts",
     "TerminalView",
     "enrol_terminal",
     "list_terminals",
@@ -231,23 +231,21 @@ def list_terminals(
 
 
 @dataclass(frozen=True, slots=True)
-class RewrapReport:
+class RewrapCounts:
     moved: int  # re-sealed from an older KEK to the current one
     sealed: int  # plaintext rows sealed for the first time
     unchanged: int  # already under the current KEK
-    kek_id: str
 
 
 def rewrap_terminals(
-    session: Session, actor: Actor, sealer: SecretSealer, *, plaintext_only: bool = False
-) -> RewrapReport:
-    """Re-seal every terminal secret (and a rotation's previous one) under the current KEK.
+    session: Session, sealer: SecretSealer, *, plaintext_only: bool = False
+) -> RewrapCounts:
+    """Re-seal every terminal secret (and a rotation's previous one) under the current KEK,
+    in the caller's transaction (gateway.enrolment.rewrap: all secrets, one audit row).
 
-    All or nothing, in the caller's one transaction: every blob is opened first, and one
-    that this ring cannot open (a KEK missing from kek_previous_files) raises KEK_WRONG before
-    anything is written. Workers keep serving meanwhile: they hold the old and the new KEK
-    (kek_previous_files), so either blob opens. ``plaintext_only``: only seal rows still in
-    the plaintext column (what `serve` does at every start)."""
+    Every blob is opened before anything is written, and one that this ring cannot open (a
+    KEK missing from kek_previous_files) raises KEK_WRONG. ``plaintext_only``: only seal rows
+    still in the plaintext column (what `serve` does at every start)."""
     current = sealer.current_kek_id
     rows = session.execute(
         select(
@@ -281,18 +279,7 @@ def rewrap_terminals(
         updates.append((terminal_id, values))
     for terminal_id, values in updates:
         session.execute(update(Terminal).where(Terminal.terminal_id == terminal_id).values(values))
-    if moved or sealed:
-        changes: dict[str, JsonValue] = {"moved": moved, "sealed": sealed, "kek_id": current}
-        record_audit(
-            session,
-            actor.name,
-            "keys.rewrap" if not plaintext_only else "keys.seal_plaintext",
-            "terminals",
-            changes,
-            source=actor.source,
-            at_ms=actor.at_ms,
-        )
-    return RewrapReport(moved, sealed, unchanged, current)
+    return RewrapCounts(moved, sealed, unchanged)
 
 
 def _reseal(sealer: SecretSealer, terminal_id: str, blob: bytes, *, previous: bool) -> bytes:

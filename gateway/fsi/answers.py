@@ -5,6 +5,7 @@ mismatch rolls the unit back and nothing is written), and the settlement answers
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -17,6 +18,7 @@ from gateway.fsi.presence import CardAtCounter, card_at_counter
 from gateway.fsi.views import estimate_setlinfo, remote_setlinfo, setldetail, settled_setlinfo
 from settlement.counter.outcomes import Estimate, Settled
 from settlement.crossprov.remote_settle import RemoteSettled
+from settlement.crossprov.store import RemoteSettlementRow
 from settlement.keyed import Answer
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "empty_answer",
     "estimate_answer",
     "remote_answer",
+    "remote_cancel_answer",
     "settled_answer",
     "visit_date",
 ]
@@ -72,8 +75,18 @@ def settled_answer(
     )
 
 
-def remote_answer(settled: RemoteSettled, *, call: FsiCall, cancel: bool = False) -> Answer:
-    return ok(call, {"setlinfo": remote_setlinfo(settled.setlinfo, cancel=cancel)})
+def remote_answer(settled: RemoteSettled, *, call: FsiCall) -> Answer:
+    return ok(call, {"setlinfo": remote_setlinfo(settled.setlinfo)})
+
+
+def remote_cancel_answer(row: RemoteSettlementRow, *, call: FsiCall) -> Answer:
+    """A cancel through the hub (2103/2208/2305): the cancelled settlement's ``setlinfo`` as
+    the insured place answered it, ``refd_setl_flag`` "1", cash as ``pdn_cash_pay`` (as a
+    local cancel answers)."""
+    assert row.setlinfo_json is not None  # only a confirmed settlement is cancelled
+    setlinfo = remote_setlinfo(json.loads(row.setlinfo_json), cancel=True)
+    setlinfo["refd_setl_flag"] = "1"
+    return ok(call, {"setlinfo": setlinfo})
 
 
 def estimate_answer(

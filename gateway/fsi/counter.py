@@ -25,6 +25,7 @@ from gateway.fsi.answers import (
     empty_answer,
     estimate_answer,
     remote_answer,
+    remote_cancel_answer,
     settled_answer,
     visit_date,
 )
@@ -40,7 +41,6 @@ from gateway.fsi.calls import (
 )
 from gateway.fsi.envelope import parse_time, yuan
 from gateway.fsi.inputs import CardInput, FeeLineIn, fee_lines, optional_fen
-from gateway.fsi.presence import CardAtCounter
 from gateway.fsi.views import MED_TYPES
 from gateway.state import DATABASE
 from settlement.claim import ClaimLine
@@ -56,7 +56,7 @@ from settlement.counter.outcomes import (
 from settlement.counter.persons import person_information
 from settlement.crossprov.remote_cancel import cancel_remote, find_remote
 from settlement.crossprov.remote_person import RemotePerson, remote_person
-from settlement.crossprov.remote_settle import settle_remote
+from settlement.crossprov.remote_settle import settle_registered_remote, settle_remote
 from settlement.crossprov.routing import Route as Way
 from settlement.keyed import Answer, Stored
 
@@ -87,7 +87,9 @@ class PersonQuery(CardInput):
 def _gender(citizen_id: str) -> str:
     # GB 11643: the 17th character is odd for a man. 1 male, 2 female (GB/T 2261.1).
     digit = citizen_id[16:17]
-    return "" if not digit.isdigit() else ("1" if int(digit) % 2 else "2")
+    if len(digit) != 1 or digit not in "0123456789":  # ASCII only: "¹".isdigit() is True
+        return ""
+    return "1" if int(digit) % 2 else "2"
 
 
 def _person_answer(person: PersonInformation, *, call: FsiCall, psn_no: str) -> Answer:
@@ -264,7 +266,7 @@ async def cancel_settlement(call: FsiCall) -> Stored:
             row=remote,
             keyed=call.keyed,
             reason=reason,
-            render=partial(remote_answer, call=call, cancel=True),
+            render=partial(remote_cancel_answer, call=call),
         )
     unit = partial(
         guarded,
@@ -456,20 +458,15 @@ def _settle_visit_input(call: FsiCall) -> SettleVisitInput:
     return body
 
 
-def _refuse_remote(card: CardAtCounter) -> None:
-    if card.route is not Way.LOCAL:
-        raise GatewayError(
-            ErrorCode.FSI_INFNO_UNSUPPORTED,
-            "a registered outpatient visit of a person insured elsewhere is not settled "
-            "through the hub here yet; settle it without registration on /v1",
-        )
-
-
 async def registered_pre_settle(call: FsiCall) -> Stored:
     body = _settle_visit_input(call)
     medfee = optional_fen(body.medfee_sumamt, "medfee_sumamt")
     card = await card_of(call, body)
-    _refuse_remote(card)
+    if card.route is not Way.LOCAL:
+        raise GatewayError(
+            ErrorCode.VISIT_TYPE_NOT_ALLOWED,
+            "no estimate through the hub: settle (2207) a person insured elsewhere directly",
+        )
 
     def work(session: Session) -> Estimate:
         read = registered.registered_read(
@@ -494,12 +491,23 @@ async def registered_settle(call: FsiCall) -> Stored:
     body = _settle_visit_input(call)
     medfee = optional_fen(body.medfee_sumamt, "medfee_sumamt")
     card = await card_of(call, body)
-    _refuse_remote(card)
-    unit = partial(
-        registered.settle_registered,
-        nonce=call.require_guard(),
-        at=card.at,
-        mdtrt_id=body.mdtrt_id,
-        render=partial(settled_answer, call=call, psn_no=body.psn_no, medfee_fen=medfee),
-    )
-    return await run(call, unit, fast=True)
+    match card.route:
+        case Way.LOCAL:
+            unit = partial(
+                registered.settle_registered,
+                nonce=call.require_guard(),
+                at=card.at,
+                mdtrt_id=body.mdtrt_id,
+                render=partial(settled_answer, call=call, psn_no=body.psn_no, medfee_fen=medfee),
+            )
+            return await run(call, unit, fast=True)
+        case Way.IN_PROVINCE_REMOTE | Way.CROSS_PROVINCE:  # as POST /v1/settlements does
+            return await settle_registered_remote(
+                call.app[DATABASE],
+                call.app[HUB],
+                keyed=call.keyed,
+                nonce=call.require_guard(),
+                at=card.at,
+                mdtrt_id=body.mdtrt_id,
+                render=partial(remote_answer, call=call),
+            )

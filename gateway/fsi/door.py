@@ -35,15 +35,26 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from gateway.errors import ERRORS, ErrorCode, GatewayError, domain_error_code
-from gateway.fsi import counter, envelope, inpatient, reversal, signin
+from gateway.fsi import (
+    counter,
+    envelope,
+    files,
+    filings,
+    inpatient,
+    queries,
+    reconciliation,
+    reversal,
+    signin,
+)
 from gateway.fsi.calls import CLIENT_PREFIX, FsiCall, Handler, SignInGuard
 from gateway.fsi.envelope import Envelope
 from gateway.fsi.presence import PRESENCE_CACHE, PresenceCache
 from gateway.fsi.store import InstitutionKeys, institution_keys
 from gateway.fsi.transport import open_input
+from gateway.params import ascii_int
 from gateway.routing import JSON_CONTENT_TYPE, Call, Route
-from gateway.state import CLOCK, DATABASE
-from gateway.store import MEDICAL_KINDS, Institution
+from gateway.state import CLOCK, DATABASE, KEY_RING
+from gateway.store import MEDICAL_KINDS, Institution, Opener, SecretsUnavailable
 from settlement.counter.ports import Counter
 from settlement.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from settlement.keyed import KeyedRequest, Stored, request_sha256
@@ -83,6 +94,18 @@ TRANSACTIONS: Final[Mapping[str, Handler]] = {
     "2404": counter.cancel_registration,
     "2405": inpatient.cancel_discharge,
     "2601": reversal.reverse,
+    "5201": queries.visits,
+    "5203": queries.settlement,
+    "5204": queries.fee_detail,
+    "5206": queries.cumulative,
+    "2501": filings.referral,
+    "2502": filings.cancel,
+    "2505": filings.designated,
+    "2506": filings.cancel,
+    "3201": reconciliation.totals,
+    "3202": reconciliation.details,
+    "9101": files.upload,
+    "9102": files.download,
 }
 
 
@@ -92,11 +115,15 @@ class FsiInstitution:
     keys: InstitutionKeys | None
 
 
-def _institution_unit(session: Session, *, code: str) -> FsiInstitution | None:
+def _institution_unit(
+    session: Session, *, code: str, opener: Opener | None
+) -> FsiInstitution | None:
     row = session.get(Institution, code)
-    if row is None or row.kind not in MEDICAL_KINDS:
+    # A suspended institution (gateway admin institution suspend) is refused as unknown.
+    if row is None or row.kind not in MEDICAL_KINDS or row.suspended:
         return None
-    return FsiInstitution(Counter(row.code, row.kind, row.level), institution_keys(session, code))
+    keys = institution_keys(session, code, opener)
+    return FsiInstitution(Counter(row.code, row.kind, row.level), keys)
 
 
 class InstitutionDirectory:
@@ -111,7 +138,12 @@ class InstitutionDirectory:
         cached = self._entries.get(code)
         if cached is not None and cached[0] > now:
             return cached[1]
-        found = await app[DATABASE].read(partial(_institution_unit, code=code))
+        try:
+            found = await app[DATABASE].read(
+                partial(_institution_unit, code=code, opener=app[KEY_RING])
+            )
+        except SecretsUnavailable as exc:
+            raise GatewayError(ErrorCode.KEK_UNAVAILABLE, str(exc)) from None
         self._entries[code] = (now + INSTITUTION_CACHE_TTL_S, found)
         self._entries.move_to_end(code)
         while len(self._entries) > INSTITUTION_CACHE_ENTRIES:
@@ -135,7 +167,8 @@ def _now(app: web.Application) -> dt.datetime:
 
 def _path_infno(request: web.Request) -> str | None:
     infno = request.match_info.get("infno")
-    if infno is not None and not (len(infno) == 4 and infno.isdigit()):
+    # ASCII digits only: str.isdigit takes "¹²³⁴" (gateway.params).
+    if infno is not None and (len(infno) != 4 or ascii_int(infno, max_digits=4) is None):
         raise web.HTTPNotFound()
     return infno
 

@@ -3,7 +3,8 @@ got, whether or not it committed (DOMAIN §4, §5: a result whose outcome is unk
 reversed).
 
 * The original committed (its answer is stored under its msgid): a settlement (2102, 2207,
-  2304) is cancelled in full, as 2208 would (same use case); an admission (2401) with nothing
+  2304) is cancelled in full, as 2208 would (same use case; a settlement through the hub is
+  cancelled through the hub, settlement.crossprov.remote_cancel); an admission (2401) with nothing
   on it is cancelled as 2404 would. A cancel (2103, 2208, 2305) cannot be undone here: the
   ledger never un-reverses, so the reversal is refused and the HIS settles again.
 * The original never arrived, or failed (nothing stored): the reversal claims its msgid with a
@@ -23,14 +24,18 @@ from typing import Any, Final
 from pydantic import Field
 from sqlalchemy.orm import Session
 
+from gateway.crossprov.hub import HUB
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fsi.calls import CLIENT_PREFIX, FsiCall, InputModel, ok, parse_input, run
 from gateway.fsi.envelope import INFCODE_MSGID_CONFLICT, render
+from gateway.state import DATABASE
 from settlement.counter import registered
 from settlement.counter import settle as at_counter
+from settlement.crossprov.remote_cancel import cancel_remote, find_remote
+from settlement.crossprov.store import RemoteSettlementRow
 from settlement.errors import SettlementAlreadyCancelled
 from settlement.idempotency import store_response
-from settlement.keyed import KeyedRequest, Stored, answer, claim_key
+from settlement.keyed import Answer, KeyedRequest, Stored, answer, claim_key
 from settlement.recording import cancel_settlement
 from settlement.store import IdempotencyKey, IdempotencyStatus, SettlementRow
 
@@ -133,6 +138,31 @@ def _reverse_unit(
     return answer(session, keyed, ok(call, {}, warn_msg=warn))
 
 
+def _remote_original(
+    session: Session, *, call: FsiCall, omsgid: str, oinfno: int
+) -> RemoteSettlementRow | None:
+    """The settlement through the hub that the committed original (a settle) made, if it
+    made one: it is cancelled through the hub, as 2208 would, not in the local unit."""
+    if oinfno not in _SETTLES:
+        return None
+    original = session.get(IdempotencyKey, (call.keyed.client_id, omsgid))
+    if (
+        original is None
+        or original.request_sha256 == TOMBSTONE_SHA256
+        or original.status is not IdempotencyStatus.DONE
+        or original.response_status != oinfno
+    ):
+        return None  # the local unit answers these cases
+    setl_id = (_output_of(original.response_body or "{}").get("setlinfo") or {}).get("setl_id")
+    if not isinstance(setl_id, str):
+        return None
+    return find_remote(session, fixmedins_code=call.counter.fixmedins_code, setl_id=setl_id)
+
+
+def _reversed_remote(_row: RemoteSettlementRow, *, call: FsiCall) -> Answer:
+    return ok(call, {}, warn_msg="the settlement was cancelled through the national hub")
+
+
 async def reverse(call: FsiCall) -> Stored:
     body = parse_input(ReversalInput, call.input)
     oinfno = int(body.oinfno)
@@ -140,6 +170,18 @@ async def reverse(call: FsiCall) -> Stored:
         raise _refused(f"{body.oinfno} cannot be reversed (only {sorted(REVERSIBLE)})")
     if body.omsgid == call.envelope.msgid:
         raise _refused("omsgid is this reversal's own msgid")
+    db = call.app[DATABASE]
+    remote = await db.read(partial(_remote_original, call=call, omsgid=body.omsgid, oinfno=oinfno))
+    if remote is not None:
+        await db.read(call.require_guard().claim)  # before the hub is asked anything
+        return await cancel_remote(
+            db,
+            call.app[HUB],
+            row=remote,
+            keyed=call.keyed,
+            reason=f"2601 reversal msgid {call.envelope.msgid}",
+            render=partial(_reversed_remote, call=call),
+        )
     return await run(call, partial(_reverse_unit, call=call, omsgid=body.omsgid, oinfno=oinfno))
 
 

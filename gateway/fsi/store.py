@@ -10,14 +10,19 @@
     names it, and it is checked inside that envelope's own unit of work (one primary-key read).
 ``fsi_transport``
     An institution's transport profile and keys (DOMAIN §4): ``plain`` or ``sm2-sm4``.
-    MINIMAL KEY STORAGE, MARKED FOR REPLACEMENT: the SM4 key is stored as it is; the
-    enrolment work seals keys at rest under a KEK, and :func:`institution_keys` is the one
-    seam to switch to it (nothing else reads these columns).
+    The SM4 key is stored SEALED under the KEK (gateway.sealing; ``sm4_key_sealed``, AAD
+    ``fsi_transport.sm4_key:<code>``, migration fsi0002); ``sm4_key`` is the plaintext column
+    of before, NULL once sealed (a row that still has one works, and is sealed by `gateway
+    admin rewrap` and at every `serve` start). :func:`institution_keys` is the one reader.
+    The HIS's SM2 key is public: stored as it is.
 ``card_presence``
     A card that authenticated (challenge-response, unchanged) at a terminal, until its card
     session would expire: the envelope, which carries no card signature, is accepted for a
     card only while it is present at the envelope's device (``dev_no`` = that terminal's id).
     Written by card authentication; read by the door (gateway.fsi.presence).
+``fsi_files``
+    Files moved by 9101 (upload: 3202's detail file) and 9102 (download: 3202's differences),
+    by ``file_qury_no``, of one institution, until they expire (gateway.fsi.files).
 
 Times are unix seconds in BIGINT columns, as the gateway's other tables keep them.
 """
@@ -30,6 +35,8 @@ from typing import Final
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Index,
+    Integer,
     LargeBinary,
     SmallInteger,
     String,
@@ -40,12 +47,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from dbkit import DriverSQL, new_metadata
+from gateway.store import Opener, SecretsUnavailable
 from settlement.crossprov.routing import Route
 
 __all__ = [
     "ROUTE_CODES",
     "CardPresence",
     "FoundPresence",
+    "FsiFile",
     "FsiOperator",
     "FsiSignIn",
     "FsiTransport",
@@ -59,6 +68,7 @@ __all__ = [
     "metadata",
     "operator_enabled",
     "record_presence",
+    "sm4_key_aad",
 ]
 
 metadata: Final = new_metadata()
@@ -100,6 +110,7 @@ class FsiTransport(FsiBase):
     # and the HIS's SM2 public key (65 bytes, 04‖x‖y) that verifies cainfo.
     sm4_key: Mapped[bytes | None] = mapped_column(LargeBinary(16))
     his_public_key: Mapped[bytes | None] = mapped_column(LargeBinary(65))
+    sm4_key_sealed: Mapped[bytes | None] = mapped_column(LargeBinary(256))
 
 
 class CardPresence(FsiBase):
@@ -113,6 +124,21 @@ class CardPresence(FsiBase):
     # 1 local, 2 in-province remote, 3 cross-province), as the card session carries it.
     route: Mapped[int] = mapped_column(SmallInteger)
     expires_at_s: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class FsiFile(FsiBase):
+    __tablename__ = "fsi_files"
+    __table_args__ = (
+        Index("ix_fsi_files_fixmedins_code_expires_at_s", "fixmedins_code", "expires_at_s"),
+    )
+
+    file_qury_no: Mapped[str] = mapped_column(String(40), primary_key=True)
+    fixmedins_code: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(200))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at_s: Mapped[int] = mapped_column(BigInteger)
+    expires_at_s: Mapped[int] = mapped_column(BigInteger)
 
 
 # --- operators and sign-ins ---------------------------------------------------------------------
@@ -167,15 +193,30 @@ class InstitutionKeys:
     his_public_key: bytes | None
 
 
-def institution_keys(session: Session, fixmedins_code: str) -> InstitutionKeys | None:
-    """THE seam for an institution's transport keys: switch this one function to the sealed
-    key storage (KEK) when it lands; nothing else reads ``fsi_transport``'s key columns."""
+def sm4_key_aad(fixmedins_code: str) -> bytes:
+    """The associated data that binds a sealed SM4 key to its institution's row."""
+    return f"fsi_transport.sm4_key:{fixmedins_code}".encode()
+
+
+def institution_keys(
+    session: Session, fixmedins_code: str, opener: Opener | None = None
+) -> InstitutionKeys | None:
+    """THE reader of an institution's transport keys, the SM4 key opened with ``opener``
+    (the KEK ring). Raises gateway.store.SecretsUnavailable for a sealed key it cannot open."""
     row = session.get(FsiTransport, fixmedins_code)
     if row is None:
         return None
+    sm4_key = None if row.sm4_key is None else bytes(row.sm4_key)
+    if row.sm4_key_sealed is not None:
+        if opener is None:
+            raise SecretsUnavailable("a sealed SM4 key and no KEK configured")
+        try:
+            sm4_key = opener.open(bytes(row.sm4_key_sealed), sm4_key_aad(fixmedins_code))
+        except ValueError as exc:  # gateway.sealing.SealError
+            raise SecretsUnavailable(str(exc)) from None
     return InstitutionKeys(
         row.profile,
-        None if row.sm4_key is None else bytes(row.sm4_key),
+        sm4_key,
         None if row.his_public_key is None else bytes(row.his_public_key),
     )
 

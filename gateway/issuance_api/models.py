@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from gateway.routing import RequestModel, Text
+from gateway.routing import RequestModel, Text, exactly_one_of
 from issuance import applications, views
 from issuance.programme import Channel, PhotoSource
 
@@ -98,7 +98,15 @@ class ApplicationOut(BaseModel):
 
 
 class StatusIn(RequestModel):
-    application_id: int | None = Field(default=None, ge=1)
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one_of(
+            ("application_id", "citizen_id"), ("application_id",), ("citizen_id",)
+        )
+    )
+
+    # Bounded: a larger number is no application id, and beyond 2**63 - 1 no database column
+    # can even hold it (schemathesis sent a 77-digit one: a 500).
+    application_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     citizen_id: CitizenId | None = None
 
     @model_validator(mode="after")
@@ -113,6 +121,10 @@ class StatusOut(BaseModel):
 
 
 class HistoryIn(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one_of(("card_sn", "citizen_id"), ("card_sn",), ("citizen_id",))
+    )
+
     card_sn: CardSnHex | None = None
     citizen_id: CitizenId | None = None
 

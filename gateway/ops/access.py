@@ -4,8 +4,9 @@ A browser cannot HMAC-SM3-sign requests the way terminals do, so the dashboard's
 take ``Authorization: Bearer <ops token>`` instead. The token comes from the ``ops_token``
 setting (production: from the config file or ``GATEWAY_OPS_TOKEN``). In the demo world, with
 no token configured, a random one is made once and kept in ``{data_dir}/ops-token`` (mode
-0600), shared by every worker and kept across restarts, and printed at start-up. Anywhere else
-with no token configured, every ops request is refused: an operator must choose one.
+0600), shared by every worker and kept across restarts; the start-up log names the file, never
+the token. Anywhere else with no token configured, every ops request is refused: an operator
+must choose one.
 
 The comparison is in constant time over SHA-256 digests, so it takes the same time whatever
 the presented token's length or content. The page keeps the token in the tab's
@@ -34,17 +35,20 @@ from typing import Final
 from aiohttp import web
 
 from gateway.errors import ErrorCode, GatewayError
+from gateway.limits.guards import OPS_WRONG_TOKENS
+from gateway.limits.proxies import TrustedProxies
 from gateway.logs import fields
-from gateway.ops.guard import WRONG_TOKENS_ALLOWED, WrongTokenGuard, client_key
+from gateway.ops.guard import client_key
 from gateway.settings import Settings
 from gateway.state import CLOCK, REQUEST_ID, SETTINGS
 
 __all__ = [
     "OPS_ACCESS",
-    "OPS_GUARD",
+    "OPS_PROXIES",
     "OPS_TOKEN_FILE",
     "OpsAccess",
     "authorize",
+    "client_of",
     "ops_context",
     "resolve_ops_access",
 ]
@@ -90,20 +94,27 @@ def _wrong_token() -> GatewayError:
 
 
 OPS_ACCESS: Final = web.AppKey("ops_access", OpsAccess)
-OPS_GUARD: Final = web.AppKey("ops_guard", WrongTokenGuard)
+# Whose X-Forwarded-For names the client (the trusted_proxies setting).
+OPS_PROXIES: Final = web.AppKey("ops_proxies", TrustedProxies)
 
 
-def authorize(request: web.Request) -> None:
+def client_of(request: web.Request) -> str:
+    """The guard's key for the client: the peer, or the address a trusted proxy forwarded."""
+    proxies = request.app[OPS_PROXIES]
+    return client_key(proxies.client(request.remote, request.headers.getall("X-Forwarded-For", [])))
+
+
+async def authorize(request: web.Request) -> None:
     """Pass, or raise GatewayError: OPS_UNAUTHORIZED (401), or OPS_TOO_MANY_WRONG_TOKENS
-    (429, Retry-After) for an address that sent too many wrong tokens lately, whose token is
-    then not compared at all."""
+    (429, Retry-After) for an address that sent too many wrong tokens lately (counted by every
+    worker and replica together, gateway.limits), whose token is then not compared at all."""
     app = request.app
     access = app[OPS_ACCESS]
     presented = access.presented(request.headers.get("Authorization"))
-    guard = app[OPS_GUARD]
-    key = client_key(request.remote)
+    guard = app[OPS_WRONG_TOKENS]
+    key = client_of(request)
     now_s = app[CLOCK]()
-    wait_s = guard.wait_s(key, now_s)
+    wait_s = await guard.wait_s(key, now_s)
     if wait_s is not None:
         raise GatewayError(
             ErrorCode.OPS_TOO_MANY_WRONG_TOKENS,
@@ -112,7 +123,7 @@ def authorize(request: web.Request) -> None:
         )
     if access.matches(presented):
         return
-    if guard.wrong(key, now_s):
+    if await guard.wrong(key, now_s):
         # Once per lock-out (at most one line per address and refill interval), so a brute
         # force cannot flood the log; each refused request is in the access log by its code.
         # The peer address is what an operator blocks at the firewall; never the token.
@@ -122,8 +133,7 @@ def authorize(request: web.Request) -> None:
                 request_id=request[REQUEST_ID],
                 path=request.path,
                 client=key,
-                wrong_tokens_allowed=WRONG_TOKENS_ALLOWED,
-                retry_after_s=math.ceil(guard.wait_s(key, now_s) or 0.0),
+                wrong_tokens_allowed=guard.allowed,
             ),
         )
     raise _wrong_token()
@@ -171,12 +181,13 @@ async def ops_context(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: resolve the ops credential once per worker and say where it comes from."""
     access, created_token = await asyncio.to_thread(resolve_ops_access, app[SETTINGS])
     app[OPS_ACCESS] = access
-    app[OPS_GUARD] = WrongTokenGuard()
+    app[OPS_PROXIES] = TrustedProxies.from_setting(app[SETTINGS].trusted_proxies)
     if created_token is not None:
-        # DEMO ONLY, and only the worker that made it: the operator needs it to sign in.
+        # DEMO ONLY, and only the worker that made it. The file's path, never the token: a
+        # log is read by more people, and kept longer, than the data directory.
         log.warning(
-            "ops dashboard token created (DEMO ONLY)",
-            extra=fields(path="/ops", ops_token=created_token, token_source=access.source),
+            "ops dashboard token created (DEMO ONLY): read it from its file",
+            extra=fields(path="/ops", token_source=access.source),
         )
     else:
         log.info("ops dashboard", extra=fields(path="/ops", token_source=access.source))

@@ -26,6 +26,7 @@ from dbkit import as_utc, day_bounds_utc
 from gateway.ops.models import (
     ActivityRow,
     CancellationRow,
+    MismatchDifference,
     MismatchRow,
     ReconciliationSummary,
 )
@@ -33,6 +34,7 @@ from settlement.store import ReconciliationRun, SettlementRow, SettlementStatus
 
 __all__ = [
     "LOCAL_ROUTE",
+    "MAX_DIFFERENCES_SHOWN",
     "MAX_MISMATCHES_SHOWN",
     "cancellations",
     "local_activity",
@@ -43,6 +45,8 @@ LOCAL_ROUTE: Final = "local"
 # The page lists this many mismatching runs; the rest are counted, and listed by
 # GET /v1/reconciliation/mismatches?scope=all.
 MAX_MISMATCHES_SHOWN: Final = 50
+# Differences shown per 3202 run (the stored answer holds up to 1,000).
+MAX_DIFFERENCES_SHOWN: Final = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +162,28 @@ def _mismatch(run: ReconciliationRun) -> MismatchRow:
         kind="details" if run.kind == "details" else "totals",
         checked_at=as_utc(run.created_at),
         difference_count=difference_count if type(difference_count) is int else None,
+        differences=_differences(figures.get("differences")),
         institution_medfee_sumamt=_medfee(institution),
         gateway_medfee_sumamt=_medfee(gateway),
     )
+
+
+def _differences(raw: object) -> list[MismatchDifference]:
+    """The first :data:`MAX_DIFFERENCES_SHOWN` of a 3202 answer's differences, as stored."""
+    if not isinstance(raw, list):
+        return []
+    shown: list[MismatchDifference] = []
+    for item in raw[:MAX_DIFFERENCES_SHOWN]:
+        if isinstance(item, dict) and isinstance(item.get("setl_id"), str):
+            shown.append(
+                MismatchDifference(
+                    setl_id=item["setl_id"],
+                    reason=str(item.get("reason", "")),
+                    institution_medfee_sumamt=_medfee(item.get("institution")),
+                    gateway_medfee_sumamt=_medfee(item.get("gateway")),
+                )
+            )
+    return shown
 
 
 def _figures(raw: str) -> dict[str, Any]:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 from gateway.routing import RequestModel, Text
+
+# A plain str (the hex pattern already excludes NUL): pydantic leaves the pattern of an
+# Optional Text (a str with an after-validator) out of /openapi.json while still enforcing it.
+_HEX = r"^[0-9a-fA-F]+$"
+SecretHex = Annotated[str, Field(min_length=32, max_length=128, pattern=_HEX)]
 
 __all__ = [
     "AgentIn",
@@ -26,6 +33,8 @@ __all__ = [
     "TerminalIn",
     "TerminalOut",
     "TerminalsOut",
+    "TransportIn",
+    "TransportOut",
 ]
 
 
@@ -40,6 +49,21 @@ class InstitutionChangeIn(RequestModel):
     name: Text | None = Field(None, min_length=1, max_length=128)
     level: int | None = Field(None, ge=1, le=3)
     suspended: bool | None = None
+
+
+class TransportIn(RequestModel):
+    profile: Text = Field(min_length=1, max_length=16)
+    # Plain str inside the Optional, as SecretHex: the pattern must reach /openapi.json.
+    sm4_key_hex: Annotated[str, Field(min_length=32, max_length=32, pattern=_HEX)] | None = None
+    his_public_key_hex: (
+        Annotated[str, Field(min_length=130, max_length=130, pattern=_HEX)] | None
+    ) = None
+
+
+class TransportOut(BaseModel):
+    institution_code: str
+    profile: str
+    kek_id: str | None
 
 
 class InstitutionOut(BaseModel):
@@ -58,12 +82,12 @@ class TerminalIn(RequestModel):
     terminal_id: Text = Field(min_length=1, max_length=64)
     institution_code: Text = Field(min_length=1, max_length=32)
     # Imported secret, hex (16-64 bytes). Absent: the gateway makes one and answers it once.
-    secret_hex: Text | None = Field(None, min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")
+    secret_hex: SecretHex | None = None
 
 
 class RotateIn(RequestModel):
     overlap_s: int | None = Field(None, ge=0, le=30 * 86_400)
-    secret_hex: Text | None = Field(None, min_length=32, max_length=128, pattern=r"^[0-9a-fA-F]+$")
+    secret_hex: SecretHex | None = None
 
 
 class SecretOut(BaseModel):

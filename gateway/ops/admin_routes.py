@@ -14,7 +14,8 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from gateway.audit import audit_csv, list_audit
-from gateway.enrolment import agents, identities, institutions, terminals
+from gateway.enrolment import agents, identities, institutions, terminals, transport
+from gateway.enrolment.rewrap import rewrap_secrets
 from gateway.enrolment.tables import OpsRole
 from gateway.errors import ErrorCode, GatewayError, codes_named
 from gateway.ops.admin_models import (
@@ -37,6 +38,8 @@ from gateway.ops.admin_models import (
     TerminalIn,
     TerminalOut,
     TerminalsOut,
+    TransportIn,
+    TransportOut,
 )
 from gateway.ops.roles import OpsPrincipal, authorize_role
 from gateway.params import ascii_int
@@ -147,6 +150,26 @@ async def change_institution(call: Call[InstitutionChangeIn]) -> BaseModel:
         return view
 
     return _institution(await _write(call, unit))
+
+
+async def set_transport(call: Call[TransportIn]) -> BaseModel:
+    _, actor = await _who(call, OpsRole.ADMIN)
+    code, b, ring = call.request.match_info["code"], call.body, _ring(call)
+    sm4 = None if b.sm4_key_hex is None else bytes.fromhex(b.sm4_key_hex)
+    his = None if b.his_public_key_hex is None else bytes.fromhex(b.his_public_key_hex)
+    view = await _write(
+        call,
+        lambda s: transport.set_transport(
+            s,
+            actor,
+            ring,
+            institution_code=code,
+            profile=b.profile,
+            sm4_key=sm4,
+            his_public_key=his,
+        ),
+    )
+    return TransportOut(**_fields(view))
 
 
 # --- terminals ------------------------------------------------------------------------------
@@ -273,7 +296,7 @@ async def revoke_identity(call: Call[None]) -> BaseModel:
 async def rewrap(call: Call[None]) -> BaseModel:
     _, actor = await _who(call, OpsRole.ADMIN)
     ring = _ring(call)
-    report = await _write(call, lambda s: terminals.rewrap_terminals(s, actor, ring))
+    report = await _write(call, lambda s: rewrap_secrets(s, actor, ring))
     return RewrapOut(**_fields(report))
 
 
@@ -395,6 +418,17 @@ OPS_ADMIN_ROUTES: Final[tuple[Route, ...]] = (
         request_model=InstitutionChangeIn,
         response_model=InstitutionOut,
         errors=_WRITE,
+    ),
+    _route(
+        "PUT",
+        "/v1/ops/institutions/{code}/transport",
+        "ops_set_transport",
+        "An institution's national-interface transport profile and keys (the SM4 key sealed).",
+        set_transport,
+        role=OpsRole.ADMIN,
+        request_model=TransportIn,
+        response_model=TransportOut,
+        errors=_KEYS,
     ),
     _route(
         "GET",

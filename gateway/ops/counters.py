@@ -26,7 +26,6 @@ from prometheus_client import Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from dbkit import BEIJING
-from gateway.card_auth.routes import CARD_AUTH_ROUTES
 from gateway.errors import ERRORS
 from gateway.ops.models import CardAuthOutcomes, CodeCount, HubCallCount
 
@@ -42,9 +41,10 @@ COUNTERS_SINCE.set(time.time())
 COUNTERS_SINCE_SAMPLE: Final = "gateway_counters_start_time_seconds"
 CHALLENGE_ROUTE: Final = "/v1/card-auth/challenge"
 RESPONSE_ROUTE: Final = "/v1/card-auth/response"
-# The codes the card-authentication routes declare. Some (CARD_LOST …) are also answered by
-# the registry re-check at eligibility, so the breakdown is "card refusals", not only 0x88 ones.
-CARD_AUTH_CODES: Final = frozenset(code for route in CARD_AUTH_ROUTES for code in route.errors)
+# The card's verdicts (gateway.card_auth.routes): one per card answer that was judged, by
+# outcome (authenticated, refused, error) and reason. An answer that never reached the card's
+# checks (malformed, unsigned, replayed, rate-limited) has no verdict: it is counted apart.
+CARD_VERDICTS_SAMPLE: Final = "gateway_card_authentications_total"
 
 
 # The hub client's metrics (gateway.crossprov.metrics); absent until cross-province is used.
@@ -82,6 +82,7 @@ def read_counters(exposition: bytes) -> Counters:
     """Parse the text exposition (gateway.metrics.render_latest) into the page's figures."""
     rejections: dict[str, float] = {}
     requests: dict[tuple[str, str], float] = {}
+    verdicts: dict[tuple[str, str], float] = {}  # (outcome, reason) summed over generations
     hub_calls: dict[tuple[str, str], float] = {}
     breaker_open = 0
     since_s: float | None = None
@@ -93,6 +94,9 @@ def read_counters(exposition: bytes) -> Counters:
             elif sample.name == "gateway_requests_total":
                 key = (sample.labels.get("route", ""), sample.labels.get("status", ""))
                 requests[key] = requests.get(key, 0.0) + sample.value
+            elif sample.name == CARD_VERDICTS_SAMPLE:
+                key = (sample.labels.get("outcome", ""), sample.labels.get("reason", ""))
+                verdicts[key] = verdicts.get(key, 0.0) + sample.value
             elif sample.name == HUB_CALLS_SAMPLE:
                 key = (sample.labels.get("infno", ""), sample.labels.get("outcome", ""))
                 hub_calls[key] = hub_calls.get(key, 0.0) + sample.value
@@ -101,15 +105,20 @@ def read_counters(exposition: bytes) -> Counters:
                 breaker_open += 1
             elif sample.name == COUNTERS_SINCE_SAMPLE and sample.value > 0:
                 since_s = sample.value if since_s is None else min(since_s, sample.value)
-    by_code = _ranked(rejections.items())
     responses = {status: n for (route, status), n in requests.items() if route == RESPONSE_ROUTE}
+    refusals = {reason: n for (outcome, reason), n in verdicts.items() if outcome == "refused"}
+    judged_failures = sum(n for (outcome, _), n in verdicts.items() if outcome != "authenticated")
+    answered_failures = sum(n for status, n in responses.items() if status != "200")
     return Counters(
-        rejections=by_code,
+        rejections=_ranked(rejections.items()),
         card_auth=CardAuthOutcomes(
             challenges_issued=int(requests.get((CHALLENGE_ROUTE, "200"), 0.0)),
             authenticated=int(responses.get("200", 0.0)),
-            refused=int(sum(n for status, n in responses.items() if status != "200")),
-            refusals_by_code=[row for row in by_code if row.code in CARD_AUTH_CODES],
+            refused=int(sum(refusals.values())),
+            refusals_by_code=_ranked(refusals.items()),
+            # Workers count both counters at once, so this is ≥ 0 up to a scrape between the
+            # two increments of one request.
+            not_judged=max(0, int(answered_failures - judged_failures)),
         ),
         hub_calls=[
             HubCallCount(infno=infno, outcome=outcome, count=int(n))

@@ -7,18 +7,16 @@ tokens draw from, so an operator who signs in right is never slowed). Only a tok
 presented and compared counts: a request with no ``Authorization`` header guesses nothing.
 The right token from another address is unaffected.
 
-Per worker process and in memory, as gateway.rate_limit is: with N workers an address gets up
-to N × the allowance before every worker refuses it. That is acceptable for a guard (it turns
-a brute force of a chosen token from thousands of guesses a second into a few a minute); a
-shared count would belong in the database. The addresses kept are bounded (LRU,
-:data:`MAX_CLIENTS`): a forgotten address starts with a full allowance again, which only ever
-errs towards letting a request be compared.
+This class counts in one worker's memory. The gateway counts in the store every worker and
+replica shares (gateway.limits.guards.WrongTokenGuard, with the allowance and refill from the
+settings) and falls back to this per-worker count only while that store fails. The addresses
+kept are bounded (LRU, :data:`MAX_CLIENTS`): a forgotten address starts with a full allowance
+again, which only ever errs towards letting a request be compared.
 
-The key is the connection's peer address (``request.remote``), an IPv6 address reduced to its
-/64 (one host usually holds the whole /64, so it must not get 2**64 allowances). Behind a
-reverse proxy every client has the proxy's address: then one brute-forcer locks the dashboard
-for everyone behind that proxy (for minutes, never the terminals' routes). The gateway has no
-trusted-proxy setting to read a forwarded address from; that would be the fix.
+The key (:func:`client_key`) is the client's address, an IPv6 address reduced to its /64 (one
+host usually holds the whole /64, so it must not get 2**64 allowances): the connection's peer,
+or behind a proxy listed in ``trusted_proxies`` the client it names in X-Forwarded-For
+(gateway.limits.proxies), so one brute-forcer does not lock out everyone behind the proxy.
 """
 
 from __future__ import annotations

@@ -58,12 +58,29 @@ class SettlementActivity(BaseModel):
     cancellations: list[CancellationRow]
 
 
+class MismatchDifference(BaseModel):
+    """One settlement of a 3202 mismatch, as the institution was told (no personal data: a
+    setl_id and amounts)."""
+
+    setl_id: str
+    reason: str = Field(
+        description="missing_at_gateway | missing_at_institution | amounts_differ | listed_twice"
+    )
+    institution_medfee_sumamt: int | None
+    gateway_medfee_sumamt: int | None
+
+
 class MismatchRow(BaseModel):
     fixmedins_code: str
     clr_type: str
     kind: Literal["totals", "details"]
     checked_at: dt.datetime
     difference_count: int | None = Field(description="3202: settlements that differ.")
+    differences: list[MismatchDifference] = Field(
+        default_factory=list,
+        description="3202: the first differences (at most 20 per run; difference_count has "
+        "them all).",
+    )
     institution_medfee_sumamt: int | None = Field(description="3201: the institution's total.")
     gateway_medfee_sumamt: int | None = Field(description="3201: the gateway's total.")
 
@@ -93,8 +110,12 @@ class CodeCount(BaseModel):
 class CardAuthOutcomes(BaseModel):
     challenges_issued: int
     authenticated: int
-    refused: int
-    refusals_by_code: list[CodeCount]
+    refused: int = Field(description="Card answers judged and refused: the card's own fault.")
+    refusals_by_code: list[CodeCount] = Field(description="The card refusals, by code.")
+    not_judged: int = Field(
+        description="Card answers refused before the card was judged (malformed, unsigned, "
+        "replayed, rate-limited): the terminal's or its software's fault, counted apart."
+    )
 
 
 class RemoteStatusCount(BaseModel):

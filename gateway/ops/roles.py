@@ -6,7 +6,8 @@ also does the day-to-day writes (terminals: enrol, rotate, disable, enable; CRL 
 admin also enrols institutions and issuing agents, makes and revokes ops identities, and
 rewraps secrets. docs/operations.md, "Ops roles", is the table.
 
-The same brute-force guard as the bootstrap token (gateway.ops.guard) counts a token that
+The same brute-force guard as the bootstrap token (shared by every worker and replica,
+gateway.limits.guards) counts a token that
 matches neither the bootstrap token nor a live identity; a revoked identity's token is such
 a token. A known token of too low a role is 403 OPS_FORBIDDEN and is not a wrong guess.
 """
@@ -25,8 +26,8 @@ from gateway.enrolment.common import Actor
 from gateway.enrolment.identities import find_ops_identity
 from gateway.enrolment.tables import OpsRole
 from gateway.errors import ErrorCode, GatewayError
-from gateway.ops.access import OPS_ACCESS, OPS_GUARD, authorize
-from gateway.ops.guard import client_key
+from gateway.limits.guards import OPS_WRONG_TOKENS
+from gateway.ops.access import OPS_ACCESS, authorize, client_of
 from gateway.state import CLOCK, DATABASE
 
 __all__ = ["BOOTSTRAP", "OpsPrincipal", "authorize_role"]
@@ -63,10 +64,10 @@ async def authorize_role(request: web.Request, role: OpsRole) -> OpsPrincipal:
     for the bootstrap token alone."""
     app = request.app
     presented = _presented(request)
-    key = client_key(request.remote)
+    key = client_of(request)  # behind a trusted proxy: the client it names
     principal: OpsPrincipal | None = None
     # A locked-out address costs no database read: authorize() below answers it 429.
-    if presented is not None and app[OPS_GUARD].wait_s(key, app[CLOCK]()) is None:
+    if presented is not None and await app[OPS_WRONG_TOKENS].wait_s(key, app[CLOCK]()) is None:
         digest = hashlib.sha256(presented).digest()
         bootstrap = app[OPS_ACCESS].token_sha256
         if bootstrap is not None and hmac.compare_digest(digest, bootstrap):
@@ -76,7 +77,7 @@ async def authorize_role(request: web.Request, role: OpsRole) -> OpsPrincipal:
             if found is not None:
                 principal = OpsPrincipal(found.name, OpsRole(found.role), key)
     if principal is None:
-        authorize(request)  # raises for everything that is not the bootstrap token
+        await authorize(request)  # raises for everything that is not the bootstrap token
         principal = OpsPrincipal(BOOTSTRAP, OpsRole.ADMIN, key)
     if _RANK[principal.role] < _RANK[role]:
         raise GatewayError(

@@ -148,7 +148,7 @@ def _hour(call: Call[Any]) -> int | None:
     raw = call.request.query.get("hour")
     if raw is None:
         return None
-    if not re.fullmatch(r"\d{1,2}", raw) or not 0 <= int(raw) <= 23:
+    if not re.fullmatch(r"[0-9]{1,2}", raw) or not 0 <= int(raw) <= 23:  # ASCII: \d takes "٣"
         raise GatewayError(
             ErrorCode.VALIDATION_FAILED,
             "query parameter hour must be 0 to 23 (Beijing time)",

@@ -9,7 +9,7 @@ larger than the engine's own bounds, and at most :data:`MAX_REQUEST_LINES` lines
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, Field
 
@@ -261,7 +261,10 @@ class MismatchOut(BaseModel):
     clr_type: str
     kind: Literal["totals", "details"]
     checked_at: dt.datetime
-    figures: str = Field(description="The reconciliation answer, JSON, as it was given.")
+    figures: dict[str, Any] | None = Field(
+        description="The reconciliation answer as it was given (a 3201 TotalsResult or a 3202 "
+        "DetailsResult, by kind); null only if the stored answer is not a JSON object."
+    )
 
 
 class MismatchesOut(BaseModel):

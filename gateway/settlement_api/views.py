@@ -8,6 +8,9 @@ replayed byte for byte.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from dbkit import as_utc
 from gateway.settlement_api.models import (
     AdmissionOut,
@@ -226,5 +229,14 @@ def mismatch_view(run: ReconciliationRun) -> MismatchOut:
         clr_type=run.clr_type,
         kind=run.kind,  # type: ignore[arg-type]
         checked_at=as_utc(run.created_at),
-        figures=run.figures,
+        figures=_stored_answer(run.figures),
     )
+
+
+def _stored_answer(text: str) -> dict[str, Any] | None:
+    """The stored answer as JSON (it was a string inside the JSON answer: issue 17)."""
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None

@@ -158,7 +158,7 @@ class SignedVisitPost:
     What never changes from one request to the next (request line, ``Host``, ``Content-Type``,
     ``X-Card-Session``, ``X-Terminal-Id``, ``Content-Length``, the body) is encoded once;
     :meth:`build` adds what does: the timestamp, a fresh nonce, the HMAC-SM3 signature over
-    them and the body (:func:`sscard.terminal_auth.sign_request`, computed for this request:
+    them and the body (:func:`sscard.terminal_auth.sign_request_v2`, computed for this request:
     a signature is never reused) and, for a settle, its ``Idempotency-Key``.
     """
 
@@ -168,6 +168,8 @@ class SignedVisitPost:
             raise ValueError("card session: printable ASCII expected")
         self.path = path
         self._secret = till.secret
+        self._terminal_id = till.terminal_id
+        self._card_session = till.card_session
         self._body = body
         self._head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
@@ -179,9 +181,20 @@ class SignedVisitPost:
     def build(self, idempotency_key: str | None = None) -> bytes:
         timestamp = int(time.time())
         nonce = secrets.token_urlsafe(16)
-        signature = ta.sign_request(self._secret, "POST", self.path, timestamp, nonce, self._body)
+        signature = ta.sign_request_v2(
+            self._secret,
+            "POST",
+            self.path,
+            timestamp,
+            nonce,
+            self._body,
+            terminal_id=self._terminal_id,
+            card_session=self._card_session,
+            idempotency_key=idempotency_key,
+        )
         fresh = (
             f"{ta.HEADER_TIMESTAMP}: {timestamp}\r\n{ta.HEADER_NONCE}: {nonce}\r\n"
+            f"{ta.HEADER_SIGNATURE_VERSION}: {ta.SIGNATURE_VERSION}\r\n"
             f"{ta.HEADER_SIGNATURE}: {signature}\r\n"
         )
         if idempotency_key is not None:

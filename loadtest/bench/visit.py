@@ -130,11 +130,11 @@ class VisitGenerator(auth.Generator):
             body,
             timestamp=int(time.time()),
             nonce=secrets.token_urlsafe(16),
+            # Signature version 2: both are signed, and returned as their headers.
+            card_session=session,
+            idempotency_key=idempotency_key,
         )
         headers["Content-Type"] = "application/json"
-        headers["X-Card-Session"] = session
-        if idempotency_key is not None:
-            headers["Idempotency-Key"] = idempotency_key
         try:
             return await self.client.request("POST", path, headers, body)
         except LeanHttpError as exc:

@@ -147,6 +147,8 @@ class SignedClient:
         """Send, judge (module docstring), count; the answer whatever it was. ``check`` looks
         into an answer of an ``ok`` status: a message from it makes the request a failure."""
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        extra = dict(headers or {})
+        # Signature version 2 signs the card session and the key: the signer returns them.
         signed = ta.signed_headers(
             self.terminal.secret,
             self.terminal.terminal_id,
@@ -155,11 +157,12 @@ class SignedClient:
             body,
             timestamp=int(time.time()),
             nonce=secrets.token_urlsafe(16),
+            card_session=extra.pop(ta.HEADER_CARD_SESSION, None),
+            idempotency_key=extra.pop(ta.HEADER_IDEMPOTENCY_KEY, None),
         )
         if payload is not None:
             signed["Content-Type"] = "application/json"
-        if headers:
-            signed.update(headers)
+        signed.update(extra)
         with self.session.request(
             method, path, name=name, data=body or None, headers=signed, catch_response=True
         ) as response:

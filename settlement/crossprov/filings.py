@@ -24,7 +24,9 @@ from settlement.errors import InvalidClaim, SettlementError
 __all__ = [
     "Filing",
     "FilingInvalid",
+    "FilingNotFound",
     "FilingRequired",
+    "cancel_filing",
     "filing_for_visit",
     "filings_of",
     "register_filing",
@@ -54,6 +56,12 @@ class FilingInvalid(InvalidClaim):
     """A filing registration that cannot be accepted as sent (→ 422 VALIDATION_FAILED)."""
 
     code = "VALIDATION_FAILED"
+
+
+class FilingNotFound(InvalidClaim):
+    """No filing with this id, of this person, registered by this institution (→ 404)."""
+
+    code = "FILING_NOT_FOUND"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +150,17 @@ def register_filing(
     session.add(row)
     session.flush()
     return row
+
+
+def cancel_filing(session: Session, *, filing_id: str, psn_no: str, registered_by: str) -> str:
+    """Cancel a filing (撤销备案, 2502/2506): only the institution that registered it, for its
+    person. It is deleted, so it covers no later visit; a settlement already made under it
+    keeps its filing type (``remote_settlements.filing_type``). Returns the filing id."""
+    row = session.scalar(
+        select(FilingRow).where(FilingRow.filing_id == filing_id).with_for_update()
+    )
+    if row is None or row.registered_by != registered_by or (psn_no and row.psn_no != psn_no):
+        raise FilingNotFound("this institution registered no such filing for this person")
+    session.delete(row)
+    session.flush()
+    return filing_id

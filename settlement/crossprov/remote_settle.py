@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from dbkit import beijing_date
 from settlement.claim import ClaimLine
-from settlement.counter.admissions import stay_lines, stay_to_discharge
+from settlement.counter.admissions import open_admission, stay_lines, stay_to_discharge
 from settlement.counter.holders import insured_place, read_holder
 from settlement.counter.ports import AtCounter, Counter, NonceClaim
 from settlement.counter.visits import visit_at
@@ -51,13 +51,15 @@ from settlement.crossprov.routing import InsuredPlace
 from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
 from settlement.errors import (
     AdmissionClosed,
+    AdmissionOtherPerson,
     HubOutcomeUnknown,
     HubRefused,
+    InvalidClaim,
     VisitTypeNotAllowed,
 )
 from settlement.idempotency import begin_request, release_request
 from settlement.keyed import KeyedRequest, Render, Stored, answer_owned, stored_answer
-from settlement.store import AdmissionRow, AdmissionStatus
+from settlement.store import AdmissionRow, AdmissionStatus, InsuredPersonRow
 
 __all__ = [
     "RemoteSettled",
@@ -66,6 +68,7 @@ __all__ = [
     "discharge_remote",
     "refuse_pre_settle",
     "require_stay_not_discharged",
+    "settle_registered_remote",
     "settle_remote",
 ]
 
@@ -423,6 +426,64 @@ async def discharge_remote(
         visit_date=planned.discharge_date,
         lines=planned.lines,
         stay=Stay(at.counter.fixmedins_code, admission_id, len(planned.lines)),
+        render=render,
+    )
+
+
+def _plan_registered(
+    session: Session, *, keyed: KeyedRequest, at: AtCounter, mdtrt_id: str
+) -> Stored | _StayPlan:
+    """A registered outpatient visit's plan (2201's visit, settled by 2207): the settle's
+    checks on the visit's date, the visit open here and this holder's, its fee lines, and no
+    settlement through the hub standing for it (checked again under its lock in the intent)."""
+    stored = stored_answer(session, keyed)
+    if stored is not None:
+        return stored
+    visit = open_admission(
+        session, at.counter.fixmedins_code, mdtrt_id, lock=False, visit_type="outpatient"
+    )
+    plan = _plan(
+        session, at=at, visit_type="outpatient", visit_date=visit.admission_date, now=keyed.now
+    )
+    patient = session.get(InsuredPersonRow, visit.person_id)
+    if patient is None or patient.psn_no != plan.place.psn_no:
+        raise AdmissionOtherPerson("the card's holder is not this visit's patient")
+    if visit.line_count == 0:
+        raise InvalidClaim("no fee lines were uploaded for this visit")
+    require_stay_not_discharged(
+        session, fixmedins_code=at.counter.fixmedins_code, admission_id=mdtrt_id, lock=False
+    )
+    return _StayPlan(plan, stay_lines(session, visit), visit.admission_date)
+
+
+async def settle_registered_remote(
+    units: Units,
+    hub: Hub,
+    *,
+    keyed: KeyedRequest,
+    nonce: NonceClaim | None,
+    at: AtCounter,
+    mdtrt_id: str,
+    render: Render[RemoteSettled],
+) -> Stored:
+    """Settle a registered outpatient visit (2207 after 2201/2204) of a person insured
+    elsewhere through the hub: the same steps as :func:`settle_remote`, with the visit's id as
+    ``mdtrt_id`` and its fee lines, closing the visit on confirmation as a discharge closes a
+    stay (the registered counterpart of settlement.counter.registered.settle_registered)."""
+    planned = await units.read(partial(_plan_registered, keyed=keyed, at=at, mdtrt_id=mdtrt_id))
+    if isinstance(planned, Stored):
+        return planned
+    return await _through_the_hub(
+        units,
+        hub,
+        keyed=keyed,
+        nonce=nonce,
+        plan=planned.plan,
+        counter=at.counter,
+        visit_type="outpatient",
+        visit_date=planned.discharge_date,
+        lines=planned.lines,
+        stay=Stay(at.counter.fixmedins_code, mdtrt_id, len(planned.lines)),
         render=render,
     )
 

@@ -39,7 +39,7 @@ Exceptions (``code`` is stable; the gateway maps it to one HTTP answer)::
           ├── CertificateKeyUsage                 CERT_KEY_USAGE   no keyCertSign on a CA /
           │                                                        no digitalSignature on leaf
           └── CertificateUnknownCriticalExtension CERT_CRITICAL_EXTENSION
-     CrlError                                     CRL_ERROR        (a CertificateError too)
+     CrlError (ValueError)                        CRL_ERROR
       ├── CrlMalformed                            CRL_MALFORMED    not strict DER / not v2 /
       │                                                            no nextUpdate or cRLNumber
       └── CrlInvalid                              (abstract)

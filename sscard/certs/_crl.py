@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
+from typing import ClassVar
 
 from asn1crypto import algos as asn1_algos
 from asn1crypto import crl as asn1_crl
@@ -51,7 +52,6 @@ from sscard.crypto import (
 
 from . import _der
 from ._der import DerError, Tlv
-from ._errors import CertificateError
 from ._model import (
     _PEM_BLOCK_RE,
     MAX_EXTENSIONS,
@@ -111,59 +111,60 @@ _TAG_ENUMERATED = 0x0A
 # --- errors ---------------------------------------------------------------------------------
 
 
-class CrlError(CertificateError):
-    """Base of every CRL error (a :class:`~sscard.certs.CertificateError`, so one ``except``
-    catches both); ``code`` is stable."""
+class CrlError(ValueError):
+    """Base of every CRL error; ``code`` is stable. Not a CertificateError: a CRL is refused
+    by whoever imports it, never in the answer to a card (gateway routes that name
+    CertificateError must not promise these codes)."""
 
-    code = "CRL_ERROR"
+    code: ClassVar[str] = "CRL_ERROR"
 
 
 class CrlMalformed(CrlError):
     """Not a strict-DER SM2 X.509 v2 CRL of this profile (or bad PEM)."""
 
-    code = "CRL_MALFORMED"
+    code: ClassVar[str] = "CRL_MALFORMED"
 
 
 class CrlInvalid(CrlError):
     """Well formed, but not acceptable from this issuer now. Abstract."""
 
-    code = "CRL_INVALID"
+    code: ClassVar[str] = "CRL_INVALID"
 
 
 class CrlIssuerMismatch(CrlInvalid):
     """The CRL's issuer name (or authority key id) is not the given CA's."""
 
-    code = "CRL_ISSUER_MISMATCH"
+    code: ClassVar[str] = "CRL_ISSUER_MISMATCH"
 
 
 class CrlKeyUsage(CrlInvalid):
     """The issuing certificate is not a CA allowed to sign CRLs (cA, keyUsage cRLSign)."""
 
-    code = "CRL_KEY_USAGE"
+    code: ClassVar[str] = "CRL_KEY_USAGE"
 
 
 class CrlSignatureInvalid(CrlInvalid):
     """The issuer's SM2-with-SM3 signature over tbsCertList does not verify."""
 
-    code = "CRL_SIGNATURE_INVALID"
+    code: ClassVar[str] = "CRL_SIGNATURE_INVALID"
 
 
 class CrlExpired(CrlInvalid):
     """``nextUpdate`` has passed: a newer list should exist."""
 
-    code = "CRL_EXPIRED"
+    code: ClassVar[str] = "CRL_EXPIRED"
 
 
 class CrlNotYetValid(CrlInvalid):
     """``thisUpdate`` is in the future."""
 
-    code = "CRL_NOT_YET_VALID"
+    code: ClassVar[str] = "CRL_NOT_YET_VALID"
 
 
 class CrlUnknownCriticalExtension(CrlInvalid):
     """A critical list or entry extension this module does not process."""
 
-    code = "CRL_CRITICAL_EXTENSION"
+    code: ClassVar[str] = "CRL_CRITICAL_EXTENSION"
 
 
 # --- the model ------------------------------------------------------------------------------

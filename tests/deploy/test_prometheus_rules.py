@@ -8,7 +8,9 @@ tests/integration/test_prometheus_live.py, checks them against a running gateway
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,10 +46,10 @@ _SUFFIXES = {
 }
 
 
-def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
+def _promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [binary("promtool"), *args],
-        cwd=PROMETHEUS_DIR,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
@@ -55,11 +57,19 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_rules_and_the_example_configuration_pass_promtool_check() -> None:
+def test_rules_and_the_example_configuration_pass_promtool_check(tmp_path: Path) -> None:
     rules = _promtool("check", "rules", ALERTS.name)
     assert rules.returncode == 0, rules.stdout + rules.stderr
     assert f"SUCCESS: {len(alert_rules())} rules found" in rules.stdout
-    config = _promtool("check", "config", "prometheus.yml")
+    # promtool checks that the metrics token file exists: beside a copy of the configuration.
+    config_text = (PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8")
+    scrape = yaml.safe_load(config_text)["scrape_configs"][0]
+    assert scrape["authorization"]["type"] == "Bearer"
+    token_file = scrape["authorization"]["credentials_file"]
+    for name in ("prometheus.yml", ALERTS.name):
+        shutil.copy(PROMETHEUS_DIR / name, tmp_path / name)
+    (tmp_path / token_file).write_text("t" * 40 + "\n", encoding="ascii")
+    config = _promtool("check", "config", "prometheus.yml", cwd=tmp_path)
     assert config.returncode == 0, config.stdout + config.stderr
 
 

@@ -20,7 +20,12 @@ from sqlalchemy.orm import Session
 from gateway.errors import ERRORS, PROBLEM_CONTENT_TYPE
 from gateway.openapi import Problem
 from gateway.store import RequestNonce
-from sscard.terminal_auth import signed_headers
+from sscard.terminal_auth import (
+    HEADER_CARD_SESSION,
+    HEADER_IDEMPOTENCY_KEY,
+    SIGNATURE_VERSION,
+    signed_headers,
+)
 
 Client = TestClient[web.Request, web.Application]
 
@@ -63,6 +68,9 @@ class Signer:
         *,
         nonce: str | None = None,
         timestamp: int | None = None,
+        card_session: str | None = None,
+        idempotency_key: str | None = None,
+        version: int = SIGNATURE_VERSION,
     ) -> dict[str, str]:
         return signed_headers(
             self.secret,
@@ -72,6 +80,9 @@ class Signer:
             body,
             timestamp=int(self.clock.now_s) if timestamp is None else timestamp,
             nonce=nonce or secrets.token_urlsafe(24),
+            card_session=card_session,
+            idempotency_key=idempotency_key,
+            version=version,
         )
 
     async def post(
@@ -86,10 +97,14 @@ class Signer:
         if body is None:
             body = {"message": "hello"}
         raw = json.dumps(body).encode() if isinstance(body, dict) else body
+        extra = dict(extra_headers or {})
+        # Version 2 signs these two: handed to the signer, which returns them signed.
+        signing.setdefault("card_session", extra.pop(HEADER_CARD_SESSION, None))
+        signing.setdefault("idempotency_key", extra.pop(HEADER_IDEMPOTENCY_KEY, None))
         headers = {
             **self.headers("POST", path, raw, **signing),
             "Content-Type": content_type,
-            **(extra_headers or {}),
+            **extra,
         }
         # aiohttp warns about large bytes bodies (written in one go on the loop); a file-like
         # body is streamed and still sent with its Content-Length.

@@ -1,5 +1,5 @@
 """Card authentication end to end, in process: software cards answer APDUs, the terminal
-signs its requests, the gateway checks challenge -> chain -> registry -> signature (DESIGN §4).
+signs its requests, the gateway checks challenge -> chain -> signature -> registry (DESIGN §4).
 
 Runs on SQLite and (mark ``postgres``) PostgreSQL through the shared ``db_url`` fixture.
 """

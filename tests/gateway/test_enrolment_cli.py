@@ -15,12 +15,22 @@ from gateway import migrate
 from gateway.cli import main
 from gateway.db import make_engine
 from gateway.enrolment.common import Actor
-from gateway.enrolment.terminals import rewrap_terminals
+from gateway.enrolment.rewrap import rewrap_secrets
+from gateway.fsi.store import institution_keys
 from gateway.kek import require_key_ring
 from gateway.settings import Settings, load_settings
 from gateway.store import Terminal, find_terminal
+from sscard.crypto import SM2PrivateKey
 
-TABLES = ("institutions", "terminals", "ops_identities", "issuance_agents", "audit_log")
+TABLES = (
+    "institutions",
+    "terminals",
+    "ops_identities",
+    "issuance_agents",
+    "fsi_transport",
+    "audit_log",
+)
+HIS_KEY = SM2PrivateKey.from_int(0x1234567).public_key.to_bytes().hex()
 
 
 @pytest.fixture
@@ -146,6 +156,23 @@ def test_an_enrolled_terminal_is_found_with_its_secret(engine: Engine, enrolled:
         (("ops-identity", "add", "amy", "--role", "god"), 1, "role must be one of"),
         (("ops-identity", "revoke", "nobody"), 1, "ENROLMENT_NOT_FOUND"),
         (("terminal", "frobnicate", "T-1"), 2, "invalid choice"),
+        (("institution", "transport", "NOPE", "--profile", "plain"), 1, "ENROLMENT_NOT_FOUND"),
+        (("institution", "transport", "H1", "--profile", "tls"), 1, "profile must be"),
+        (("institution", "transport", "B1", "--profile", "plain"), 1, "does not use"),
+        (("institution", "transport", "H1", "--profile", "sm2-sm4"), 1, "16-byte SM4 key"),
+        (
+            (
+                "institution",
+                "transport",
+                "H1",
+                "--profile",
+                "sm2-sm4",
+                "--his-public-key",
+                "04" + "00" * 64,
+            ),
+            1,
+            "16-byte SM4 key",
+        ),
     ],
 )
 def test_bad_input_is_refused_on_one_line_and_changes_nothing(
@@ -266,7 +293,7 @@ def test_a_database_dump_alone_reveals_no_secret(
             insert(Terminal).values(terminal_id="LEGACY-1", institution_code="H1", secret=legacy)
         )
     with Session(engine) as session, session.begin():
-        report = rewrap_terminals(
+        report = rewrap_secrets(
             session, Actor("cli:test", "cli", 0), require_key_ring(settings), plaintext_only=True
         )
     assert report.sealed == 1
@@ -286,7 +313,8 @@ def test_the_demo_world_makes_its_kek_in_the_data_dir_and_logs_the_path_not_the_
 ):
     from gateway.kek import DEMO_KEK_FILE, resolve_keys
 
-    settings = load_settings(environ={}, overrides={"data_dir": tmp_path})
+    # "on": what `serve` decides "auto" to be for a demo (or empty embedded) database.
+    settings = load_settings(environ={}, overrides={"data_dir": tmp_path, "demo_world": "on"})
     assert settings.should_load_demo_world()
     with caplog.at_level("WARNING", logger="gateway.kek"):
         keys = resolve_keys(settings)
@@ -297,6 +325,72 @@ def test_the_demo_world_makes_its_kek_in_the_data_dir_and_logs_the_path_not_the_
     assert [r.getMessage() for r in caplog.records] == ["DEMO ONLY: key-encryption key generated"]
     assert value not in caplog.text
     assert resolve_keys(settings).ring.current_kek_id == keys.ring.current_kek_id  # type: ignore[union-attr]
+    # Replicas of one demo world (a data dir each) share it: it follows from the demo seed.
+    other = load_settings(
+        environ={}, overrides={"data_dir": tmp_path / "replica-b", "demo_world": "on"}
+    )
+    assert resolve_keys(other).ring.current_kek_id == keys.ring.current_kek_id  # type: ignore[union-attr]
     # Not the demo world and no KEK: nothing to seal with, said plainly.
     off = load_settings(environ={}, overrides={"data_dir": tmp_path, "demo_world": "off"})
     assert resolve_keys(off).ring is None
+
+
+def test_an_institution_transport_key_is_sealed_and_moves_with_rewrap(
+    engine: Engine,
+    enrolled: bytes,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    kek: Path,
+    tmp_path: Path,
+):
+    sm4 = secrets.token_bytes(16)
+    key_file = tmp_path / "sm4"
+    key_file.write_text(sm4.hex())
+    bad_point = "04" + "11" * 64
+    before = _snapshot(engine)
+    code, _, err = admin(
+        capsys,
+        "institution",
+        "transport",
+        "H1",
+        "--profile",
+        "sm2-sm4",
+        "--sm4-key-file",
+        str(key_file),
+        "--his-public-key",
+        bad_point,
+    )
+    assert code == 1
+    assert "not a point on the curve" in err
+    assert _snapshot(engine) == before
+    code, out, err = admin(
+        capsys,
+        "institution",
+        "transport",
+        "H1",
+        "--profile",
+        "sm2-sm4",
+        "--sm4-key-file",
+        str(key_file),
+        "--his-public-key",
+        HIS_KEY,
+    )
+    assert code == 0, err
+    assert "sealed under KEK" in out
+    settings = load_settings()
+    with Session(engine) as session:
+        keys = institution_keys(session, "H1", require_key_ring(settings))
+    assert keys is not None
+    assert (keys.profile, keys.sm4_key) == ("sm2-sm4", sm4)
+    assert sm4 not in _dump(settings, engine)
+    new_kek = tmp_path / "kek-2"
+    new_kek.write_text(secrets.token_hex(32))
+    monkeypatch.setenv("GATEWAY_KEK_FILE", str(new_kek))
+    monkeypatch.setenv("GATEWAY_KEK_PREVIOUS_FILES", str(kek))
+    code, out, _ = admin(capsys, "rewrap")
+    assert "2 moved" in out  # the terminal's secret and the institution's key
+    monkeypatch.delenv("GATEWAY_KEK_PREVIOUS_FILES")
+    with Session(engine) as session:
+        keys = institution_keys(session, "H1", require_key_ring(load_settings()))
+    assert keys is not None
+    assert keys.sm4_key == sm4

@@ -244,3 +244,12 @@ async def test_the_infno_may_be_appended_to_the_url(his: His) -> None:
         his.envelope("1101", {"data": card_input()}), path=FSI_PATH + "/2207"
     )
     assert refused_code(await wrong.json()) == "FSI_ENVELOPE_INVALID"
+
+
+@pytest.mark.parametrize("infno", ["%C2%B9%C2%B9%C2%B9%C2%B9", "%D9%A1%D9%A1%D9%A0%D9%A1"])
+async def test_an_infno_in_the_url_is_ascii_digits_only(his: His, infno: str) -> None:
+    """ "¹¹¹¹" and "١١٠١" (Arabic-Indic 1101) pass str.isdigit: the address does not exist."""
+    response = await his.post_raw(
+        his.envelope("1101", {"data": card_input()}), path=f"{FSI_PATH}/{infno}"
+    )
+    assert response.status == 404

@@ -279,6 +279,7 @@ def _upload(mdtrt_id: str, **line: Any) -> dict[str, Any]:
         ("2304", lambda m: settle_input(m, medfee_sumamt=1), "FSI_AMOUNT_MISMATCH"),
         ("2304", lambda m: settle_input(m, psn_no="someone else"), "FSI_CARD_MISMATCH"),
         ("2303", lambda m: settle_input(m, mdtrt_cert_type="02"), "FSI_CERT_TYPE_UNSUPPORTED"),
+        ("2403", lambda m: {"adminfo": {"mdtrt_id": m}}, "FSI_INFNO_UNSUPPORTED"),  # docs §7
     ],
 )  # fmt: skip
 async def test_bad_input_is_refused_and_writes_nothing(

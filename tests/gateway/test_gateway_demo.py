@@ -102,7 +102,8 @@ def test_extension_point_runs_parts_in_order(migrated_engine: Engine):
 @pytest.mark.parametrize(
     ("db_url", "demo_world", "expected"),
     [
-        ("", "auto", True),
+        # "auto" is decided per database at start-up (gateway.demo.resolve_demo_world).
+        ("", "auto", False),
         ("postgresql+psycopg://gw@db/gw", "auto", False),
         ("postgresql+psycopg://gw@db/gw", "on", True),
         ("", "off", False),

@@ -153,15 +153,102 @@ def test_header_parsers_accept_good_values():
     assert ta.check_terminal_id("H31000000001-01") == "H31000000001-01"
 
 
-def test_signed_headers_carry_all_four():
+def test_signed_headers_version_1_carry_the_four():
     headers = ta.signed_headers(
-        SECRET, "T-1", "POST", "/v1/echo?visit=42", BODY, timestamp=TS, nonce=NONCE
+        SECRET, "T-1", "POST", "/v1/echo?visit=42", BODY, timestamp=TS, nonce=NONCE, version=1
     )
     assert headers == {
         "X-Terminal-Id": "T-1",
         "X-Timestamp": str(TS),
         "X-Nonce": NONCE,
         "X-Signature": GOLDEN_SIGNATURE,
+    }
+
+
+# --- version 2: the card session, the Idempotency-Key and the terminal id are signed ----------
+
+V2_TERMINAL = "H31000000001-01"
+V2_SESSION = "cs2.EXAMPLE-token_value"
+V2_KEY = "visit-42"
+GOLDEN_CANONICAL_V2 = (
+    b"SSC-REQ-v2\nPOST\n/v1/settlements\n1800000000\nAbCdEfGhIjKlMnOp\nH31000000001-01\n"
+    b"cs2.EXAMPLE-token_value\nvisit-42\n"
+    b"2fc9746c7776c72e02a2ce95a37e2051cafc9f584929f5a4768115fec938ff0d"
+)
+GOLDEN_SIGNATURE_V2 = "a4b30a625fbc793e9c8301a01311bde833b58060f5b30269be5df396f0068564"
+
+
+def _v2(**change: object) -> dict[str, object]:
+    args: dict[str, object] = {
+        "method": "POST",
+        "path_with_query": "/v1/settlements",
+        "timestamp": TS,
+        "nonce": NONCE,
+        "body": BODY,
+        "terminal_id": V2_TERMINAL,
+        "card_session": V2_SESSION,
+        "idempotency_key": V2_KEY,
+    }
+    args.update(change)
+    return args
+
+
+def test_canonical_request_v2_golden_vector():
+    assert ta.canonical_request_v2(**_v2()) == GOLDEN_CANONICAL_V2  # type: ignore[arg-type]
+    signature = ta.sign_request_v2(SECRET, **_v2())  # type: ignore[arg-type]
+    assert signature == GOLDEN_SIGNATURE_V2
+    assert signature == _rfc2104_hmac_sm3(SECRET, GOLDEN_CANONICAL_V2).hex()
+
+
+def test_canonical_request_v2_absent_headers_are_empty_lines():
+    canonical = ta.canonical_request_v2(**_v2(card_session=None, idempotency_key=None))  # type: ignore[arg-type]
+    assert canonical.split(b"\n")[5:8] == [V2_TERMINAL.encode(), b"", b""]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"card_session": "cs2.ANOTHER-card"},
+        {"card_session": None},
+        {"idempotency_key": "visit-43"},
+        {"idempotency_key": None},
+        {"terminal_id": "H31000000001-02"},
+        {"body": b'{"message":"hellO"}'},
+    ],
+)
+def test_verify_v2_rejects_a_swapped_session_key_or_terminal(change: dict[str, object]):
+    signature = bytes.fromhex(GOLDEN_SIGNATURE_V2)
+    ta.verify_request_signature_v2(SECRET, signature=signature, **_v2())  # type: ignore[arg-type]
+    with pytest.raises(ta.SignatureMismatch):
+        ta.verify_request_signature_v2(SECRET, signature=signature, **_v2(**change))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["", " lead", "trail ", "a\nb", "中", "k" * 1025])
+def test_signed_header_values_are_bounded(value: str):
+    with pytest.raises(ta.MalformedAuthField):
+        ta.canonical_request_v2(**_v2(idempotency_key=value))  # type: ignore[arg-type]
+
+
+def test_signed_headers_are_version_2_and_carry_the_signed_headers():
+    headers = ta.signed_headers(
+        SECRET,
+        V2_TERMINAL,
+        "POST",
+        "/v1/settlements",
+        BODY,
+        timestamp=TS,
+        nonce=NONCE,
+        card_session=V2_SESSION,
+        idempotency_key=V2_KEY,
+    )
+    assert headers == {
+        "X-Terminal-Id": V2_TERMINAL,
+        "X-Timestamp": str(TS),
+        "X-Nonce": NONCE,
+        "X-Signature-Version": "2",
+        "X-Signature": GOLDEN_SIGNATURE_V2,
+        "X-Card-Session": V2_SESSION,
+        "Idempotency-Key": V2_KEY,
     }
 
 

@@ -25,7 +25,9 @@ def test_defaults_with_no_configuration_at_all(tmp_path: Path, monkeypatch: pyte
     assert (s.clock_skew_s, s.challenge_ttl_s, s.card_session_ttl_s) == (30, 30, 300)
     assert s.nonce_ttl_s >= 2 * s.clock_skew_s
     assert s.sqlite_synchronous == "FULL"
-    assert s.should_load_demo_world()
+    # "auto" is decided per database at start-up (gateway.demo); undecided it trusts nothing.
+    assert s.demo_world == "auto"
+    assert not s.should_load_demo_world()
     assert s.metrics_dir == tmp_path / "var" / "prometheus"
 
 

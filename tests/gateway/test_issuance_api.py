@@ -565,3 +565,13 @@ async def test_a_batch_id_is_ascii_digits_only(
     await assert_problem(await get(centre, f"/v1/issuance/batches/{raw}"), 422, "VALIDATION_FAILED")
     path = f"/v1/issuance/batches/{raw}/produce"
     await assert_problem(await centre.post(path, {}), 422, "VALIDATION_FAILED")
+
+
+@pytest.mark.parametrize("application_id", [2**63, 10**77])
+async def test_an_application_id_no_column_can_hold_is_422_not_500(
+    client: Client, clock: FakeClock, world: Engine, application_id: int
+) -> None:
+    """schemathesis sent a 77-digit application_id: the database refused it with a 500."""
+    icbc = as_(client, clock, "ISS-BANK-ICBC")
+    response = await icbc.post("/v1/issuance/status", {"application_id": application_id})
+    await assert_problem(response, 422, "VALIDATION_FAILED")

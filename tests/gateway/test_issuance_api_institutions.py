@@ -74,7 +74,8 @@ def test_gw0003_admits_issuing_institutions_keeps_rows_and_downgrades(old_engine
     with pytest.raises(IntegrityError), Session(old_engine) as session, session.begin():
         session.execute(insert(Institution).values(**_bank_row()))
 
-    migrate.upgrade(old_engine)
+    # To gw0003 itself: later revisions (gw0004 …) change these tables again.
+    migrate.upgrade(old_engine, "gw0003")
     assert "gw0003" in migrate.current_revisions(old_engine)
     with Session(old_engine) as session, session.begin():
         rows = session.execute(
@@ -117,7 +118,7 @@ def test_gw0003_admits_issuing_institutions_keeps_rows_and_downgrades(old_engine
     assert "gw0002" in migrate.current_revisions(old_engine)
     with pytest.raises(IntegrityError), Session(old_engine) as session, session.begin():
         session.execute(insert(Institution).values(**_bank_row()))
-    migrate.upgrade(old_engine)
+    migrate.upgrade(old_engine, "gw0003")
     with Session(old_engine) as session, session.begin():
         session.execute(insert(Institution).values(**_bank_row()))
 
@@ -178,7 +179,10 @@ async def test_every_settlement_route_refuses_an_issuing_institution(
     seen: set[tuple[str, str]] = set()
     for method, path, body in SETTLEMENT_CALLS:
         if method == "GET":
-            response = await client.get(path, headers={**bank.headers("GET", path, b""), **headers})
+            signed = bank.headers(
+                "GET", path, b"", card_session=headers["X-Card-Session"], idempotency_key="k-1"
+            )
+            response = await client.get(path, headers=signed)
         else:
             response = await bank.post(path, body, extra_headers=headers)
         problem = await assert_problem(response, 403, "INSTITUTION_KIND_NOT_ALLOWED")

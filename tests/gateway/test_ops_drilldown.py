@@ -231,6 +231,7 @@ async def test_the_rest_is_summed_beyond_the_top(
         "?hour=24",
         "?hour=-1",
         "?hour=1.5",
+        "?hour=%D9%A3",  # "٣", an Arabic-Indic three: not an ASCII digit (issue 17)
         "?date=2027-13-01",
     ],
 )

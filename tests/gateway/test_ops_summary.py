@@ -154,6 +154,12 @@ async def test_reconciliation_counts_runs_and_lists_mismatches(till: Till, world
     assert by_kind["totals"].institution_medfee_sumamt == settled["medfee_sumamt"] + 1
     assert by_kind["totals"].gateway_medfee_sumamt == settled["medfee_sumamt"]
     assert by_kind["details"].difference_count == 1  # missing at the institution
+    # The mismatch shows its differences, as the institution was told them.
+    (difference,) = by_kind["details"].differences
+    assert difference.setl_id == settled["setl_id"]
+    assert difference.reason == "missing_at_institution"
+    assert difference.institution_medfee_sumamt is None
+    assert difference.gateway_medfee_sumamt == settled["medfee_sumamt"]
     assert _read(world, activity.reconciliation, DAY - dt.timedelta(days=1)).runs == 0
 
 
@@ -355,6 +361,13 @@ async def test_day_summary_puts_it_together_without_personal_data(till: Till, wo
         b'gateway_requests_total{route="/v1/card-auth/response",method="POST",status="403"} 2\n'
         b'gateway_requests_total{route="/v1/card-auth/response",method="POST",status="401"} 1\n'
         b'gateway_requests_total{route="/v1/echo",method="POST",status="200"} 9\n'
+        b"# TYPE gateway_card_authentications counter\n"
+        b'gateway_card_authentications_total{generation="3",outcome="authenticated",'
+        b'reason="none"} 3\n'
+        b'gateway_card_authentications_total{generation="3",outcome="refused",'
+        b'reason="CARD_LOST"} 1\n'
+        b'gateway_card_authentications_total{generation="2",outcome="refused",'
+        b'reason="CARD_LOST"} 1\n'
         b"# TYPE ssc_hub_calls counter\n"
         b'ssc_hub_calls_total{infno="2207",outcome="ok"} 6.0\n'
         b'ssc_hub_calls_total{infno="2207",outcome="unknown"} 1.0\n'
@@ -370,8 +383,11 @@ async def test_day_summary_puts_it_together_without_personal_data(till: Till, wo
         ("CARD_LOST", 2),
     ]
     auth = counters.card_auth
-    assert (auth.challenges_issued, auth.authenticated, auth.refused) == (4, 3, 3)
-    assert [r.code for r in auth.refusals_by_code] == ["CARD_LOST"]
+    # Two card refusals (CARD_LOST, summed over generations); of the three non-200 answers,
+    # the third (the 401) was never judged: an unsigned or malformed answer, counted apart.
+    assert (auth.challenges_issued, auth.authenticated, auth.refused) == (4, 3, 2)
+    assert [(r.code, r.count) for r in auth.refusals_by_code] == [("CARD_LOST", 2)]
+    assert auth.not_judged == 1
     assert [(c.infno, c.outcome, c.count) for c in counters.hub_calls] == [
         ("2207", "ok", 6),
         ("2207", "unknown", 1),

@@ -116,9 +116,14 @@ async def test_a_replayed_pre_settle_stops_at_its_nonce(till: Till, world: Engin
     assert till.card_session is not None
     body = json.dumps(outpatient()).encode()
     headers = {
-        **till.signer.headers("POST", PRE_SETTLE, body, nonce="pre-settle-nonce-0001"),
+        **till.signer.headers(
+            "POST",
+            PRE_SETTLE,
+            body,
+            nonce="pre-settle-nonce-0001",
+            card_session=till.card_session,
+        ),
         "Content-Type": "application/json",
-        "X-Card-Session": till.card_session,
     }
     first = await till.signer.client.post(PRE_SETTLE, data=body, headers=headers)
     assert first.status == 200, await first.text()

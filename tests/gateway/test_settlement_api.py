@@ -578,6 +578,10 @@ async def test_reconciliation_totals_details_and_mismatch_listing(
         ("totals", HOSPITAL),
         ("details", HOSPITAL),
     ]
+    # The answer as it was given, as JSON (it was a string of JSON inside the JSON).
+    totals_answer, details_answer = (item["figures"] for item in own["items"])
+    assert (totals_answer["stmt_rslt"], details_answer["stmt_rslt"]) == ("1", "1")
+    assert details_answer["difference_count"] == 3
     forbidden = await till.get(f"/v1/reconciliation/mismatches?date={TODAY}&scope=all")
     await assert_problem(forbidden, 403, "RECONCILIATION_FORBIDDEN")
     everything = await (

@@ -12,6 +12,7 @@ import io
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from card_auth_testkit import NEW_ACTIVE, SEED, load_registry
 from gateway_testkit import Client, FakeClock, Signer
 from settlement_api_testkit import Till, assert_ledger_balanced
@@ -19,6 +20,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from dbkit import BEIJING
+from gateway import housekeeping
+from gateway.app import create_app
 from gateway.housekeeping import roll_over_ended_year, seconds_to_next_year
 from gateway.settings import Settings
 from gateway.settlement_api.demo import DemoSettlementPersons
@@ -33,7 +36,8 @@ LINES = [{"code": "DEMO-A-002", "quantity": 1, "unit_price_fen": 2_500}]
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"demo_world": "on"}
+    # The workers' own job off: the test runs it at the moments it chooses.
+    return {"demo_world": "on", "year_end_rollover": False}
 
 
 @pytest.fixture
@@ -155,6 +159,28 @@ async def test_a_settle_across_midnight_and_the_workers_rollover(
     await _reconciles(till, "2027-01-01", [new])
     with Session(world) as session:
         assert session.scalar(select(func.count()).select_from(SettlementRow)) == 2
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_workers_run_the_rollover_on_their_own(
+    settings: Settings, world: Engine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With year_end_rollover on (the default), a worker's housekeeping completes the ended
+    year's roll-over by itself; its first look comes at once here (the random start-up delay
+    drawn as 0)."""
+    monkeypatch.setattr(housekeeping.random, "uniform", lambda low, high: 0.0)
+    _at(clock, AFTER_MIDNIGHT)
+    app = create_app(settings.model_copy(update={"year_end_rollover": True}), clock=clock)
+    async with TestClient(TestServer(app)):
+        for _ in range(500):  # bounded: 10 s
+            with Session(world) as session:
+                if session.get(RolloverYear, 2026) is not None:
+                    break
+            await asyncio.sleep(0.02)
+    rows = _accounts(world)
+    assert all((row.account_year, row.current_year_fen) == (2027, 0) for row in rows)
+    assert len(_rollover_rows(world)) == len(rows)
+    assert_ledger_balanced(world)
 
 
 def test_seconds_to_next_year_counts_to_beijing_midnight() -> None:

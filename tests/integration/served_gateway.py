@@ -28,6 +28,12 @@ class ServedGateway:
     url: str
     port: int
     log_path: Path
+    data_dir: Path
+
+    @property
+    def db_path(self) -> Path:
+        """The embedded SQLite database (gateway.settings: data_dir/gateway.sqlite3)."""
+        return self.data_dir / "gateway.sqlite3"
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
@@ -84,7 +90,7 @@ def served_gateway(
                     f"gateway not ready in {START_TIMEOUT_S} s:\n{log_path.read_text()}"
                 )
             time.sleep(0.1)
-        yield ServedGateway(process, url, port, log_path)
+        yield ServedGateway(process, url, port, log_path, data_dir / "var")
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)

@@ -3,8 +3,8 @@ PC/SC stack (pyscard -> pcscd -> vpcd -> software card) against a real ``gateway
 they print is what an HIS needs on the national door, shown by using it there (1101 at the
 device answers; at another device of the same hospital the card is not present).
 
-Needs pcscd and vsmartcard-vpcd (README bootstrap). Under CI=true a missing or broken pcscd
-FAILS these tests; elsewhere they are skipped with the reason. Run them under
+Needs pcscd and vsmartcard-vpcd (README bootstrap). Under CI a missing or broken pcscd FAILS
+these tests; elsewhere they are skipped with the reason (tests/cikit.py). Run them under
 ``flock /tmp/pcscd.lock`` beside other PC/SC tests.
 """
 
@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pcscd import PcscdUnavailable, pcscd_with_vpcd, running_in_ci
+from cikit import fail_or_skip
+from pcscd import PcscdUnavailable, pcscd_with_vpcd
 from served_gateway import ROOT, ServedGateway, served_gateway
 
 from sscard import demo as sd
@@ -57,9 +58,7 @@ def pcscd() -> Iterator[None]:
             assert session.readers
             yield
     except PcscdUnavailable as exc:
-        if running_in_ci():
-            pytest.fail(f"pcscd with vpcd is required under CI=true: {exc}")
-        pytest.skip(f"pcscd with vpcd is not available here: {exc}")
+        fail_or_skip(f"pcscd with vpcd is not available here: {exc}")
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -179,7 +178,7 @@ def test_read_his_card_through_a_pcsc_reader(gateway: ServedGateway, pcscd: None
             finally:
                 reader.close()
     except PcscUnavailable as exc:
-        pytest.skip(f"no free vpcd slot: {exc}")
+        fail_or_skip(f"no free vpcd slot: {exc}")
     assert isinstance(read, HisCard)
     assert read.card_sn == sd.demo_card(SEED, CARD).card_sn.upper()
     assert read.dev_no == terminal_id

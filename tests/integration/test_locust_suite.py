@@ -206,6 +206,8 @@ def _settle_behind_the_suites_back(gateway: Gateway) -> str:
         headers = ta.signed_headers(
             secret, terminal_id, "POST", path, body,
             timestamp=int(time.time()), nonce=secrets.token_urlsafe(16),
+            card_session=extra.get("X-Card-Session"),
+            idempotency_key=extra.get("Idempotency-Key"),
         )  # fmt: skip
         headers.update({"Content-Type": "application/json", **extra})
         connection.request("POST", path, body=body, headers=headers)

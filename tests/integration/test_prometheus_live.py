@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -66,12 +67,17 @@ PROMETHEUS_SERIES = frozenset({"up"})
 HOSPITAL_TERMINAL = 2  # institution 1, a hospital
 PHARMACY_TERMINAL = 800  # institution 400, the first pharmacy
 LOST_CARD = 12  # demo holder 6's third-generation card: reported lost
+# The gateway runs with metrics_token set: Prometheus (and this test) scrape with it.
+METRICS_TOKEN = "itest-prometheus-metrics-token-0123456789"
 
 
 @contextlib.contextmanager
 def _prometheus(tmp_path: Path, target_port: int) -> Iterator[str]:
     port = free_port()
     config = tmp_path / "prometheus.yml"
+    # As deploy/prometheus/prometheus.yml: the gateway's metrics_token from a file.
+    token_file = tmp_path / "ssc-gateway-metrics-token"
+    token_file.write_text(METRICS_TOKEN + "\n", encoding="ascii")
     config.write_text(
         json.dumps(  # JSON is YAML
             {
@@ -80,6 +86,7 @@ def _prometheus(tmp_path: Path, target_port: int) -> Iterator[str]:
                 "scrape_configs": [
                     {
                         "job_name": JOB,
+                        "authorization": {"type": "Bearer", "credentials_file": str(token_file)},
                         "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}],
                     }
                 ],
@@ -150,7 +157,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
 @pytest.fixture
 def gateway(tmp_path: Path, hub: HubProcess) -> Iterator[Gateway]:
     with running_gateway(
-        tmp_path, hub.url, hub_timeout_ms="2000", hub_retries="0", log_level="INFO"
+        tmp_path,
+        hub.url,
+        hub_timeout_ms="2000",
+        hub_retries="0",
+        log_level="INFO",
+        metrics_token=METRICS_TOKEN,
     ) as running:
         yield running
 
@@ -277,7 +289,14 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 def _exposition(gateway: Gateway) -> Samples:
     """The gateway's /metrics: (sample name, labels) -> value, as one scrape sees it."""
-    with urllib.request.urlopen(f"{gateway.url}/metrics", timeout=10) as answer:
+    # Without the token, even from loopback: refused.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{gateway.url}/metrics", timeout=10)
+    assert refused.value.code == 401
+    scrape = urllib.request.Request(
+        f"{gateway.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    with urllib.request.urlopen(scrape, timeout=10) as answer:
         text = answer.read().decode()
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value

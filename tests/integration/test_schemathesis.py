@@ -37,8 +37,8 @@ SEED = "itest-schemathesis"
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 START_TIMEOUT_S = 90.0
-# Per operation and phase: ~3,000 cases over 45 operations in about a minute on 2 quiet cores.
-MAX_EXAMPLES = int(os.environ.get("SSC_ST_MAX_EXAMPLES", "20"))
+# Per operation and phase: ~2,500 cases over 45 operations, one to two minutes on 2 cores.
+MAX_EXAMPLES = int(os.environ.get("SSC_ST_MAX_EXAMPLES", "15"))
 RUN_TIMEOUT_S = 420.0
 PHASES = "examples,coverage,fuzzing,stateful"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -151,15 +151,13 @@ def _card_session(gw: Served) -> str:
     return token
 
 
-def test_openapi_document_validates(served: Served) -> None:
+def test_schemathesis_finds_nothing(served: Served, tmp_path: Path) -> None:
+    """One test (one gateway, wherever xdist puts it): the served document validates, then
+    schemathesis finds nothing."""
     from openapi_spec_validator import validate
 
     with _OPENER.open(f"{served.base_url}/openapi.json", timeout=10) as answer:
-        document = json.loads(answer.read())
-    validate(document)  # raises with the first error
-
-
-def test_schemathesis_finds_nothing(served: Served, tmp_path: Path) -> None:
+        validate(json.loads(answer.read()))  # raises with the first error
     env = _env()
     env.update(
         SCHEMATHESIS_HOOKS="schemathesis_hooks",
@@ -167,6 +165,7 @@ def test_schemathesis_finds_nothing(served: Served, tmp_path: Path) -> None:
         SSC_ST_SEED=SEED,
         SSC_ST_CARD_SESSION=_card_session(served),
         SSC_ST_OPS_TOKEN=(served.data_dir / "ops-token").read_text().strip(),
+        SSC_ST_TOLERATED=str(tmp_path / "tolerated.jsonl"),
     )
     junit = tmp_path / "junit.xml"
     command = [
@@ -194,9 +193,22 @@ def test_schemathesis_finds_nothing(served: Served, tmp_path: Path) -> None:
     print(output)
     summary = _summary(output)
     print("SCHEMATHESIS SUMMARY", json.dumps(summary))
+    print("TOLERATED (valid by the document, refused by a rule it can only describe):")
+    print(json.dumps(_tolerated(tmp_path / "tolerated.jsonl"), indent=1, ensure_ascii=False))
     assert result.returncode == 0, output[-20_000:]
     assert summary.get("failures", 0) == 0, output[-20_000:]
     assert "errors" not in summary, output[-20_000:]
+
+
+def _tolerated(path: Path) -> dict[str, int]:
+    """operation field type -> count, of the positive cases refused by a semantic rule."""
+    counts: dict[str, int] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            key = f"{record['operation']} {record['field']} {record['type']}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _summary(output: str) -> dict[str, int]:

@@ -100,6 +100,8 @@ def _request(
         body,
         timestamp=int(time.time()),
         nonce=secrets.token_urlsafe(24),
+        card_session=(headers or {}).get("X-Card-Session"),
+        idempotency_key=(headers or {}).get("Idempotency-Key"),
     )
     if payload is not None:
         signed["Content-Type"] = "application/json"

@@ -30,18 +30,16 @@ class Sent:
     def signature_ok(self, seed: str = SEED) -> bool:
         terminal_id = self.headers[ta.HEADER_TERMINAL_ID]
         try:
-            ta.verify_request_signature(
+            version = ta.verify_signed_headers(
                 ta.demo_terminal_secret(seed, terminal_id),
                 self.method,
                 self.url,
-                int(self.headers[ta.HEADER_TIMESTAMP]),
-                self.headers[ta.HEADER_NONCE],
                 self.body,
-                bytes.fromhex(self.headers[ta.HEADER_SIGNATURE]),
+                self.headers,
             )
         except ta.SignatureMismatch:
             return False
-        return True
+        return version == ta.SIGNATURE_VERSION
 
 
 class FakeResponse:

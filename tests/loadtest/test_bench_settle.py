@@ -49,15 +49,8 @@ def _parse(request: bytes) -> tuple[str, dict[str, str], bytes]:
 
 
 def _verify(headers: dict[str, str], path: str, body: bytes, secret: bytes = SECRET) -> None:
-    ta.verify_request_signature(
-        secret,
-        "POST",
-        path,
-        ta.parse_timestamp(headers[ta.HEADER_TIMESTAMP]),
-        ta.check_nonce(headers[ta.HEADER_NONCE]),
-        body,
-        ta.parse_signature_hex(headers[ta.HEADER_SIGNATURE]),
-    )
+    # Version 2: the card session and the Idempotency-Key are inside the signature.
+    assert ta.verify_signed_headers(secret, "POST", path, body, headers) == ta.SIGNATURE_VERSION
 
 
 def test_visit_body_is_the_outpatient_visit_as_compact_json() -> None:

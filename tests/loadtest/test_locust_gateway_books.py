@@ -38,14 +38,8 @@ class FakeGateway(gb.GatewayBooks):
     def _send(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Any:
         terminal_id = headers.get(ta.HEADER_TERMINAL_ID, "")
         if terminal_id:
-            ta.verify_request_signature(
-                ta.demo_terminal_secret(SEED, terminal_id),
-                method,
-                path,
-                int(headers[ta.HEADER_TIMESTAMP]),
-                headers[ta.HEADER_NONCE],
-                body,
-                bytes.fromhex(headers[ta.HEADER_SIGNATURE]),
+            ta.verify_signed_headers(
+                ta.demo_terminal_secret(SEED, terminal_id), method, path, body, headers
             )
         assert path.startswith("/base/")
         self.log.append((method, path, terminal_id))

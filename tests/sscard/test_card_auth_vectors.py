@@ -23,6 +23,7 @@ from sscard.crypto import (
 )
 from sscard.layout import CardAuthMessage, CardSn, card_auth_message, legacy_auth_input
 from sscard.softcard import diversify_card_key, legacy_cryptogram
+from sscard.terminal_auth import canonical_request_v2, hmac_sm3, signed_headers
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "card-authentication.md"
 
@@ -90,3 +91,33 @@ def test_gen2_diversified_key_mac_and_apdu() -> None:
     assert legacy_cryptogram(card_key, challenge, card_sn) == _hex(v, "cryptogram")
     assert cbc[-16:][:8] == _hex(v, "cryptogram")
     assert apdu.internal_authenticate(challenge).to_bytes() == _hex(v, "apdu")
+
+
+def test_request_signature_v2() -> None:
+    v = _vectors("request-v2")
+    body = _hex(v, "body")
+    canonical = canonical_request_v2(
+        v["method"],
+        v["path"],
+        int(v["timestamp"]),
+        v["nonce"],
+        body,
+        terminal_id=v["terminal_id"],
+        card_session=v["card_session"],
+        idempotency_key=v["idempotency_key"],
+    )
+    assert canonical == _hex(v, "canonical")
+    assert hmac_sm3(_hex(v, "secret"), canonical).hex() == v["signature"]
+    headers = signed_headers(
+        _hex(v, "secret"),
+        v["terminal_id"],
+        v["method"],
+        v["path"],
+        body,
+        timestamp=int(v["timestamp"]),
+        nonce=v["nonce"],
+        card_session=v["card_session"],
+        idempotency_key=v["idempotency_key"],
+    )
+    assert headers["X-Signature"] == v["signature"]
+    assert headers["X-Signature-Version"] == "2"

@@ -292,8 +292,9 @@ def test_byte_level_malformations_are_refused():
         load_crl_der(b"\x30" + bytes(17 * 1024 * 1024))
 
 
-def test_crl_errors_are_certificate_errors_with_stable_codes():
-    assert issubclass(CrlMalformed, CertificateError)
+def test_crl_errors_have_stable_codes_and_are_not_certificate_errors():
+    # A route that answers CertificateError's codes must not promise a CRL's.
+    assert not issubclass(CrlMalformed, CertificateError)
     assert CrlMalformed.code == "CRL_MALFORMED"
     assert CrlSignatureInvalid.code == "CRL_SIGNATURE_INVALID"
     assert CrlExpired.code == "CRL_EXPIRED"

@@ -31,10 +31,10 @@ from sscard.layout import CardSn, card_auth_message
 from sscard.softcard import diversify_card_key, legacy_cryptogram
 from sscard.terminal_auth import (
     HEADER_NONCE,
-    HEADER_SIGNATURE,
     HEADER_TERMINAL_ID,
     HEADER_TIMESTAMP,
-    verify_request_signature,
+    SIGNATURE_VERSION,
+    verify_signed_headers,
 )
 
 TERMINAL_ID: Final = "H31000000001-01"
@@ -157,15 +157,11 @@ class FakeGateway:
             assert request.headers[HEADER_TERMINAL_ID] == self.terminal_id
             timestamp = int(request.headers[HEADER_TIMESTAMP])
             assert abs(timestamp - time.time()) < 300
-            verify_request_signature(
-                self.secret,
-                request.method,
-                request.raw_path,
-                timestamp,
-                nonce,
-                body,
-                bytes.fromhex(request.headers[HEADER_SIGNATURE]),
+            # The SDK signs version 2: the card session and the key are inside.
+            version = verify_signed_headers(
+                self.secret, request.method, request.raw_path, body, request.headers
             )
+            assert version == SIGNATURE_VERSION
         except (KeyError, AssertionError, ValueError):
             return _problem(Problem(401, "SIGNATURE_INVALID"))
         if nonce in self.nonces:

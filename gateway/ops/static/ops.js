@@ -29,12 +29,12 @@
     return (fen < 0 ? "-" : "") + whole + "." + String(cents).padStart(2, "0");
   }
 
-  // An ISO instant as Beijing wall time (UTC+8 all year: no DST), without locale data.
+  // An ISO instant as Beijing wall time (UTC+8 all year: no DST), without locale data. The
+  // page says its time zone once, in its header: no time on it carries a zone of its own.
   function beijing(iso) {
     const ms = Date.parse(iso);
     if (Number.isNaN(ms)) return "unknown";
-    return new Date(ms + 8 * 3600 * 1000).toISOString().slice(0, 19).replace("T", " ") +
-      " Beijing time";
+    return new Date(ms + 8 * 3600 * 1000).toISOString().slice(0, 19).replace("T", " ");
   }
 
   function beijingClock(ms) {
@@ -50,6 +50,26 @@
     td.textContent = String(text);
     if (opts && opts.num) td.className = "num";
     if (opts && opts.field) td.dataset.field = opts.field;
+    return td;
+  }
+
+  // A 3202 run's differences: the count, then the first ones (setl_id, why, both totals).
+  function differencesCell(m) {
+    const td = cell(m.difference_count === null ? "" : m.difference_count, { num: true });
+    if (m.differences && m.differences.length > 0) {
+      const list = document.createElement("ul");
+      list.className = "differences";
+      for (const d of m.differences) {
+        const li = document.createElement("li");
+        const side = (fen) => (fen === null ? "—" : yuan(fen));
+        li.textContent = d.setl_id + ": " + d.reason.replace(/_/g, " ") + " (institution " +
+          side(d.institution_medfee_sumamt) + ", gateway " + side(d.gateway_medfee_sumamt) + ")";
+        li.dataset.setlId = d.setl_id;
+        li.dataset.reason = d.reason;
+        list.append(li);
+      }
+      td.append(list);
+    }
     return td;
   }
 
@@ -356,7 +376,7 @@
     summary = s;
     // A render count: a test (or a curious operator) can tell one rendering from the next.
     document.body.dataset.renders = String(Number(document.body.dataset.renders || "0") + 1);
-    $("heading-day").textContent = "Day " + s.date + " (Beijing time)";
+    $("heading-day").textContent = "Day " + s.date;
     const every = $("refresh").value;
     $("generated").textContent = "generated " + beijing(s.generated_at) +
       (every === "0" ? " · refresh off" : " · refreshes every " + every + " s");
@@ -395,8 +415,8 @@
     $("reconciliation-counts").dataset.mismatched = String(rec.mismatched);
     fill($("mismatches").tBodies[0], rec.mismatches.map((m) => {
       const tr = document.createElement("tr");
-      tr.append(cell(m.fixmedins_code), cell(m.clr_type), cell(m.kind), cell(m.checked_at),
-        cell(m.difference_count === null ? "" : m.difference_count, { num: true }),
+      tr.append(cell(m.fixmedins_code), cell(m.clr_type), cell(m.kind), cell(beijing(m.checked_at)),
+        differencesCell(m),
         cell(m.institution_medfee_sumamt === null ? "" : yuan(m.institution_medfee_sumamt),
           { num: true }),
         cell(m.gateway_medfee_sumamt === null ? "" : yuan(m.gateway_medfee_sumamt),
@@ -408,14 +428,19 @@
     $("counters-since").textContent = s.counters_since === null ? "(start time unknown)"
       : "at " + beijing(s.counters_since);
     $("counters-since").dataset.since = s.counters_since || "";
-    $("counters-note").textContent = s.counters_note;
+    // The API's counters_note names its time zone (JSON readers need it); the page has said
+    // its zone once already, so it says the same thing without the time.
+    $("counters-note").textContent = "Rejections, card authentication and hub calls are the " +
+      "gateway's counters since it started (all workers), not figures of the chosen day.";
     fill($("rejections").tBodies[0], codeRows(s.rejections), "No rejections.", 2);
     const auth = s.card_auth;
     const dl = $("card-auth");
     dl.replaceChildren();
     pair(dl, "Challenges issued", auth.challenges_issued, "card-challenges");
     pair(dl, "Authenticated", auth.authenticated, "card-authenticated");
-    pair(dl, "Refused", auth.refused, "card-refused", auth.refused > 0);
+    pair(dl, "Refused (the card)", auth.refused, "card-refused", auth.refused > 0);
+    pair(dl, "Refused before the card was judged (malformed, unsigned, replayed)",
+      auth.not_judged, "card-not-judged");
     fill($("card-refusals").tBodies[0], codeRows(auth.refusals_by_code), "No refusals.", 2);
 
     const xp = s.cross_province;

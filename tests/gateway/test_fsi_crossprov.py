@@ -1,0 +1,117 @@
+"""A registered outpatient visit (2201→2204→2207) of a person insured in another province
+settles through the REAL hub simulator, as POST /v1/settlements does for a visit without
+registration (settlement.crossprov.remote_settle: the same steps, the visit's id as
+``mdtrt_id``, the visit closed on confirmation), is read back by 5203 and cancelled by 2208
+through the hub. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from card_auth_testkit import NEW_ACTIVE
+from fsi_flows import card_input
+from fsi_testkit import His, refused_code, register_operators
+from gateway_testkit import Client, FakeClock, Signer
+from settlement_api_testkit import Till
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+from test_crossprov_cancel import (  # the real hub process and the Jiangsu person
+    VISIT_DATE,
+    HubProcess,
+    hub,
+    settings_overrides,
+    world,
+)
+
+from gateway.crossprov.hub import HUB
+from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
+from settlement.store import AdmissionRow, AdmissionStatus
+
+__all__ = ["HubProcess", "hub", "settings_overrides", "world"]  # fixtures, by name
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+class _DeafEvent(asyncio.Event):
+    def set(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def his(world: Engine, signer: Signer, client: Client, clock: FakeClock) -> His:
+    # Operators first: a card's presence is recorded only for an institution on the door.
+    register_operators(world)
+    # The app's reversal task is muted, as test_crossprov_cancel's till does.
+    client.app[HUB].wake = _DeafEvent()
+    await Till(signer).read_card(NEW_ACTIVE)  # at the hospital's terminal: its dev_no
+    his = His(client, clock)
+    await his.sign_in()
+    return his
+
+
+async def test_a_registered_visit_of_a_person_insured_elsewhere_settles_through_the_hub(
+    his: His, world: Engine
+) -> None:
+    registered = await his.ok(
+        "2201", {"data": {**card_input(), "begntime": f"{VISIT_DATE} 09:00:00"}}
+    )
+    mdtrt_id = registered["data"]["mdtrt_id"]
+    lines = [
+        {"med_list_codg": "DEMO-A-002", "cnt": 2, "pric": "25.00", "mdtrt_id": mdtrt_id},
+        {"med_list_codg": "DEMO-B-001", "cnt": 1, "pric": 30, "mdtrt_id": mdtrt_id},
+    ]
+    await his.ok("2204", {"feedetail": lines})
+    settle: dict[str, Any] = {"data": {**card_input(), "mdtrt_id": mdtrt_id}}
+    estimate = await his.call("2206", settle)
+    assert refused_code(estimate) == "VISIT_TYPE_NOT_ALLOWED"  # no estimate through the hub
+    settled = (await his.ok("2207", settle))["setlinfo"]
+    assert settled["medfee_sumamt"] == 80
+    assert settled["medfee_sumamt"] == round(
+        settled["fund_pay_sumamt"] + settled["acct_pay"] + settled["psn_cash_pay"], 2
+    )
+    with Session(world) as session:
+        (row,) = session.scalars(select(RemoteSettlementRow)).all()
+        visit = session.scalar(select(AdmissionRow).where(AdmissionRow.admission_id == mdtrt_id))
+    assert row.mdtrt_id == mdtrt_id
+    assert row.status is RemoteStatus.CONFIRMED
+    assert row.setl_id == settled["setl_id"]
+    assert visit is not None
+    assert visit.status is AdmissionStatus.DISCHARGED
+    assert visit.remote_msgid == row.msgid
+    # Settled once: the visit is closed to a second settle and to more fee lines.
+    again = await his.call("2207", settle)
+    assert refused_code(again) == "ADMISSION_CLOSED"
+    # 5203 reads it back as the hub answered it; 2208 cancels it through the hub.
+    found = await his.ok("5203", {"data": {"setl_id": settled["setl_id"]}})
+    assert found["setlinfo"]["medfee_sumamt"] == 80
+    cancelled = await his.ok("2208", {"data": {"setl_id": settled["setl_id"]}})
+    assert cancelled["setlinfo"]["pdn_cash_pay"] == settled["psn_cash_pay"]
+    assert cancelled["setlinfo"]["refd_setl_flag"] == "1"
+    assert cancelled["setlinfo"]["setl_id"] == settled["setl_id"]
+    with Session(world) as session:
+        assert session.scalar(select(RemoteSettlementRow.status)) is RemoteStatus.CANCELLED
+
+
+async def test_a_dropped_settle_through_the_hub_is_reversed_by_2601(
+    his: His, world: Engine
+) -> None:
+    registered = await his.ok(
+        "2201", {"data": {**card_input(), "begntime": f"{VISIT_DATE} 10:00:00"}}
+    )
+    mdtrt_id = registered["data"]["mdtrt_id"]
+    line = {"med_list_codg": "DEMO-A-002", "cnt": 1, "pric": 25, "mdtrt_id": mdtrt_id}
+    await his.ok("2204", {"feedetail": [line]})
+    dropped = his.msgid()
+    settle = {"data": {**card_input(), "mdtrt_id": mdtrt_id}}
+    await his.post_raw(his.envelope("2207", settle, msgid=dropped))  # its answer "lost"
+    reversal = his.envelope("2601", {"data": {"omsgid": dropped, "oinfno": "2207"}})
+    answer = await (await his.post_raw(reversal)).json()
+    assert answer["infcode"] == 0, answer["err_msg"]
+    assert "through the national hub" in answer["warn_msg"]
+    with Session(world) as session:
+        assert session.scalar(select(RemoteSettlementRow.status)) is RemoteStatus.CANCELLED
+    # Resent, the reversal answers its first answer and cancels nothing more.
+    again = await his.post_raw(reversal)
+    assert (await again.json()) == answer
