@@ -14,7 +14,9 @@ Settling is the hot path, so :func:`load_holdings` and :func:`write_settlement` 
 statement straight on the driver's cursor (dbkit.DriverSQL and DriverInsert: the
 values SQLAlchemy would store, its exceptions, a few µs each instead of tens inside SQLite's
 one write lock): one INSERT of the settlement that returns its id, executemany for lines and
-ledger entries, relative UPDATEs only for what changed, never an ORM unit of work; callers
+ledger entries, relative UPDATEs only for what changed, never an ORM unit of work (on
+PostgreSQL, where each statement is a network round trip, the settlement, its lines, the debit
+and the totals go as ONE statement, and account and totals are locked by one); callers
 that already read the person in the same transaction hand it over as :class:`Holdings`
 instead of reading it again. Cancelling is rare and stays on the ORM.
 """
