@@ -204,3 +204,27 @@ def test_a_deleted_visit_is_not_found_when_the_intent_is_written(world: Engine) 
         require_stay_not_discharged(
             session, fixmedins_code="H31010100001", admission_id="M-gone", lock=True
         )
+
+
+async def test_a_cancel_through_the_hub_resent_with_another_input_is_a_reused_msgid(
+    his: His, world: Engine
+) -> None:
+    registered = await his.ok(
+        "2201", {"data": {**card_input(), "begntime": f"{VISIT_DATE} 13:00:00"}}
+    )
+    mdtrt_id = registered["data"]["mdtrt_id"]
+    line = {"med_list_codg": "DEMO-A-002", "cnt": 1, "pric": 25, "mdtrt_id": mdtrt_id}
+    await his.ok("2204", {"feedetail": [line]})
+    settled = (await his.ok("2207", {"data": {**card_input(), "mdtrt_id": mdtrt_id}}))["setlinfo"]
+    cancel = {"data": {"setl_id": settled["setl_id"], "mdtrt_id": mdtrt_id}}
+    msgid = his.msgid()
+    first = await his.call("2208", cancel, msgid=msgid)
+    assert first["infcode"] == 0, first["err_msg"]
+    # The same msgid and setl_id, another input: not the first answer, as for a local one.
+    other = {"data": {**cancel["data"], "mdtrt_id": "M-another-visit"}}
+    reused = await his.call("2208", other, msgid=msgid)
+    assert reused["infcode"] == -2
+    assert refused_code(reused) == "FSI_MSGID_REUSED"
+    # Resent as it was, it gets its first answer.
+    again = await his.call("2208", cancel, msgid=msgid)
+    assert again["output"] == first["output"]
