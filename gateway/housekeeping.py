@@ -1,10 +1,14 @@
-"""Background upkeep inside each worker: sweeping expired request nonces.
+"""Background upkeep inside each worker: sweeping expired request nonces, and the national
+interface's expired rows (files kept for 9101/9102, card presences at its devices).
 
 Every worker sweeps; the delete is idempotent, so several sweepers only share the work. The
 first sweep is delayed by a random part of the interval so that workers started together do
 not all take SQLite's write lock at the same moment. Each sweep deletes in bounded batches
 (``nonce_sweep_batch``) and at most ``_MAX_BATCHES_PER_SWEEP`` of them, so one sweep never holds
-the write lock for long; a backlog is worked off over the next sweeps.
+the write lock for long; a backlog is worked off over the next sweeps. The national
+interface's expired files (``fsi_files``) and card presences (``card_presence``) are swept
+with the nonces, by the same rule and bound: nothing else deletes a presence, and a file
+otherwise goes only with its institution's next upload.
 
 The year-end roll-over of personal accounts (settlement.rollover) runs here too, on every
 worker: each one checks, every ``rollover_check_interval_s`` and just after 00:00 Beijing time
@@ -29,6 +33,7 @@ from dbkit import BEIJING
 from gateway import metrics
 from gateway.db import Database
 from gateway.errors import GatewayError
+from gateway.fsi.store import delete_expired_files, delete_expired_presence
 from gateway.logs import fields
 from gateway.store import delete_expired_nonces
 from settlement.errors import SettlementError
@@ -43,6 +48,7 @@ __all__ = [
     "roll_over_ended_year",
     "roll_over_forever",
     "seconds_to_next_year",
+    "sweep_expired_fsi",
     "sweep_expired_nonces",
     "sweep_nonces_forever",
 ]
@@ -52,16 +58,38 @@ log = logging.getLogger("gateway.housekeeping")
 _MAX_BATCHES_PER_SWEEP: Final = 20
 
 
-async def sweep_expired_nonces(db: Database, now_s: float, batch: int) -> int:
-    """Delete expired nonces in batches of ``batch``; return how many were deleted."""
+async def _swept(db: Database, unit: Callable[..., int], batch: int) -> int:
+    """Run a bounded delete ``unit(session, limit=batch)`` until it deletes less than a
+    batch, at most ``_MAX_BATCHES_PER_SWEEP`` times; return how many rows went."""
     total = 0
     for _ in range(_MAX_BATCHES_PER_SWEEP):
-        deleted = await db.write(partial(delete_expired_nonces, now_s=int(now_s), limit=batch))
+        deleted = await db.write(partial(unit, limit=batch))
         total += deleted
         if deleted < batch:
             break
+    return total
+
+
+async def sweep_expired_nonces(db: Database, now_s: float, batch: int) -> int:
+    """Delete expired nonces in batches of ``batch``; return how many were deleted."""
+    total = await _swept(db, partial(delete_expired_nonces, now_s=int(now_s)), batch)
     metrics.NONCES_SWEPT.inc(total)
     return total
+
+
+async def sweep_expired_fsi(db: Database, now_s: float, batch: int) -> dict[str, int]:
+    """Delete the national interface's expired files and card presences, each in batches of
+    ``batch`` under the nonce sweep's bound; return how many of each kind went."""
+    swept = {
+        "file": await _swept(db, partial(delete_expired_files, now_s=int(now_s)), batch),
+        # A presence is expired from its expires_at_s on (gateway.fsi.presence).
+        "presence": await _swept(
+            db, partial(delete_expired_presence, before_s=int(now_s) + 1), batch
+        ),
+    }
+    for kind, deleted in swept.items():
+        metrics.FSI_EXPIRED_SWEPT.labels(kind).inc(deleted)
+    return swept
 
 
 async def sweep_nonces_forever(
@@ -78,6 +106,14 @@ async def sweep_nonces_forever(
             log.warning("nonce sweep skipped", extra=fields(code=exc.code))
         except Exception:
             log.exception("nonce sweep failed")
+        try:
+            swept = await sweep_expired_fsi(db, clock(), batch)
+            if any(swept.values()):
+                log.info("fsi expired rows swept", extra=fields(**swept))
+        except GatewayError as exc:
+            log.warning("fsi sweep skipped", extra=fields(code=exc.code))
+        except Exception:
+            log.exception("fsi sweep failed")
         await asyncio.sleep(interval_s)
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "CONTENT_TYPE_LATEST",
     "DB_ERRORS",
     "DB_WRITE_SECONDS",
+    "FSI_EXPIRED_SWEPT",
     "INFLIGHT",
     "NONCES_SWEPT",
     "RECONCILIATIONS",
@@ -124,6 +125,12 @@ def count_request(route: str, method: str, status: int, elapsed_s: float) -> Non
 NONCES_SWEPT: Final = Counter(
     "gateway_nonces_swept",
     "Expired request nonces deleted.",
+)
+
+FSI_EXPIRED_SWEPT: Final = Counter(
+    "gateway_fsi_expired_swept",
+    "Expired national-interface rows deleted by housekeeping (kind: file, presence).",
+    ["kind"],
 )
 
 # --- database ------------------------------------------------------------------------------------

@@ -265,7 +265,11 @@ async def cancel_settlement(call: FsiCall) -> Stored:
             call.app[HUB],
             row=remote,
             keyed=call.keyed,
-            reason=reason,
+            # cancel_remote fingerprints the msgid by the settlement and the reason alone (so
+            # its reversal task can find a stranded key): the door's fingerprint of the whole
+            # envelope goes into the reason, so a resend with another input under this msgid
+            # is FSI_MSGID_REUSED, as for a local settlement, not the first answer.
+            reason=f"{reason} request {call.keyed.request_hash}",
             render=partial(remote_cancel_answer, call=call),
         )
     unit = partial(

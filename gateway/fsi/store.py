@@ -61,6 +61,7 @@ __all__ = [
     "InstitutionKeys",
     "PresenceRecord",
     "SignInRecord",
+    "delete_expired_files",
     "delete_expired_presence",
     "find_presence",
     "find_sign_in",
@@ -320,3 +321,16 @@ def delete_expired_presence(session: Session, before_s: int, limit: int) -> int:
             )
         )
     return len(rows)
+
+
+def delete_expired_files(session: Session, now_s: int, limit: int) -> int:
+    """Delete at most ``limit`` files (any institution's) expired at ``now_s``; return how
+    many. An upload deletes its own institution's expired files too; this is the periodic
+    sweep (gateway.housekeeping), so an institution that stops uploading leaves none behind."""
+    assert limit >= 1
+    expired = (
+        select(FsiFile.file_qury_no).where(FsiFile.expires_at_s <= now_s).limit(limit)
+    ).scalar_subquery()
+    query = delete(FsiFile).where(FsiFile.file_qury_no.in_(expired))
+    removed: int = session.execute(query).rowcount  # type: ignore[attr-defined]
+    return removed

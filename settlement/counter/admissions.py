@@ -9,6 +9,8 @@ routes make before anything is settled.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -43,6 +45,7 @@ __all__ = [
     "fee_lines",
     "keyed_fee_lines",
     "stay_lines",
+    "stay_lines_digest",
     "stay_to_discharge",
 ]
 
@@ -205,14 +208,34 @@ def stay_to_discharge(
     return StayToDischarge(admission, insured_on(holder, discharge_date), visit, discharge_date)
 
 
-def stay_lines(session: Session, admission: AdmissionRow) -> list[ClaimLine]:
-    """Every fee line of the stay, in upload order."""
-    rows = session.scalars(
+def _fee_rows(session: Session, admission: AdmissionRow) -> Sequence[AdmissionFeeLineRow]:
+    return session.scalars(
         select(AdmissionFeeLineRow)
         .where(AdmissionFeeLineRow.admission_id == admission.id)
         .order_by(AdmissionFeeLineRow.line_no)
     ).all()
-    return [ClaimLine(f.catalogue_code, f.quantity, f.unit_price_fen) for f in rows]
+
+
+def stay_lines(session: Session, admission: AdmissionRow) -> list[ClaimLine]:
+    """Every fee line of the stay, in upload order."""
+    return [
+        ClaimLine(f.catalogue_code, f.quantity, f.unit_price_fen)
+        for f in _fee_rows(session, admission)
+    ]
+
+
+def stay_lines_digest(session: Session, admission: AdmissionRow) -> tuple[list[ClaimLine], str]:
+    """The stay's fee lines (as :func:`stay_lines`) and an SHA-256 of exactly which lines
+    they are: each line's number, HIS number, code, quantity and price. Lines are cancelled
+    (2205, 2302) as well as added, so an equal count no longer means the same lines: a
+    settlement over lines read earlier compares this digest, never the count."""
+    rows = _fee_rows(session, admission)
+    lines = [ClaimLine(f.catalogue_code, f.quantity, f.unit_price_fen) for f in rows]
+    identity = [
+        [f.line_no, f.feedetl_sn, f.catalogue_code, f.quantity, f.unit_price_fen] for f in rows
+    ]
+    text = json.dumps(identity, ensure_ascii=False, separators=(",", ":"))
+    return lines, hashlib.sha256(text.encode()).hexdigest()
 
 
 def discharge(

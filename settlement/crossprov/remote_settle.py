@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from dbkit import beijing_date
 from settlement.claim import ClaimLine
-from settlement.counter.admissions import open_admission, stay_lines, stay_to_discharge
+from settlement.counter.admissions import open_admission, stay_lines_digest, stay_to_discharge
 from settlement.counter.holders import insured_place, read_holder
 from settlement.counter.ports import AtCounter, Counter, NonceClaim
 from settlement.counter.visits import visit_at
@@ -51,6 +51,7 @@ from settlement.crossprov.routing import InsuredPlace
 from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
 from settlement.errors import (
     AdmissionClosed,
+    AdmissionNotFound,
     AdmissionOtherPerson,
     HubOutcomeUnknown,
     HubRefused,
@@ -170,7 +171,10 @@ def require_stay_not_discharged(
         AdmissionRow.fixmedins_code == fixmedins_code,
     )
     admission = session.scalar(query.with_for_update() if lock else query)
-    assert admission is not None  # the plan found it; admissions are never deleted
+    if admission is None:
+        # The plan found it, but a registration (2202) or admission (2404) may be cancelled
+        # since, which deletes it. Nothing was sent yet: refused, nothing written.
+        raise AdmissionNotFound("this hospital has no admission with this admission_id")
     standing = set(
         session.scalars(
             select(RemoteSettlementRow.status).where(
@@ -196,6 +200,7 @@ def require_stay_not_discharged(
 class _StayPlan:
     plan: _Plan
     lines: list[ClaimLine]
+    lines_sha256: str
     discharge_date: dt.date
 
 
@@ -231,9 +236,8 @@ def _plan_discharge(
         visit_date=discharge_date,
         fixmedins_code=at.counter.fixmedins_code,
     )
-    return _StayPlan(
-        _Plan(place, filing.value), stay_lines(session, stay.admission), discharge_date
-    )
+    lines, digest = stay_lines_digest(session, stay.admission)
+    return _StayPlan(_Plan(place, filing.value), lines, digest, discharge_date)
 
 
 def _intent_unit(
@@ -268,19 +272,22 @@ def _intent_unit(
 @dataclass(frozen=True, slots=True)
 class Stay:
     """The admission a discharge through the hub settles (its id is the call's mdtrt_id) and
-    how many of its fee lines the call carries."""
+    the digest of exactly the fee lines the call carries (settlement.counter.admissions.
+    stay_lines_digest), read with them. It goes with the request across the call: only the
+    request that wrote the intent confirms it (a stale intent is never confirmed, it turns
+    unknown and is reversed), so the digest needs no column of its own."""
 
     fixmedins_code: str
     admission_id: str
-    line_count: int
+    lines_sha256: str
 
 
 class StayChanged(Exception):
-    """The hub settled a stay that is no longer the one sent: fee lines were uploaded after
-    they were read (the admission stays open until the confirmation), or the stay was closed
-    meanwhile. Booking it would close the stay over lines never settled, or settle it twice,
-    so the message is treated as unknown: reversed at the hub, and the retry discharges the
-    stay as it is then."""
+    """The hub settled a stay that is no longer the one sent: fee lines were uploaded or
+    cancelled after they were read (the admission stays open until the confirmation), or the
+    stay was closed or cancelled (2202, 2404: deleted) meanwhile. Booking it would close the
+    stay over lines never settled, or settle it twice, so the message is treated as unknown:
+    reversed at the hub, and the retry discharges the stay as it is then."""
 
 
 def _close_stay(session: Session, *, stay: Stay, msgid: str) -> None:
@@ -295,10 +302,17 @@ def _close_stay(session: Session, *, stay: Stay, msgid: str) -> None:
         )
         .with_for_update()
     )
-    assert admission is not None  # found under lock by the intent; admissions are never deleted
-    # Fee lines are only ever appended, so an equal count means the very lines sent.
-    if admission.status is not AdmissionStatus.OPEN or admission.line_count != stay.line_count:
+    if admission is None:
+        # Found under lock by the intent, then cancelled (2202, 2404 delete it) during the
+        # call: the hub settled a visit that no longer exists here.
+        raise StayChanged("the visit was cancelled")
+    if admission.status is not AdmissionStatus.OPEN:
         raise StayChanged(f"{admission.status.value}, {admission.line_count} lines")
+    # Lines are cancelled (2205, 2302) as well as added, so an equal count is not enough:
+    # the very lines sent, compared line for line by their digest.
+    _, digest = stay_lines_digest(session, admission)
+    if digest != stay.lines_sha256:
+        raise StayChanged(f"other fee lines than those sent, {admission.line_count} now")
     admission.status = AdmissionStatus.DISCHARGED
     admission.remote_msgid = msgid
 
@@ -425,7 +439,7 @@ async def discharge_remote(
         visit_type="inpatient",
         visit_date=planned.discharge_date,
         lines=planned.lines,
-        stay=Stay(at.counter.fixmedins_code, admission_id, len(planned.lines)),
+        stay=Stay(at.counter.fixmedins_code, admission_id, planned.lines_sha256),
         render=render,
     )
 
@@ -453,7 +467,8 @@ def _plan_registered(
     require_stay_not_discharged(
         session, fixmedins_code=at.counter.fixmedins_code, admission_id=mdtrt_id, lock=False
     )
-    return _StayPlan(plan, stay_lines(session, visit), visit.admission_date)
+    lines, digest = stay_lines_digest(session, visit)
+    return _StayPlan(plan, lines, digest, visit.admission_date)
 
 
 async def settle_registered_remote(
@@ -483,7 +498,7 @@ async def settle_registered_remote(
         visit_type="outpatient",
         visit_date=planned.discharge_date,
         lines=planned.lines,
-        stay=Stay(at.counter.fixmedins_code, mdtrt_id, len(planned.lines)),
+        stay=Stay(at.counter.fixmedins_code, mdtrt_id, planned.lines_sha256),
         render=render,
     )
 

@@ -25,8 +25,11 @@ from test_crossprov_cancel import (  # the real hub process and the Jiangsu pers
     world,
 )
 
-from gateway.crossprov.hub import HUB
+from gateway.crossprov.hub import HUB, run_reversals_once
+from gateway.state import CLOCK, DATABASE
+from settlement.crossprov.remote_settle import require_stay_not_discharged
 from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
+from settlement.errors import AdmissionNotFound
 from settlement.store import AdmissionRow, AdmissionStatus
 
 __all__ = ["HubProcess", "hub", "settings_overrides", "world"]  # fixtures, by name
@@ -115,3 +118,113 @@ async def test_a_dropped_settle_through_the_hub_is_reversed_by_2601(
     # Resent, the reversal answers its first answer and cancels nothing more.
     again = await his.post_raw(reversal)
     assert (await again.json()) == answer
+
+
+async def _settling_during(his: His, world: Engine, hub: HubProcess, mdtrt_id: str) -> Any:
+    """Start 2207 with the hub slow, and return once its intent is written (the visit's lines
+    were read and are on their way): the caller changes the visit while the hub settles."""
+    hub.set_faults(latency_ms=1_500)
+    settling = asyncio.ensure_future(
+        his.call("2207", {"data": {**card_input(), "mdtrt_id": mdtrt_id}})
+    )
+    for _ in range(1_000):
+        with Session(world) as session:
+            if session.scalar(select(RemoteSettlementRow.id)) is not None:
+                return settling
+        await asyncio.sleep(0.005)
+    raise AssertionError("the settle never wrote its intent")
+
+
+def _visit(world: Engine, mdtrt_id: str) -> AdmissionRow | None:
+    with Session(world) as session:
+        row = session.scalar(select(AdmissionRow).where(AdmissionRow.admission_id == mdtrt_id))
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+async def test_a_line_cancelled_and_another_uploaded_during_the_hub_call_is_never_closed_out(
+    his: His, world: Engine, hub: HubProcess, client: Client
+) -> None:
+    registered = await his.ok(
+        "2201", {"data": {**card_input(), "begntime": f"{VISIT_DATE} 11:00:00"}}
+    )
+    mdtrt_id = registered["data"]["mdtrt_id"]
+    line = {"med_list_codg": "DEMO-A-002", "cnt": 1, "pric": 25, "mdtrt_id": mdtrt_id}
+    await his.ok("2204", {"feedetail": [{**line, "feedetl_sn": "1"}, {**line, "feedetl_sn": "2"}]})
+    settling = await _settling_during(his, world, hub, mdtrt_id)
+    # One line off, a dearer one on: as many lines as were sent, but not the lines sent.
+    await his.ok("2205", {"data": {"mdtrt_id": mdtrt_id, "feedetl_sn": "2"}})
+    dearer = {**line, "pric": 300, "feedetl_sn": "3", "chrg_bchno": "B2"}
+    await his.ok("2204", {"feedetail": [dearer]})
+    assert refused_code(await settling) == "HUB_OUTCOME_UNKNOWN"
+    hub.clear_faults()
+    with Session(world) as session:
+        assert session.scalar(select(RemoteSettlementRow.status)) is RemoteStatus.UNKNOWN
+    visit = _visit(world, mdtrt_id)
+    assert visit is not None
+    assert (visit.status, visit.remote_msgid, visit.line_count) == (AdmissionStatus.OPEN, None, 2)
+    assert await run_reversals_once(client.app[HUB], client.app[DATABASE], client.app[CLOCK]) == 1
+    # Settled afresh, over the lines the visit has now.
+    settled = await his.ok("2207", {"data": {**card_input(), "mdtrt_id": mdtrt_id}})
+    assert settled["setlinfo"]["medfee_sumamt"] == 325
+    with Session(world) as session:
+        statuses = list(
+            session.scalars(select(RemoteSettlementRow.status).order_by(RemoteSettlementRow.id))
+        )
+    assert statuses == [RemoteStatus.REVERSED, RemoteStatus.CONFIRMED]
+
+
+async def test_a_registration_cancelled_during_the_hub_call_is_reversed_not_a_crash(
+    his: His, world: Engine, hub: HubProcess, client: Client
+) -> None:
+    registered = await his.ok(
+        "2201", {"data": {**card_input(), "begntime": f"{VISIT_DATE} 12:00:00"}}
+    )
+    mdtrt_id = registered["data"]["mdtrt_id"]
+    line = {"med_list_codg": "DEMO-A-002", "cnt": 1, "pric": 25, "mdtrt_id": mdtrt_id}
+    await his.ok("2204", {"feedetail": [line]})
+    settling = await _settling_during(his, world, hub, mdtrt_id)
+    await his.ok("2202", {"data": {"mdtrt_id": mdtrt_id}})  # deletes the visit
+    assert refused_code(await settling) == "HUB_OUTCOME_UNKNOWN"
+    hub.clear_faults()
+    assert _visit(world, mdtrt_id) is None
+    with Session(world) as session:
+        assert session.scalar(select(RemoteSettlementRow.status)) is RemoteStatus.UNKNOWN
+    assert await run_reversals_once(client.app[HUB], client.app[DATABASE], client.app[CLOCK]) == 1
+    with Session(world) as session:
+        assert session.scalar(select(RemoteSettlementRow.status)) is RemoteStatus.REVERSED
+    # Settled again (the terminal's retry): the visit is gone, a typed refusal.
+    again = await his.call("2207", {"data": {**card_input(), "mdtrt_id": mdtrt_id}})
+    assert refused_code(again) == "ADMISSION_NOT_FOUND"
+
+
+def test_a_deleted_visit_is_not_found_when_the_intent_is_written(world: Engine) -> None:
+    with Session(world) as session, pytest.raises(AdmissionNotFound):
+        require_stay_not_discharged(
+            session, fixmedins_code="H31010100001", admission_id="M-gone", lock=True
+        )
+
+
+async def test_a_cancel_through_the_hub_resent_with_another_input_is_a_reused_msgid(
+    his: His, world: Engine
+) -> None:
+    registered = await his.ok(
+        "2201", {"data": {**card_input(), "begntime": f"{VISIT_DATE} 13:00:00"}}
+    )
+    mdtrt_id = registered["data"]["mdtrt_id"]
+    line = {"med_list_codg": "DEMO-A-002", "cnt": 1, "pric": 25, "mdtrt_id": mdtrt_id}
+    await his.ok("2204", {"feedetail": [line]})
+    settled = (await his.ok("2207", {"data": {**card_input(), "mdtrt_id": mdtrt_id}}))["setlinfo"]
+    cancel = {"data": {"setl_id": settled["setl_id"], "mdtrt_id": mdtrt_id}}
+    msgid = his.msgid()
+    first = await his.call("2208", cancel, msgid=msgid)
+    assert first["infcode"] == 0, first["err_msg"]
+    # The same msgid and setl_id, another input: not the first answer, as for a local one.
+    other = {"data": {**cancel["data"], "mdtrt_id": "M-another-visit"}}
+    reused = await his.call("2208", other, msgid=msgid)
+    assert reused["infcode"] == -2
+    assert refused_code(reused) == "FSI_MSGID_REUSED"
+    # Resent as it was, it gets its first answer.
+    again = await his.call("2208", cancel, msgid=msgid)
+    assert again["output"] == first["output"]
