@@ -30,7 +30,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from dbkit import DriverInsert, DriverSQL
+from dbkit import MAX_MULTI_ROWS, DriverInsert, DriverSQL
 from settlement.catalogue import Catalogue
 from settlement.claim import AccountBalances, ClaimLine, InsuredPerson, Visit, YearToDate
 from settlement.engine import settle
@@ -170,6 +170,24 @@ _LOCK_TOTALS: Final = DriverSQL(
     binds=(_TOTALS.c.person_id, _TOTALS.c.year),
     results=_TOTALS_COLUMNS,
 )
+# PostgreSQL, when the year's totals row exists (every settlement of a year but its first):
+# account and totals locked by one statement, in that order (the order of FOR UPDATE OF, the
+# order the two statements above take them). Having waited for either lock, PostgreSQL
+# re-reads BOTH locked rows at their latest committed versions (EvalPlanQual), which is what
+# the two statements were for. No row (no totals yet, or no such person): the two statements.
+_LOCK_HOLDINGS: Final = DriverSQL(
+    "SELECT insured_persons.id, insured_persons.retired, insured_persons.birth_date, "
+    "personal_accounts.current_year_fen, personal_accounts.past_years_fen, "
+    "personal_accounts.account_year, year_to_date_totals.self_pay_band_consumed_fen, "
+    "year_to_date_totals.deductible_consumed_fen, year_to_date_totals.pooling_fund_paid_fen "
+    "FROM insured_persons JOIN personal_accounts "
+    "ON personal_accounts.person_id = insured_persons.id "
+    "JOIN year_to_date_totals ON year_to_date_totals.person_id = insured_persons.id "
+    "AND year_to_date_totals.year = ? WHERE insured_persons.psn_no = ? "
+    "FOR UPDATE OF personal_accounts, year_to_date_totals",
+    binds=(_TOTALS.c.year, _PERSONS.c.psn_no),
+    results=(*_PERSON_ACCOUNT_COLUMNS, *_TOTALS_COLUMNS),
+)
 # The settlements row's columns, in WrittenSettlement's field order (after its id).
 _SETTLEMENT_COLUMNS: Final = tuple(field.name for field in fields(WrittenSettlement))[1:]
 _INSERT_SETTLEMENT: Final = DriverInsert(_SETTLEMENTS, _SETTLEMENT_COLUMNS, returning="id")
@@ -204,6 +222,64 @@ _INSERT_TOTALS: Final = DriverInsert(
 )
 
 
+_LINES: Final[Table] = SettlementLineRow.__table__  # type: ignore[assignment]
+_LINE_COLUMNS: Final = ("line_no", "catalogue_code", "quantity", "unit_price_fen", "amount_fen")
+# How the year's totals change in a settlement: not at all, a first row, or added to.
+_NO_TOTALS, _NEW_TOTALS, _ADDED_TOTALS = 0, 1, 2
+# PostgreSQL: the settlement, its lines, the account debit and the year's totals in ONE
+# statement (data-modifying WITH clauses), one round trip instead of four. Built per shape
+# (lines ≤ MAX_MULTI_ROWS, debit or not, totals kind): at most 64 × 2 × 3 statements.
+_SETTLEMENT_WRITES: dict[tuple[int, bool, int], DriverSQL] = {}
+
+
+def _settlement_writes(lines: int, debit: bool, totals: int) -> DriverSQL:
+    """The one-statement write of that shape; its row is (settlement id, accounts debited,
+    totals rows written). Same values and constraints as the separate statements: each
+    INSERT's and UPDATE's own, so a violated CHECK or key raises the same IntegrityError."""
+    key = (lines, debit, totals)
+    found = _SETTLEMENT_WRITES.get(key)
+    if found is not None:
+        return found
+    marks = ", ".join("?" for _ in _SETTLEMENT_COLUMNS)
+    line = "((SELECT id FROM s), " + ", ".join("?" for _ in _LINE_COLUMNS) + ")"  # noqa: S608
+    # Identifiers from the table definitions and this module, never from input.
+    parts = [
+        f"s AS (INSERT INTO settlements ({', '.join(_SETTLEMENT_COLUMNS)}) "  # noqa: S608
+        f"VALUES ({marks}) RETURNING id)",
+        f"l AS (INSERT INTO settlement_lines (settlement_id, {', '.join(_LINE_COLUMNS)}) "  # noqa: S608
+        f"VALUES {', '.join([line] * lines)})",
+    ]
+    binds: list[Any] = [_SETTLEMENTS.c[name] for name in _SETTLEMENT_COLUMNS]
+    binds += [_LINES.c[name] for name in _LINE_COLUMNS] * lines
+    if debit:
+        parts.append(
+            "a AS (UPDATE personal_accounts SET current_year_fen = current_year_fen - ?, "
+            "past_years_fen = past_years_fen - ? WHERE person_id = ? RETURNING 1)"
+        )
+        binds += [_ACCOUNTS.c.current_year_fen, _ACCOUNTS.c.past_years_fen, _ACCOUNTS.c.person_id]
+    if totals == _NEW_TOTALS:
+        parts.append(
+            "t AS (INSERT INTO year_to_date_totals (person_id, year, "
+            "self_pay_band_consumed_fen, deductible_consumed_fen, pooling_fund_paid_fen) "
+            "VALUES (?, ?, ?, ?, ?) RETURNING 1)"
+        )
+        binds += [_TOTALS.c.person_id, _TOTALS.c.year, *_TOTALS_COLUMNS]
+    elif totals == _ADDED_TOTALS:
+        parts.append(
+            "t AS (UPDATE year_to_date_totals SET "
+            "self_pay_band_consumed_fen = self_pay_band_consumed_fen + ?, "
+            "deductible_consumed_fen = deductible_consumed_fen + ?, "
+            "pooling_fund_paid_fen = pooling_fund_paid_fen + ? "
+            "WHERE person_id = ? AND year = ? RETURNING 1)"
+        )
+        binds += [*_TOTALS_COLUMNS, _TOTALS.c.person_id, _TOTALS.c.year]
+    debited = "(SELECT count(*) FROM a)" if debit else "1"
+    written = "(SELECT count(*) FROM t)" if totals != _NO_TOTALS else "1"
+    sql = f"WITH {', '.join(parts)} SELECT id, {debited}, {written} FROM s"  # noqa: S608
+    found = _SETTLEMENT_WRITES[key] = DriverSQL(sql, binds=binds)
+    return found
+
+
 def year_to_date_of(row: Any) -> YearToDate:
     """The year's totals from a row of (band, deductible, fund), or zeros for no row."""
     if row is None:
@@ -218,21 +294,31 @@ def year_to_date_of(row: Any) -> YearToDate:
 def load_holdings(session: Session, *, psn_no: str, year: int) -> Holdings:
     """Read the person's account and the year's totals for settling, FOR UPDATE on PostgreSQL.
 
-    Two statements on purpose: the account row lock is the per-person mutex every settle
-    takes first (a cancel right after its settlement row); the totals are read after it is
-    held, so under READ COMMITTED they
-    are the values the previous holder committed (a single joined read would re-check the
-    locked account row but could still see an older totals row).
+    The account row lock is the per-person mutex every settle takes first (a cancel right
+    after its settlement row); the totals must be the values the previous holder committed.
+    On PostgreSQL one statement locks both when the year's totals row exists (both rows
+    locked, so both re-read at their latest versions after a wait: :data:`_LOCK_HOLDINGS`);
+    otherwise, and on SQLite, two statements: the account (locked), then the totals read
+    after it is held, so under READ COMMITTED they are the committed ones (a joined read
+    locking only the account would re-check it but could still see an older totals row).
     """
     connection = session.connection()
     lock = connection.dialect.name == "postgresql"
+    if lock:
+        both = _LOCK_HOLDINGS.fetchone(connection, (year, psn_no))
+        if both is not None:
+            return _holdings(psn_no, both[:6], both[6:])
     query = _LOCK_PERSON_ACCOUNT if lock else _SELECT_PERSON_ACCOUNT
     found = query.fetchone(connection, (psn_no,))
     if found is None:
         raise PersonNotFound(f"no insured person with psn_no {psn_no[:4]}… or no account")
-    person_id, retired, birth_date, current_year_fen, past_years_fen, account_year = found
     totals_query = _LOCK_TOTALS if lock else _SELECT_TOTALS
-    totals = totals_query.fetchone(connection, (person_id, year))
+    totals = totals_query.fetchone(connection, (found[0], year))
+    return _holdings(psn_no, found, totals)
+
+
+def _holdings(psn_no: str, found: Sequence[Any], totals: Sequence[Any] | None) -> Holdings:
+    person_id, retired, birth_date, current_year_fen, past_years_fen, account_year = found
     return Holdings(
         person_id=person_id,
         psn_no=psn_no,
@@ -316,7 +402,6 @@ def write_settlement(
     after = result.year_to_date_after
     band_added = after.self_pay_band_consumed_fen - before.self_pay_band_consumed_fen
     deductible_added = after.deductible_consumed_fen - before.deductible_consumed_fen
-    fund_added = after.pooling_fund_paid_fen - before.pooling_fund_paid_fen
     values: dict[str, Any] = {
         "setl_id": setl_id,
         "mdtrt_id": mdtrt_id,
@@ -350,55 +435,37 @@ def write_settlement(
     }
     session.flush()  # pending ORM rows of the caller first (statements below bypass the ORM)
     connection = session.connection()
-    settlement_id = _INSERT_SETTLEMENT.insert_one(
-        connection, [values[name] for name in _SETTLEMENT_COLUMNS]
-    )
-    if lines:
-        _INSERT_LINE.execute(
-            connection,
-            [
-                (
-                    settlement_id,
-                    number,
-                    line.catalogue_code,
-                    line.quantity,
-                    line.unit_price_fen,
-                    line.quantity * line.unit_price_fen,
-                )
-                for number, line in enumerate(lines, start=1)
-            ],
-        )
-    if result.acct_pay:
-        debited = _DEBIT_ACCOUNT.execute(
-            connection,
-            (
-                result.acct_detail.current_year_fen,
-                result.acct_detail.past_years_fen,
-                holdings.person_id,
-            ),
-        )
-        assert debited == 1, debited  # the account the holdings were read from
     year = visit.visit_date.year
-    if not holdings.totals_exist:
-        # First settlement of the year. Two racing first settlements both insert; the primary
-        # key lets one win and the other fail with IntegrityError (the caller retries).
-        _INSERT_TOTALS.execute(
+    line_rows = [
+        (
+            number,
+            line.catalogue_code,
+            line.quantity,
+            line.unit_price_fen,
+            line.quantity * line.unit_price_fen,
+        )
+        for number, line in enumerate(lines, start=1)
+    ]
+    if connection.dialect.name == "postgresql" and 0 < len(lines) <= MAX_MULTI_ROWS:
+        settlement_id = _write_in_one_statement(
             connection,
-            [
-                (
-                    holdings.person_id,
-                    year,
-                    after.self_pay_band_consumed_fen,
-                    after.deductible_consumed_fen,
-                    after.pooling_fund_paid_fen,
-                )
-            ],
+            holdings,
+            values=values,
+            line_rows=line_rows,
+            result=result,
+            after=after,
+            year=year,
         )
-    elif band_added or deductible_added or fund_added:
-        added = _ADD_TO_TOTALS.execute(
-            connection, (band_added, deductible_added, fund_added, holdings.person_id, year)
+    else:
+        settlement_id = _write_separately(
+            connection,
+            holdings,
+            values=values,
+            line_rows=line_rows,
+            result=result,
+            after=after,
+            year=year,
         )
-        assert added == 1, added  # the totals the holdings were read from
     write_transaction(
         connection,
         txn_id=f"settle:{setl_id}",
@@ -417,6 +484,98 @@ def write_settlement(
         if cached is not None:
             session.expire(cached)
     return WrittenSettlement(id=settlement_id, **values), result
+
+
+def _totals_change(holdings: Holdings, after: YearToDate) -> tuple[int, tuple[int, int, int]]:
+    """How the year's totals change (_NO_TOTALS, _NEW_TOTALS or _ADDED_TOTALS) and the three
+    amounts: the new row's values, or what is added."""
+    before = holdings.year_to_date
+    if not holdings.totals_exist:
+        new = (
+            after.self_pay_band_consumed_fen,
+            after.deductible_consumed_fen,
+            after.pooling_fund_paid_fen,
+        )
+        return _NEW_TOTALS, new
+    added = (
+        after.self_pay_band_consumed_fen - before.self_pay_band_consumed_fen,
+        after.deductible_consumed_fen - before.deductible_consumed_fen,
+        after.pooling_fund_paid_fen - before.pooling_fund_paid_fen,
+    )
+    return (_ADDED_TOTALS if any(added) else _NO_TOTALS), added
+
+
+def _write_in_one_statement(
+    connection: Any,
+    holdings: Holdings,
+    *,
+    values: dict[str, Any],
+    line_rows: list[tuple[Any, ...]],
+    result: SettlementResult,
+    after: YearToDate,
+    year: int,
+) -> int:
+    """PostgreSQL: settlement, lines, debit and totals in one round trip; the settlement id."""
+    debit = bool(result.acct_pay)
+    totals, amounts = _totals_change(holdings, after)
+    params: list[Any] = [values[name] for name in _SETTLEMENT_COLUMNS]
+    for row in line_rows:
+        params.extend(row)
+    if debit:
+        params += [
+            result.acct_detail.current_year_fen,
+            result.acct_detail.past_years_fen,
+            holdings.person_id,
+        ]
+    if totals == _NEW_TOTALS:
+        params += [holdings.person_id, year, *amounts]
+    elif totals == _ADDED_TOTALS:
+        params += [*amounts, holdings.person_id, year]
+    written_row = _settlement_writes(len(line_rows), debit, totals).fetchone(connection, params)
+    assert written_row is not None
+    settlement_id, debited, written = written_row
+    # The account and totals the holdings were read from (locked): exactly one row each.
+    assert debited == 1, debited
+    assert written == 1, written
+    assert isinstance(settlement_id, int), settlement_id
+    return settlement_id
+
+
+def _write_separately(
+    connection: Any,
+    holdings: Holdings,
+    *,
+    values: dict[str, Any],
+    line_rows: list[tuple[Any, ...]],
+    result: SettlementResult,
+    after: YearToDate,
+    year: int,
+) -> int:
+    """One statement per table (SQLite; PostgreSQL with no lines or very many)."""
+    settlement_id = _INSERT_SETTLEMENT.insert_one(
+        connection, [values[name] for name in _SETTLEMENT_COLUMNS]
+    )
+    if line_rows:
+        _INSERT_LINE.execute(connection, [(settlement_id, *row) for row in line_rows])
+    if result.acct_pay:
+        debited = _DEBIT_ACCOUNT.execute(
+            connection,
+            (
+                result.acct_detail.current_year_fen,
+                result.acct_detail.past_years_fen,
+                holdings.person_id,
+            ),
+        )
+        assert debited == 1, debited  # the account the holdings were read from
+    totals, amounts = _totals_change(holdings, after)
+    if totals == _NEW_TOTALS:
+        # First settlement of the year. Two racing first settlements both insert; the primary
+        # key lets one win and the other fail with IntegrityError (the caller retries).
+        _INSERT_TOTALS.execute(connection, [(holdings.person_id, year, *amounts)])
+    elif totals == _ADDED_TOTALS:
+        added = _ADD_TO_TOTALS.execute(connection, (*amounts, holdings.person_id, year))
+        assert added == 1, added  # the totals the holdings were read from
+    return settlement_id
 
 
 def cancel_settlement(session: Session, *, setl_id: str, now: dt.datetime) -> None:

@@ -64,16 +64,15 @@ def add_crl_commands(admin: Any, settings_flags: Callable[[argparse.ArgumentPars
 
 def run_crl_command(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.db import make_engine
+    from gateway.demo import demo_world_of
 
     engine = make_engine(settings)
-    if args.crl_command == "demo-write":
-        from gateway.demo import demo_world_of  # decided by the database's marker, as `serve`
-
-        try:
-            return _demo_write(args, demo_world_of(engine, settings))
-        finally:
-            engine.dispose()
     try:
+        # "auto" decided by the database's marker, as `serve` decides it (loading nothing):
+        # the demo PKI is trusted exactly where the running gateway trusts it.
+        settings = demo_world_of(engine, settings)
+        if args.crl_command == "demo-write":
+            return _demo_write(args, settings)
         if args.crl_command == "import":
             return _import(args.file, settings, engine)
         return _list(engine)

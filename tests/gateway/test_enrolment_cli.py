@@ -326,7 +326,9 @@ def test_the_demo_world_makes_its_kek_in_the_data_dir_and_logs_the_path_not_the_
     assert value not in caplog.text
     assert resolve_keys(settings).ring.current_kek_id == keys.ring.current_kek_id  # type: ignore[union-attr]
     # Replicas of one demo world (a data dir each) share it: it follows from the demo seed.
-    other = load_settings(environ={}, overrides={"data_dir": tmp_path / "replica-b"})
+    other = load_settings(
+        environ={}, overrides={"data_dir": tmp_path / "replica-b", "demo_world": "on"}
+    )
     assert resolve_keys(other).ring.current_kek_id == keys.ring.current_kek_id  # type: ignore[union-attr]
     # Not the demo world and no KEK: nothing to seal with, said plainly.
     off = load_settings(environ={}, overrides={"data_dir": tmp_path, "demo_world": "off"})

@@ -5,10 +5,12 @@ same settlement, reads back what it stored, maps driver errors to the SQLAlchemy
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -416,6 +418,67 @@ def test_load_holdings_locks_the_account_and_totals_rows(postgres_schema_url: st
         engine.dispose()
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("totals", [YearToDate(), None], ids=["totals-row", "first-of-year"])
+def test_load_holdings_after_waiting_reads_what_the_lock_holder_committed(
+    postgres_schema_url: str, totals: YearToDate | None
+) -> None:
+    """The one-statement lock (totals row there) and the two-statement one (none yet): a
+    reader that waited for the account lock gets the account AND the totals as committed by
+    the transaction it waited for, never the totals of its own statement's start."""
+    engine = create_engine(postgres_schema_url)
+    metadata.create_all(engine)
+    person_id = _seed(engine, totals=totals)
+    year = LATER_DAY.year
+    try:
+        with Session(engine) as holder, holder.begin():
+            load_holdings(holder, psn_no=PSN_NO, year=year)
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+
+                def waiter() -> Any:
+                    with Session(engine) as session, session.begin():
+                        return load_holdings(session, psn_no=PSN_NO, year=year)
+
+                waiting = pool.submit(waiter)
+                _wait_until_blocked(engine)
+                # The lock holder spends and adds to (or first writes) the year's totals.
+                holder.connection().exec_driver_sql(
+                    "UPDATE personal_accounts SET current_year_fen = current_year_fen - 700 "
+                    f"WHERE person_id = {person_id}"
+                )
+                holder.connection().exec_driver_sql(
+                    "UPDATE year_to_date_totals SET deductible_consumed_fen = "
+                    f"deductible_consumed_fen + 700 WHERE person_id = {person_id}"
+                    if totals is not None
+                    else "INSERT INTO year_to_date_totals (person_id, year, "
+                    "self_pay_band_consumed_fen, deductible_consumed_fen, pooling_fund_paid_fen) "
+                    f"VALUES ({person_id}, {year}, 0, 700, 0)"
+                )
+                holder.commit()
+                seen = waiting.result(timeout=30)
+        assert seen.balances.current_year_fen == 5000 - 700
+        assert seen.year_to_date.deductible_consumed_fen == 700
+        assert seen.totals_exist
+    finally:
+        engine.dispose()
+
+
+def _wait_until_blocked(engine: Engine) -> None:
+    """Until some other backend of this database waits for a lock (the waiter's statement)."""
+    deadline = time.monotonic() + 30
+    with engine.connect() as watcher:
+        while time.monotonic() < deadline:
+            waiting = watcher.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            ).scalar_one()
+            watcher.rollback()
+            if waiting:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the second load_holdings never waited for the lock")
+
+
 # --- what runs where ----------------------------------------------------------------------------
 
 
@@ -482,6 +545,22 @@ def test_a_settlement_runs_every_statement_on_the_driver(engine: Engine) -> None
         " ".join(statement.split()[:3]) for statement in seen if not statement.startswith("BEGIN")
     ]
     deduplicated = [kind for n, kind in enumerate(kinds) if n == 0 or kinds[n - 1] != kind]
+    if engine.dialect.name == "postgresql":
+        # Account and totals locked by one statement (the totals row exists); settlement,
+        # lines, debit and totals written by one (settlement.recording, "one round trip").
+        assert deduplicated == [
+            "SELECT insured_persons.id, insured_persons.retired,",
+            "WITH s AS",
+            "INSERT INTO ledger_transactions",
+            "INSERT INTO ledger_entries",
+            "SELECT COALESCE(SUM(CASE WHEN",
+        ]
+        assert "FOR UPDATE OF personal_accounts, year_to_date_totals" in seen[0]
+        (write,) = (statement for statement in seen if statement.startswith("WITH s AS"))
+        for part in ("INSERT INTO settlement_lines", "UPDATE personal_accounts SET",
+                     "UPDATE year_to_date_totals SET"):  # fmt: skip
+            assert part in write, part
+        return
     assert deduplicated == [
         "SELECT insured_persons.id, insured_persons.retired,",
         "SELECT self_pay_band_consumed_fen, deductible_consumed_fen,",
