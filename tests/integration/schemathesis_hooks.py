@@ -41,6 +41,7 @@ from sscard.terminal_auth import (
 SEED = os.environ.get("SSC_ST_SEED", "")
 CARD_SESSION = os.environ.get("SSC_ST_CARD_SESSION", "")
 OPS_TOKEN = os.environ.get("SSC_ST_OPS_TOKEN", "")
+METRICS_TOKEN = os.environ.get("SSC_ST_METRICS_TOKEN", "")
 HOSPITAL = demo_terminal(SEED, 0) if SEED else ("", b"")
 CENTRE = sd.demo_issuing_terminal(SEED, "card_centre", 0) if SEED else ("", b"")
 EMPLOYER = sd.demo_issuing_terminal(SEED, "employer", 0) if SEED else ("", b"")
@@ -133,6 +134,18 @@ class TerminalAuth:
 class OpsToken:
     def get(self, case: Case, context: Any) -> str:
         return OPS_TOKEN
+
+    def set(self, case: Case, data: str, context: Any) -> None:
+        case.headers = dict(case.headers or {})
+        case.headers["Authorization"] = f"Bearer {data}"
+
+
+@schemathesis.auth().apply_to(path="/metrics")
+class MetricsToken:
+    """/metrics behind its bearer token (setting metrics_token, set for the run)."""
+
+    def get(self, case: Case, context: Any) -> str:
+        return METRICS_TOKEN
 
     def set(self, case: Case, data: str, context: Any) -> None:
         case.headers = dict(case.headers or {})

@@ -34,6 +34,7 @@ from sscard.terminal_auth import demo_terminal, signed_headers
 pytestmark = pytest.mark.integration
 
 SEED = "itest-schemathesis"
+METRICS_TOKEN = "schemathesis-metrics-token-" + "m" * 16
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 START_TIMEOUT_S = 90.0
@@ -77,6 +78,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
         GATEWAY_CARD_SESSION_TTL_S="3600",
         # The hooks' hospital terminal may call the operations views (clearing, reversals).
         GATEWAY_RECONCILIATION_OPS_INSTITUTIONS="H31000000001",
+        # /metrics as production should run it: behind its bearer token (the document says so).
+        GATEWAY_METRICS_TOKEN=METRICS_TOKEN,
         GATEWAY_SHUTDOWN_TIMEOUT_S="10",
     )
     log_path = tmp_path / "gateway.log"
@@ -165,6 +168,7 @@ def test_schemathesis_finds_nothing(served: Served, tmp_path: Path) -> None:
         SSC_ST_SEED=SEED,
         SSC_ST_CARD_SESSION=_card_session(served),
         SSC_ST_OPS_TOKEN=(served.data_dir / "ops-token").read_text().strip(),
+        SSC_ST_METRICS_TOKEN=METRICS_TOKEN,
         SSC_ST_TOLERATED=str(tmp_path / "tolerated.jsonl"),
     )
     junit = tmp_path / "junit.xml"
