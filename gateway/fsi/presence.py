@@ -4,7 +4,7 @@ a third-generation card, the cryptogram on a legacy one) at a terminal of the sa
 institution, the envelope's device, within the card-session lifetime.
 
 How a device relates to a terminal: the envelope's ``dev_no`` IS the terminal id of the card
-reader's terminal (the one ``ssc-terminal fsi-read-card`` authenticates at); that terminal must
+reader's terminal (the one ``ssc-terminal his-card`` authenticates at); that terminal must
 be enabled and belong to the envelope's institution. Card authentication writes the presence
 (gateway.fsi.store.record_presence) in the database, so every worker and replica sees it.
 
