@@ -122,6 +122,7 @@ def _reverse_unit(
                 row = found.record
                 assert isinstance(row, SettlementRow)
                 row.cancel_reason = f"2601 reversal msgid {call.envelope.msgid}"
+                warn = f"settlement {setl_id} cancelled"
             except SettlementAlreadyCancelled:
                 warn = "the settlement was already cancelled"
         else:  # 2401: the admission, if nothing was settled on it
@@ -134,6 +135,7 @@ def _reverse_unit(
                 mdtrt_id=mdtrt_id,
                 visit_type="inpatient",
             )
+            warn = f"admission {mdtrt_id} cancelled"
     session.flush()
     return answer(session, keyed, ok(call, {}, warn_msg=warn))
 

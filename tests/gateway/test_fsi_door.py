@@ -150,12 +150,16 @@ async def test_reversal_of_a_committed_settle_and_of_one_never_done(
     _mdtrt_id, settle_input = await outpatient_visit(his)
     dropped = his.msgid()
     await his.post_raw(his.envelope("2207", settle_input, msgid=dropped))  # answer "lost"
-    await his.ok("2601", {"data": {"omsgid": dropped, "oinfno": "2207"}})
+    undone = await his.call("2601", {"data": {"omsgid": dropped, "oinfno": "2207"}})
+    assert undone["infcode"] == 0, undone["err_msg"]
     with Session(world) as session:
         from settlement.store import SettlementRow, SettlementStatus
 
         statuses = session.scalars(select(SettlementRow.status)).all()
+        setl_ids = session.scalars(select(SettlementRow.setl_id)).all()
         assert statuses == [SettlementStatus.CANCELLED]
+    # warn_msg says what was undone (docs/national-interface.md §3).
+    assert undone["warn_msg"] == f"settlement {setl_ids[0]} cancelled"
     # A settle whose original never arrived: reversed first, then refused when it arrives.
     _second, second_input = await outpatient_visit(his)
     never = his.msgid()
