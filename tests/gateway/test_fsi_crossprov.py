@@ -7,6 +7,7 @@ through the hub. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -228,3 +229,42 @@ async def test_a_cancel_through_the_hub_resent_with_another_input_is_a_reused_ms
     # Resent as it was, it gets its first answer.
     again = await his.call("2208", cancel, msgid=msgid)
     assert again["output"] == first["output"]
+
+
+async def test_a_stay_line_cancelled_by_feedetl_sn_during_2304_is_never_closed_out(
+    his: His, world: Engine, hub: HubProcess, client: Client
+) -> None:
+    admitted = await his.ok(
+        "2401",
+        {
+            "mdtrtinfo": {
+                **card_input(),
+                "begntime": f"{VISIT_DATE - dt.timedelta(days=2)} 08:00:00",
+                "med_type": "21",
+            },
+            "diseinfo": [],
+        },
+    )
+    mdtrt_id = admitted["result"]["mdtrt_id"]
+    line = {"med_list_codg": "DEMO-A-002", "cnt": 1, "pric": 25, "mdtrt_id": mdtrt_id}
+    await his.ok("2301", {"feedetail": [{**line, "feedetl_sn": "1"}, {**line, "feedetl_sn": "2"}]})
+    await his.ok("2402", {"dscginfo": {"mdtrt_id": mdtrt_id, "endtime": f"{VISIT_DATE}"}})
+    hub.set_faults(latency_ms=1_500)
+    settle = {"data": {**card_input(), "mdtrt_id": mdtrt_id, "med_type": "21"}}
+    settling = asyncio.ensure_future(his.call("2304", settle))
+    for _ in range(1_000):
+        with Session(world) as session:
+            if session.scalar(select(RemoteSettlementRow.id)) is not None:
+                break
+        await asyncio.sleep(0.005)
+    # 2302 takes line 2 off by its feedetl_sn; 2301 puts a dearer one on: still two lines.
+    await his.ok("2302", {"data": {"mdtrt_id": mdtrt_id, "feedetl_sn": "2"}})
+    await his.ok("2301", {"feedetail": [{**line, "pric": 300, "feedetl_sn": "3"}]})
+    assert refused_code(await settling) == "HUB_OUTCOME_UNKNOWN"
+    hub.clear_faults()
+    visit = _visit(world, mdtrt_id)
+    assert visit is not None
+    assert (visit.status, visit.remote_msgid, visit.line_count) == (AdmissionStatus.OPEN, None, 2)
+    assert await run_reversals_once(client.app[HUB], client.app[DATABASE], client.app[CLOCK]) == 1
+    settled = await his.ok("2304", settle)
+    assert settled["setlinfo"]["medfee_sumamt"] == 325
