@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from dbkit import beijing_date
 from gateway.errors import ErrorCode, GatewayError
-from gateway.fsi.calls import FsiCall, ok
+from gateway.fsi.calls import FsiCall, ok, run_estimate
 from gateway.fsi.inputs import CardInput
 from gateway.fsi.presence import CardAtCounter, card_at_counter
 from gateway.fsi.views import estimate_setlinfo, remote_setlinfo, setldetail, settled_setlinfo
 from settlement.counter.outcomes import Estimate, Settled
 from settlement.crossprov.remote_settle import RemoteSettled
+from settlement.crossprov.routing import Route as Way
 from settlement.crossprov.store import RemoteSettlementRow
-from settlement.keyed import Answer
+from settlement.keyed import Answer, Stored
 
 __all__ = [
     "card_of",
@@ -115,3 +118,28 @@ def empty_answer(_done: Any, *, call: FsiCall) -> Answer:
 
 def constant(value: Any, _session: Session) -> Any:
     return value
+
+
+async def local_estimate(
+    call: FsiCall,
+    card: CardAtCounter,
+    work: Callable[[Session], Estimate],
+    *,
+    settled_by: str,
+    psn_no: str,
+    medfee_fen: int | None,
+    mdtrt_id: str | None,
+) -> Stored:
+    """A pre-settle (2101, 2206, 2303): the engine on ``work``'s reads, under the msgid as
+    /v1's pre-settle is (:func:`run_estimate`). Only for a person insured here: the hub gives
+    no estimate, so a person insured elsewhere settles (``settled_by``) directly."""
+    if card.route is not Way.LOCAL:
+        raise GatewayError(
+            ErrorCode.VISIT_TYPE_NOT_ALLOWED,
+            f"no estimate through the hub: settle ({settled_by}) a person insured elsewhere "
+            "directly",
+        )
+    render = partial(
+        estimate_answer, call=call, psn_no=psn_no, medfee_fen=medfee_fen, mdtrt_id=mdtrt_id
+    )
+    return await run_estimate(call, work, render)

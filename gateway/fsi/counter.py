@@ -23,7 +23,7 @@ from gateway.fsi.answers import (
     check_total,
     constant,
     empty_answer,
-    estimate_answer,
+    local_estimate,
     remote_answer,
     remote_cancel_answer,
     settled_answer,
@@ -36,7 +36,6 @@ from gateway.fsi.calls import (
     ok,
     parse_input,
     run,
-    run_estimate,
     run_work,
 )
 from gateway.fsi.envelope import parse_time, yuan
@@ -185,11 +184,6 @@ async def pharmacy_pre_settle(call: FsiCall) -> Stored:
     body, raw_lines = _pharmacy_input(call)
     lines = fee_lines(raw_lines)
     card = await card_of(call, body)
-    if card.route is not Way.LOCAL:
-        raise GatewayError(
-            ErrorCode.VISIT_TYPE_NOT_ALLOWED,
-            "no estimate through the hub: settle (2102) a person insured elsewhere directly",
-        )
     medfee = optional_fen(body.medfee_sumamt, "medfee_sumamt")
 
     def work(session: Session) -> Estimate:
@@ -203,10 +197,8 @@ async def pharmacy_pre_settle(call: FsiCall) -> Stored:
         )
         return at_counter.estimate(read, lines.claim)
 
-    return await run_estimate(
-        call,
-        work,
-        partial(estimate_answer, call=call, psn_no=body.psn_no, medfee_fen=medfee, mdtrt_id=None),
+    return await local_estimate(
+        call, card, work, settled_by="2102", psn_no=body.psn_no, medfee_fen=medfee, mdtrt_id=None
     )
 
 
@@ -466,11 +458,6 @@ async def registered_pre_settle(call: FsiCall) -> Stored:
     body = _settle_visit_input(call)
     medfee = optional_fen(body.medfee_sumamt, "medfee_sumamt")
     card = await card_of(call, body)
-    if card.route is not Way.LOCAL:
-        raise GatewayError(
-            ErrorCode.VISIT_TYPE_NOT_ALLOWED,
-            "no estimate through the hub: settle (2207) a person insured elsewhere directly",
-        )
 
     def work(session: Session) -> Estimate:
         read = registered.registered_read(
@@ -478,16 +465,14 @@ async def registered_pre_settle(call: FsiCall) -> Stored:
         )
         return at_counter.estimate(read.read, read.lines)
 
-    return await run_estimate(
+    return await local_estimate(
         call,
+        card,
         work,
-        partial(
-            estimate_answer,
-            call=call,
-            psn_no=body.psn_no,
-            medfee_fen=medfee,
-            mdtrt_id=body.mdtrt_id,
-        ),
+        settled_by="2207",
+        psn_no=body.psn_no,
+        medfee_fen=medfee,
+        mdtrt_id=body.mdtrt_id,
     )
 
 

@@ -22,7 +22,7 @@ from gateway.fsi.answers import (
     card_of,
     check_person,
     empty_answer,
-    estimate_answer,
+    local_estimate,
     remote_answer,
     settled_answer,
     visit_date,
@@ -178,26 +178,19 @@ async def stay_pre_settle(call: FsiCall) -> Stored:
     body = _stay_settle_input(call)
     medfee = optional_fen(body.medfee_sumamt, "medfee_sumamt")
     card = await card_of(call, body)
-    if card.route is not Way.LOCAL:
-        raise GatewayError(
-            ErrorCode.VISIT_TYPE_NOT_ALLOWED,
-            "no estimate through the hub: settle (2304) a person insured elsewhere directly",
-        )
 
     def work(session: Session) -> Estimate:
         read = stays.stay_read(session, at=card.at, admission_id=body.mdtrt_id, now=call.now)
         return at_counter.estimate(read.read, read.lines)
 
-    return await run_work(
+    return await local_estimate(
         call,
+        card,
         work,
-        partial(
-            estimate_answer,
-            call=call,
-            psn_no=body.psn_no,
-            medfee_fen=medfee,
-            mdtrt_id=body.mdtrt_id,
-        ),
+        settled_by="2304",
+        psn_no=body.psn_no,
+        medfee_fen=medfee,
+        mdtrt_id=body.mdtrt_id,
     )
 
 
