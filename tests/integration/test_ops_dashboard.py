@@ -116,11 +116,14 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
                 pytest.fail(f"gateway exited with {process.returncode}:\n{gw.log()}")
             if time.monotonic() > deadline:
                 pytest.fail(f"gateway not ready within {START_TIMEOUT_S} s:\n{gw.log()}")
+            # /readyz answers once any worker listens; the start-up line comes from slot 0,
+            # which may be ready a moment later. Up means both.
             try:
-                if _request(gw, "GET", "/readyz", signed=False)[0] == 200:
-                    break
+                ready = _request(gw, "GET", "/readyz", signed=False)[0] == 200
             except OSError:
-                pass
+                ready = False
+            if ready and "SSC gateway" in gw.log():
+                break
             time.sleep(0.1)
         yield gw
     finally:
