@@ -129,6 +129,12 @@ class Settings(BaseModel):
     # Where the shared limits live: empty = the database (guard_buckets); else a Redis URL
     # (redis://host:6379/0, rediss://…, unix:///path.sock), checked at start-up.
     redis_url: str = Field("", max_length=2048)
+    # What every Redis key of the shared limits starts with. Two gateways that share one Redis
+    # (staging and production, two tenants) need prefixes of their own, or they share counts.
+    # Letters, digits and . _ - : only (a key is never quoted), 1 to 64 of them.
+    redis_key_prefix: str = Field(
+        "ssc-gateway:limit:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$"
+    )
     # Reverse proxies whose X-Forwarded-For is believed (comma-separated CIDRs, e.g.
     # "10.0.0.0/8, ::1/128"); empty = none: the TCP peer is the client (gateway.limits.proxies).
     trusted_proxies: str = Field("", max_length=4096)
