@@ -170,7 +170,8 @@ class Settings(BaseModel):
     # The year-end roll-over of personal accounts (gateway.housekeeping): each worker checks
     # this often whether the last ended year's roll-over has finished (and just after 00:00
     # Beijing time on 1 January), and rolls this many accounts per write transaction. Off:
-    # the workers leave it to `admin rollover` (and each settlement rolls its own account).
+    # the workers leave it to `admin rollover` (and each settlement rolls its own account),
+    # and only read where it stands for the metrics, at the same interval.
     year_end_rollover: bool = True
     rollover_check_interval_s: float = Field(300.0, gt=0, le=86_400)
     rollover_batch: int = Field(500, ge=1, le=10_000)
