@@ -5,6 +5,7 @@ comparison with the hub's per-message statuses."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,9 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import Session
 
+from dbkit import as_utc
 from settlement.counter.holders import HolderRow, insured_place, local_holdings
-from settlement.crossprov import clearing, remote
+from settlement.crossprov import clearing, remote, wire
 from settlement.crossprov.filings import (
     Filing,
     FilingInvalid,
@@ -263,6 +265,46 @@ def test_confirm_stores_setlinfo_verbatim_and_books_a_receivable(engine: Engine)
     with Session(engine) as session:
         assert account_balance_fen(session, "receivable:province:320000") == 0
         assert account_balance_fen(session, f"institution:{HOSPITAL}:fees") == 0
+
+
+@pytest.mark.parametrize("beijing_hour", [0, 7, 8, 15, 16, 23])
+def test_a_hub_settle_time_in_beijing_time_is_in_that_beijing_days_statement(
+    engine: Engine, beijing_hour: int
+) -> None:
+    """The hub answers setl_time in Beijing time (wire.parse_inf_time); the statement's period
+    is Beijing days. Stored as given, SQLite kept Beijing's wall clock where every other
+    instant is UTC's, and a settlement after 16:00 Beijing fell out of its own day."""
+    msgid = _msgid(40 + beijing_hour)
+    at = dt.datetime(2026, 6, 1, beijing_hour, 30, tzinfo=wire.BEIJING)
+    with Session(engine) as session, session.begin():
+        _intent(session, msgid)
+        remote.confirm(
+            session,
+            msgid=msgid,
+            setlinfo_json="{}",
+            settled=dataclasses.replace(SETTLED, setl_time=at),
+            now=NOW,
+        )
+    day = dt.date(2026, 6, 1)
+    with Session(engine) as session:
+        listed = clearing.gateway_messages(session, insuplc_admdvs="320000", begin=day, end=day)
+        around = clearing.gateway_messages(
+            session,
+            insuplc_admdvs="320000",
+            begin=day - dt.timedelta(days=1),
+            end=day - dt.timedelta(days=1),
+        ) + clearing.gateway_messages(
+            session,
+            insuplc_admdvs="320000",
+            begin=day + dt.timedelta(days=1),
+            end=day + dt.timedelta(days=1),
+        )
+        stored = session.scalars(
+            select(RemoteSettlementRow.setl_time).where(RemoteSettlementRow.msgid == msgid)
+        ).one()
+    assert [m.msgid for m in listed] == [msgid]
+    assert around == []
+    assert as_utc(stored) == at  # the same instant, whichever database
 
 
 def test_a_late_success_cannot_overtake_a_decision_already_written(engine: Engine) -> None:
