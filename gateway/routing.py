@@ -6,6 +6,11 @@ route with a wrapper that runs the same pipeline for every request, in this orde
 unauthenticated checks first; nothing is written before the request is known to be good):
 
 1. in-flight bound (503 OVERLOADED)             routes with ``bounded=True``
+   bearer credential (401, 403, 429)            routes with ``authorize`` (the ops API):
+                                                before the body is read, so a caller without
+                                                the right token learns nothing of the body's
+                                                schema from a 413, 415 or 422, and costs no
+                                                parse
 2. body size, before and while reading (413)    routes that are signed or take a body; the
                                                 limit is the route's ``max_body_bytes`` or
                                                 the setting
@@ -160,12 +165,14 @@ def _replayed() -> GatewayError:
 @dataclass(frozen=True, slots=True)
 class Call(Generic[BodyT]):
     """What a handler gets: the request, the validated body, and the authenticated terminal
-    (None on unsigned routes). ``nonce`` only on ``nonce_in_handler`` routes."""
+    (None on unsigned routes). ``nonce`` only on ``nonce_in_handler`` routes; ``principal``:
+    what the route's ``authorize`` answered (None on routes without one)."""
 
     request: web.Request
     body: BodyT
     terminal: TerminalRecord | None
     nonce: NonceClaim | None = None
+    principal: object = None
 
     @property
     def app(self) -> web.Application:
@@ -173,6 +180,9 @@ class Call(Generic[BodyT]):
 
 
 Handler = Callable[[Call[Any]], Awaitable[BaseModel | web.StreamResponse]]
+# A bearer-credential check (gateway.ops.roles.ops_role): raises GatewayError, or answers who
+# the caller is.
+Authorize = Callable[[web.Request], Awaitable[object]]
 
 _BODY_ERRORS: Final = (
     ErrorCode.BODY_TOO_LARGE,
@@ -231,6 +241,10 @@ class Route:
     # Institution kinds (gateway.store.InstitutionKind values) whose terminals may call this
     # route; None: any. Checked right after the signature: 403 INSTITUTION_KIND_NOT_ALLOWED.
     institution_kinds: frozenset[str] | None = None
+    # An unsigned route's credential check, run before the body is read (module docstring,
+    # step 1); its answer is the handler's ``call.principal``. The codes it raises are the
+    # route's ``errors``.
+    authorize: Authorize | None = None
 
     def error_codes(self) -> tuple[str, ...]:
         """Every code this route can answer with, in a stable order."""
@@ -268,6 +282,7 @@ def add_routes(router: web.UrlDispatcher, routes: Sequence[Route]) -> None:
     for route in routes:
         methods = by_path.setdefault(route.path, {})
         assert route.method not in methods, f"duplicate route {(route.method, route.path)}"
+        assert not (route.signed and route.authorize), f"signed and bearer: {route.path}"
         methods[route.method] = route
     for path, methods in by_path.items():
         allow = allowed_methods(methods)
@@ -317,6 +332,9 @@ async def _dispatch(route: Route, request: web.Request) -> web.StreamResponse:
 
 async def _pipeline(route: Route, request: web.Request) -> web.StreamResponse:
     body = b""
+    # The credential before the body: a caller without it gets 401 (403, 429) whatever it
+    # sent, never a 413/415/422 that would teach it the schema, and costs no read or parse.
+    principal = None if route.authorize is None else await route.authorize(request)
     if route.max_body_bytes is not None:
         # The handler gets the clone, which has read the body under this route's limit.
         request = request.clone(client_max_size=route.max_body_bytes)
@@ -324,7 +342,7 @@ async def _pipeline(route: Route, request: web.Request) -> web.StreamResponse:
         body = await _read_body(request, route.max_body_bytes)
     if not route.signed:
         payload = _parse(route, request, body)
-        return await _handle(route, request, payload, None, None)
+        return await _handle(route, request, payload, None, None, principal=principal)
     headers, terminal = await _authenticate(request, body)
     claim = NonceClaim(headers.terminal_id, headers.nonce, _nonce_expiry_s(request))
     try:
@@ -360,6 +378,8 @@ async def _handle(
     payload: BaseModel | None,
     claim: NonceClaim | None,
     terminal: TerminalRecord | None,
+    *,
+    principal: object = None,
 ) -> web.StreamResponse:
     """Steps 5 and 6 of the module docstring: the nonce (here, or in the handler's unit on a
     ``nonce_in_handler`` route), the handler, the rendering."""
@@ -372,6 +392,7 @@ async def _handle(
             body=payload,
             terminal=terminal,
             nonce=claim if route.nonce_in_handler else None,
+            principal=principal,
         )
     )
     if claim is not None and route.nonce_in_handler and not claim.claimed:
