@@ -14,7 +14,9 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from gateway.audit import AuditRow
+from gateway.card_auth.tables import GatewaySecret
 from gateway.routes import ROUTES
+from gateway.sealing import Kek, is_sealed
 from gateway.store import Institution, Terminal
 
 OPS_TOKEN = "b" * 40
@@ -323,3 +325,18 @@ def test_every_ops_api_route_checks_its_token_before_its_body():
     ops = [route for route in ROUTES if route.path.startswith("/v1/ops/")]
     assert len(ops) > 20
     assert [route.path for route in ops if route.authorize is None or route.signed] == []
+
+
+async def test_the_card_session_key_is_stored_sealed_under_the_kek(client: Client, engine: Engine):
+    """A gateway with a KEK keeps the card-session MAC key sealed at rest (a copy of the
+    database must not let anyone forge card sessions), bound to its row."""
+    assert (await client.get("/healthz")).status == 200
+    with Session(engine) as session:
+        row = session.get(GatewaySecret, "card_session_key")
+        assert row is not None
+        stored = bytes(row.value)
+    assert is_sealed(stored)
+    kek = Kek(bytes.fromhex(KEK_HEX))
+    key = kek.open(stored, b"gateway_secrets.value:card_session_key")
+    assert len(key) == 32
+    assert key not in stored
