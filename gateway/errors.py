@@ -167,15 +167,22 @@ class ErrorCode(StrEnum):
         "请求未携带终端签名。请检查终端是否已配置终端编号和密钥。",
         headers=_AUTH_HEADERS,
     )
+    # Also the answer for an unknown or disabled terminal that has not proved its key
+    # (gateway.routing: no caller may learn which terminal ids exist); the reason is in the
+    # gateway's log under the request id.
     SIGNATURE_INVALID = ErrorSpec(
         "SIGNATURE_INVALID",
         401,
         "Signature invalid",
-        "The terminal's signature is wrong. Check that the terminal's secret matches the one "
-        "registered with the gateway.",
-        "终端签名错误。请检查终端密钥是否与网关登记的一致。",
+        "The gateway did not accept the terminal's signature. Check that the terminal id and "
+        "secret are the ones registered with the gateway; if they are, ask the healthcare "
+        "security office, giving the request id.",
+        "网关未接受终端签名。请检查终端编号和密钥是否与网关登记的一致；如一致，请携请求编号"
+        "联系医保经办机构。",
         headers=_AUTH_HEADERS,
     )
+    # Only for an X-Terminal-Id that is not a terminal id at all (its form): a well-formed id
+    # no terminal has is answered SIGNATURE_INVALID, as a wrong signature is.
     TERMINAL_UNKNOWN = ErrorSpec(
         "TERMINAL_UNKNOWN",
         401,
@@ -185,6 +192,7 @@ class ErrorCode(StrEnum):
         "本终端未在网关登记。请联系医保经办机构登记终端编号。",
         headers=_AUTH_HEADERS,
     )
+    # Only to a terminal that proved its key; to anyone else SIGNATURE_INVALID.
     TERMINAL_DISABLED = ErrorSpec(
         "TERMINAL_DISABLED",
         401,
@@ -1127,6 +1135,11 @@ class GatewayError(Exception):
 
     ``detail`` is for the integrator (what exactly was wrong); ``errors`` lists field errors
     for VALIDATION_FAILED. Neither may contain personal data or echo the rejected input.
+
+    ``reason``: the code operators see (the access log's ``reason``, the rejection metric's
+    label) when the caller must see no more than ``code``: a terminal that has not proved its
+    key is answered SIGNATURE_INVALID whether its id is unknown, disabled or its signature
+    wrong (gateway.routing), so that nobody can tell which terminal ids exist.
     """
 
     def __init__(
@@ -1136,13 +1149,16 @@ class GatewayError(Exception):
         *,
         errors: list[dict[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
+        reason: ErrorCode | None = None,
     ) -> None:
         assert code in ERRORS
+        assert reason is None or reason in ERRORS
         super().__init__(f"{code}: {detail}" if detail else str(code))
         self.code = code
         self.detail = detail
         self.errors = errors
         self.headers = dict(headers or {})
+        self.reason = reason
 
 
 def codes_of(*errors: type[BaseException]) -> tuple[ErrorCode, ...]:

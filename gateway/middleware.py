@@ -4,7 +4,8 @@
 ``problems``  the ONE place where exceptions become responses: GatewayError, aiohttp's own HTTP
               errors (404, 405, 413 …), domain errors (any exception whose ``.code`` is in
               gateway.errors.ERRORS) and unexpected exceptions (500 INTERNAL, logged with the
-              request id). Every error response is counted by code here.
+              request id). Every error response is counted by code here (by its reason
+              where the answer hides it: GatewayError.reason).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from gateway.errors import (
     problem_body,
 )
 from gateway.logs import fields, log_fast
-from gateway.state import ERROR_CODE, REQUEST_ID
+from gateway.state import ERROR_CODE, ERROR_REASON, REQUEST_ID
 
 __all__ = ["observe", "problems"]
 
@@ -66,11 +67,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 499  # nginx's "client closed request": the answer never left
     code = ""
+    reason = None
     metrics.INFLIGHT.inc()
     try:
         response = await handler(request)
         status = response.status
         code = response.get(ERROR_CODE, "")
+        reason = response.get(ERROR_REASON)
         response.headers[REQUEST_ID_HEADER] = request_id
         return response
     finally:
@@ -78,19 +81,19 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         metrics.INFLIGHT.dec()
         metrics.count_request(route, method, status, elapsed_s)
         # No query string, body or header values: nothing personal in the access log.
-        log_fast(
-            log,
-            logging.ERROR if status >= 500 else logging.INFO,
-            "request",
-            {
-                "request_id": request_id,
-                "method": method,
-                "route": route,
-                "status": status,
-                "code": code or None,
-                "duration_ms": round(elapsed_s * 1000, 3),
-            },
-        )
+        line = {
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "code": code or None,
+            "duration_ms": round(elapsed_s * 1000, 3),
+        }
+        if reason is not None:
+            # Why, where the answer does not say (a terminal id unknown or disabled): for the
+            # operator, who reads the log; the caller saw ``code`` only.
+            line["reason"] = reason
+        log_fast(log, logging.ERROR if status >= 500 else logging.INFO, "request", line)
 
 
 @web.middleware
@@ -98,7 +101,7 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     try:
         return await handler(request)
     except GatewayError as exc:
-        return _problem(request, exc.code, exc.detail, exc.errors, exc.headers)
+        return _problem(request, exc.code, exc.detail, exc.errors, exc.headers, reason=exc.reason)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -135,6 +138,8 @@ def _problem(
     detail: str | None,
     errors: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
+    *,
+    reason: str | None = None,
 ) -> web.Response:
     spec = ERRORS[code]
     body = problem_body(code, request_id=request[REQUEST_ID], detail=detail, errors=errors)
@@ -149,5 +154,9 @@ def _problem(
         headers=all_headers,
     )
     response[ERROR_CODE] = code
-    metrics.REJECTIONS.labels(code).inc()
+    if reason is not None and reason != code:
+        response[ERROR_REASON] = reason
+    # By the reason: the operator's figure (/metrics is behind its own credential, and the
+    # ops page behind the ops token), so alerts on TERMINAL_UNKNOWN/DISABLED still see them.
+    metrics.REJECTIONS.labels(reason or code).inc()
     return response

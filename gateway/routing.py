@@ -6,6 +6,11 @@ route with a wrapper that runs the same pipeline for every request, in this orde
 unauthenticated checks first; nothing is written before the request is known to be good):
 
 1. in-flight bound (503 OVERLOADED)             routes with ``bounded=True``
+   bearer credential (401, 403, 429)            routes with ``authorize`` (the ops API):
+                                                before the body is read, so a caller without
+                                                the right token learns nothing of the body's
+                                                schema from a 413, 415 or 422, and costs no
+                                                parse
 2. body size, before and while reading (413)    routes that are signed or take a body; the
                                                 limit is the route's ``max_body_bytes`` or
                                                 the setting
@@ -14,7 +19,13 @@ unauthenticated checks first; nothing is written before the request is known to 
                                                 skew, terminal lookup (cached), HMAC-SM3 in
                                                 constant time over the canonical string,
                                                 which in version 2 holds X-Card-Session,
-                                                Idempotency-Key and X-Terminal-Id;
+                                                Idempotency-Key and X-Terminal-Id (an
+                                                unknown id: against a dummy key); only then
+                                                the terminal's state. Unproved: one answer,
+                                                SIGNATURE_INVALID, for an unknown id, a
+                                                disabled terminal and a wrong signature
+                                                (the reason in the log and the metric);
+                                                proved: TERMINAL_DISABLED if it is;
    institution kind (403)                       routes with ``institution_kinds``
 4. content type (415), JSON (400), schema (422) routes with a ``request_model``
 5. nonce, inserted in the database (401         ``signed=True``: the only write before the
@@ -34,8 +45,8 @@ A request refused for the state of things after its signature verified spends it
 nonce with it): the pipeline inserts it then, in a unit of its own. A captured refused
 request cannot be sent again: its replay is REQUEST_REPLAYED, even once the cause of the
 refusal (a card reported lost, then found) has gone. Two kinds of refusal write nothing:
-before the signature verified (missing headers, skew, unknown terminal, bad signature:
-anyone can send those), and bad input (content type, JSON, schema: the signed bytes can only
+the terminal's (missing headers, skew, unknown terminal, bad signature: anyone can send
+those; a disabled terminal), and bad input (content type, JSON, schema: the signed bytes can only
 ever be refused the same way).
 
 Everything that goes wrong raises GatewayError; gateway.middleware renders it.
@@ -46,6 +57,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -80,6 +92,12 @@ BodyT = TypeVar("BodyT")
 log = logging.getLogger("gateway.routing")
 
 JSON_CONTENT_TYPE: Final = "application/json"
+# Verified against when X-Terminal-Id names no terminal (gateway.routing._authenticate): random
+# per process, never a terminal's, so no request can be signed by it.
+_UNKNOWN_TERMINAL_KEY: Final = secrets.token_bytes(32)
+_NOT_PROVED_DETAIL: Final = (
+    "X-Signature is not this request's signature by an enabled terminal named X-Terminal-Id"
+)
 # Field errors listed in one VALIDATION_FAILED answer: enough to fix a request, bounded.
 MAX_FIELD_ERRORS: Final = 20
 
@@ -160,12 +178,14 @@ def _replayed() -> GatewayError:
 @dataclass(frozen=True, slots=True)
 class Call(Generic[BodyT]):
     """What a handler gets: the request, the validated body, and the authenticated terminal
-    (None on unsigned routes). ``nonce`` only on ``nonce_in_handler`` routes."""
+    (None on unsigned routes). ``nonce`` only on ``nonce_in_handler`` routes; ``principal``:
+    what the route's ``authorize`` answered (None on routes without one)."""
 
     request: web.Request
     body: BodyT
     terminal: TerminalRecord | None
     nonce: NonceClaim | None = None
+    principal: object = None
 
     @property
     def app(self) -> web.Application:
@@ -173,6 +193,9 @@ class Call(Generic[BodyT]):
 
 
 Handler = Callable[[Call[Any]], Awaitable[BaseModel | web.StreamResponse]]
+# A bearer-credential check (gateway.ops.roles.ops_role): raises GatewayError, or answers who
+# the caller is.
+Authorize = Callable[[web.Request], Awaitable[object]]
 
 _BODY_ERRORS: Final = (
     ErrorCode.BODY_TOO_LARGE,
@@ -231,6 +254,10 @@ class Route:
     # Institution kinds (gateway.store.InstitutionKind values) whose terminals may call this
     # route; None: any. Checked right after the signature: 403 INSTITUTION_KIND_NOT_ALLOWED.
     institution_kinds: frozenset[str] | None = None
+    # An unsigned route's credential check, run before the body is read (module docstring,
+    # step 1); its answer is the handler's ``call.principal``. The codes it raises are the
+    # route's ``errors``.
+    authorize: Authorize | None = None
 
     def error_codes(self) -> tuple[str, ...]:
         """Every code this route can answer with, in a stable order."""
@@ -268,6 +295,7 @@ def add_routes(router: web.UrlDispatcher, routes: Sequence[Route]) -> None:
     for route in routes:
         methods = by_path.setdefault(route.path, {})
         assert route.method not in methods, f"duplicate route {(route.method, route.path)}"
+        assert not (route.signed and route.authorize), f"signed and bearer: {route.path}"
         methods[route.method] = route
     for path, methods in by_path.items():
         allow = allowed_methods(methods)
@@ -317,6 +345,9 @@ async def _dispatch(route: Route, request: web.Request) -> web.StreamResponse:
 
 async def _pipeline(route: Route, request: web.Request) -> web.StreamResponse:
     body = b""
+    # The credential before the body: a caller without it gets 401 (403, 429) whatever it
+    # sent, never a 413/415/422 that would teach it the schema, and costs no read or parse.
+    principal = None if route.authorize is None else await route.authorize(request)
     if route.max_body_bytes is not None:
         # The handler gets the clone, which has read the body under this route's limit.
         request = request.clone(client_max_size=route.max_body_bytes)
@@ -324,7 +355,7 @@ async def _pipeline(route: Route, request: web.Request) -> web.StreamResponse:
         body = await _read_body(request, route.max_body_bytes)
     if not route.signed:
         payload = _parse(route, request, body)
-        return await _handle(route, request, payload, None, None)
+        return await _handle(route, request, payload, None, None, principal=principal)
     headers, terminal = await _authenticate(request, body)
     claim = NonceClaim(headers.terminal_id, headers.nonce, _nonce_expiry_s(request))
     try:
@@ -360,6 +391,8 @@ async def _handle(
     payload: BaseModel | None,
     claim: NonceClaim | None,
     terminal: TerminalRecord | None,
+    *,
+    principal: object = None,
 ) -> web.StreamResponse:
     """Steps 5 and 6 of the module docstring: the nonce (here, or in the handler's unit on a
     ``nonce_in_handler`` route), the handler, the rendering."""
@@ -372,6 +405,7 @@ async def _handle(
             body=payload,
             terminal=terminal,
             nonce=claim if route.nonce_in_handler else None,
+            principal=principal,
         )
     )
     if claim is not None and route.nonce_in_handler and not claim.claimed:
@@ -485,21 +519,20 @@ async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeade
         )
     terminal = await app[TERMINALS].get(headers.terminal_id)
     if terminal is None:
-        raise GatewayError(ErrorCode.TERMINAL_UNKNOWN, "no terminal has this X-Terminal-Id")
+        # The same HMAC-SM3 and constant-time compare as for a known id, so that the time
+        # taken tells no more than the answer does (the directory caches unknown ids too).
+        _signed_by((_UNKNOWN_TERMINAL_KEY,), request, body, headers)
+        raise _not_proved(ErrorCode.TERMINAL_UNKNOWN)
+    disabled = not terminal.enabled or terminal.institution_suspended
+    # The signature before the terminal's state: a caller that has not proved the key is
+    # answered the same whether the id is unknown, disabled or the signature wrong.
+    if not _signed_by(terminal.secrets_at(now_s), request, body, headers):
+        raise _not_proved(ErrorCode.TERMINAL_DISABLED if disabled else ErrorCode.SIGNATURE_INVALID)
+    # The key holder may learn its terminal's state: the clerk can act on it.
     if not terminal.enabled:
         raise GatewayError(ErrorCode.TERMINAL_DISABLED, "terminal is disabled")
     if terminal.institution_suspended:
         raise GatewayError(ErrorCode.TERMINAL_DISABLED, "this terminal's institution is suspended")
-    # During a rotation's overlap the previous secret is tried too (each compare in constant
-    # time; which one matched is nobody's business).
-    for secret in terminal.secrets_at(now_s):
-        try:
-            _verify(secret, request, body, headers)
-            break
-        except ta.TerminalAuthError:
-            continue
-    else:
-        raise GatewayError(ErrorCode.SIGNATURE_INVALID, "X-Signature does not match the request")
     retry_after_s = app[RATE_LIMITS].take(terminal.terminal_id, now_s)
     if retry_after_s is not None:
         raise GatewayError(
@@ -508,6 +541,30 @@ async def _authenticate(request: web.Request, body: bytes) -> tuple[_SignedHeade
             headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
         )
     return headers, terminal
+
+
+def _not_proved(reason: ErrorCode) -> GatewayError:
+    """The one answer to a caller that has not proved a terminal's key: SIGNATURE_INVALID, the
+    same status, title, message, detail and headers whether the id is unknown, the terminal
+    disabled (or its institution suspended) or the signature wrong, so that nobody without a
+    key can tell which terminal ids exist or are disabled. ``reason`` (the access log's
+    ``reason``, the rejection metric's label) tells the operator which it was."""
+    return GatewayError(ErrorCode.SIGNATURE_INVALID, _NOT_PROVED_DETAIL, reason=reason)
+
+
+def _signed_by(
+    candidates: Iterable[bytes], request: web.Request, body: bytes, headers: _SignedHeaders
+) -> bool:
+    """Whether one of ``candidates`` signed the request. During a rotation's overlap the
+    previous secret is tried too (each compare in constant time; which one matched is nobody's
+    business)."""
+    for secret in candidates:
+        try:
+            _verify(secret, request, body, headers)
+        except ta.TerminalAuthError:
+            continue
+        return True
+    return False
 
 
 def _verify(secret: bytes, request: web.Request, body: bytes, headers: _SignedHeaders) -> None:

@@ -39,6 +39,7 @@ from sscard.crypto import hmac_sm3, pad_iso9797_m2, sm4_cbc_decrypt, sm4_cbc_enc
 
 __all__ = [
     "KEK_BYTES",
+    "MAX_SEALED_BYTES",
     "Kek",
     "KeyRing",
     "SealError",

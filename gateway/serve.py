@@ -172,7 +172,7 @@ def _seal_plaintext_secrets(settings: Settings, engine: Engine) -> None:
         report = rewrap_secrets(session, actor, ring, plaintext_only=True)
     if report.sealed:
         log.info(
-            "terminal secrets sealed at rest",
+            "secrets sealed at rest (terminals, transport keys, card-session key)",
             extra=fields(sealed=report.sealed, kek_id=report.kek_id),
         )
 

@@ -21,6 +21,7 @@ __all__ = [
     "CLOCK",
     "DATABASE",
     "ERROR_CODE",
+    "ERROR_REASON",
     "INFLIGHT",
     "KEY_RING",
     "OPENAPI",
@@ -57,3 +58,5 @@ OPENAPI: Final = web.AppKey[dict[str, Any]]("openapi")
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 # Set on a problem response so that the access log line can carry the error code.
 ERROR_CODE: Final = web.ResponseKey("error_code", str)
+# ... and the reason behind it, where the answer hides it (GatewayError.reason).
+ERROR_REASON: Final = web.ResponseKey("error_reason", str)

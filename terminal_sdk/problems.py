@@ -50,8 +50,9 @@ Hierarchy (all are :class:`terminal_sdk.errors.TerminalError`)::
      ├── IntegrationError          the terminal software or its setup: call IT support
      │    ├── RequestInvalid       4xx the terminal software caused (a bug to report)
      │    ├── RouteUnavailable     404/405 on the route itself: the gateway lacks the feature
-     │    ├── TerminalRejected     401: signature, unknown/disabled terminal, clock, replay,
-     │    │                        the ops token
+     │    ├── TerminalRejected     401: signature (also the answer for an unknown or
+     │    │                        disabled terminal id whose signature did not verify),
+     │    │                        disabled terminal, clock, replay, the ops token
      │    └── IdempotencyKeyReused
      └── RequestRefused            refused for a reason at the counter: show the message
           ├── CardAuthFailed       card authentication did not succeed

@@ -53,8 +53,8 @@ from gateway.card_auth.tables import (
     consume_challenge,
     delete_expired_challenges,
     find_certificate,
-    get_or_create_secret,
     insert_challenge,
+    load_session_key,
     store_certificate,
 )
 from gateway.card_auth.trust import TrustAnchors, VerifiedCertificateCache
@@ -64,7 +64,8 @@ from gateway.fsi.store import ROUTE_CODES, PresenceRecord, record_presence
 from gateway.logs import fields
 from gateway.routing import NonceClaim
 from gateway.settings import Settings
-from gateway.state import CLOCK, DATABASE, SETTINGS
+from gateway.state import CLOCK, DATABASE, KEY_RING, SETTINGS
+from gateway.store import SecretsUnavailable
 from issuance.registry import CardRecord, read_card
 from settlement.counter.holders import insured_route
 from settlement.crossprov.routing import Route
@@ -86,7 +87,6 @@ __all__ = [
 
 log = logging.getLogger("gateway.card_auth")
 
-SESSION_SECRET_NAME: Final = "card_session_key"  # noqa: S105 - a row name, not a secret
 # Expired challenges are kept this long (so a late answer is told EXPIRED, not UNKNOWN), then
 # swept in bounded batches.
 CHALLENGE_RETENTION_S: Final = 600
@@ -136,10 +136,12 @@ class CardAuthService:
         settings: Settings,
         trust: TrustAnchors | None,
         keys: KeyManager | None,
-        session_key: bytes,
+        session_key: bytes | None,
         revoked: RevokedSerials | None = None,
     ) -> None:
-        assert len(session_key) == SESSION_KEY_LEN
+        # None: the stored key is sealed under a KEK this worker does not hold; every use of
+        # it answers 503 KEK_UNAVAILABLE, as a terminal whose secret cannot be opened does.
+        assert session_key is None or len(session_key) == SESSION_KEY_LEN
         self._db = db
         self._clock = clock
         self._settings = settings
@@ -298,7 +300,7 @@ class CardAuthService:
                 partial(record_presence, record=presence), durable=False, grouped=True
             )
         token = issue_card_session(
-            self._session_key,
+            self._key(),
             CardSession(
                 terminal_id=terminal_id,
                 card_sn=attempt.card_sn,
@@ -347,7 +349,15 @@ class CardAuthService:
 
     def require_card_session(self, token: str, terminal_id: str) -> CardSession:
         """For the settlement routes: the card session ``token`` proves, at this terminal, now."""
-        return require_card_session(self._session_key, token, terminal_id, self._clock())
+        return require_card_session(self._key(), token, terminal_id, self._clock())
+
+    def _key(self) -> bytes:
+        if self._session_key is None:
+            raise GatewayError(
+                ErrorCode.KEK_UNAVAILABLE,
+                "the card-session key is sealed under a KEK this gateway does not hold",
+            )
+        return self._session_key
 
     def _require_configured(self, generation: int) -> None:
         if generation == 3 and self._trust is None:
@@ -441,13 +451,23 @@ async def card_auth_context(app: web.Application) -> AsyncIterator[None]:
             "card authentication is not fully configured",
             extra=fields(trust_root=trust is not None, legacy_master_key=keys is not None),
         )
-    session_key = await db.write(
-        partial(
-            get_or_create_secret,
-            name=SESSION_SECRET_NAME,
-            candidate=secrets.token_bytes(SESSION_KEY_LEN),
+    # Sealed under the KEK where one is configured (docs/operations.md, "Keys at rest").
+    session_key: bytes | None
+    try:
+        session_key = await db.write(
+            partial(
+                load_session_key,
+                sealer=app[KEY_RING],
+                candidate=secrets.token_bytes(SESSION_KEY_LEN),
+            )
         )
-    )
+    except SecretsUnavailable:
+        session_key = None
+        log.error(
+            "card-session key sealed under a KEK this gateway does not hold: card "
+            "authentication and settlement answer 503 KEK_UNAVAILABLE (set kek_file, or add "
+            "the old KEK to kek_previous_files)"
+        )
     # Loaded before the worker serves: a revoked card is never accepted for want of a list.
     revoked = RevokedSerials(observe=metrics.observe_card_crls)
     await revoked.refresh(db, int(app[CLOCK]() * 1000))

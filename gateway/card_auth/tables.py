@@ -12,7 +12,9 @@
     the certificate. Certificates are public; storing them leaks nothing.
 ``gateway_secrets``
     Keys every worker and replica must share (the card session MAC key). Created once, by the
-    first process that needs it; the primary key makes concurrent creation safe.
+    first process that needs it; the primary key makes concurrent creation safe. The card
+    session key is stored SEALED under the KEK (gateway.sealing) wherever one is configured:
+    :func:`load_session_key`, and `rewrap`/`serve` through :func:`rewrap_session_key`.
 
 Times are unix milliseconds in BIGINT columns: the same on SQLite and PostgreSQL, with no
 timezone conversion in between.
@@ -30,12 +32,14 @@ from sqlalchemy import (
     String,
     delete,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from dbkit import DriverSQL
-from gateway.store import GatewayBase
+from gateway.sealing import MAX_SEALED_BYTES, SealError, SecretSealer, is_sealed, kek_id_of
+from gateway.store import GatewayBase, SecretsUnavailable
 from sscard.certs import MAX_CERTIFICATE_DER_BYTES
 
 __all__ = [
@@ -49,6 +53,8 @@ __all__ = [
     "find_certificate",
     "get_or_create_secret",
     "insert_challenge",
+    "load_session_key",
+    "rewrap_session_key",
     "store_certificate",
 ]
 
@@ -76,7 +82,9 @@ class GatewaySecret(GatewayBase):
     __tablename__ = "gateway_secrets"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[bytes] = mapped_column(LargeBinary(64))
+    # A plaintext key (from before sealing, or made with no KEK) or its sealed blob. Neither
+    # database enforces the length (bytea, BLOB): gw0002 made the column as 64 bytes.
+    value: Mapped[bytes] = mapped_column(LargeBinary(MAX_SEALED_BYTES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,3 +206,53 @@ def get_or_create_secret(session: Session, name: str, candidate: bytes) -> bytes
         select(GatewaySecret.value).where(GatewaySecret.name == name)
     ).scalar_one()
     return bytes(value)
+
+
+SESSION_KEY_NAME: Final = "card_session_key"
+# Binds the sealed blob to its row: a blob copied from elsewhere does not open here.
+SESSION_KEY_AAD: Final = b"gateway_secrets.value:" + SESSION_KEY_NAME.encode()
+
+
+def load_session_key(session: Session, *, sealer: SecretSealer | None, candidate: bytes) -> bytes:
+    """The card-session MAC key every worker and replica shares, made from ``candidate`` if
+    there is none yet. Stored sealed under ``sealer``'s current KEK (a plaintext row, from
+    before sealing, is sealed in place here); with no KEK configured, in plaintext, as before.
+
+    Raises SecretsUnavailable for a sealed key that ``sealer`` cannot open (or no sealer)."""
+    offered = candidate if sealer is None else sealer.seal(candidate, SESSION_KEY_AAD)
+    stored = get_or_create_secret(session, SESSION_KEY_NAME, offered)
+    if is_sealed(stored):
+        if sealer is None:
+            raise SecretsUnavailable("the card-session key is sealed and no KEK is configured")
+        try:
+            return sealer.open(stored, SESSION_KEY_AAD)
+        except SealError as exc:
+            raise SecretsUnavailable(f"the card-session key: {exc}") from None
+    if sealer is not None:
+        # Guarded by the old value: of two workers sealing at once, one write lands, and both
+        # keep the same key.
+        session.execute(
+            update(GatewaySecret)
+            .where(GatewaySecret.name == SESSION_KEY_NAME, GatewaySecret.value == stored)
+            .values(value=sealer.seal(stored, SESSION_KEY_AAD))
+        )
+    return stored
+
+
+def rewrap_session_key(
+    session: Session, sealer: SecretSealer, *, plaintext_only: bool = False
+) -> tuple[int, int, int]:
+    """As gateway.enrolment.terminals.rewrap_terminals, for the card-session key: (moved,
+    sealed, unchanged), each 0 or 1. Raises SealError for a blob ``sealer`` cannot open,
+    before anything is written."""
+    row = session.get(GatewaySecret, SESSION_KEY_NAME, with_for_update=True)
+    if row is None:
+        return 0, 0, 0
+    value = bytes(row.value)
+    if not is_sealed(value):
+        row.value = sealer.seal(value, SESSION_KEY_AAD)
+        return 0, 1, 0
+    if plaintext_only or kek_id_of(value) == sealer.current_kek_id:
+        return 0, 0, 1
+    row.value = sealer.seal(sealer.open(value, SESSION_KEY_AAD), SESSION_KEY_AAD)
+    return 1, 0, 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import partial
+from typing import Final
 
 from pydantic import Field
 from sqlalchemy.orm import Session
@@ -234,6 +235,10 @@ async def pharmacy_settle(call: FsiCall) -> Stored:
             )
 
 
+# The fingerprint's reference in a cancel through the hub's reason (cancel_settlement).
+_REQUEST_REF_HEX: Final = 16
+
+
 class CancelInput(InputModel):
     setl_id: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9]+$")
     mdtrt_id: str = Field("", max_length=40)
@@ -258,10 +263,14 @@ async def cancel_settlement(call: FsiCall) -> Stored:
             row=remote,
             keyed=call.keyed,
             # cancel_remote fingerprints the msgid by the settlement and the reason alone (so
-            # its reversal task can find a stranded key): the door's fingerprint of the whole
-            # envelope goes into the reason, so a resend with another input under this msgid
-            # is FSI_MSGID_REUSED, as for a local settlement, not the first answer.
-            reason=f"{reason} request {call.keyed.request_hash}",
+            # its reversal task can find a stranded key): a reference to the door's fingerprint
+            # of the whole envelope goes into the reason, so a resend with another input under
+            # this msgid is FSI_MSGID_REUSED, as for a local settlement, not the first answer.
+            # Its first 16 hex digits only: the reason is the settlement's cancel_reason, shown
+            # to people, and the fingerprint is a SHA-256 over the sign-in's sign_no (a
+            # credential) and the person's psn_no; 64 bits tell the few envelopes one msgid
+            # sees apart as well as 256 do.
+            reason=f"{reason} request {call.keyed.request_hash[:_REQUEST_REF_HEX]}",
             render=partial(remote_cancel_answer, call=call),
         )
     unit = partial(

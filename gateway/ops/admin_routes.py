@@ -42,7 +42,7 @@ from gateway.ops.admin_models import (
     TransportOut,
 )
 from gateway.ops.audit_export import audit_export
-from gateway.ops.roles import OpsPrincipal, authorize_role
+from gateway.ops.roles import OpsPrincipal, ops_role, principal_of, role_at_least
 from gateway.params import ascii_int
 from gateway.routing import Call, Route
 from gateway.sealing import KeyRing
@@ -66,8 +66,12 @@ async def _read(call: Call[Any], unit: Callable[[Session], Any]) -> Any:
     return await call.app[DATABASE].read(unit)
 
 
-async def _who(call: Call[Any], role: OpsRole) -> tuple[OpsPrincipal, Any]:
-    principal = await authorize_role(call.request, role)
+def _who(call: Call[Any], role: OpsRole) -> tuple[OpsPrincipal, Any]:
+    """The caller the route's ``authorize`` let through (before the body was read), with the
+    role the route demands checked once more: the handler and its route cannot disagree."""
+    principal = principal_of(call)
+    if not role_at_least(principal, role):
+        raise RuntimeError(f"{call.request.path}: route authorizes less than {role}")
     return principal, principal.actor(call.app[CLOCK]())
 
 
@@ -114,7 +118,7 @@ def _secret_out(done: terminals.EnrolledSecret, generated: bool) -> SecretOut:
 
 
 async def list_institutions(call: Call[None]) -> BaseModel:
-    await _who(call, OpsRole.VIEWER)
+    _who(call, OpsRole.VIEWER)
     kind = call.request.query.get("kind")
     after = call.request.query.get("after")
     rows = await _read(call, lambda s: institutions.list_institutions(s, kind=kind, after=after))
@@ -122,7 +126,7 @@ async def list_institutions(call: Call[None]) -> BaseModel:
 
 
 async def add_institution(call: Call[InstitutionIn]) -> BaseModel:
-    _, actor = await _who(call, OpsRole.ADMIN)
+    _, actor = _who(call, OpsRole.ADMIN)
     b = call.body
     view = await _write(
         call,
@@ -134,7 +138,7 @@ async def add_institution(call: Call[InstitutionIn]) -> BaseModel:
 
 
 async def change_institution(call: Call[InstitutionChangeIn]) -> BaseModel:
-    _, actor = await _who(call, OpsRole.ADMIN)
+    _, actor = _who(call, OpsRole.ADMIN)
     code, b = call.request.match_info["code"], call.body
     if b.name is None and b.level is None and b.suspended is None:
         raise GatewayError(ErrorCode.ENROLMENT_INVALID, "nothing to change")
@@ -153,7 +157,7 @@ async def change_institution(call: Call[InstitutionChangeIn]) -> BaseModel:
 
 
 async def set_transport(call: Call[TransportIn]) -> BaseModel:
-    _, actor = await _who(call, OpsRole.ADMIN)
+    _, actor = _who(call, OpsRole.ADMIN)
     code, b, ring = call.request.match_info["code"], call.body, _ring(call)
     sm4 = None if b.sm4_key_hex is None else bytes.fromhex(b.sm4_key_hex)
     his = None if b.his_public_key_hex is None else bytes.fromhex(b.his_public_key_hex)
@@ -176,7 +180,7 @@ async def set_transport(call: Call[TransportIn]) -> BaseModel:
 
 
 async def list_terminals(call: Call[None]) -> BaseModel:
-    await _who(call, OpsRole.VIEWER)
+    _who(call, OpsRole.VIEWER)
     code = call.request.query.get("institution_code")
     after = call.request.query.get("after")
     rows = await _read(
@@ -186,7 +190,7 @@ async def list_terminals(call: Call[None]) -> BaseModel:
 
 
 async def enrol_terminal(call: Call[TerminalIn]) -> BaseModel:
-    _, actor = await _who(call, OpsRole.OPERATOR)
+    _, actor = _who(call, OpsRole.OPERATOR)
     b, ring = call.body, _ring(call)
     secret = _secret(b.secret_hex)
     done = await _write(
@@ -204,7 +208,7 @@ async def enrol_terminal(call: Call[TerminalIn]) -> BaseModel:
 
 
 async def rotate_terminal(call: Call[RotateIn]) -> BaseModel:
-    _, actor = await _who(call, OpsRole.OPERATOR)
+    _, actor = _who(call, OpsRole.OPERATOR)
     terminal_id, b, ring = call.request.match_info["terminal_id"], call.body, _ring(call)
     overlap = b.overlap_s
     if overlap is None:
@@ -222,7 +226,7 @@ async def rotate_terminal(call: Call[RotateIn]) -> BaseModel:
 
 def _set_enabled(enabled: bool) -> Callable[[Call[None]], Awaitable[BaseModel]]:
     async def handler(call: Call[None]) -> BaseModel:
-        _, actor = await _who(call, OpsRole.OPERATOR)
+        _, actor = _who(call, OpsRole.OPERATOR)
         terminal_id = call.request.match_info["terminal_id"]
         view = await _write(
             call,
@@ -240,13 +244,13 @@ def _set_enabled(enabled: bool) -> Callable[[Call[None]], Awaitable[BaseModel]]:
 
 
 async def list_agents(call: Call[None]) -> BaseModel:
-    await _who(call, OpsRole.VIEWER)
+    _who(call, OpsRole.VIEWER)
     rows = await _read(call, agents.list_agents)
     return AgentsOut(agents=[AgentOut(**_fields(v)) for v in rows])
 
 
 async def set_agent(call: Call[AgentIn]) -> BaseModel:
-    _, actor = await _who(call, OpsRole.ADMIN)
+    _, actor = _who(call, OpsRole.ADMIN)
     code, b = call.request.match_info["code"], call.body
     view = await _write(
         call,
@@ -265,20 +269,20 @@ async def set_agent(call: Call[AgentIn]) -> BaseModel:
 
 
 async def remove_agent(call: Call[None]) -> web.StreamResponse:
-    _, actor = await _who(call, OpsRole.ADMIN)
+    _, actor = _who(call, OpsRole.ADMIN)
     code = call.request.match_info["code"]
     await _write(call, lambda s: agents.remove_agent(s, actor, institution_code=code))
     return web.Response(status=204, headers=_NO_STORE)
 
 
 async def list_identities(call: Call[None]) -> BaseModel:
-    await _who(call, OpsRole.ADMIN)
+    _who(call, OpsRole.ADMIN)
     rows = await _read(call, identities.list_ops_identities)
     return IdentitiesOut(identities=[IdentityOut(**_fields(v)) for v in rows])
 
 
 async def add_identity(call: Call[IdentityIn]) -> BaseModel:
-    _, actor = await _who(call, OpsRole.ADMIN)
+    _, actor = _who(call, OpsRole.ADMIN)
     b = call.body
     issued = await _write(
         call, lambda s: identities.add_ops_identity(s, actor, name=b.name, role=b.role)
@@ -287,14 +291,14 @@ async def add_identity(call: Call[IdentityIn]) -> BaseModel:
 
 
 async def revoke_identity(call: Call[None]) -> BaseModel:
-    _, actor = await _who(call, OpsRole.ADMIN)
+    _, actor = _who(call, OpsRole.ADMIN)
     name = call.request.match_info["name"]
     view = await _write(call, lambda s: identities.revoke_ops_identity(s, actor, name=name))
     return IdentityOut(**_fields(view))
 
 
 async def rewrap(call: Call[None]) -> BaseModel:
-    _, actor = await _who(call, OpsRole.ADMIN)
+    _, actor = _who(call, OpsRole.ADMIN)
     ring = _ring(call)
     report = await _write(call, lambda s: rewrap_secrets(s, actor, ring))
     return RewrapOut(**_fields(report))
@@ -313,7 +317,7 @@ def _limit(call: Call[Any], default: int, most: int) -> int:
 
 
 async def audit_list(call: Call[None]) -> BaseModel:
-    await _who(call, OpsRole.VIEWER)
+    _who(call, OpsRole.VIEWER)
     limit = _limit(call, 100, AUDIT_PAGE_MAX)
     before = call.request.query.get("before_id")
     before_id = None if before is None else _limit_before(before)
@@ -368,6 +372,7 @@ def _route(
         response_schema={"type": "string"} if response_model is None else {},
         tags=_TAGS,
         signed=False,
+        authorize=ops_role(role),
         errors=errors,
     )
 

@@ -31,7 +31,7 @@ from gateway.card_auth.revocation import (
 from gateway.card_auth.service import CARD_AUTH, trust_anchors_from_settings
 from gateway.enrolment.tables import OpsRole
 from gateway.errors import ErrorCode, GatewayError, codes_named
-from gateway.ops.roles import authorize_role
+from gateway.ops.roles import ops_role, principal_of
 from gateway.routing import Call, Route
 from gateway.state import CLOCK, DATABASE, SETTINGS
 
@@ -79,7 +79,7 @@ def _crl_bytes(text: str) -> bytes:
 
 
 async def import_crl_route(call: Call[CrlIn]) -> BaseModel:
-    principal = await authorize_role(call.request, OpsRole.OPERATOR)
+    principal = principal_of(call)
     settings = call.app[SETTINGS]
     now_s = call.app[CLOCK]()
     actor = principal.actor(now_s)
@@ -124,7 +124,7 @@ async def import_crl_route(call: Call[CrlIn]) -> BaseModel:
 
 
 async def list_crls_route(call: Call[None]) -> BaseModel:
-    await authorize_role(call.request, OpsRole.VIEWER)
+    principal_of(call)
     lists = await call.app[DATABASE].read(partial(imported_crls))
     return CrlsOut(
         crls=[
@@ -159,6 +159,7 @@ OPS_CRL_ROUTES: Final[tuple[Route, ...]] = (
         response_model=CrlImportedOut,
         tags=("ops enrolment",),
         signed=False,
+        authorize=ops_role(OpsRole.OPERATOR),
         errors=(*_AUTH, ErrorCode.CRL_REFUSED),
     ),
     Route(
@@ -171,6 +172,7 @@ OPS_CRL_ROUTES: Final[tuple[Route, ...]] = (
         response_model=CrlsOut,
         tags=("ops enrolment",),
         signed=False,
+        authorize=ops_role(OpsRole.VIEWER),
         errors=_AUTH,
     ),
 )

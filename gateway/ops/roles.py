@@ -10,15 +10,21 @@ The same brute-force guard as the bootstrap token (shared by every worker and re
 gateway.limits.guards) counts a token that
 matches neither the bootstrap token nor a live identity; a revoked identity's token is such
 a token. A known token of too low a role is 403 OPS_FORBIDDEN and is not a wrong guess.
+
+A route names its role with ``authorize=ops_role(role)``: the route pipeline
+(gateway.routing) runs the check before it reads the body, so a caller without a good token
+is answered 401/403/429 whatever its body, never a 422 that would describe the schema. The
+handler reads the caller with :func:`principal_of`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -28,9 +34,17 @@ from gateway.enrolment.tables import OpsRole
 from gateway.errors import ErrorCode, GatewayError
 from gateway.limits.guards import OPS_WRONG_TOKENS
 from gateway.ops.access import OPS_ACCESS, authorize, client_of
+from gateway.routing import Call
 from gateway.state import CLOCK, DATABASE
 
-__all__ = ["BOOTSTRAP", "OpsPrincipal", "authorize_role"]
+__all__ = [
+    "BOOTSTRAP",
+    "OpsPrincipal",
+    "authorize_role",
+    "ops_role",
+    "principal_of",
+    "role_at_least",
+]
 
 BOOTSTRAP: Final = "bootstrap"
 _RANK: Final = {OpsRole.VIEWER: 0, OpsRole.OPERATOR: 1, OpsRole.ADMIN: 2}
@@ -79,9 +93,28 @@ async def authorize_role(request: web.Request, role: OpsRole) -> OpsPrincipal:
     if principal is None:
         await authorize(request)  # raises for everything that is not the bootstrap token
         principal = OpsPrincipal(BOOTSTRAP, OpsRole.ADMIN, key)
-    if _RANK[principal.role] < _RANK[role]:
+    if not role_at_least(principal, role):
         raise GatewayError(
             ErrorCode.OPS_FORBIDDEN,
             f"ops identity {principal.name} is a {principal.role}; this needs {role}",
         )
+    return principal
+
+
+def role_at_least(principal: OpsPrincipal, role: OpsRole) -> bool:
+    return _RANK[principal.role] >= _RANK[role]
+
+
+def ops_role(role: OpsRole) -> Callable[[web.Request], Awaitable[OpsPrincipal]]:
+    """A route's ``authorize``: the caller must hold ``role`` or above."""
+    return partial(authorize_role, role=role)
+
+
+def principal_of(call: Call[Any]) -> OpsPrincipal:
+    """The caller the route's ``authorize=ops_role(...)`` let through."""
+    principal = call.principal
+    if not isinstance(principal, OpsPrincipal):
+        # A route that forgot its authorize= fails closed (500), never open; not an assert,
+        # which python -O would drop.
+        raise RuntimeError("ops route without authorize=ops_role(...)")
     return principal

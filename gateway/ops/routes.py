@@ -23,7 +23,7 @@ from gateway.errors import ErrorCode, GatewayError, codes_named
 from gateway.ops import drilldown
 from gateway.ops.counters import read_counters
 from gateway.ops.models import InstitutionBreakdown, OpsSummary
-from gateway.ops.roles import authorize_role
+from gateway.ops.roles import ops_role, principal_of
 from gateway.ops.summary import day_summary
 from gateway.routing import Call, Route
 from gateway.state import CLOCK, DATABASE
@@ -114,7 +114,7 @@ def _day(call: Call[Any]) -> dt.date:
 
 
 async def ops_summary(call: Call[None]) -> web.Response:
-    await authorize_role(call.request, OpsRole.VIEWER)
+    principal_of(call)
     day = _day(call)
     # Multiprocess mode reads one file per worker: off the event loop, as /metrics does.
     exposition = await asyncio.get_running_loop().run_in_executor(None, metrics.render_latest)
@@ -158,7 +158,7 @@ def _hour(call: Call[Any]) -> int | None:
 
 
 async def settlements_by_institution(call: Call[None]) -> web.Response:
-    await authorize_role(call.request, OpsRole.VIEWER)
+    principal_of(call)
     scope = drilldown.Scope(
         day=_day(call),
         route=_choice(call, "route", drilldown.ROUTES),
@@ -209,6 +209,7 @@ OPS_ROUTES: Final[tuple[Route, ...]] = (
         response_model=OpsSummary,
         tags=_TAGS,
         signed=False,
+        authorize=ops_role(OpsRole.VIEWER),
         errors=(
             *codes_named("OPS_"),
             ErrorCode.VALIDATION_FAILED,
@@ -230,6 +231,7 @@ OPS_ROUTES: Final[tuple[Route, ...]] = (
         response_model=InstitutionBreakdown,
         tags=_TAGS,
         signed=False,
+        authorize=ops_role(OpsRole.VIEWER),
         errors=(
             *codes_named("OPS_"),
             ErrorCode.VALIDATION_FAILED,

@@ -14,6 +14,9 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from gateway.audit import AuditRow
+from gateway.card_auth.tables import GatewaySecret
+from gateway.routes import ROUTES
+from gateway.sealing import Kek, is_sealed
 from gateway.store import Institution, Terminal
 
 OPS_TOKEN = "b" * 40
@@ -261,3 +264,79 @@ async def test_the_ops_page_shows_the_audit_trail(client: Client):
     assert '"/v1/ops/audit?limit=20"' in js
     assert '"/v1/ops/audit.csv"' in js
     assert ".innerHTML" not in js
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        # A body the schema refuses (422 to the right token) and one that is not even JSON.
+        ("POST", "/v1/ops/institutions", {"code": 1, "kind": "castle", "extra": True}),
+        ("POST", "/v1/ops/terminals", "{not json"),
+        ("PATCH", f"/v1/ops/institutions/{HOSPITAL}", {"suspended": "yes"}),
+        ("POST", "/v1/ops/crls", {"crl": 5}),
+    ],
+)
+@pytest.mark.parametrize("authorization", [None, "Bearer " + "w" * 40, "Basic Zm9vOmJhcg=="])
+async def test_no_or_a_wrong_token_is_401_whatever_the_body(
+    client: Client,
+    engine: Engine,
+    method: str,
+    path: str,
+    body: Any,
+    authorization: str | None,
+):
+    """The credential is checked before the body is parsed: a caller without the token gets
+    401 whatever it sent, never a 422 (or 400, 415) that would describe the schema."""
+    before = _snapshot(engine)
+    headers = {} if authorization is None else {"Authorization": authorization}
+    if isinstance(body, str):
+        response = await client.request(
+            method, path, data=body, headers={**headers, "Content-Type": "application/json"}
+        )
+    else:
+        response = await client.request(method, path, json=body, headers=headers)
+    problem = await assert_problem(response, 401, "OPS_UNAUTHORIZED")
+    assert "errors" not in problem
+    # Nor a wrong content type: still 401, not 415.
+    response = await client.request(
+        method, path, data=b"\x00", headers={**headers, "Content-Type": "text/plain"}
+    )
+    await assert_problem(response, 401, "OPS_UNAUTHORIZED")
+    assert _snapshot(engine) == before
+
+
+async def test_a_too_low_role_is_403_whatever_the_body(client: Client, engine: Engine):
+    viewer = await _identity(client, "vicky", "viewer")
+    before = _snapshot(engine)
+    response = await _post(client, "/v1/ops/institutions", {"code": 1, "kind": "castle"}, viewer)
+    await assert_problem(response, 403, "OPS_FORBIDDEN")
+    # The right role with the same body: the schema's answer, as before.
+    await assert_problem(
+        await _post(client, "/v1/ops/institutions", {"code": 1, "kind": "castle"}),
+        422,
+        "VALIDATION_FAILED",
+    )
+    assert _snapshot(engine) == before
+
+
+def test_every_ops_api_route_checks_its_token_before_its_body():
+    """Each /v1/ops route names its role in ``authorize=`` (run by the pipeline before the
+    body is read); a route that checked in its handler would parse first."""
+    ops = [route for route in ROUTES if route.path.startswith("/v1/ops/")]
+    assert len(ops) > 20
+    assert [route.path for route in ops if route.authorize is None or route.signed] == []
+
+
+async def test_the_card_session_key_is_stored_sealed_under_the_kek(client: Client, engine: Engine):
+    """A gateway with a KEK keeps the card-session MAC key sealed at rest (a copy of the
+    database must not let anyone forge card sessions), bound to its row."""
+    assert (await client.get("/healthz")).status == 200
+    with Session(engine) as session:
+        row = session.get(GatewaySecret, "card_session_key")
+        assert row is not None
+        stored = bytes(row.value)
+    assert is_sealed(stored)
+    kek = Kek(bytes.fromhex(KEK_HEX))
+    key = kek.open(stored, b"gateway_secrets.value:card_session_key")
+    assert len(key) == 32
+    assert key not in stored

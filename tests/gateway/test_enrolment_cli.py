@@ -12,6 +12,7 @@ from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session
 
 from gateway import migrate
+from gateway.card_auth.tables import SESSION_KEY_NAME, GatewaySecret, load_session_key
 from gateway.cli import main
 from gateway.db import make_engine
 from gateway.enrolment.common import Actor
@@ -19,7 +20,7 @@ from gateway.enrolment.rewrap import rewrap_secrets
 from gateway.fsi.store import institution_keys
 from gateway.kek import require_key_ring
 from gateway.settings import Settings, load_settings
-from gateway.store import Terminal, find_terminal
+from gateway.store import SecretsUnavailable, Terminal, find_terminal
 from sscard.crypto import SM2PrivateKey
 
 TABLES = (
@@ -239,6 +240,13 @@ def test_rewrap_moves_every_secret_to_the_new_kek_and_a_wrong_kek_changes_nothin
     tmp_path: Path,
 ):
     assert admin(capsys, "terminal", "rotate", "T-1", "--overlap-s", "600")[0] == 0
+    # The card-session key, made sealed under the old KEK as a worker makes it.
+    session_key = secrets.token_bytes(32)
+    with Session(engine) as session, session.begin():
+        made = load_session_key(
+            session, sealer=require_key_ring(load_settings()), candidate=session_key
+        )
+    assert made == session_key
     new_kek = tmp_path / "kek-2"
     new_kek.write_text(secrets.token_hex(32))
     # Wrong: the new KEK without the old one to open the present blobs.
@@ -249,17 +257,23 @@ def test_rewrap_moves_every_secret_to_the_new_kek_and_a_wrong_kek_changes_nothin
     assert "KEK_WRONG" in err
     assert len(err.splitlines()) == 1
     assert _snapshot(engine) == before
+    # A worker holding only the new KEK cannot open the card-session key (it answers 503
+    # KEK_UNAVAILABLE, gateway.card_auth.service) and changes nothing.
+    with Session(engine) as session, session.begin(), pytest.raises(SecretsUnavailable):
+        load_session_key(session, sealer=require_key_ring(load_settings()), candidate=b"\x00" * 32)
     # Right: the old KEK readable during the move.
     monkeypatch.setenv("GATEWAY_KEK_PREVIOUS_FILES", str(kek))
     code, out, _ = admin(capsys, "rewrap")
     assert code == 0
-    assert "1 moved" in out
+    assert "2 moved" in out  # the terminal's secrets and the card-session key
     monkeypatch.delenv("GATEWAY_KEK_PREVIOUS_FILES")
     ring = require_key_ring(load_settings())  # the new KEK alone opens everything now
     with Session(engine) as session:
         record = find_terminal(session, "T-1", ring)
     assert record is not None
     assert record.previous_secret == enrolled
+    with Session(engine) as session, session.begin():
+        assert load_session_key(session, sealer=ring, candidate=b"\x00" * 32) == session_key
     code, out, _ = admin(capsys, "audit", "list")
     assert "keys.rewrap" in out
 
@@ -288,22 +302,28 @@ def test_a_database_dump_alone_reveals_no_secret(
     # A row of before gw0005 (or the demo world's, loaded in plaintext), sealed as `serve`
     # does at every start.
     legacy = secrets.token_bytes(32)
+    # The card-session MAC key as every gateway stored it before it was sealed.
+    session_key = secrets.token_bytes(32)
     with Session(engine) as session, session.begin():
         session.execute(
             insert(Terminal).values(terminal_id="LEGACY-1", institution_code="H1", secret=legacy)
         )
+        session.execute(insert(GatewaySecret).values(name=SESSION_KEY_NAME, value=session_key))
+    ring = require_key_ring(settings)
     with Session(engine) as session, session.begin():
-        report = rewrap_secrets(
-            session, Actor("cli:test", "cli", 0), require_key_ring(settings), plaintext_only=True
-        )
-    assert report.sealed == 1
+        report = rewrap_secrets(session, Actor("cli:test", "cli", 0), ring, plaintext_only=True)
+    assert report.sealed == 2
+    with Session(engine) as session, session.begin():
+        # What every worker loads at start: the same key, opened (not the new candidate).
+        loaded = load_session_key(session, sealer=ring, candidate=secrets.token_bytes(32))
+    assert loaded == session_key
     with engine.connect() as connection:
         connection.exec_driver_sql(
             "PRAGMA wal_checkpoint(TRUNCATE)"
         ) if engine.dialect.name == "sqlite" else None
     dump = _dump(settings, engine)
     assert b"LEGACY-1" in dump  # the dump is real
-    for secret in (enrolled, legacy, token.encode()):
+    for secret in (enrolled, legacy, token.encode(), session_key):
         assert secret not in dump
         assert secret.hex().encode() not in dump
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -244,6 +245,18 @@ async def test_a_cancel_through_the_hub_resent_with_another_input_is_a_reused_ms
     msgid = his.msgid()
     first = await his.call("2208", cancel, msgid=msgid)
     assert first["infcode"] == 0, first["err_msg"]
+    # The settlement's cancel_reason (shown to people) names the request by a short
+    # reference, not by the door's full fingerprint (a SHA-256 over sign_no and the input).
+    with Session(world) as session:
+        reason = session.scalar(
+            select(RemoteSettlementRow.cancel_reason).where(
+                RemoteSettlementRow.setl_id == settled["setl_id"]
+            )
+        )
+    assert reason is not None
+    prefix = f"national interface 2208 msgid {msgid} request "
+    assert reason.startswith(prefix)
+    assert re.fullmatch(r"[0-9a-f]{16}", reason.removeprefix(prefix))
     # The same msgid and setl_id, another input: not the first answer, as for a local one.
     other = {"data": {**cancel["data"], "mdtrt_id": "M-another-visit"}}
     reused = await his.call("2208", other, msgid=msgid)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from gateway_testkit import (
@@ -21,7 +24,8 @@ from gateway_testkit import (
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
-from gateway.store import Terminal
+from gateway.store import Institution, Terminal
+from sscard import terminal_auth as ta
 
 Delta = Callable[[str], Callable[[], float]]
 
@@ -54,9 +58,11 @@ async def test_query_string_is_part_of_the_signature(signer: Signer):
 async def test_unknown_terminal(
     client: Client, clock: FakeClock, engine: Engine, rejection_delta: Delta
 ):
+    """Answered as a wrong signature (the caller may not learn that the id is unknown);
+    counted, for the operator, by its reason."""
     delta = rejection_delta("TERMINAL_UNKNOWN")
     response = await Signer(client, clock, "NO-SUCH-TERMINAL", b"\x11" * 32).post()
-    await assert_problem(response, 401, "TERMINAL_UNKNOWN")
+    await assert_problem(response, 401, "SIGNATURE_INVALID")
     assert response.headers["WWW-Authenticate"].startswith("HMAC-SM3")
     assert delta() == 1
     assert nonce_count(engine) == 0
@@ -71,11 +77,93 @@ async def test_malformed_terminal_id_is_unknown(signer: Signer, engine: Engine):
 async def test_disabled_terminal(
     client: Client, clock: FakeClock, engine: Engine, rejection_delta: Delta
 ):
+    """Told to the terminal that proved its key (the clerk can act on it)."""
     delta = rejection_delta("TERMINAL_DISABLED")
     response = await Signer(client, clock, OFF_TERMINAL, SECRETS[OFF_TERMINAL]).post()
     await assert_problem(response, 401, "TERMINAL_DISABLED")
     assert delta() == 1
     assert nonce_count(engine) == 0
+
+
+def _outward(response_body: dict[str, Any], headers: Any) -> str:
+    """Everything a caller sees, less what differs per request by design."""
+    body = {k: v for k, v in response_body.items() if k not in ("request_id", "instance")}
+    kept = {
+        k.lower(): v
+        for k, v in headers.items()
+        if k.lower() not in ("x-request-id", "date", "content-length")
+    }
+    return json.dumps([body, sorted(kept.items())], sort_keys=True)
+
+
+async def test_without_the_key_unknown_disabled_and_wrong_are_one_answer(
+    client: Client,
+    clock: FakeClock,
+    engine: Engine,
+    rejection_delta: Delta,
+    caplog: pytest.LogCaptureFixture,
+):
+    """Nobody who has not proved a terminal's key can tell an unknown terminal id, a
+    disabled terminal (or one of a suspended institution) and a wrong signature apart:
+    the same status, headers, code, title, messages and detail. The operator still can:
+    the access log's reason and the rejection metric's label."""
+    with Session(engine) as session, session.begin():
+        institution = session.get(Terminal, OTHER_TERMINAL)
+        assert institution is not None
+        session.execute(
+            update(Institution)
+            .where(Institution.code == institution.institution_code)
+            .values(suspended=True)
+        )
+    wrong = b"\x44" * 32
+    cases = {
+        "TERMINAL_UNKNOWN": Signer(client, clock, "NO-SUCH-TERMINAL", wrong),
+        "TERMINAL_DISABLED": Signer(client, clock, OFF_TERMINAL, wrong),
+        "SIGNATURE_INVALID": Signer(client, clock, OK_TERMINAL, wrong),
+    }
+    seen = set()
+    with caplog.at_level(logging.INFO, logger="gateway.http"):
+        for reason, signer in cases.items():
+            delta = rejection_delta(reason)
+            response = await signer.post()
+            body = await assert_problem(response, 401, "SIGNATURE_INVALID")
+            seen.add(_outward(body, response.headers))
+            assert delta() == 1, reason
+        # A terminal whose institution is suspended, without its key: the same again.
+        response = await Signer(client, clock, OTHER_TERMINAL, wrong).post()
+        body = await assert_problem(response, 401, "SIGNATURE_INVALID")
+        seen.add(_outward(body, response.headers))
+    assert len(seen) == 1
+    reasons = [getattr(r, "gateway_fields", {}).get("reason") for r in caplog.records]
+    assert reasons == [
+        "TERMINAL_UNKNOWN",
+        "TERMINAL_DISABLED",
+        None,  # the answer is the reason: no reason field
+        "TERMINAL_DISABLED",
+    ]
+    # With its key, the suspended institution's terminal is told.
+    response = await Signer(client, clock, OTHER_TERMINAL, SECRETS[OTHER_TERMINAL]).post()
+    await assert_problem(response, 401, "TERMINAL_DISABLED")
+    assert nonce_count(engine) == 0
+
+
+async def test_an_unknown_terminal_id_costs_a_signature_check_too(
+    client: Client, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    """The unknown-id path verifies the signature against a dummy key, so it does the same
+    work as a known id (counted, not timed)."""
+    verified: list[bytes] = []
+    real = ta.verify_request_signature_v2
+
+    def counting(secret: bytes, *args: Any, **kwargs: Any) -> None:
+        verified.append(secret)
+        real(secret, *args, **kwargs)
+
+    monkeypatch.setattr(ta, "verify_request_signature_v2", counting)
+    await Signer(client, clock, "NO-SUCH-TERMINAL", b"\x11" * 32).post()
+    await Signer(client, clock, OK_TERMINAL, b"\x44" * 32).post()
+    assert len(verified) == 2
+    assert verified[0] not in SECRETS.values()
 
 
 async def test_wrong_secret(
