@@ -74,6 +74,7 @@ BRANCH = (
     "settlement.migrations.versions.st0007_registered_visits",
     "settlement.migrations.versions.st0008_admission_discharge_date",
     "settlement.migrations.versions.st0009_year_end_rollover",
+    "settlement.migrations.versions.st0010_remote_setl_time_utc",
 )
 ST0005 = BRANCH.index("settlement.migrations.versions.st0005_admission_remote_discharge")
 
@@ -792,3 +793,64 @@ def test_racing_requests_with_one_idempotency_key_run_once(postgres_schema_url: 
     assert outcomes.count(IdempotencyOutcome(replay=False)) == 1
     assert outcomes.count("IDEMPOTENCY_KEY_IN_USE") == 5
     engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine_at_st0009(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a database migrated up to st0009: st0010 repairs stored rows."""
+    if request.param == "sqlite":
+        engine = _sqlite_engine(tmp_path / "settlement.db")
+    else:
+        engine = create_engine(request.getfixturevalue("postgres_schema_url"))
+    _migrate(engine, list(BRANCH[:-1]), "upgrade")
+    yield engine
+    engine.dispose()
+
+
+def test_st0010_stores_a_hub_settle_time_stored_in_beijing_time_as_utc(
+    engine_at_st0009: Engine,
+) -> None:
+    from dbkit import as_utc
+    from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
+
+    assert BRANCH[-1].endswith("st0010_remote_setl_time_utc")
+    beijing = dt.timezone(dt.timedelta(hours=8))
+    at = dt.datetime(2026, 12, 7, 16, 1, 43, tzinfo=beijing)  # after 16:00: the lost hours
+    with Session(engine_at_st0009) as session, session.begin():
+        for n, setlinfo in enumerate(
+            ['{"setl_id": "S1", "setl_time": "2026-12-07 16:01:43"}', '{"setl_id": "S2"}']
+        ):
+            session.add(
+                RemoteSettlementRow(
+                    msgid=f"H31000000001202612071601430{n:03d}",
+                    infno="2207",
+                    route="cross_province",
+                    status=RemoteStatus.CONFIRMED,
+                    psn_no="320000000000001",
+                    insuplc_admdvs="320000",
+                    fixmedins_code="H31000000001",
+                    mdtrt_id=f"M{n}",
+                    visit_type="outpatient",
+                    visit_date=at.date(),
+                    filing_type="long_term_resident",
+                    request_json="{}",
+                    created_at=NOW,
+                    setlinfo_json=setlinfo,
+                    setl_id=f"S{n + 1}",
+                    setl_time=at,  # what the code before st0010 stored: Beijing time
+                    medfee_sumamt=100,
+                    fund_pay_sumamt=60,
+                    acct_pay=0,
+                    psn_cash_pay=40,
+                )
+            )
+    _migrate(engine_at_st0009, [BRANCH[-1]], "upgrade")
+    with Session(engine_at_st0009) as session:
+        rows = session.execute(select(RemoteSettlementRow.setl_id, RemoteSettlementRow.setl_time))
+        stored = {row.setl_id: row.setl_time for row in rows}
+    assert as_utc(stored["S1"]) == at  # the instant, on both databases
+    if engine_at_st0009.dialect.name == "sqlite":
+        # No readable setl_time in its setlinfo: left as it was (Beijing's wall clock).
+        assert stored["S2"] == at.replace(tzinfo=None)
+    else:
+        assert stored["S2"] == at
