@@ -14,12 +14,13 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from sqlalchemy.orm import Session
 
-from gateway.audit import audit_csv, list_audit
+from gateway.audit import audit_csv_header, audit_csv_rows, list_audit
 from gateway.card_auth.crl_admin import add_crl_commands, run_crl_command
 from gateway.enrolment import agents, identities, institutions, terminals, transport
 from gateway.enrolment.common import Actor
@@ -201,6 +202,21 @@ def run_admin(args: argparse.Namespace, settings: Settings) -> int:
 
 
 Unit = Callable[[Callable[[Session], Any]], Any]
+# Rows per transaction of `audit export`, which writes the whole trail a page at a time.
+_AUDIT_EXPORT_PAGE: Final = 1000
+
+
+def _audit_export(unit: Unit) -> None:
+    """Every audit row, newest first, in pages by id (as GET /v1/ops/audit.csv): memory is one
+    page whatever the trail's length."""
+    sys.stdout.write(audit_csv_header())
+    before_id: int | None = None
+    while True:
+        entries = unit(partial(list_audit, limit=_AUDIT_EXPORT_PAGE, before_id=before_id))
+        sys.stdout.write(audit_csv_rows(entries))
+        if len(entries) < _AUDIT_EXPORT_PAGE:
+            return
+        before_id = entries[-1].id
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings, unit: Unit) -> None:
@@ -367,10 +383,10 @@ def _rewrap(_: argparse.Namespace, settings: Settings, actor: Actor, unit: Unit)
 
 def _audit(args: argparse.Namespace, _: Settings, __: Actor, unit: Unit) -> None:
     verb = args.admin_verb
-    entries = unit(lambda s: list_audit(s, limit=args.limit if verb == "list" else 10_000))
     if verb == "export":
-        sys.stdout.write(audit_csv(entries))
+        _audit_export(unit)
         return
+    entries = unit(lambda s: list_audit(s, limit=args.limit))
     for e in entries:
         at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.at_ms / 1000))
         print(f"{e.id}\t{at}Z\t{e.actor}\t{e.source}\t{e.action}\t{e.subject}\t{e.changes}")

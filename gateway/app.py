@@ -139,15 +139,15 @@ async def _nonce_sweeper(app: web.Application) -> AsyncIterator[None]:
 
 async def _year_end_rollover(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    if not settings.year_end_rollover:
-        yield
-        return
+    # Started even with year_end_rollover off: it then only reads where the roll-over stands,
+    # for the metrics an unfinished roll-over alerts on (gateway.housekeeping).
     task = asyncio.create_task(
         roll_over_forever(
             app[DATABASE],
             app[CLOCK],
             interval_s=settings.rollover_check_interval_s,
             batch=settings.rollover_batch,
+            work=settings.year_end_rollover,
         ),
         name="year-end-rollover",
     )

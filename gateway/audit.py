@@ -41,6 +41,8 @@ __all__ = [
     "AuditRow",
     "JsonValue",
     "audit_csv",
+    "audit_csv_header",
+    "audit_csv_rows",
     "list_audit",
     "record_audit",
 ]
@@ -173,15 +175,26 @@ class AuditEntry:
 
 
 def list_audit(
-    session: Session, *, limit: int, before_id: int | None = None, action: str | None = None
+    session: Session,
+    *,
+    limit: int,
+    before_id: int | None = None,
+    action: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
 ) -> list[AuditEntry]:
-    """The newest ``limit`` rows (before ``before_id``: the next page), newest first."""
+    """The newest ``limit`` rows (before ``before_id``: the next page), newest first; only
+    those written from ``since_ms`` (included) to ``until_ms`` (excluded) if given."""
     assert 1 <= limit <= 10_000
     query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
     if before_id is not None:
         query = query.where(AuditRow.id < before_id)
     if action is not None:
         query = query.where(AuditRow.action == action)
+    if since_ms is not None:
+        query = query.where(AuditRow.at_ms >= since_ms)
+    if until_ms is not None:
+        query = query.where(AuditRow.at_ms < until_ms)
     return [
         AuditEntry(r.id, r.at_ms, r.actor, r.source, r.action, r.subject, r.changes)
         for r in session.scalars(query)
@@ -199,9 +212,20 @@ def _cell(value: str) -> str:
 
 def audit_csv(entries: Iterable[AuditEntry]) -> str:
     """RFC 4180 CSV with a header row; times in UTC ISO 8601."""
+    return audit_csv_header() + audit_csv_rows(entries)
+
+
+def audit_csv_header() -> str:
+    """The CSV's header row (a streamed export writes it, then pages of rows)."""
+    return audit_csv_rows((), header=True)
+
+
+def audit_csv_rows(entries: Iterable[AuditEntry], *, header: bool = False) -> str:
+    """Rows of the CSV, without the header row unless ``header``."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(_CSV_HEADER)
+    if header:
+        writer.writerow(_CSV_HEADER)
     for e in entries:
         at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(e.at_ms / 1000))
         at += f".{e.at_ms % 1000:03d}Z"

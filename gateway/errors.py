@@ -974,9 +974,9 @@ class ErrorCode(StrEnum):
         "FSI_MSGID_REVERSED",
         409,
         "msgid reversed",
-        "This transaction was reversed (2601) and will not be done. Start it again with "
-        "a new message number if it is still wanted.",
-        "该交易已被冲正（2601），不再办理。如仍需办理，请用新的报文编号重新发起。",
+        "This transaction was reversed (2601): nothing stands under this message number. "
+        "Start it again with a new message number if it is still wanted.",
+        "该交易已被冲正（2601），此报文编号下的交易不成立。如仍需办理，请用新的报文编号重新发起。",
     )
     FSI_CARD_NOT_PRESENT = ErrorSpec(
         "FSI_CARD_NOT_PRESENT",

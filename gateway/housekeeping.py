@@ -16,7 +16,11 @@ on 1 January, whether the last ended year's roll-over has finished (one primary-
 if not works it in batches of ``rollover_batch`` accounts, one write transaction each. Several
 workers (or replicas) working at once only share the work: the database lets each account roll
 over once (settlement.rollover). A settlement that reaches an account first rolls it itself, so
-how soon this job runs changes no amount.
+how soon this job runs changes no amount. After each check, and whether or not this worker
+rolls accounts (``year_end_rollover = false`` leaves the work to ``gateway admin rollover``),
+it sets the metrics ``gateway_rollover_pending_accounts`` and
+``gateway_rollover_due_timestamp_seconds`` from the database (:func:`observe_rollover`), which
+the alert RolloverUnfinished watches.
 """
 
 from __future__ import annotations
@@ -39,14 +43,17 @@ from gateway.store import delete_expired_nonces
 from settlement.errors import SettlementError
 from settlement.rollover import (
     RolloverProgress,
+    accounts_pending_rollover,
     last_ended_year,
     roll_over_year,
     rollover_completed,
 )
 
 __all__ = [
+    "observe_rollover",
     "roll_over_ended_year",
     "roll_over_forever",
+    "rollover_due_at",
     "seconds_to_next_year",
     "sweep_expired_fsi",
     "sweep_expired_nonces",
@@ -168,18 +175,48 @@ async def roll_over_ended_year(
     )
 
 
+def rollover_due_at(now: dt.datetime) -> dt.datetime:
+    """When the roll-over of the last ended year at ``now`` fell due: 00:00 Beijing time on
+    1 January of ``now``'s Beijing year."""
+    return dt.datetime(now.astimezone(BEIJING).year, 1, 1, tzinfo=BEIJING)
+
+
+async def observe_rollover(db: Database, now: dt.datetime) -> int:
+    """Set the roll-over metrics from the database at ``now`` (one read unit:
+    settlement.rollover.accounts_pending_rollover); return the accounts pending."""
+    pending = await db.read(partial(accounts_pending_rollover, year=last_ended_year(now)))
+    metrics.ROLLOVER_DUE.set(rollover_due_at(now).timestamp())
+    metrics.ROLLOVER_PENDING_ACCOUNTS.set(pending)
+    return pending
+
+
 async def roll_over_forever(
-    db: Database, clock: Callable[[], float], *, interval_s: float, batch: int
+    db: Database,
+    clock: Callable[[], float],
+    *,
+    interval_s: float,
+    batch: int,
+    work: bool = True,
 ) -> None:
+    """Every check: roll accounts over if ``work`` (the setting ``year_end_rollover``), then
+    observe where the roll-over stands (:func:`observe_rollover`) either way."""
+    metrics.ROLLOVER_DUE.set(rollover_due_at(_instant(clock)).timestamp())
     # S311: jitter, not security. At least a second: a worker's first moments are its start-up.
     await asyncio.sleep(random.uniform(1.0, max(1.0, min(interval_s, 60.0))))  # noqa: S311
     while True:
+        if work:
+            try:
+                await roll_over_ended_year(db, clock, batch=batch)
+            except (GatewayError, SettlementError) as exc:
+                log.warning("year-end roll-over skipped", extra=fields(code=exc.code))
+            except Exception:
+                log.exception("year-end roll-over failed")
         try:
-            await roll_over_ended_year(db, clock, batch=batch)
-        except (GatewayError, SettlementError) as exc:
-            log.warning("year-end roll-over skipped", extra=fields(code=exc.code))
+            await observe_rollover(db, _instant(clock))
+        except GatewayError as exc:
+            log.warning("year-end roll-over check skipped", extra=fields(code=exc.code))
         except Exception:
-            log.exception("year-end roll-over failed")
+            log.exception("year-end roll-over check failed")
         until_new_year_s = seconds_to_next_year(_instant(clock))
         jitter_s = random.uniform(0.0, _NEW_YEAR_JITTER_S)  # noqa: S311
         await asyncio.sleep(min(interval_s, until_new_year_s + jitter_s))

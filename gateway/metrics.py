@@ -24,7 +24,10 @@ dashboards in deploy/grafana use them; docs/operations.md has a runbook for ever
   ``gateway_counters_start_time_seconds`` (gateway.ops.counters);
 * card authentication: ``gateway_card_authentications_total`` (the response route,
   gateway.card_auth.routes), ``gateway_card_cert_cache_lookups_total``
-  (gateway.card_auth.service);
+  (gateway.card_auth.service), ``gateway_card_crl_next_update_timestamp_seconds`` (each
+  worker's CRL refresh, gateway.card_auth.revocation);
+* the year-end roll-over: ``gateway_rollover_pending_accounts``,
+  ``gateway_rollover_due_timestamp_seconds`` (each worker's check, gateway.housekeeping);
 * money: ``gateway_settlements_total``, ``gateway_settlement_cancels_total``,
   ``gateway_settled_amount_fen_total``, ``gateway_reconciliations_total``
   (gateway.settlement_metrics, from the answers of the settlement routes);
@@ -34,6 +37,7 @@ dashboards in deploy/grafana use them; docs/operations.md has a runbook for ever
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any, Final
 
 from prometheus_client import (
@@ -51,6 +55,7 @@ __all__ = [
     "CARD_AUTHENTICATIONS",
     "CARD_CERT_CACHE_HITS",
     "CARD_CERT_CACHE_MISSES",
+    "CARD_CRL_NEXT_UPDATE",
     "CONTENT_TYPE_LATEST",
     "DB_ERRORS",
     "DB_WRITE_SECONDS",
@@ -61,6 +66,8 @@ __all__ = [
     "REJECTIONS",
     "REQUESTS",
     "REQUEST_SECONDS",
+    "ROLLOVER_DUE",
+    "ROLLOVER_PENDING_ACCOUNTS",
     "SETTLED_AMOUNT_FEN",
     "SETTLEMENTS",
     "SETTLEMENT_CANCELS",
@@ -70,6 +77,7 @@ __all__ = [
     "UNMATCHED_ROUTE",
     "WORKER_RESTARTS",
     "count_request",
+    "observe_card_crls",
     "render_latest",
     "visit_type_label",
 ]
@@ -174,6 +182,41 @@ _CARD_CERT_CACHE: Final = Counter(
 )
 CARD_CERT_CACHE_HITS: Final = _CARD_CERT_CACHE.labels("hit")
 CARD_CERT_CACHE_MISSES: Final = _CARD_CERT_CACHE.labels("miss")
+# livemax: every worker reads the same card_crls table; one that has not refreshed yet shows
+# an older list, and the newest is what is in force. The label is bounded by the CAs of the
+# pinned card PKI (an import refuses any other issuer).
+CARD_CRL_NEXT_UPDATE: Final = Gauge(
+    "gateway_card_crl_next_update_timestamp_seconds",
+    "nextUpdate (Unix time) of the card CRL in force, by issuer (SM3 of the CA's name, hex, as "
+    "`gateway admin crl list` and GET /v1/ops/crls show it). Past it, the CA has a newer list "
+    "the gateway has not imported: cards revoked since are still accepted (fail open).",
+    ["issuer_sm3"],
+    multiprocess_mode="livemax",
+)
+
+
+def observe_card_crls(next_update_ms: Mapping[str, int]) -> None:
+    """Each issuer's list in force after a worker's CRL refresh (RevokedSerials' observer)."""
+    for issuer_sm3, ms in next_update_ms.items():
+        CARD_CRL_NEXT_UPDATE.labels(issuer_sm3).set(ms / 1000)
+
+
+# --- the year-end roll-over ----------------------------------------------------------------------
+
+# Set by each worker's roll-over check (every rollover_check_interval_s) from the database, so
+# every worker reports the same figure: livemax shows it once.
+ROLLOVER_PENDING_ACCOUNTS: Final = Gauge(
+    "gateway_rollover_pending_accounts",
+    "Personal accounts still in a year that has ended (Beijing time) while that year's "
+    "roll-over is not complete; 0 once it is.",
+    multiprocess_mode="livemax",
+)
+ROLLOVER_DUE: Final = Gauge(
+    "gateway_rollover_due_timestamp_seconds",
+    "When the last ended year's roll-over fell due (Unix time of 00:00 Beijing time, "
+    "1 January of this year): the alert measures how late an unfinished roll-over is.",
+    multiprocess_mode="livemax",
+)
 
 # --- money ---------------------------------------------------------------------------------------
 

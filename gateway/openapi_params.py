@@ -133,6 +133,17 @@ PARAMETERS: Final[Mapping[str, tuple[Param, ...]]] = {
     "upload_fee_lines": (_gateway_id("admission_id"), _idempotency(False)),
     "discharge": (_gateway_id("admission_id"), _CARD_SESSION, _idempotency(True)),
     "reconciliation_mismatches": (_query_date("date"), _SCOPE),
+    # gateway.ops.audit_export
+    "ops_audit_csv": (
+        _query_date("from", False, "Only rows written from this day on (Beijing), YYYY-MM-DD."),
+        _query_date("to", False, "Only rows written up to this day (Beijing, included)."),
+        Param(
+            "limit",
+            "query",
+            {"type": "integer", "minimum": 1, "maximum": 999_999},
+            description="At most this many rows, the newest (1 to 999999); absent: every row.",
+        ),
+    ),
     # gateway.crossprov.routes
     "list_filings": (
         Param(

@@ -129,6 +129,12 @@ class Settings(BaseModel):
     # Where the shared limits live: empty = the database (guard_buckets); else a Redis URL
     # (redis://host:6379/0, rediss://…, unix:///path.sock), checked at start-up.
     redis_url: str = Field("", max_length=2048)
+    # What every Redis key of the shared limits starts with. Two gateways that share one Redis
+    # (staging and production, two tenants) need prefixes of their own, or they share counts.
+    # Letters, digits and . _ - : only (a key is never quoted), 1 to 64 of them.
+    redis_key_prefix: str = Field(
+        "ssc-gateway:limit:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$"
+    )
     # Reverse proxies whose X-Forwarded-For is believed (comma-separated CIDRs, e.g.
     # "10.0.0.0/8, ::1/128"); empty = none: the TCP peer is the client (gateway.limits.proxies).
     trusted_proxies: str = Field("", max_length=4096)
@@ -164,7 +170,8 @@ class Settings(BaseModel):
     # The year-end roll-over of personal accounts (gateway.housekeeping): each worker checks
     # this often whether the last ended year's roll-over has finished (and just after 00:00
     # Beijing time on 1 January), and rolls this many accounts per write transaction. Off:
-    # the workers leave it to `admin rollover` (and each settlement rolls its own account).
+    # the workers leave it to `admin rollover` (and each settlement rolls its own account),
+    # and only read where it stands for the metrics, at the same interval.
     year_end_rollover: bool = True
     rollover_check_interval_s: float = Field(300.0, gt=0, le=86_400)
     rollover_batch: int = Field(500, ge=1, le=10_000)

@@ -68,6 +68,7 @@ __all__ = [
     "DueAccount",
     "RolloverProgress",
     "RolloverStatus",
+    "accounts_pending_rollover",
     "as_rolled",
     "last_ended_year",
     "require_ended",
@@ -299,6 +300,24 @@ class RolloverStatus:
 def rollover_completed(session: Session, *, year: int) -> bool:
     """A read unit: whether the roll-over of ``year`` has finished (one primary-key read)."""
     return session.get(RolloverYear, year) is not None
+
+
+def accounts_pending_rollover(session: Session, *, year: int) -> int:
+    """A read unit: the accounts still in ``year`` or before, 0 once its roll-over is complete.
+
+    Cheap enough for a periodic check on every worker: once the year is complete, one
+    primary-key read; before, a count over ix_personal_accounts_account_year_person_id's
+    leading column (index only), which runs only in the hours the job is working or stuck."""
+    if rollover_completed(session, year=year):
+        return 0
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(PersonalAccount)
+            .where(PersonalAccount.account_year <= year)
+        )
+        or 0
+    )
 
 
 def rollover_status(session: Session, *, year: int) -> RolloverStatus:

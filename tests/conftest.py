@@ -42,6 +42,16 @@ def postgres_url() -> str:
     return POSTGRES_URL
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_databases_dropped() -> Iterator[None]:
+    """The migrated copies of tests/dbtemplate.py are dropped in the background; wait for
+    the last of them, and drop the templates, when this process's tests are done."""
+    yield
+    import dbtemplate
+
+    dbtemplate.finish()
+
+
 @pytest.fixture
 def postgres_schema_url(postgres_url: str) -> Iterator[str]:
     """A URL whose connections live in a fresh schema of their own, dropped after the test."""

@@ -26,7 +26,10 @@ import enforces (each serial ~90 bytes of memory per worker, measured: 18 MB at 
 
 When a CRL in force passes its ``nextUpdate`` and no newer one is imported, the gateway keeps
 using it (fail open: refusing every card of Shanghai because a file was not copied in time
-would stop every counter) and says so in the log, once per worker and list.
+would stop every counter) and says so in the log, once per worker and list. Each refresh also
+hands every list's ``nextUpdate`` to an observer (the worker's metric
+``gateway_card_crl_next_update_timestamp_seconds``, which the alert CardCrlPastNextUpdate
+watches): a log line is read by nobody at 3 a.m.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -350,11 +353,17 @@ class RevokedSerials:
     list in force changed. The staleness bound is ``refresh_s`` (setting
     ``card_crl_refresh_s``); the memory bound is ``card_crl_max_entries`` serials per issuer,
     enforced by the import.
+
+    ``observe``, if given, is called after every refresh with each issuer's ``nextUpdate``
+    (Unix ms) of the list in force: the seam for the worker's metric (gateway.metrics), which
+    this module does not import (the supervisor imports it through gateway.migrate, before it
+    may import prometheus_client).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, observe: Callable[[Mapping[str, int]], None] | None = None) -> None:
         self._lists: dict[str, _IssuerList] = {}
         self._overdue_logged: set[str] = set()
+        self._observe = observe
 
     def check(self, chain: Sequence[Certificate]) -> None:
         """Raise GatewayError(CARD_CERT_REVOKED) if a certificate of ``chain`` (leaf first,
@@ -396,6 +405,12 @@ class RevokedSerials:
                 self._overdue_logged.add(key)
             elif not overdue:
                 self._overdue_logged.discard(key)
+        if self._observe is not None:
+            self._observe(self.next_updates_ms())
+
+    def next_updates_ms(self) -> dict[str, int]:
+        """Each issuer's list in force: its ``nextUpdate``, Unix ms."""
+        return {key: entry.next_update_ms for key, entry in self._lists.items()}
 
     async def refresh(self, db: Database, now_ms: int) -> None:
         self.apply(await db.read(self.refresh_unit), now_ms)

@@ -449,7 +449,7 @@ async def card_auth_context(app: web.Application) -> AsyncIterator[None]:
         )
     )
     # Loaded before the worker serves: a revoked card is never accepted for want of a list.
-    revoked = RevokedSerials()
+    revoked = RevokedSerials(observe=metrics.observe_card_crls)
     await revoked.refresh(db, int(app[CLOCK]() * 1000))
     app[CARD_AUTH] = CardAuthService(
         db=db,

@@ -28,9 +28,7 @@ from gateway.routing import Call, Route
 from gateway.state import CLOCK, DATABASE, SETTINGS
 from gateway.store import MEDICAL_KINDS
 from settlement.crossprov import clearing, remote, remote_clearing, wire
-from settlement.crossprov.filings import register_filing
-from settlement.crossprov.routing import SHANGHAI_ADMDVS, route_for
-from settlement.crossprov.routing import Route as Way
+from settlement.crossprov.filings import FilingNotCrossProvince, register_filing
 from settlement.crossprov.store import (
     FilingRow,
     FilingType,
@@ -125,17 +123,17 @@ def _register_unit(
 
 
 async def register(call: Call[models.FilingIn]) -> models.FilingOut:
-    if route_for(SHANGHAI_ADMDVS, call.body.insuplc_admdvs) is not Way.CROSS_PROVINCE:
+    try:
+        return await call.app[DATABASE].write(
+            partial(_register_unit, body=call.body, institution=_institution(call), now=_now(call))
+        )
+    except FilingNotCrossProvince as exc:
+        # The rule is the use case's; this door names the field as its other field errors do.
         raise GatewayError(
             ErrorCode.VALIDATION_FAILED,
-            "a filing is for a person insured in another province",
-            errors=[
-                {"field": "insuplc_admdvs", "problem": "not another province", "type": "value"}
-            ],
-        )
-    return await call.app[DATABASE].write(
-        partial(_register_unit, body=call.body, institution=_institution(call), now=_now(call))
-    )
+            exc.message,
+            errors=[{"field": exc.field, "problem": "not another province", "type": "value"}],
+        ) from None
 
 
 def _filings_unit(session: Session, *, psn_no: str) -> models.FilingList:

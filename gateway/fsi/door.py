@@ -11,7 +11,9 @@ is the transaction's own unit, whose first step checks the sign-in):
 4. the transaction: known (FSI_INFNO_UNSUPPORTED), its input;
 5. ONE unit: the sign-in (FSI_SIGN_NO_INVALID), the msgid (settlement.keyed: same msgid, same
    envelope → the stored answer verbatim; different → FSI_MSGID_REUSED, infcode -2), the
-   work, the answer.
+   work, the answer;
+6. a settle's stored answer replayed: refused FSI_MSGID_REVERSED instead if a 2601 has
+   cancelled its settlement since (gateway.fsi.reversal.refuse_reversed_resend).
 
 Failures are HTTP 200 with ``infcode`` -1 and ``err_msg`` "[CODE] 中文 English (detail)";
 msgid conflicts -2. They are not stored: the same msgid may be sent again once the cause is
@@ -286,6 +288,7 @@ async def _serve(
         guard=guard,
     )
     stored: Stored = await handler(call)
+    await reversal.refuse_reversed_resend(call, stored)  # a settle replayed after its 2601
     return web.Response(
         text=stored.body,
         status=200,

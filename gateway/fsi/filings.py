@@ -17,8 +17,7 @@ from sqlalchemy.orm import Session
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fsi.calls import FsiCall, InputModel, ok, parse_input, run_work
 from gateway.fsi.envelope import parse_time
-from settlement.crossprov.filings import cancel_filing, register_filing
-from settlement.crossprov.routing import SHANGHAI_ADMDVS, Route, route_for
+from settlement.crossprov.filings import FilingNotCrossProvince, cancel_filing, register_filing
 from settlement.crossprov.store import FilingRow, FilingType
 from settlement.keyed import Answer, Stored
 
@@ -38,21 +37,27 @@ def _date(text: str, field: str) -> dt.date:
 
 
 def _insured_place(call: FsiCall, sent: str) -> str:
-    """The person's insured place: the input's ``insuplc_admdvs``, else the envelope's; a
-    filing is for a person insured in another province (as on /v1)."""
+    """The person's insured place: the input's ``insuplc_admdvs``, else the envelope's. That
+    it is another province is the use case's rule (register_filing), mapped by
+    :func:`_filed`."""
     admdvs = sent or call.envelope.insuplc_admdvs or ""
     if not admdvs:
         raise GatewayError(ErrorCode.FSI_ENVELOPE_INVALID, "insuplc_admdvs is missing")
-    if route_for(SHANGHAI_ADMDVS, admdvs) is not Route.CROSS_PROVINCE:
-        raise GatewayError(
-            ErrorCode.FSI_ENVELOPE_INVALID,
-            "insuplc_admdvs: a filing is for a person insured in another province",
-        )
     return admdvs
 
 
 def _filed_answer(row: FilingRow, *, call: FsiCall) -> Answer:
     return ok(call, {"result": {"trt_dcla_detl_sn": row.filing_id}})
+
+
+async def _filed(call: FsiCall, work: partial[FilingRow]) -> Stored:
+    """Run a registration under the msgid. A person not insured in another province is
+    refused as a bad envelope field naming it (``FSI_ENVELOPE_INVALID``, infcode -1): the
+    envelope's or the input's ``insuplc_admdvs`` is what the HIS fixes."""
+    try:
+        return await run_work(call, work, partial(_filed_answer, call=call))
+    except FilingNotCrossProvince as exc:
+        raise GatewayError(ErrorCode.FSI_ENVELOPE_INVALID, f"{exc.field}: {exc.message}") from None
 
 
 def _register(
@@ -100,7 +105,7 @@ async def referral(call: FsiCall) -> Stored:
         valid_to=_date(body.enddate, "enddate"),
         target=body.reflin_medins_no or None,
     )
-    return await run_work(call, work, partial(_filed_answer, call=call))
+    return await _filed(call, work)
 
 
 class DesignatedInput(InputModel):
@@ -130,7 +135,7 @@ async def designated(call: FsiCall) -> Stored:
         valid_to=_date(body.enddate, "enddate") if body.enddate else None,
         target=None,
     )
-    return await run_work(call, work, partial(_filed_answer, call=call))
+    return await _filed(call, work)
 
 
 class CancelInput(InputModel):

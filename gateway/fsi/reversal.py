@@ -13,6 +13,13 @@ reversed).
 
 Both in ONE unit with the reversal's own msgid, so a retried reversal answers its first
 answer.
+
+* A settle resent under its msgid after a 2601 cancelled its settlement
+  (:func:`refuse_reversed_resend`): refused ``FSI_MSGID_REVERSED``, as the late original of
+  the second case is, never its stored success. The HIS reversed it because it never got that
+  answer; receiving it now it would book a settlement that no longer stands (and collect its
+  cash share). The reversal is known by the settlement's ``cancel_reason``, written in the
+  cancel's own transaction (:func:`reversal_reason`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from functools import partial
 from typing import Any, Final
 
 from pydantic import Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.crossprov.hub import HUB
@@ -32,14 +40,21 @@ from gateway.state import DATABASE
 from settlement.counter import registered
 from settlement.counter import settle as at_counter
 from settlement.crossprov.remote_cancel import cancel_remote, find_remote
-from settlement.crossprov.store import RemoteSettlementRow
+from settlement.crossprov.store import RemoteSettlementRow, RemoteStatus
 from settlement.errors import SettlementAlreadyCancelled
 from settlement.idempotency import store_response
 from settlement.keyed import Answer, KeyedRequest, Stored, answer, claim_key
 from settlement.recording import cancel_settlement
-from settlement.store import IdempotencyKey, IdempotencyStatus, SettlementRow
+from settlement.store import IdempotencyKey, IdempotencyStatus, SettlementRow, SettlementStatus
 
-__all__ = ["REVERSIBLE", "TOMBSTONE_SHA256", "reverse"]
+__all__ = [
+    "REVERSIBLE",
+    "TOMBSTONE_SHA256",
+    "refuse_reversed_resend",
+    "reversal_reason",
+    "reverse",
+    "reversed_by",
+]
 
 # DOMAIN §4: only these may be reversed.
 REVERSIBLE: Final = frozenset({2102, 2103, 2207, 2208, 2304, 2305, 2401})
@@ -48,6 +63,14 @@ _CANCELS: Final = frozenset({2103, 2208, 2305})
 # The request fingerprint of a tombstone: 64 characters as the column requires, none of them a
 # lower-case hex digit after the first, so no request's SHA-256 is ever equal to it.
 TOMBSTONE_SHA256: Final = "REVERSED-BEFORE-ARRIVAL".ljust(64, "X")
+# The cancel_reason of a settlement a 2601 cancelled (local or through the hub): how a resend
+# of its settle learns it was reversed, and by which msgid (reversed_by).
+_REASON_PREFIX: Final = "2601 reversal msgid "
+
+
+def reversal_reason(msgid: str) -> str:
+    """The ``cancel_reason`` of a settlement cancelled by the 2601 with ``msgid``."""
+    return _REASON_PREFIX + msgid
 
 
 class ReversalInput(InputModel):
@@ -121,7 +144,7 @@ def _reverse_unit(
                 cancel_settlement(session, setl_id=setl_id, now=call.now)
                 row = found.record
                 assert isinstance(row, SettlementRow)
-                row.cancel_reason = f"2601 reversal msgid {call.envelope.msgid}"
+                row.cancel_reason = reversal_reason(call.envelope.msgid)
                 warn = f"settlement {setl_id} cancelled"
             except SettlementAlreadyCancelled:
                 warn = "the settlement was already cancelled"
@@ -181,7 +204,7 @@ async def reverse(call: FsiCall) -> Stored:
             call.app[HUB],
             row=remote,
             keyed=call.keyed,
-            reason=f"2601 reversal msgid {call.envelope.msgid}",
+            reason=reversal_reason(call.envelope.msgid),
             render=partial(_reversed_remote, call=call),
         )
     return await run(call, partial(_reverse_unit, call=call, omsgid=body.omsgid, oinfno=oinfno))
@@ -190,3 +213,45 @@ async def reverse(call: FsiCall) -> Stored:
 def is_tombstone(session: Session, *, fixmedins_code: str, msgid: str) -> bool:
     row = session.get(IdempotencyKey, (CLIENT_PREFIX + fixmedins_code, msgid))
     return row is not None and row.request_sha256 == TOMBSTONE_SHA256
+
+
+def reversed_by(session: Session, *, fixmedins_code: str, setl_id: str) -> str | None:
+    """The msgid of the 2601 that cancelled this institution's settlement ``setl_id`` (local
+    or through the hub), or None: not cancelled, or cancelled otherwise (2103/2208/2305, /v1,
+    whose callers had the settlement's answer, since they named its setl_id)."""
+    reason = session.scalar(
+        select(SettlementRow.cancel_reason).where(
+            SettlementRow.setl_id == setl_id,
+            SettlementRow.fixmedins_code == fixmedins_code,
+            SettlementRow.status == SettlementStatus.CANCELLED,
+        )
+    )
+    if reason is None:
+        remote = find_remote(session, fixmedins_code=fixmedins_code, setl_id=setl_id)
+        # A cancel through the hub writes its reason before the call; only a booked one counts
+        # (until the hub confirms, the settlement stands and its answer is still true).
+        if remote is not None and remote.status is RemoteStatus.CANCELLED:
+            reason = remote.cancel_reason
+    if reason is None or not reason.startswith(_REASON_PREFIX):
+        return None
+    return reason.removeprefix(_REASON_PREFIX)
+
+
+async def refuse_reversed_resend(call: FsiCall, stored: Stored) -> None:
+    """A settle (2102, 2207, 2304) replayed under its msgid whose settlement a 2601 has
+    cancelled since: refused ``FSI_MSGID_REVERSED`` (infcode -2) naming the reversal, not its
+    stored success (module docstring; docs/national-interface.md §2). One read, on a replay
+    only."""
+    if not stored.replayed or call.infno not in _SETTLES:
+        return
+    setl_id = (_output_of(stored.body).get("setlinfo") or {}).get("setl_id")
+    if not isinstance(setl_id, str):
+        return
+    reversal = await call.app[DATABASE].read(
+        partial(reversed_by, fixmedins_code=call.counter.fixmedins_code, setl_id=setl_id)
+    )
+    if reversal is not None:
+        raise GatewayError(
+            ErrorCode.FSI_MSGID_REVERSED,
+            f"settlement {setl_id} was cancelled by 2601 msgid {reversal}",
+        )

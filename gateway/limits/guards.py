@@ -154,7 +154,7 @@ class WrongTokenGuard:
 def make_store(settings: Settings, db: object) -> BucketStore:
     """Redis when ``redis_url`` is set, else the database the worker uses."""
     if settings.redis_url:
-        return RedisBucketStore(settings.redis_url)
+        return RedisBucketStore(settings.redis_url, prefix=settings.redis_key_prefix)
     from gateway.db import Database
 
     assert isinstance(db, Database)

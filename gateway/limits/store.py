@@ -40,7 +40,8 @@ __all__ = [
 # Most buckets one spend() call touches (one statement's VALUES list, one pipeline).
 MAX_BATCH: Final = 1000
 # Redis keys live this long past the moment the bucket would be full again (then it is the
-# same as no key). Keys are prefixed so a shared Redis can be told apart.
+# same as no key). Keys start with the setting redis_key_prefix, this by default, so that
+# gateways sharing one Redis can be told apart.
 REDIS_PREFIX: Final = "ssc-gateway:limit:"
 
 
@@ -208,11 +209,15 @@ return tostring(tokens)
 
 
 class RedisBucketStore:
-    """Buckets as Redis hashes ``ssc-gateway:limit:<scope>:<key>`` that expire once full again
-    (so nothing needs sweeping). One pipeline round trip per spend() call."""
+    """Buckets as Redis hashes ``<prefix><scope>:<key>`` (``prefix``: the setting
+    ``redis_key_prefix``, ``ssc-gateway:limit:`` by default) that expire once full again (so
+    nothing needs sweeping). One pipeline round trip per spend() call."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, prefix: str = REDIS_PREFIX) -> None:
         import redis.asyncio as redis_asyncio
+
+        assert prefix, "an empty prefix would share the keyspace with anything in that Redis"
+        self.prefix = prefix
 
         # Short timeouts: a guard must not hang a request when Redis is away; the caller
         # decides what a failure means (gateway.limits.guards: fail open, logged).
@@ -234,7 +239,7 @@ class RedisBucketStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key, cost in batch:
                     await self._script(
-                        keys=[f"{REDIS_PREFIX}{spec.scope}:{key}"],
+                        keys=[f"{self.prefix}{spec.scope}:{key}"],
                         args=[cost, spec.capacity, rate_per_ms, now_ms, spec.full_after_ms],
                         client=pipe,
                     )

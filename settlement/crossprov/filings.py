@@ -18,12 +18,14 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from settlement.crossprov.routing import SHANGHAI_ADMDVS, Route, is_admdvs, route_for
 from settlement.crossprov.store import FilingRow, FilingType
 from settlement.errors import InvalidClaim, SettlementError
 
 __all__ = [
     "Filing",
     "FilingInvalid",
+    "FilingNotCrossProvince",
     "FilingNotFound",
     "FilingRequired",
     "cancel_filing",
@@ -56,6 +58,15 @@ class FilingInvalid(InvalidClaim):
     """A filing registration that cannot be accepted as sent (→ 422 VALIDATION_FAILED)."""
 
     code = "VALIDATION_FAILED"
+
+
+class FilingNotCrossProvince(FilingInvalid):
+    """A filing for a person not insured in another province (→ 422 VALIDATION_FAILED): only
+    a cross-province settlement needs one (DOMAIN §5; an in-province remote one goes through
+    the hub without). ``field`` is the input at fault, for the door to name in its own form
+    (/v1's field errors, the national door's err_msg)."""
+
+    field = "insuplc_admdvs"
 
 
 class FilingNotFound(InvalidClaim):
@@ -123,7 +134,12 @@ def register_filing(
     registered_by: str,
     now: dt.datetime,
 ) -> FilingRow:
-    """Register a filing (as 2501) in the caller's transaction."""
+    """Register a filing (as 2501) in the caller's transaction: only for a person insured in
+    another province (:class:`FilingNotCrossProvince`, checked first, whichever door asks)."""
+    if not is_admdvs(insuplc_admdvs):
+        raise FilingNotCrossProvince("insuplc_admdvs is not a 6-digit admdvs code")
+    if route_for(SHANGHAI_ADMDVS, insuplc_admdvs) is not Route.CROSS_PROVINCE:
+        raise FilingNotCrossProvince("a filing is for a person insured in another province")
     if valid_to is not None and valid_to < valid_from:
         raise FilingInvalid("valid_to is before valid_from")
     if filing_type is FilingType.REFERRAL:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from dbtemplate import migrated_postgres, migrated_sqlite
 from gateway_testkit import (
     HOSPITAL,
     OFF_TERMINAL,
@@ -36,11 +37,18 @@ from gateway.store import Institution, Terminal
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database, or, for a test that asks for ``migrated_engine`` (most do), one
+    already migrated: a copy of a template migrated once per process (tests/dbtemplate.py)."""
+    migrated = "migrated_engine" in request.fixturenames
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'gateway.sqlite3'}"
-    url: str = request.getfixturevalue("postgres_schema_url")
-    return url
+        path = tmp_path / "gateway.sqlite3"
+        yield migrated_sqlite(path) if migrated else f"sqlite:///{path}"
+    elif migrated:
+        with migrated_postgres(request.getfixturevalue("postgres_url")) as url:
+            yield url
+    else:
+        yield request.getfixturevalue("postgres_schema_url")
 
 
 @pytest.fixture
@@ -59,7 +67,7 @@ def settings(tmp_path: Path, db_url: str, settings_overrides: dict[str, Any]) ->
 @pytest.fixture
 def migrated_engine(settings: Settings) -> Iterator[Engine]:
     engine = make_engine(settings)
-    migrate.upgrade(engine)
+    migrate.check_schema_current(engine)  # db_url copied it from a migrated template
     yield engine
     engine.dispose()
 

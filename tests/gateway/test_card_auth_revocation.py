@@ -23,6 +23,7 @@ from card_auth_testkit import (
     load_registry,
 )
 from gateway_testkit import Client, FakeClock, Signer, assert_problem
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,7 @@ from gateway.card_auth.revocation import (
     CardRevokedSerial,
     CrlImportRefused,
     RevokedSerials,
+    _IssuerList,
     import_crl,
     imported_crls,
     parse_crl_file,
@@ -184,6 +186,36 @@ async def test_a_worker_loads_the_lists_in_force_before_it_serves(
     async with TestClient(TestServer(create_app(settings, clock=clock))) as fresh:
         terminal = CardTerminal(Signer(fresh, clock))
         await assert_problem(await terminal.authenticate(NEW_ACTIVE), 403, "CARD_CERT_REVOKED")
+
+
+# -- the metric an overdue list alerts on -----------------------------------------------------
+
+CRL_NEXT_UPDATE = "gateway_card_crl_next_update_timestamp_seconds"
+
+
+async def test_each_worker_reports_the_next_update_of_the_list_in_force(
+    client: Client, registry: Engine, clock: FakeClock
+) -> None:
+    """What CardCrlPastNextUpdate (deploy/prometheus/alerts.yml) compares with the time."""
+    first = demo_crl(clock, number=40, hours_left=24)
+    labels = {"issuer_sm3": do_import(registry, first, clock).issuer_sm3}
+    await refresh(client, clock)
+    assert REGISTRY.get_sample_value(CRL_NEXT_UPDATE, labels) == first.next_update.timestamp()
+    # A newer list, imported by another worker or replica: this one reports it once refreshed.
+    newer = demo_crl(clock, number=41, hours_left=72)
+    do_import(registry, newer, clock)
+    await refresh(client, clock)
+    assert REGISTRY.get_sample_value(CRL_NEXT_UPDATE, labels) == newer.next_update.timestamp()
+    exposed = await (await client.get("/metrics")).text()
+    assert f'{CRL_NEXT_UPDATE}{{issuer_sm3="{labels["issuer_sm3"]}"}}' in exposed
+
+
+def test_the_revoked_set_hands_every_lists_next_update_to_its_observer() -> None:
+    seen: list[dict[str, int]] = []
+    revoked = RevokedSerials(observe=lambda next_updates: seen.append(dict(next_updates)))
+    revoked.apply({"a1": _IssuerList("crl-a", 5_000, frozenset({7}))}, now_ms=1_000)
+    revoked.apply({"b2": _IssuerList("crl-b", 9_000, frozenset())}, now_ms=6_000)  # a1 overdue
+    assert seen == [{"a1": 5_000}, {"a1": 5_000, "b2": 9_000}]
 
 
 # -- refused imports change nothing ----------------------------------------------------------

@@ -121,6 +121,29 @@ async def test_a_dropped_settle_through_the_hub_is_reversed_by_2601(
     assert (await again.json()) == answer
 
 
+async def test_a_settle_through_the_hub_resent_after_its_reversal_is_refused(
+    his: His, world: Engine
+) -> None:
+    registered = await his.ok(
+        "2201", {"data": {**card_input(), "begntime": f"{VISIT_DATE} 10:00:00"}}
+    )
+    mdtrt_id = registered["data"]["mdtrt_id"]
+    line = {"med_list_codg": "DEMO-A-002", "cnt": 1, "pric": 25, "mdtrt_id": mdtrt_id}
+    await his.ok("2204", {"feedetail": [line]})
+    dropped = his.msgid()
+    settle = {"data": {**card_input(), "mdtrt_id": mdtrt_id}}
+    first = await (await his.post_raw(his.envelope("2207", settle, msgid=dropped))).json()
+    setl_id = first["output"]["setlinfo"]["setl_id"]  # the answer the HIS never got
+    reversal = his.msgid()
+    await his.ok("2601", {"data": {"omsgid": dropped, "oinfno": "2207"}}, msgid=reversal)
+    resent = await his.call("2207", settle, msgid=dropped)
+    assert resent["infcode"] == -2, resent
+    assert refused_code(resent) == "FSI_MSGID_REVERSED"
+    assert f"settlement {setl_id} was cancelled by 2601 msgid {reversal}" in resent["err_msg"]
+    with Session(world) as session:
+        assert session.scalar(select(RemoteSettlementRow.status)) is RemoteStatus.CANCELLED
+
+
 async def _settling_during(his: His, world: Engine, hub: HubProcess, mdtrt_id: str) -> Any:
     """Start 2207 with the hub slow, and return once its intent is written (the visit's lines
     were read and are on their way): the caller changes the visit while the hub settles."""

@@ -5,6 +5,7 @@ and bad envelopes refused with a typed code and nothing written."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -172,6 +173,64 @@ async def test_reversal_of_a_committed_settle_and_of_one_never_done(
     # Only the listed codes may be reversed.
     refused = await his.call("2601", {"data": {"omsgid": dropped, "oinfno": "2206"}})
     assert refused_code(refused) == "FSI_REVERSAL_REFUSED"
+    assert_ledger_balanced(world)
+
+
+def _refused_as_reversed(answer: dict[str, Any], *, setl_id: str, reversal: str) -> None:
+    """A resend of a settle a 2601 undid: -2 FSI_MSGID_REVERSED naming the settlement and the
+    reversal's msgid (docs/national-interface.md §2), never the stored success."""
+    assert answer["infcode"] == -2, answer
+    assert refused_code(answer) == "FSI_MSGID_REVERSED"
+    assert f"settlement {setl_id} was cancelled by 2601 msgid {reversal}" in answer["err_msg"]
+    assert answer["output"] == {}
+
+
+async def test_a_settle_resent_after_its_reversal_is_refused_not_replayed(
+    his: His, world: Engine
+) -> None:
+    _mdtrt_id, settle_input = await outpatient_visit(his)
+    dropped = his.msgid()
+    first = await (await his.post_raw(his.envelope("2207", settle_input, msgid=dropped))).json()
+    setl_id = first["output"]["setlinfo"]["setl_id"]  # the answer the HIS never got
+    reversal = his.msgid()
+    await his.ok("2601", {"data": {"omsgid": dropped, "oinfno": "2207"}}, msgid=reversal)
+    before = snapshot(world)
+    resent = await his.post_raw(his.envelope("2207", settle_input, msgid=dropped))
+    assert "Idempotent-Replayed" not in resent.headers
+    _refused_as_reversed(await resent.json(), setl_id=setl_id, reversal=reversal)
+    assert snapshot(world) == before
+    # A settlement cancelled by 2208 (the HIS named its setl_id: it had the answer) still
+    # replays its settle's answer, byte for byte.
+    _second, second_input = await outpatient_visit(his)
+    msgid = his.msgid()
+    kept = await his.post_raw(his.envelope("2207", second_input, msgid=msgid))
+    kept_text = await kept.text()
+    second_id = json.loads(kept_text)["output"]["setlinfo"]["setl_id"]
+    await his.ok("2208", {"data": {"setl_id": second_id}})
+    again = await his.post_raw(his.envelope("2207", second_input, msgid=msgid))
+    assert await again.text() == kept_text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert_ledger_balanced(world)
+
+
+async def test_a_pharmacy_settle_resent_after_its_reversal_is_refused(
+    world: Engine, client: Client, clock: FakeClock
+) -> None:
+    pharmacy_terminal = Signer(client, clock, OTHER_TERMINAL, SECRETS[OTHER_TERMINAL])
+    response = await CardTerminal(pharmacy_terminal).authenticate(CARD)
+    assert response.status == 200, await response.text()
+    his = His(client, clock, fixmedins_code=PHARMACY)
+    await his.sign_in()
+    body = {"data": {**card_input(), "med_type": "41"},
+            "feedetail": [{"med_list_codg": "DEMO-A-001", "cnt": 3, "pric": "12.50"}]}  # fmt: skip
+    dropped = his.msgid()
+    first = await (await his.post_raw(his.envelope("2102", body, msgid=dropped))).json()
+    reversal = his.msgid()
+    await his.ok("2601", {"data": {"omsgid": dropped, "oinfno": "2102"}}, msgid=reversal)
+    before = snapshot(world)
+    resent = await his.call("2102", body, msgid=dropped)
+    _refused_as_reversed(resent, setl_id=first["output"]["setlinfo"]["setl_id"], reversal=reversal)
+    assert snapshot(world) == before
     assert_ledger_balanced(world)
 
 

@@ -125,3 +125,30 @@ async def test_bad_filings_are_refused_and_write_nothing(
     assert answer["infcode"] == -1
     assert refused_code(answer) == code, answer["err_msg"]
     assert _written(world) == before
+
+
+@pytest.mark.parametrize("insuplc_admdvs", ["310000", "310115"])
+async def test_both_doors_refuse_a_filing_for_a_person_insured_here_in_their_own_form(
+    his: His, world: Engine, signer: Signer, insuplc_admdvs: str
+) -> None:
+    # One rule (settlement.crossprov.filings.register_filing), two renderings of its refusal:
+    # the national door's err_msg names the field, /v1's field errors name it.
+    before = _written(world)
+    national = await his.call("2501", {"refmedin": {**REFERRAL, "insuplc_admdvs": insuplc_admdvs}})
+    assert national["infcode"] == -1
+    assert refused_code(national) == "FSI_ENVELOPE_INVALID"
+    detail = "(insuplc_admdvs: a filing is for a person insured in another province)"
+    assert detail in national["err_msg"]
+    response = await Till(signer).post(
+        "/v1/crossprov/filings",
+        {"psn_no": PSN_NO, "insuplc_admdvs": insuplc_admdvs, "filing_type": "long_term_resident",
+         "valid_from": "2027-01-01"},
+    )  # fmt: skip
+    assert response.status == 422, await response.text()
+    problem = await response.json()
+    assert problem["code"] == "VALIDATION_FAILED"
+    assert problem["detail"] == "a filing is for a person insured in another province"
+    assert problem["errors"] == [
+        {"field": "insuplc_admdvs", "problem": "not another province", "type": "value"}
+    ]
+    assert _written(world) == before

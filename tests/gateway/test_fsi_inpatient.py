@@ -228,6 +228,32 @@ async def test_reversal_of_2304_2305_and_2401(his: His, world: Engine) -> None:
     assert_ledger_balanced(world)
 
 
+async def test_a_2304_resent_after_its_reversal_is_refused_not_replayed(
+    his: His, world: Engine
+) -> None:
+    mdtrt_id = await admitted(his)
+    dropped = his.msgid()
+    first = await (
+        await his.post_raw(his.envelope("2304", settle_input(mdtrt_id), msgid=dropped))
+    ).json()
+    setl_id = first["output"]["setlinfo"]["setl_id"]  # the answer the HIS never got
+    reversal = his.msgid()
+    await his.ok("2601", {"data": {"omsgid": dropped, "oinfno": "2304"}}, msgid=reversal)
+    before = snapshot(world)
+    resent = await his.call("2304", settle_input(mdtrt_id), msgid=dropped)
+    assert resent["infcode"] == -2, resent
+    assert refused_code(resent) == "FSI_MSGID_REVERSED"
+    assert f"settlement {setl_id} was cancelled by 2601 msgid {reversal}" in resent["err_msg"]
+    assert snapshot(world) == before
+    # Reopened (2405) and settled anew under a new msgid: that one stands, the old one is
+    # still refused.
+    settled = await his.ok("2304", settle_input(await _reopened(his, mdtrt_id)))
+    assert settled["setlinfo"]["setl_id"] != setl_id
+    again = await his.call("2304", settle_input(mdtrt_id), msgid=dropped)
+    assert refused_code(again) == "FSI_MSGID_REVERSED"
+    assert_ledger_balanced(world)
+
+
 async def _reopened(his: His, mdtrt_id: str) -> str:
     await his.ok("2405", {"data": {"mdtrt_id": mdtrt_id}})
     return mdtrt_id

@@ -17,7 +17,7 @@ from gateway_testkit import Client, FakeClock, assert_problem
 from sqlalchemy import Engine
 
 from gateway.db import Database
-from gateway.limits.guards import TerminalLimits
+from gateway.limits.guards import TerminalLimits, make_store
 from gateway.limits.proxies import TrustedProxies, parse_trusted_proxies
 from gateway.limits.store import (
     REDIS_PREFIX,
@@ -128,6 +128,54 @@ async def test_redis_buckets_expire_once_full_again():
         assert 0 < ttl_ms <= s.full_after_ms
     finally:
         await store.close()
+
+
+@pytest.mark.redis
+async def test_two_gateways_with_their_own_key_prefixes_do_not_share_counts(tmp_path: Any):
+    """Staging and production (or two tenants) on one Redis: same scope, same terminal id, but
+    each gateway's redis_key_prefix keeps its buckets apart."""
+    tag = secrets.token_hex(4)
+    prefixes = (f"staging-{tag}:limit:", f"production-{tag}:limit:")
+    stores = [
+        make_store(
+            load_settings(
+                environ={},
+                overrides={"data_dir": tmp_path, "redis_url": REDIS_URL, "redis_key_prefix": p},
+            ),
+            None,
+        )
+        for p in prefixes
+    ]
+    staging, production = stores
+    assert isinstance(staging, RedisBucketStore)
+    assert isinstance(production, RedisBucketStore)
+    try:
+        try:
+            await staging.ping()
+        except Exception:
+            pytest.fail("Redis is not running at 127.0.0.1:6379 (README: servers the tests need)")
+        s = spec(capacity=3, refill_per_s=0.001)
+        assert await staging.spend(s, [("T1", 3.0)], 1000) == [0.0]  # staging: spent
+        assert await production.spend(s, [("T1", 1.0)], 1000) == [2.0]  # production: full
+        assert await staging.spend(s, [("T1", 0.0)], 1000) == [0.0]
+        for prefix in prefixes:
+            assert await staging._redis.exists(f"{prefix}{s.scope}:T1") == 1
+        assert await staging._redis.exists(f"{REDIS_PREFIX}{s.scope}:T1") == 0
+    finally:
+        for store in stores:
+            await store.close()
+
+
+def test_the_key_prefix_keeps_todays_keys_by_default_and_is_validated(tmp_path: Any):
+    assert load_settings(environ={}, overrides={"data_dir": tmp_path}).redis_key_prefix == (
+        REDIS_PREFIX
+    )
+    for bad in ("", "has space:", "x" * 65, "tenant*:", "ünï:"):
+        with pytest.raises(SettingsError, match="GATEWAY_REDIS_KEY_PREFIX"):
+            load_settings(environ={"GATEWAY_REDIS_KEY_PREFIX": bad}, overrides={})
+    prefix = "ssc-gw.staging:limit:"
+    good = load_settings(environ={"GATEWAY_REDIS_KEY_PREFIX": prefix}, overrides={})
+    assert good.redis_key_prefix == prefix
 
 
 # --- the terminal limit: local answer, shared count -----------------------------------------

@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from card_auth_testkit import NEW_ACTIVE, SEED, load_registry
 from gateway_testkit import Client, FakeClock, Signer
+from prometheus_client import REGISTRY
 from settlement_api_testkit import Till, assert_ledger_balanced
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -22,7 +23,8 @@ from sqlalchemy.orm import Session
 from dbkit import BEIJING
 from gateway import housekeeping
 from gateway.app import create_app
-from gateway.housekeeping import roll_over_ended_year, seconds_to_next_year
+from gateway.db import Database
+from gateway.housekeeping import observe_rollover, roll_over_ended_year, seconds_to_next_year
 from gateway.settings import Settings
 from gateway.settlement_api.demo import DemoSettlementPersons
 from gateway.state import DATABASE
@@ -181,6 +183,62 @@ async def test_the_workers_run_the_rollover_on_their_own(
     assert all((row.account_year, row.current_year_fen) == (2027, 0) for row in rows)
     assert len(_rollover_rows(world)) == len(rows)
     assert_ledger_balanced(world)
+
+
+PENDING = "gateway_rollover_pending_accounts"
+DUE = "gateway_rollover_due_timestamp_seconds"
+
+
+async def test_the_accounts_pending_rollover_are_reported_until_it_completes(
+    world: Engine, clock: FakeClock
+) -> None:
+    """What RolloverUnfinished (deploy/prometheus/alerts.yml) watches: the accounts still in
+    the ended year, and when its roll-over fell due. (A Database of its own, no app: no
+    worker's task sets the gauges meanwhile.)"""
+    db = Database(world, threads=1)
+    try:
+        await _pending_until_complete(db, world, clock)
+    finally:
+        db.close()
+
+
+async def _pending_until_complete(db: Database, world: Engine, clock: FakeClock) -> None:
+    seven_hours_on = AFTER_MIDNIGHT + dt.timedelta(hours=7)
+    accounts = len(_accounts(world))
+    assert accounts > 0
+    assert await observe_rollover(db, seven_hours_on) == accounts
+    assert REGISTRY.get_sample_value(PENDING) == accounts
+    new_year = dt.datetime(2027, 1, 1, tzinfo=BEIJING)
+    assert REGISTRY.get_sample_value(DUE) == new_year.timestamp()
+    # Before midnight the last ended year is 2025, complete or with nothing in it: 0.
+    assert await observe_rollover(db, LAST_TENTH) == 0
+    assert REGISTRY.get_sample_value(DUE) == dt.datetime(2026, 1, 1, tzinfo=BEIJING).timestamp()
+
+    _at(clock, seven_hours_on)
+    progress = await roll_over_ended_year(db, clock, batch=accounts)
+    assert progress is not None
+    assert progress.completed
+    assert await observe_rollover(db, seven_hours_on) == 0
+    assert REGISTRY.get_sample_value(PENDING) == 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_workers_whose_job_is_off_still_report_the_accounts_pending(
+    settings: Settings, world: Engine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """year_end_rollover = false leaves the work to `admin rollover`; the alert must still
+    see an unfinished one, so each worker's check reads where it stands (and rolls nothing)."""
+    monkeypatch.setattr(housekeeping.random, "uniform", lambda low, high: 0.0)
+    _at(clock, AFTER_MIDNIGHT)
+    housekeeping.metrics.ROLLOVER_PENDING_ACCOUNTS.set(-1)
+    accounts = len(_accounts(world))
+    async with TestClient(TestServer(create_app(settings, clock=clock))):
+        for _ in range(500):  # bounded: 10 s
+            if REGISTRY.get_sample_value(PENDING) == accounts:
+                break
+            await asyncio.sleep(0.02)
+    assert REGISTRY.get_sample_value(PENDING) == accounts
+    assert _rollover_rows(world) == []
 
 
 def test_seconds_to_next_year_counts_to_beijing_midnight() -> None:

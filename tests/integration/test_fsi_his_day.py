@@ -195,10 +195,12 @@ async def fsi_day(gateway: ServedGateway) -> dict[str, dict[str, int]]:
         # (§3 says warn_msg "says what was undone"; the door sets it only when nothing was,
         # e.g. the original never arrived. Reported, not asserted: the books below show the
         # settlement undone.)
-        # Resent now (the HIS retrying blindly), the original is not done again: §2, the
-        # stored answer of the original (the books below show its settlement cancelled).
-        resent = await his.post(his.envelope("2207", second_input, dropped))
-        assert resent["infcode"] == 0
+        # Resent now (the HIS retrying blindly), the original is not done again, and its
+        # stored success is not answered either (§2: the settlement no longer stands): refused
+        # as a reversed msgid (the books below show its settlement cancelled).
+        with pytest.raises(Refused) as resent:
+            await his.call("2207", second_input, msgid=dropped)
+        assert (resent.value.infcode, resent.value.code) == (-2, "FSI_MSGID_REVERSED")
         # A settle whose request never arrived: reversed first, then refused when it comes.
         third = await his.register(at_hospital, dt.datetime.now(BEIJING), "MZ0003")
         await his.upload_fees("2204", third, SECOND_VISIT, "B1")

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from loadtest.locust._gateway_books import GatewayBooks
 from sscard import demo as sd
 from sscard import terminal_auth as ta
 from sscard.crypto import sm2_sign
@@ -39,6 +40,10 @@ SEED = "locust-itest"
 START_TIMEOUT_S = 90.0
 RUN_TIMEOUT_S = 180.0
 BEIJING = dt.timezone(dt.timedelta(hours=8))
+# Demo hospital 0: the only hospital of the short run, and the intruder's institution.
+HOSPITAL = ta.demo_institution_code(0)
+# The short run lasts 8 s; its users settle within a second or two of spawning.
+FIRST_SETTLEMENT_TIMEOUT_S = 6.0
 
 
 @dataclass
@@ -246,9 +251,34 @@ def _settle_behind_the_suites_back(gateway: Gateway) -> str:
     return str(settled["setl_id"])
 
 
+def _hospital_settlements(gateway: Gateway) -> set[str]:
+    """The setl_ids booked today at demo hospital 0, as the books check reads them."""
+    books = GatewayBooks(gateway.url, SEED)
+    try:
+        rows, _ = books.rows(HOSPITAL, dt.datetime.now(BEIJING).date())
+    finally:
+        books.close()
+    return {row.setl_id for row in rows}
+
+
+def _wait_for_the_suites_first_settlement(
+    gateway: Gateway, *, before: set[str], output: list[str]
+) -> None:
+    """Poll the hospital's day listing until a settlement not in ``before`` is booked."""
+    deadline = time.monotonic() + FIRST_SETTLEMENT_TIMEOUT_S
+    while not _hospital_settlements(gateway) - before:
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"the suite booked nothing at {HOSPITAL} in {FIRST_SETTLEMENT_TIMEOUT_S} s:\n"
+                + "".join(output)[-5000:]
+            )
+        time.sleep(0.1)
+
+
 def test_a_settlement_the_users_never_saw_fails_the_books_and_the_exit_code(
     gateway: Gateway, tmp_path: Path
 ) -> None:
+    before = _hospital_settlements(gateway)
     process = _locust(
         gateway,
         tmp_path,
@@ -269,7 +299,14 @@ def test_a_settlement_the_users_never_saw_fails_the_books_and_the_exit_code(
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     assert spawned.wait(60), "".join(lines)[-5000:]
-    time.sleep(1.0)
+    # The intruder must land inside the run: after the books check's cutoff (taken before
+    # the users spawn) and at an institution the suite settles at (only those are checked).
+    # Both hold once the suite's own first settlement at the hospital is booked.
+    try:
+        _wait_for_the_suites_first_settlement(gateway, before=before, output=lines)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
     intruder = _settle_behind_the_suites_back(gateway)
     try:
         process.wait(RUN_TIMEOUT_S)

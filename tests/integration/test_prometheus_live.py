@@ -1,7 +1,8 @@
 """Every PromQL expression of deploy/prometheus/alerts.yml and deploy/grafana/*.json against a
 REAL Prometheus (Debian's `prometheus`, scraping every second, the rule file loaded) scraping a
 real `python -m gateway serve --workers 2` (demo world, SQLite in a temp dir) beside the hub
-simulator, after some traffic: card authentications (one refused: a lost card), local,
+simulator, after some traffic: a card CRL imported over the ops API, card authentications
+(one refused: a lost card), local,
 pharmacy and cross-province settlements, a replay, cancels, a reconciliation that does not
 match, an unsigned request, a 404, the hub losing every answer (unknown outcomes: a 503 and a
 reversal queue) and a worker killed (the supervisor restarts it).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -56,6 +58,7 @@ from promkit import (
 
 from settlement.crossprov.store import FilingType
 from sscard import demo as sd
+from sscard.certs import build_crl
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -69,6 +72,7 @@ PHARMACY_TERMINAL = 800  # institution 400, the first pharmacy
 LOST_CARD = 12  # demo holder 6's third-generation card: reported lost
 # The gateway runs with metrics_token set: Prometheus (and this test) scrape with it.
 METRICS_TOKEN = "itest-prometheus-metrics-token-0123456789"
+OPS_TOKEN = "itest-prometheus-ops-token-0123456789abcdef"
 
 
 @contextlib.contextmanager
@@ -163,6 +167,10 @@ def gateway(tmp_path: Path, hub: HubProcess) -> Iterator[Gateway]:
         hub_retries="0",
         log_level="INFO",
         metrics_token=METRICS_TOKEN,
+        ops_token=OPS_TOKEN,
+        # Each worker reports the CRL in force after its refresh: soon, for the killed one's
+        # successor and the other worker alike.
+        card_crl_refresh_s="1",
     ) as running:
         yield running
 
@@ -189,8 +197,30 @@ async def _refused_card(terminal: Terminal) -> None:
     assert (answer.status, answer.body["code"]) == (403, "CARD_LOST"), answer
 
 
+async def _import_a_crl(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    """The demo issuing CA's CRL, good for a day, revoking nothing: the workers then report
+    its nextUpdate (CardCrlPastNextUpdate's metric)."""
+    pki = sd.demo_pki(SEED)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    crl = build_crl(
+        issuer=pki.issuing,
+        issuer_key=pki.issuing_key,
+        revoked=[],
+        this_update=now - dt.timedelta(minutes=5),
+        next_update=now + dt.timedelta(days=1),
+        crl_number=1,
+    )
+    async with http.post(
+        f"{gateway.url}/v1/ops/crls",
+        json={"crl": crl.to_pem().decode()},
+        headers={"Authorization": f"Bearer {OPS_TOKEN}"},
+    ) as answer:
+        assert answer.status == 200, await answer.text()
+
+
 async def _traffic(gateway: Gateway, hub: HubProcess, http: aiohttp.ClientSession) -> None:
     """Everything the rules and dashboards look at, once or a few times."""
+    await _import_a_crl(gateway, http)
     hospital = Terminal(http, gateway, HOSPITAL_TERMINAL)
     local = await card_session(hospital, 0)
     with_card = {"X-Card-Session": local}

@@ -4,10 +4,12 @@ demo holders with their legacy cards."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dbtemplate import migrated_postgres, migrated_sqlite
 from issuance_testkit import load_agents
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -24,13 +26,18 @@ from sscard import demo as sd
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'issuance.sqlite3'}"
-    else:
-        url = request.getfixturevalue("postgres_schema_url")
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = migrated_sqlite(tmp_path / "issuance.sqlite3")
+        else:
+            url = stack.enter_context(migrated_postgres(request.getfixturevalue("postgres_url")))
+        yield from _loaded(url, tmp_path)
+
+
+def _loaded(url: str, tmp_path: Path) -> Iterator[Engine]:
     settings = load_settings(environ={}, overrides={"data_dir": tmp_path, "db_url": url})
     engine = make_engine(settings)
-    migrate.upgrade(engine)
+    migrate.check_schema_current(engine)  # a copy of a template migrated once per process
     with Session(engine) as session, session.begin():
         load_agents(session)
         session.execute(

@@ -18,12 +18,14 @@ from settlement.crossprov import clearing, remote
 from settlement.crossprov.filings import (
     Filing,
     FilingInvalid,
+    FilingNotCrossProvince,
     FilingRequired,
     filing_for_visit,
     register_filing,
 )
 from settlement.crossprov.routing import InsuredPlace, Route, route_for
 from settlement.crossprov.store import (
+    FilingRow,
     FilingType,
     HubReversalRow,
     RemoteSettlementRow,
@@ -161,6 +163,37 @@ def test_registering_a_referral_needs_its_own_validity(engine: Engine) -> None:
             register_filing(session, valid_to=DAY + dt.timedelta(days=400), **common)  # type: ignore[arg-type]
         row = register_filing(session, valid_to=DAY + dt.timedelta(days=30), **common)  # type: ignore[arg-type]
         assert row.target_fixmedins_code == HOSPITAL  # the registering hospital by default
+
+
+@pytest.mark.parametrize(
+    ("insuplc_admdvs", "why"),
+    [
+        ("310000", "another province"),  # insured here: settled locally, no filing
+        ("310115", "another province"),  # a Shanghai district: still local
+        ("3100", "admdvs code"),  # not a code at all
+    ],
+)
+def test_a_filing_is_only_for_a_person_insured_in_another_province(
+    engine: Engine, insuplc_admdvs: str, why: str
+) -> None:
+    # The rule is the use case's, whichever door asks (docs/architecture.md §6): /v1 and the
+    # national door only map FilingNotCrossProvince to their own form.
+    with Session(engine) as session, session.begin():
+        with pytest.raises(FilingNotCrossProvince, match=why) as raised:
+            register_filing(
+                session,
+                psn_no="310000000000001",
+                insuplc_admdvs=insuplc_admdvs,
+                filing_type=FilingType.LONG_TERM_RESIDENT,
+                valid_from=DAY,
+                valid_to=None,
+                target_fixmedins_code=None,
+                registered_by=HOSPITAL,
+                now=NOW,
+            )
+        assert raised.value.code == "VALIDATION_FAILED"
+        assert raised.value.field == "insuplc_admdvs"
+        assert session.scalar(select(func.count()).select_from(FilingRow)) == 0
 
 
 # --- the state machine ------------------------------------------------------------------------
