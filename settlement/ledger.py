@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import Table, case, func, select
 from sqlalchemy.engine import Connection
@@ -46,12 +46,14 @@ __all__ = [
     "FUND_SUPPLEMENTARY_ACCOUNT",
     "NewTransaction",
     "Posting",
+    "TransactionClauses",
     "account_balance_fen",
     "institution_account",
     "person_account",
     "post_transaction",
     "reversal_postings",
     "settlement_postings",
+    "transaction_clauses",
     "unbalanced_transactions",
     "write_transaction",
     "write_transactions",
@@ -182,6 +184,77 @@ def write_transaction(
     assert stored[0] == 0, (txn_id, stored[0])
 
 
+@dataclass(frozen=True, slots=True)
+class TransactionClauses:
+    """PostgreSQL: :func:`write_transaction` as WITH clauses of a caller's own statement
+    (settlement.recording writes a settlement and its ledger transaction in ONE statement:
+    two round trips fewer than three statements of their own, on every settle).
+
+    ``ctes`` insert the transaction and its entries; ``stored_sum`` is a select-list
+    expression of what those inserts stored (debits minus credits, from their RETURNING: the
+    rows as written, after defaults and triggers), which :meth:`check` wants to be 0, the
+    postcondition :func:`write_transaction` reads back. Binds in statement order: ``binds``
+    for the clauses (values from :meth:`params`), ``sum_binds`` for the expression (values
+    ``sum_params``).
+    """
+
+    ctes: tuple[str, ...]
+    binds: tuple[Any, ...]
+    stored_sum: str
+    sum_binds: tuple[Any, ...]
+    sum_params: tuple[Any, ...] = (LedgerSide.DEBIT,)
+
+    @staticmethod
+    def params(
+        *, txn_id: str, kind: str, postings: Sequence[Posting], posted_at: dt.datetime
+    ) -> list[Any]:
+        """The clauses' values, after the checks of :func:`write_transaction`."""
+        _check_postings(txn_id, postings)
+        values: list[Any] = [txn_id, kind, posted_at]
+        for posting in postings:
+            values += [posting.account, posting.side, posting.amount_fen]
+        return values
+
+    @staticmethod
+    def check(txn_id: str, stored_sum: int) -> None:
+        assert stored_sum == 0, (txn_id, stored_sum)
+
+
+# One entry per (number of entries, settlement id expression): at most MAX_POSTINGS per
+# caller's expression (the one caller has one).
+_CLAUSES: dict[tuple[int, str], TransactionClauses] = {}
+
+
+def transaction_clauses(entries: int, *, settlement_id_sql: str) -> TransactionClauses:
+    """The clauses for a transaction of ``entries`` postings (1 to MAX_POSTINGS) that belongs
+    to the settlement whose id the caller's SQL expression ``settlement_id_sql`` gives."""
+    assert 0 < entries <= MAX_POSTINGS, entries
+    key = (entries, settlement_id_sql)
+    found = _CLAUSES.get(key)
+    if found is not None:
+        return found
+    entry = "((SELECT txn_id FROM lt), ?, ?, ?)"
+    # Identifiers from the table definitions and this module, never from input.
+    found = _CLAUSES[key] = TransactionClauses(
+        ctes=(
+            "lt AS (INSERT INTO ledger_transactions (txn_id, kind, settlement_id, posted_at) "  # noqa: S608
+            f"VALUES (?, ?, {settlement_id_sql}, ?) RETURNING txn_id)",
+            "le AS (INSERT INTO ledger_entries (txn_id, account, side, amount_fen) "  # noqa: S608
+            f"VALUES {', '.join([entry] * entries)} RETURNING side, amount_fen)",
+        ),
+        binds=(
+            _TRANSACTIONS.c.txn_id,
+            _TRANSACTIONS.c.kind,
+            _TRANSACTIONS.c.posted_at,
+            *(_ENTRIES.c.account, _ENTRIES.c.side, _ENTRIES.c.amount_fen) * entries,
+        ),
+        stored_sum="(SELECT COALESCE(SUM(CASE WHEN side = ? THEN amount_fen "
+        "ELSE -amount_fen END), 0) FROM le)",
+        sum_binds=(_ENTRIES.c.side,),
+    )
+    return found
+
+
 def _check_postings(txn_id: str, postings: Sequence[Posting]) -> None:
     if len(postings) > MAX_POSTINGS:
         raise LedgerUnbalanced(
@@ -249,6 +322,7 @@ _INSERT_TRANSACTION: Final = DriverInsert(
     LedgerTransaction.__table__,  # type: ignore[arg-type]
     ("txn_id", "kind", "settlement_id", "reverses_txn_id", "posted_at"),
 )
+_TRANSACTIONS: Final[Table] = LedgerTransaction.__table__  # type: ignore[assignment]
 _ENTRIES: Final[Table] = LedgerEntry.__table__  # type: ignore[assignment]
 _INSERT_ENTRY: Final = DriverInsert(
     _ENTRIES,

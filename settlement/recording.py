@@ -15,8 +15,9 @@ statement straight on the driver's cursor (dbkit.DriverSQL and DriverInsert: the
 values SQLAlchemy would store, its exceptions, a few µs each instead of tens inside SQLite's
 one write lock): one INSERT of the settlement that returns its id, executemany for lines and
 ledger entries, relative UPDATEs only for what changed, never an ORM unit of work (on
-PostgreSQL, where each statement is a network round trip, the settlement, its lines, the debit
-and the totals go as ONE statement, and account and totals are locked by one); callers
+PostgreSQL, where each statement is a network round trip, the settlement, its lines, the debit,
+the totals and the ledger transaction go as ONE statement, and account and totals are locked
+by one); callers
 that already read the person in the same transaction hand it over as :class:`Holdings`
 instead of reading it again. Cancelling is rare and stays on the ORM.
 """
@@ -39,10 +40,12 @@ from settlement.engine import settle
 from settlement.errors import PersonNotFound, SettlementAlreadyCancelled, SettlementNotFound
 from settlement.ledger import (
     Posting,
+    TransactionClauses,
     person_account,
     post_transaction,
     reversal_postings,
     settlement_postings,
+    transaction_clauses,
     write_transaction,
 )
 from settlement.policy import Policy, PolicyBook
@@ -228,17 +231,19 @@ _LINES: Final[Table] = SettlementLineRow.__table__  # type: ignore[assignment]
 _LINE_COLUMNS: Final = ("line_no", "catalogue_code", "quantity", "unit_price_fen", "amount_fen")
 # How the year's totals change in a settlement: not at all, a first row, or added to.
 _NO_TOTALS, _NEW_TOTALS, _ADDED_TOTALS = 0, 1, 2
-# PostgreSQL: the settlement, its lines, the account debit and the year's totals in ONE
-# statement (data-modifying WITH clauses), one round trip instead of four. Built per shape
-# (lines ≤ MAX_MULTI_ROWS, debit or not, totals kind): at most 64 × 2 × 3 statements.
-_SETTLEMENT_WRITES: dict[tuple[int, bool, int], DriverSQL] = {}
+# PostgreSQL: the settlement, its lines, the account debit, the year's totals and the ledger
+# transaction in ONE statement (data-modifying WITH clauses), one round trip instead of
+# seven. Built per shape (lines ≤ MAX_MULTI_ROWS, debit or not, totals kind, ledger entries:
+# 1 to 6 for a settlement): at most 64 × 2 × 3 × 6 statements.
+_SETTLEMENT_WRITES: dict[tuple[int, bool, int, int], DriverSQL] = {}
 
 
-def _settlement_writes(lines: int, debit: bool, totals: int) -> DriverSQL:
+def _settlement_writes(lines: int, debit: bool, totals: int, entries: int) -> DriverSQL:
     """The one-statement write of that shape; its row is (settlement id, accounts debited,
-    totals rows written). Same values and constraints as the separate statements: each
-    INSERT's and UPDATE's own, so a violated CHECK or key raises the same IntegrityError."""
-    key = (lines, debit, totals)
+    totals rows written, the ledger entries' stored sum). Same values and constraints as the
+    separate statements: each INSERT's and UPDATE's own, so a violated CHECK or key raises
+    the same IntegrityError."""
+    key = (lines, debit, totals, entries)
     found = _SETTLEMENT_WRITES.get(key)
     if found is not None:
         return found
@@ -275,9 +280,15 @@ def _settlement_writes(lines: int, debit: bool, totals: int) -> DriverSQL:
             "WHERE person_id = ? AND year = ? RETURNING 1)"
         )
         binds += [*_TOTALS_COLUMNS, _TOTALS.c.person_id, _TOTALS.c.year]
+    ledger = transaction_clauses(entries, settlement_id_sql="(SELECT id FROM s)")
+    parts += ledger.ctes
+    binds += [*ledger.binds, *ledger.sum_binds]
     debited = "(SELECT count(*) FROM a)" if debit else "1"
     written = "(SELECT count(*) FROM t)" if totals != _NO_TOTALS else "1"
-    sql = f"WITH {', '.join(parts)} SELECT id, {debited}, {written} FROM s"  # noqa: S608
+    sql = (
+        f"WITH {', '.join(parts)} "  # noqa: S608
+        f"SELECT id, {debited}, {written}, {ledger.stored_sum} FROM s"
+    )
     found = _SETTLEMENT_WRITES[key] = DriverSQL(sql, binds=binds)
     return found
 
@@ -389,7 +400,8 @@ def write_settlement(
     On the driver's cursor, no ORM unit of work: one INSERT returning the id, one
     executemany per kind of line, relative UPDATEs only for what changed (a cash-only
     settlement leaves the account alone), the ledger through
-    :func:`settlement.ledger.write_transaction`.
+    :func:`settlement.ledger.write_transaction`; on PostgreSQL all of it in one statement
+    (the ledger's part from :func:`settlement.ledger.transaction_clauses`).
     """
     before = holdings.year_to_date
     result = settle(
@@ -448,7 +460,9 @@ def write_settlement(
         )
         for number, line in enumerate(lines, start=1)
     ]
-    if connection.dialect.name == "postgresql" and 0 < len(lines) <= MAX_MULTI_ROWS:
+    txn_id = f"settle:{setl_id}"
+    postings = settlement_postings(result, psn_no=holdings.psn_no, fixmedins_code=fixmedins_code)
+    if connection.dialect.name == "postgresql" and 0 < len(lines) <= MAX_MULTI_ROWS and postings:
         settlement_id = _write_in_one_statement(
             connection,
             holdings,
@@ -457,6 +471,7 @@ def write_settlement(
             result=result,
             after=after,
             year=year,
+            ledger=(txn_id, postings, now),
         )
     else:
         settlement_id = _write_separately(
@@ -468,14 +483,14 @@ def write_settlement(
             after=after,
             year=year,
         )
-    write_transaction(
-        connection,
-        txn_id=f"settle:{setl_id}",
-        kind="settle",
-        postings=settlement_postings(result, psn_no=holdings.psn_no, fixmedins_code=fixmedins_code),
-        posted_at=now,
-        settlement_id=settlement_id,
-    )
+        write_transaction(
+            connection,
+            txn_id=txn_id,
+            kind="settle",
+            postings=postings,
+            posted_at=now,
+            settlement_id=settlement_id,
+        )
     # ORM copies of the rows updated above (a caller that loaded them earlier in this session)
     # would now be stale: expire them so the next access reads the database.
     for mapped, ident in (
@@ -516,10 +531,18 @@ def _write_in_one_statement(
     result: SettlementResult,
     after: YearToDate,
     year: int,
+    ledger: tuple[str, list[Posting], dt.datetime],
 ) -> int:
-    """PostgreSQL: settlement, lines, debit and totals in one round trip; the settlement id."""
+    """PostgreSQL: settlement, lines, debit, totals and the ledger transaction (``ledger``:
+    its id, postings and time) in one round trip; the settlement id."""
     debit = bool(result.acct_pay)
     totals, amounts = _totals_change(holdings, after)
+    txn_id, postings, posted_at = ledger
+    # The ledger's checks first (LedgerUnbalanced before anything is written).
+    ledger_params = TransactionClauses.params(
+        txn_id=txn_id, kind="settle", postings=postings, posted_at=posted_at
+    )
+    clauses = transaction_clauses(len(postings), settlement_id_sql="(SELECT id FROM s)")
     params: list[Any] = [values[name] for name in _SETTLEMENT_COLUMNS]
     for row in line_rows:
         params.extend(row)
@@ -533,9 +556,12 @@ def _write_in_one_statement(
         params += [holdings.person_id, year, *amounts]
     elif totals == _ADDED_TOTALS:
         params += [*amounts, holdings.person_id, year]
-    written_row = _settlement_writes(len(line_rows), debit, totals).fetchone(connection, params)
+    params += [*ledger_params, *clauses.sum_params]
+    shape = _settlement_writes(len(line_rows), debit, totals, len(postings))
+    written_row = shape.fetchone(connection, params)
     assert written_row is not None
-    settlement_id, debited, written = written_row
+    settlement_id, debited, written, stored_sum = written_row
+    clauses.check(txn_id, stored_sum)
     # The account and totals the holdings were read from (locked): exactly one row each.
     assert debited == 1, debited
     assert written == 1, written

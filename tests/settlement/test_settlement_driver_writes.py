@@ -547,18 +547,17 @@ def test_a_settlement_runs_every_statement_on_the_driver(engine: Engine) -> None
     deduplicated = [kind for n, kind in enumerate(kinds) if n == 0 or kinds[n - 1] != kind]
     if engine.dialect.name == "postgresql":
         # Account and totals locked by one statement (the totals row exists); settlement,
-        # lines, debit and totals written by one (settlement.recording, "one round trip").
+        # lines, debit, totals and the ledger transaction, its entries and the sum of what
+        # they stored written by one (settlement.recording, "one round trip").
         assert deduplicated == [
             "SELECT insured_persons.id, insured_persons.retired,",
             "WITH s AS",
-            "INSERT INTO ledger_transactions",
-            "INSERT INTO ledger_entries",
-            "SELECT COALESCE(SUM(CASE WHEN",
         ]
         assert "FOR UPDATE OF personal_accounts, year_to_date_totals" in seen[0]
         (write,) = (statement for statement in seen if statement.startswith("WITH s AS"))
         for part in ("INSERT INTO settlement_lines", "UPDATE personal_accounts SET",
-                     "UPDATE year_to_date_totals SET"):  # fmt: skip
+                     "UPDATE year_to_date_totals SET", "INSERT INTO ledger_transactions",
+                     "INSERT INTO ledger_entries", "SELECT COALESCE(SUM(CASE WHEN"):  # fmt: skip
             assert part in write, part
         return
     assert deduplicated == [
@@ -572,3 +571,41 @@ def test_a_settlement_runs_every_statement_on_the_driver(engine: Engine) -> None
         "INSERT INTO ledger_entries",
         "SELECT COALESCE(SUM(CASE WHEN",
     ]
+
+
+@pytest.mark.postgres
+def test_the_ledger_sum_is_of_what_was_stored_even_in_one_statement(engine: Engine) -> None:
+    """On PostgreSQL the ledger's entries are written and summed inside the settlement's one
+    statement; the sum is still of what was stored (here a trigger changes an amount on the
+    way), so an imbalance stops the settlement and nothing is committed."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL: SQLite's triggers cannot change the row being inserted")
+    _seed(engine, totals=YearToDate(20000, 0, 16000))
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE FUNCTION skew_entry() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN NEW.amount_fen := NEW.amount_fen + 1; RETURN NEW; END $$"
+        )
+        connection.exec_driver_sql(
+            "CREATE TRIGGER skew BEFORE INSERT ON ledger_entries "
+            "FOR EACH ROW WHEN (NEW.account LIKE '%%:fees') EXECUTE FUNCTION skew_entry()"
+        )
+    with (
+        pytest.raises(AssertionError, match="settle:S0001"),
+        Session(engine) as session,
+        session.begin(),
+    ):
+        record_settlement(
+            session,
+            policies=book(),
+            catalogue=demo_catalogue(),
+            setl_id="S0001",
+            mdtrt_id="M0001",
+            psn_no=PSN_NO,
+            fixmedins_code=FIXMEDINS,
+            visit=VISIT,
+            lines=LINES,
+            now=NOW,
+        )
+    with Session(engine) as session:
+        assert session.scalars(select(SettlementRow)).all() == []
