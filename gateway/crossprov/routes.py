@@ -24,6 +24,7 @@ from gateway.crossprov import models
 from gateway.crossprov.hub import HUB
 from gateway.errors import ErrorCode, GatewayError
 from gateway.params import ascii_int
+from gateway.query import query_date
 from gateway.routing import Call, Route
 from gateway.state import CLOCK, DATABASE, SETTINGS
 from gateway.store import MEDICAL_KINDS
@@ -82,11 +83,7 @@ def _query(call: Call[Any], name: str, pattern: re.Pattern[str], what: str) -> s
 
 
 def _query_date(call: Call[Any], name: str) -> dt.date:
-    raw = _query(call, name, re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"), "YYYY-MM-DD")
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise GatewayError(ErrorCode.VALIDATION_FAILED, f"{name} is not a date") from None
+    return query_date(call, name)
 
 
 # --- filings ----------------------------------------------------------------------------------

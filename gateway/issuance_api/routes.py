@@ -43,6 +43,7 @@ from gateway.issuance_api.models import (
     StatusOut,
     UploadOut,
 )
+from gateway.query import query_date
 from gateway.routing import Call, ErrorList, RequestModel, Route
 from gateway.state import DATABASE
 from issuance import applications, batches, card_changes, queries, uploads
@@ -219,11 +220,7 @@ async def card_history(call: Call[HistoryIn]) -> HistoryOut:
 
 
 async def stats(call: Call[None]) -> StatsOut:
-    text = call.request.query.get("date", "")
-    try:
-        day = dt.date.fromisoformat(text)
-    except ValueError:
-        raise GatewayError(ErrorCode.VALIDATION_FAILED, "date must be YYYY-MM-DD") from None
+    day = query_date(call, "date")
     agent = await calls.agent(call)
     result = await call.app[DATABASE].read(lambda s: queries.daily_stats(s, agent, day))
     return StatsOut(

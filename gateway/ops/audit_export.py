@@ -32,6 +32,7 @@ from gateway.logs import fields
 from gateway.middleware import REQUEST_ID_HEADER
 from gateway.ops.roles import principal_of
 from gateway.params import ascii_int
+from gateway.query import optional_query_date
 from gateway.routing import Call
 from gateway.state import DATABASE, REQUEST_ID
 
@@ -60,19 +61,7 @@ def _limit(call: Call[Any]) -> int | None:
 
 
 def _day(call: Call[Any], name: str) -> dt.date | None:
-    raw = call.request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        if len(raw) != 10:
-            raise ValueError
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise GatewayError(
-            ErrorCode.VALIDATION_FAILED,
-            f"query parameter {name} must be YYYY-MM-DD",
-            errors=[{"field": name, "problem": "must be YYYY-MM-DD", "type": "date_parsing"}],
-        ) from None
+    return optional_query_date(call, name)
 
 
 def _start_ms(day: dt.date) -> int:

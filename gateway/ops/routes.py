@@ -25,6 +25,7 @@ from gateway.ops.counters import read_counters
 from gateway.ops.models import InstitutionBreakdown, OpsSummary
 from gateway.ops.roles import ops_role, principal_of
 from gateway.ops.summary import day_summary
+from gateway.query import optional_query_date
 from gateway.routing import Call, Route
 from gateway.state import CLOCK, DATABASE
 
@@ -87,21 +88,9 @@ def _serve(asset: _Asset) -> Callable[[Call[None]], Awaitable[web.StreamResponse
 
 def _day(call: Call[Any]) -> dt.date:
     today = dt.datetime.fromtimestamp(call.app[CLOCK](), BEIJING).date()
-    raw = call.request.query.get("date")
-    if raw is None:
-        return today
-    try:
-        if len(raw) != 10:
-            raise ValueError
-        day = dt.date.fromisoformat(raw)
-    except ValueError:
-        day = None
+    day = optional_query_date(call, "date", detail=f", from {FIRST_DAY} to tomorrow")
     if day is None:
-        raise GatewayError(
-            ErrorCode.VALIDATION_FAILED,
-            f"query parameter date must be YYYY-MM-DD, from {FIRST_DAY} to tomorrow",
-            errors=[{"field": "date", "problem": "must be YYYY-MM-DD", "type": "date_parsing"}],
-        )
+        return today
     if not FIRST_DAY <= day <= today + dt.timedelta(days=1):
         # A well-formed day the dashboard has no figures for: a range rule, which the
         # document states in words (OpenAPI cannot bound a date by "tomorrow").

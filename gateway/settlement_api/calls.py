@@ -14,6 +14,7 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+import gateway.query
 from gateway.card_auth.service import CARD_AUTH
 from gateway.card_auth.session import CardSession
 from gateway.errors import ErrorCode, GatewayError
@@ -136,17 +137,7 @@ def path_id(call: Call[Any], name: str, not_found: ErrorCode) -> str:
 
 
 def query_date(call: Call[Any]) -> dt.date:
-    raw = call.request.query.get("date", "")
-    try:
-        if len(raw) != 10:
-            raise ValueError
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise GatewayError(
-            ErrorCode.VALIDATION_FAILED,
-            "query parameter date must be YYYY-MM-DD",
-            errors=[{"field": "date", "problem": "must be YYYY-MM-DD", "type": "date_parsing"}],
-        ) from None
+    return gateway.query.query_date(call, "date")
 
 
 def claim_of(lines: list[LineIn]) -> list[ClaimLine]:

@@ -437,9 +437,10 @@ async def test_daily_stats_and_openapi(client: Client, clock: FakeClock, world: 
     stats = await ok(await get(hotline, f"/v1/issuance/stats?date={DAY.isoformat()}"))
     assert stats["applications"] == [{"channel": "bank_branch", "cohort": "retiree", "count": 1}]
     assert stats["cards"]["produced"] == stats["cards"]["delivered"] == 1
-    await assert_problem(
-        await get(hotline, "/v1/issuance/stats?date=yesterday"), 422, "VALIDATION_FAILED"
-    )
+    for bad in ("yesterday", DAY.strftime("%Y%m%d")):  # the basic ISO form too, as elsewhere
+        refused = await get(hotline, f"/v1/issuance/stats?date={bad}")
+        problem = await assert_problem(refused, 422, "VALIDATION_FAILED")
+        assert [e["field"] for e in problem["errors"]] == ["date"]
     document = await (await client.get("/openapi.json")).json()
     paths = [p for p in document["paths"] if p.startswith("/v1/issuance/")]
     assert len(paths) == 12
