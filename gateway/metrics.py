@@ -24,8 +24,8 @@ dashboards in deploy/grafana use them; docs/operations.md has a runbook for ever
   ``gateway_counters_start_time_seconds`` (gateway.ops.counters);
 * card authentication: ``gateway_card_authentications_total`` (the response route,
   gateway.card_auth.routes), ``gateway_card_cert_cache_lookups_total``
-  (gateway.card_auth.service), ``gateway_card_crl_next_update_timestamp_seconds`` (each
-  worker's CRL refresh, gateway.card_auth.revocation);
+  (gateway.card_auth.service), ``gateway_card_crl_next_update_timestamp_seconds`` and
+  ``gateway_card_crl_loaded`` (each worker's CRL refresh, gateway.card_auth.revocation);
 * the year-end roll-over: ``gateway_rollover_pending_accounts``,
   ``gateway_rollover_due_timestamp_seconds`` (each worker's check, gateway.housekeeping);
 * money: ``gateway_settlements_total``, ``gateway_settlement_cancels_total``,
@@ -55,6 +55,7 @@ __all__ = [
     "CARD_AUTHENTICATIONS",
     "CARD_CERT_CACHE_HITS",
     "CARD_CERT_CACHE_MISSES",
+    "CARD_CRL_LOADED",
     "CARD_CRL_NEXT_UPDATE",
     "CONTENT_TYPE_LATEST",
     "DB_ERRORS",
@@ -195,10 +196,26 @@ CARD_CRL_NEXT_UPDATE: Final = Gauge(
 )
 
 
-def observe_card_crls(next_update_ms: Mapping[str, int]) -> None:
-    """Each issuer's list in force after a worker's CRL refresh (RevokedSerials' observer)."""
+# livemax as above: a CRL is in force for the gateway once any worker has loaded it (the others
+# do within card_crl_refresh_s). One series per CA of the pinned PKI, 0 included: the alert
+# needs the 0, since a CA that never had a CRL has no nextUpdate series to alert on.
+CARD_CRL_LOADED: Final = Gauge(
+    "gateway_card_crl_loaded",
+    "1 if a card CRL of this CA of the pinned card PKI (the root or an issuing CA; issuer_sm3 "
+    "as above) is in force, 0 if none was ever imported: then no certificate it revoked is "
+    "refused at card authentication.",
+    ["issuer_sm3"],
+    multiprocess_mode="livemax",
+)
+
+
+def observe_card_crls(next_update_ms: Mapping[str, int], pinned: Mapping[str, bool]) -> None:
+    """Each issuer's list in force after a worker's CRL refresh, and whether each CA of the
+    pinned PKI has one (RevokedSerials' observer)."""
     for issuer_sm3, ms in next_update_ms.items():
         CARD_CRL_NEXT_UPDATE.labels(issuer_sm3).set(ms / 1000)
+    for issuer_sm3, in_force in pinned.items():
+        CARD_CRL_LOADED.labels(issuer_sm3).set(1 if in_force else 0)
 
 
 # --- the year-end roll-over ----------------------------------------------------------------------

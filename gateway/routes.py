@@ -122,7 +122,8 @@ ROUTES: Final[tuple[Route, ...]] = (
         operation_id="metrics",
         summary="Prometheus metrics, summed over all worker processes.",
         description="Needs `Authorization: Bearer <metrics_token>` when that setting is set; "
-        "without it, answers loopback clients only (gateway.metrics_access).",
+        "without it, answers loopback clients only, and no request a proxy relayed "
+        "(X-Forwarded-For, Forwarded, X-Real-IP) (gateway.metrics_access).",
         handler=prometheus_metrics,
         response_media_type="text/plain",
         response_schema={"type": "string"},

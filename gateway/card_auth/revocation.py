@@ -30,6 +30,11 @@ would stop every counter) and says so in the log, once per worker and list. Each
 hands every list's ``nextUpdate`` to an observer (the worker's metric
 ``gateway_card_crl_next_update_timestamp_seconds``, which the alert CardCrlPastNextUpdate
 watches): a log line is read by nobody at 3 a.m.
+
+A CA of the pinned PKI with no CRL imported at all is the same gap, worse: nothing it revoked
+is refused, and there is no ``nextUpdate`` to pass. So the observer is also told, for each
+pinned CA, whether a list of it is in force (``gateway_card_crl_loaded``, alert CardCrlMissing)
+and each worker logs it once.
 """
 
 from __future__ import annotations
@@ -354,15 +359,25 @@ class RevokedSerials:
     ``card_crl_refresh_s``); the memory bound is ``card_crl_max_entries`` serials per issuer,
     enforced by the import.
 
+    ``pinned`` are the CAs of the pinned card PKI (the root and the issuing CAs): each should
+    have a list in force, since :meth:`check` consults every link's issuer.
+
     ``observe``, if given, is called after every refresh with each issuer's ``nextUpdate``
-    (Unix ms) of the list in force: the seam for the worker's metric (gateway.metrics), which
-    this module does not import (the supervisor imports it through gateway.migrate, before it
-    may import prometheus_client).
+    (Unix ms) of the list in force, and for each pinned CA (by issuer key) whether it has a
+    list in force: the seam for the worker's metrics (gateway.metrics), which this module does
+    not import (the supervisor imports it through gateway.migrate, before it may import
+    prometheus_client).
     """
 
-    def __init__(self, observe: Callable[[Mapping[str, int]], None] | None = None) -> None:
+    def __init__(
+        self,
+        observe: Callable[[Mapping[str, int], Mapping[str, bool]], None] | None = None,
+        pinned: Sequence[Certificate] = (),
+    ) -> None:
         self._lists: dict[str, _IssuerList] = {}
         self._overdue_logged: set[str] = set()
+        self._missing_logged: set[str] = set()
+        self._pinned = tuple(dict.fromkeys(issuer_key(ca.subject_der) for ca in pinned))
         self._observe = observe
 
     def check(self, chain: Sequence[Certificate]) -> None:
@@ -405,12 +420,25 @@ class RevokedSerials:
                 self._overdue_logged.add(key)
             elif not overdue:
                 self._overdue_logged.discard(key)
+        in_force = self.pinned_in_force()
+        for key, present in in_force.items():
+            if not present and key not in self._missing_logged:
+                log.warning(
+                    "no card CRL imported for a CA of the pinned card PKI: nothing it revoked "
+                    "is refused until one is",
+                    extra=fields(issuer_sm3=key),
+                )
+                self._missing_logged.add(key)
         if self._observe is not None:
-            self._observe(self.next_updates_ms())
+            self._observe(self.next_updates_ms(), in_force)
 
     def next_updates_ms(self) -> dict[str, int]:
         """Each issuer's list in force: its ``nextUpdate``, Unix ms."""
         return {key: entry.next_update_ms for key, entry in self._lists.items()}
+
+    def pinned_in_force(self) -> dict[str, bool]:
+        """Each pinned CA (its issuer key): is a list of it in force?"""
+        return {key: key in self._lists for key in self._pinned}
 
     async def refresh(self, db: Database, now_ms: int) -> None:
         self.apply(await db.read(self.refresh_unit), now_ms)

@@ -469,7 +469,10 @@ async def card_auth_context(app: web.Application) -> AsyncIterator[None]:
             "the old KEK to kek_previous_files)"
         )
     # Loaded before the worker serves: a revoked card is never accepted for want of a list.
-    revoked = RevokedSerials(observe=metrics.observe_card_crls)
+    revoked = RevokedSerials(
+        observe=metrics.observe_card_crls,
+        pinned=() if trust is None else (trust.root, *trust.issuing_cas),
+    )
     await revoked.refresh(db, int(app[CLOCK]() * 1000))
     app[CARD_AUTH] = CardAuthService(
         db=db,

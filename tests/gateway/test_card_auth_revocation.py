@@ -38,6 +38,7 @@ from gateway.card_auth.revocation import (
     _IssuerList,
     import_crl,
     imported_crls,
+    issuer_key,
     parse_crl_file,
 )
 from gateway.card_auth.service import CARD_AUTH
@@ -212,10 +213,55 @@ async def test_each_worker_reports_the_next_update_of_the_list_in_force(
 
 def test_the_revoked_set_hands_every_lists_next_update_to_its_observer() -> None:
     seen: list[dict[str, int]] = []
-    revoked = RevokedSerials(observe=lambda next_updates: seen.append(dict(next_updates)))
+    revoked = RevokedSerials(observe=lambda next_updates, _: seen.append(dict(next_updates)))
     revoked.apply({"a1": _IssuerList("crl-a", 5_000, frozenset({7}))}, now_ms=1_000)
     revoked.apply({"b2": _IssuerList("crl-b", 9_000, frozenset())}, now_ms=6_000)  # a1 overdue
     assert seen == [{"a1": 5_000}, {"a1": 5_000, "b2": 9_000}]
+
+
+# -- the metric a CA without any list alerts on -----------------------------------------------
+
+CRL_LOADED = "gateway_card_crl_loaded"
+
+
+async def test_each_worker_reports_the_pinned_cas_that_have_no_list(
+    client: Client, registry: Engine, clock: FakeClock
+) -> None:
+    """What CardCrlMissing (deploy/prometheus/alerts.yml) alerts on: a CA of the pinned PKI
+    with no list has no nextUpdate series, so it needs a series of its own, at 0."""
+    pki = demo_pki()
+    root, issuing = ({"issuer_sm3": issuer_key(ca.subject_der)} for ca in (pki.root, pki.issuing))
+    # The worker started with no CRL imported: both CAs of the demo PKI are reported missing.
+    assert REGISTRY.get_sample_value(CRL_LOADED, root) == 0
+    assert REGISTRY.get_sample_value(CRL_LOADED, issuing) == 0
+    do_import(registry, demo_crl(clock), clock)
+    await refresh(client, clock)
+    assert REGISTRY.get_sample_value(CRL_LOADED, issuing) == 1
+    assert REGISTRY.get_sample_value(CRL_LOADED, root) == 0  # the root's own list: still none
+    exposed = await (await client.get("/metrics")).text()
+    assert f'{CRL_LOADED}{{issuer_sm3="{root["issuer_sm3"]}"}} 0.0' in exposed
+
+
+def test_the_revoked_set_tells_its_observer_which_pinned_cas_have_a_list(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pki = demo_pki()
+    root, issuing = (issuer_key(ca.subject_der) for ca in (pki.root, pki.issuing))
+    seen: list[dict[str, bool]] = []
+    revoked = RevokedSerials(
+        observe=lambda _, in_force: seen.append(dict(in_force)), pinned=(pki.root, pki.issuing)
+    )
+    with caplog.at_level("WARNING", logger="gateway.card_auth.revocation"):
+        revoked.apply({}, now_ms=1_000)
+        revoked.apply({}, now_ms=2_000)  # logged once per CA, not at every refresh
+        revoked.apply({issuing: _IssuerList("crl-i", 9_000, frozenset())}, now_ms=3_000)
+    assert seen == [
+        {root: False, issuing: False},
+        {root: False, issuing: False},
+        {root: False, issuing: True},
+    ]
+    missing = [r for r in caplog.records if r.getMessage().startswith("no card CRL imported")]
+    assert len(missing) == 2
 
 
 # -- refused imports change nothing ----------------------------------------------------------

@@ -15,7 +15,10 @@ The configuration is the one docs/scale-out.md shows an operator (:func:`gateway
   default ``connect-failure``): a request that reached a replica may have been processed, and
   only the terminal, with its Idempotency-Key, can safely send it again;
 * ``on-marked-down shutdown-sessions``: connections to a replica marked down are closed at
-  once rather than left to time out.
+  once rather than left to time out;
+* ``option forwardfor`` (after deleting any X-Forwarded-For the client sent): the gateway
+  sees that a request was relayed, so a replica without ``metrics_token`` does not take the
+  proxy's loopback address for a local scraper's (gateway.metrics_access).
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ defaults
 
 frontend gateway
     bind 127.0.0.1:{port}
+    # The client's address for the gateway: its own, not one the client wrote.
+    http-request del-header X-Forwarded-For
+    option forwardfor
     default_backend replicas
 
 backend replicas
