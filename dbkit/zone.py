@@ -34,5 +34,7 @@ def day_bounds_utc(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 def as_utc(value: dt.datetime) -> dt.datetime:
     """An instant read back from the database, made aware: SQLite returns the naive UTC value
-    it was given (so it is marked UTC), PostgreSQL an aware one (kept as it is)."""
+    it was given (so it is marked UTC), PostgreSQL an aware one (kept as it is). A
+    :class:`dbkit.UtcDateTime` column already reads back aware UTC (this is then a no-op); still
+    needed for a plain ``DateTime(timezone=True)`` column, e.g. of a reflected table."""
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)

@@ -16,7 +16,6 @@ import enum
 from sqlalchemy import (
     Boolean,
     Date,
-    DateTime,
     Enum,
     ForeignKey,
     Index,
@@ -27,6 +26,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from dbkit import UtcDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -88,7 +89,7 @@ class Card(Base):
     # a certificate of a revoked card cannot pass for the current one.
     cert_sm3: Mapped[str | None] = mapped_column(String(64))
     superseded_by: Mapped[str | None] = mapped_column(String(32))
-    state_changed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    state_changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 # --- issuance services (migration is0002) ------------------------------------------------------
@@ -121,8 +122,8 @@ class ProductionBatch(Base):
     collected_on: Mapped[dt.date] = mapped_column(Date)
     seq: Mapped[int] = mapped_column(Integer)  # several batches of one (channel, day) if large
     size: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    produced_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    produced_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
 class Application(Base):
@@ -155,9 +156,9 @@ class Application(Base):
     card_sn: Mapped[str | None] = mapped_column(ForeignKey("cards.card_sn"))
     replaces_card_sn: Mapped[str | None] = mapped_column(String(32))
     instant: Mapped[bool] = mapped_column(Boolean, default=False)
-    applied_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    applied_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     collected_on: Mapped[dt.date | None] = mapped_column(Date)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class CardEvent(Base):
@@ -178,7 +179,7 @@ class CardEvent(Base):
     event: Mapped[str] = mapped_column(String(20))
     from_stage: Mapped[str | None] = mapped_column(String(20))
     to_stage: Mapped[str] = mapped_column(String(20))
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     actor: Mapped[str] = mapped_column(String(64))  # institution code (and terminal id)
     channel: Mapped[str | None] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(String(200))

@@ -31,7 +31,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
-    DateTime,
     Enum,
     ForeignKey,
     Index,
@@ -45,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from dbkit import new_metadata
+from dbkit import UtcDateTime, new_metadata
 
 __all__ = [
     "LEDGER_APPEND_ONLY_DDL",
@@ -182,7 +181,7 @@ class AccountRollover(SettlementBase):
     from_year: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     to_year: Mapped[int] = mapped_column(SmallInteger)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
-    rolled_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    rolled_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class RolloverYear(SettlementBase):
@@ -199,7 +198,7 @@ class RolloverYear(SettlementBase):
     year: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     accounts: Mapped[int] = mapped_column(BigInteger)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
-    completed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class SettlementStatus(enum.StrEnum):
@@ -276,7 +275,7 @@ class SettlementRow(SettlementBase):
     visit_type: Mapped[str] = mapped_column(String(20))
     hospital_level: Mapped[int] = mapped_column(SmallInteger)
     visit_date: Mapped[dt.date] = mapped_column(Date)
-    setl_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    setl_time: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     policy_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[SettlementStatus] = mapped_column(_enum(SettlementStatus, "settlement_status"))
     medfee_sumamt: Mapped[int] = mapped_column(BigInteger)
@@ -297,7 +296,7 @@ class SettlementRow(SettlementBase):
     # without re-running the policy (which may have changed since).
     self_pay_band_added_fen: Mapped[int] = mapped_column(BigInteger)
     deductible_added_fen: Mapped[int] = mapped_column(BigInteger)
-    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     cancel_reason: Mapped[str | None] = mapped_column(String(200))
 
 
@@ -369,7 +368,7 @@ class AdmissionRow(SettlementBase):
     # the transaction that books the hub's confirmation. No foreign key: remote_settlements
     # lives in settlement.crossprov, which a create_all of this module alone would not know.
     remote_msgid: Mapped[str | None] = mapped_column(String(30))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     # A stay's discharge (出院, 2402, st0008): recorded on the open stay, or by its settlement
     # at discharge; cleared by 2405. None: not discharged yet (and every outpatient visit).
     discharge_date: Mapped[dt.date | None] = mapped_column(Date)
@@ -410,7 +409,7 @@ class ReconciliationRun(SettlementBase):
     kind: Mapped[str] = mapped_column(String(10))  # "totals" (3201) or "details" (3202)
     matched: Mapped[bool] = mapped_column(Boolean)
     figures: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class IdempotencyStatus(enum.StrEnum):
@@ -440,8 +439,8 @@ class IdempotencyKey(SettlementBase):
     )
     response_status: Mapped[int | None] = mapped_column(SmallInteger)
     response_body: Mapped[str | None] = mapped_column(Text)  # the first response, verbatim
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
 
 
 class LedgerTransaction(SettlementBase):
@@ -457,7 +456,7 @@ class LedgerTransaction(SettlementBase):
     reverses_txn_id: Mapped[str | None] = mapped_column(
         ForeignKey("ledger_transactions.txn_id"), unique=True
     )
-    posted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    posted_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class LedgerSide(enum.StrEnum):

@@ -26,7 +26,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
-    DateTime,
     Enum,
     ForeignKey,
     Index,
@@ -36,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from dbkit import UtcDateTime
 from settlement.store import BigId, SettlementBase
 
 __all__ = [
@@ -98,7 +98,7 @@ class FilingRow(SettlementBase):
     # A referral names the institution it refers the patient to (NULL: any in Shanghai).
     target_fixmedins_code: Mapped[str | None] = mapped_column(String(12))
     registered_by: Mapped[str] = mapped_column(String(12))  # institution that registered it
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class RemoteStatus(enum.StrEnum):
@@ -167,21 +167,21 @@ class RemoteSettlementRow(SettlementBase):
     request_json: Mapped[str] = mapped_column(Text)  # the input sent, verbatim
     setlinfo_json: Mapped[str | None] = mapped_column(Text)  # the hub's answer, verbatim
     setl_id: Mapped[str | None] = mapped_column(String(40), unique=True)
-    setl_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    setl_time: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     medfee_sumamt: Mapped[int | None] = mapped_column(BigInteger)
     fund_pay_sumamt: Mapped[int | None] = mapped_column(BigInteger)
     acct_pay: Mapped[int | None] = mapped_column(BigInteger)
     psn_cash_pay: Mapped[int | None] = mapped_column(BigInteger)
     err_code: Mapped[str | None] = mapped_column(String(40))
     err_msg: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     # The cancel (2208/2103/2305) message: written before the cancel call and reused by every
     # retry of it, so the hub (idempotent by msgid) cancels once.
     cancel_msgid: Mapped[str | None] = mapped_column(String(30), unique=True)
     cancel_json: Mapped[str | None] = mapped_column(Text)  # the cancellation setlinfo
     cancel_reason: Mapped[str | None] = mapped_column(String(200))
-    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
 class ReversalStatus(enum.StrEnum):
@@ -207,11 +207,11 @@ class HubReversalRow(SettlementBase):
     insuplc_admdvs: Mapped[str] = mapped_column(String(6))
     status: Mapped[ReversalStatus] = mapped_column(_enum(ReversalStatus, "reversal_status"))
     attempts: Mapped[int] = mapped_column(Integer)
-    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     last_error: Mapped[str | None] = mapped_column(String(200))
     # The hub's answer: True when it had committed the settle and undid it now.
     hub_reversed: Mapped[bool | None] = mapped_column(Boolean)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    done_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    done_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())

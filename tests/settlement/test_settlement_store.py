@@ -837,12 +837,19 @@ def test_st0010_stores_a_hub_settle_time_stored_in_beijing_time_as_utc(
                     created_at=NOW,
                     setlinfo_json=setlinfo,
                     setl_id=f"S{n + 1}",
-                    setl_time=at,  # what the code before st0010 stored: Beijing time
+                    setl_time=at,
                     medfee_sumamt=100,
                     fund_pay_sumamt=60,
                     acct_pay=0,
                     psn_cash_pay=40,
                 )
+            )
+    if engine_at_st0009.dialect.name == "sqlite":
+        # What the code before st0010 stored on SQLite: Beijing's wall clock, zone dropped
+        # (today's dbkit.UtcDateTime column stores UTC, so it is written past the type).
+        with engine_at_st0009.begin() as connection:
+            connection.exec_driver_sql(
+                "UPDATE remote_settlements SET setl_time = '2026-12-07 16:01:43.000000'"
             )
     _migrate(engine_at_st0009, [BRANCH[-1]], "upgrade")
     with Session(engine_at_st0009) as session:
@@ -850,7 +857,8 @@ def test_st0010_stores_a_hub_settle_time_stored_in_beijing_time_as_utc(
         stored = {row.setl_id: row.setl_time for row in rows}
     assert as_utc(stored["S1"]) == at  # the instant, on both databases
     if engine_at_st0009.dialect.name == "sqlite":
-        # No readable setl_time in its setlinfo: left as it was (Beijing's wall clock).
-        assert stored["S2"] == at.replace(tzinfo=None)
+        # No readable setl_time in its setlinfo: left as it was (Beijing's wall clock, read
+        # as UTC).
+        assert stored["S2"] == at.replace(tzinfo=dt.UTC)
     else:
         assert stored["S2"] == at
