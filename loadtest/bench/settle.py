@@ -548,7 +548,11 @@ HISTORY_PREFIX: Final = "hist:"
 HISTORY_BATCH_TXNS: Final = 10_000  # 40,000 entries per transaction
 HISTORY_PERSONS: Final = 20_000
 HISTORY_INSTITUTIONS: Final = 400
-HISTORY_POSTED_AT: Final = "2026-01-02 03:04:05.000000"  # SQLAlchemy's SQLite text format
+# UTC, as SQLAlchemy's SQLite text (a UtcDateTime column's stored wall clock). These rows go in
+# on the driver, past the column type: PostgreSQL's COPY gets the zone spelled out, as the bare
+# text would be read in the session's time zone.
+HISTORY_POSTED_AT: Final = "2026-01-02 03:04:05.000000"
+_HISTORY_POSTED_AT_PG: Final = HISTORY_POSTED_AT + "+00"
 
 
 Rows = list[tuple[Any, ...]]
@@ -623,8 +627,8 @@ def _insert_history(connection: Any, txns: Rows, rows: Rows) -> None:
             with cursor.copy(
                 "COPY ledger_transactions (txn_id, kind, posted_at) FROM STDIN"
             ) as copy:
-                for row in txns:
-                    copy.write_row(row)
+                for txn_id, kind, _posted_at in txns:
+                    copy.write_row((txn_id, kind, _HISTORY_POSTED_AT_PG))
             with cursor.copy(
                 "COPY ledger_entries (txn_id, account, side, amount_fen) FROM STDIN"
             ) as copy:
