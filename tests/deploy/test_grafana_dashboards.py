@@ -1,6 +1,7 @@
 """deploy/grafana: the dashboards are importable by Grafana's file provisioning (one JSON model
 each, unique uids, panels on the 24-column grid, every query on the "Data source" variable),
-cover what the people on call look at, and every PromQL query parses (promtool checks them as
+cover what the people on call look at (every metric an alert judges is on a board), and every
+PromQL query parses (promtool checks them as
 recording rules). Whether each query returns data from a live gateway is
 tests/integration/test_prometheus_live.py's job."""
 
@@ -12,7 +13,15 @@ from typing import Any
 
 import pytest
 import yaml
-from promkit import GRAFANA, binary, dashboard_queries, dashboards, panels
+from promkit import (
+    GRAFANA,
+    alert_rules,
+    binary,
+    dashboard_queries,
+    dashboards,
+    metric_names,
+    panels,
+)
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -43,6 +52,21 @@ def test_the_dashboards_cover_what_the_issue_asks_for() -> None:
         "gateway_db_errors_total",
     ):
         assert needle in queries, needle
+
+
+def test_every_metric_an_alert_judges_is_on_a_dashboard() -> None:
+    """An alert's runbook sends the engineer on call to the dashboards: what the alert judges
+    (a CRL's nextUpdate, accounts left to roll over, a replica's scrape) must be shown there,
+    not only in Prometheus's expression browser."""
+    judged = set().union(*(metric_names(rule["expr"]) for rule in alert_rules()))
+    shown = set().union(
+        *(
+            metric_names(expr)
+            for board in dashboards().values()
+            for _, expr in dashboard_queries(board)
+        )
+    )
+    assert sorted(judged - shown) == []
 
 
 @pytest.mark.parametrize("name", sorted(dashboards()))

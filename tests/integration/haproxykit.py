@@ -1,7 +1,8 @@
 """haproxy in front of gateway replicas, for the integration tests: write the configuration,
 start ``haproxy`` on a free 127.0.0.1 port in the foreground (``-db``), stop it afterwards.
 
-The configuration is the one docs/scale-out.md shows an operator (:func:`gateway_config`):
+The configuration is the one docs/scale-out.md shows an operator (:func:`gateway_config`;
+test_scale_out_haproxy_doc.py checks the page's block is what it writes, so change both):
 
 * ``balance roundrobin`` over the replicas: they share nothing but PostgreSQL, so any replica
   can answer any request (no stickiness);
@@ -12,7 +13,7 @@ The configuration is the one docs/scale-out.md shows an operator (:func:`gateway
   ``DB_UNAVAILABLE`` with its Retry-After;
 * ``retries 3`` with ``option redispatch``: a request that could not be CONNECTED to a
   replica goes to another one. Nothing else is retried by haproxy (no ``retry-on`` beyond its
-  default ``connect-failure``): a request that reached a replica may have been processed, and
+  default ``conn-failure``): a request that reached a replica may have been processed, and
   only the terminal, with its Idempotency-Key, can safely send it again;
 * ``on-marked-down shutdown-sessions``: connections to a replica marked down are closed at
   once rather than left to time out;
@@ -41,19 +42,15 @@ START_TIMEOUT_S = 20.0
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def gateway_config(
-    port: int, replicas: Sequence[tuple[str, int]], *, stats_socket: Path | None = None
-) -> str:
+def gateway_config(port: int, replicas: Sequence[tuple[str, int]]) -> str:
     """haproxy.cfg for a frontend on 127.0.0.1:``port`` over ``replicas`` (name, port)."""
     servers = "\n".join(f"    server {name} 127.0.0.1:{p} check" for name, p in replicas)
-    stats = f"    stats socket {stats_socket} mode 600 level admin\n" if stats_socket else ""
     return f"""\
 global
     maxconn 4096
-{stats}
+
 defaults
     mode http
-    option httplog
     timeout connect 2s
     timeout client 60s
     timeout server 60s
