@@ -163,10 +163,15 @@ def test_a_compressed_day_distributed_fails_nothing_and_balances_the_books(
     gateway: Gateway, tmp_path: Path
 ) -> None:
     started = time.monotonic()
+    # The master listens on loopback only, on a free port (Locust's default is every
+    # interface's 5557, which another Locust on this machine may hold).
+    master_port = str(_free_port())
     process = _locust(
         gateway,
         tmp_path,
         "--processes", "2",
+        "--master-bind-host", "127.0.0.1", "--master-bind-port", master_port,
+        "--master-host", "127.0.0.1", "--master-port", master_port,
         "--ssc-shape", "day", "--ssc-duration", "20", "--ssc-peak-users", "8",
         "--ssc-cover-mix",
     )  # fmt: skip
