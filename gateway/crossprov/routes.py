@@ -82,10 +82,6 @@ def _query(call: Call[Any], name: str, pattern: re.Pattern[str], what: str) -> s
     return value
 
 
-def _query_date(call: Call[Any], name: str) -> dt.date:
-    return query_date(call, name)
-
-
 # --- filings ----------------------------------------------------------------------------------
 
 
@@ -197,7 +193,7 @@ def _settlements_unit(
 
 
 async def list_remote_settlements(call: Call[None]) -> models.RemoteSettlementList:
-    day = _query_date(call, "date")
+    day = query_date(call, "date")
     scope = call.request.query.get("scope", "institution")
     if scope not in ("institution", "all"):
         raise GatewayError(ErrorCode.VALIDATION_FAILED, "scope must be institution or all")
@@ -268,7 +264,7 @@ def _figures_out(figures: clearing.Figures | None) -> models.FiguresOut | None:
 async def clearing_statement(call: Call[None]) -> models.ClearingOut:
     _require_ops(call)
     admdvs = _query(call, "insuplc_admdvs", _ADMDVS, "an admdvs code (6 digits)")
-    begin, end = _query_date(call, "begin"), _query_date(call, "end")
+    begin, end = query_date(call, "begin"), query_date(call, "end")
     if end < begin or (end - begin).days > 31:
         raise GatewayError(ErrorCode.VALIDATION_FAILED, "begin..end must span 1 to 32 days")
     statement, reversed_raw = await remote_clearing.clearing_statement(

@@ -60,10 +60,6 @@ def _limit(call: Call[Any]) -> int | None:
     return value
 
 
-def _day(call: Call[Any], name: str) -> dt.date | None:
-    return optional_query_date(call, name)
-
-
 def _start_ms(day: dt.date) -> int:
     """00:00 Beijing time of ``day``, Unix ms."""
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=BEIJING).timestamp() * 1000)
@@ -81,7 +77,9 @@ def day_range_ms(first: dt.date | None, last: dt.date | None) -> tuple[int | Non
 async def audit_export(call: Call[None]) -> web.StreamResponse:
     principal_of(call)  # the route's authorize=ops_role(viewer) let it through
     left = _limit(call)
-    since_ms, until_ms = day_range_ms(_day(call, "from"), _day(call, "to"))
+    since_ms, until_ms = day_range_ms(
+        optional_query_date(call, "from"), optional_query_date(call, "to")
+    )
     db = call.app[DATABASE]
 
     async def page(before_id: int | None) -> list[AuditEntry]:

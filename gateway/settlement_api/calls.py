@@ -14,7 +14,6 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-import gateway.query
 from gateway.card_auth.service import CARD_AUTH
 from gateway.card_auth.session import CardSession
 from gateway.errors import ErrorCode, GatewayError
@@ -42,7 +41,6 @@ __all__ = [
     "keyed_unit",
     "now_of",
     "path_id",
-    "query_date",
     "registry_check",
     "response",
     "route_of",
@@ -134,10 +132,6 @@ def path_id(call: Call[Any], name: str, not_found: ErrorCode) -> str:
     if not _ID_PATTERN.fullmatch(value):
         raise GatewayError(not_found, f"malformed {name}")
     return value
-
-
-def query_date(call: Call[Any]) -> dt.date:
-    return gateway.query.query_date(call, "date")
 
 
 def claim_of(lines: list[LineIn]) -> list[ClaimLine]:

@@ -7,6 +7,7 @@ from functools import partial
 from typing import Final
 
 from gateway.errors import ErrorCode, GatewayError
+from gateway.query import query_date
 from gateway.routing import Call, Route
 from gateway.settlement_api import calls, views
 from gateway.settlement_api.models import (
@@ -78,7 +79,7 @@ async def reconcile_details(call: Call[DetailsRequest]) -> DetailsResult:
 
 
 async def reconciliation_mismatches(call: Call[None]) -> MismatchesOut:
-    day = calls.query_date(call)
+    day = query_date(call)
     institution = calls.terminal_of(call).institution_code
     ops = {
         code.strip()

@@ -30,6 +30,7 @@ from gateway.crossprov.views import (
 )
 from gateway.errors import ErrorCode, GatewayError, codes_named
 from gateway.params import ascii_int
+from gateway.query import query_date
 from gateway.routing import Call, ErrorList, Route
 from gateway.settlement_api import calls, views
 from gateway.settlement_api.models import (
@@ -223,7 +224,7 @@ async def get_settlement(call: Call[None]) -> SettlementOut:
 
 
 async def list_settlements(call: Call[None]) -> SettlementList:
-    day = calls.query_date(call)
+    day = query_date(call)
     after_id = ascii_int(call.request.query.get("cursor", "0"), max_digits=18)
     if after_id is None:
         raise GatewayError(ErrorCode.VALIDATION_FAILED, "cursor must be a next_cursor value")

@@ -178,10 +178,8 @@ def confirm(
     row.status = RemoteStatus.CONFIRMED
     row.setlinfo_json = setlinfo_json
     row.setl_id = settled.setl_id
-    # UTC, as every instant stored: the hub gives Beijing time, and SQLite keeps the wall clock
-    # of whatever zone it is handed, so a Beijing value would sit 8 hours off the UTC bounds
-    # of a statement's period (settlement.crossprov.clearing.period_bounds_utc).
-    row.setl_time = settled.setl_time.astimezone(dt.UTC)
+    # The hub's Beijing time is stored as UTC by the column type (dbkit.UtcDateTime).
+    row.setl_time = settled.setl_time
     row.medfee_sumamt = settled.medfee_sumamt
     row.fund_pay_sumamt = settled.fund_pay_sumamt
     row.acct_pay = settled.acct_pay

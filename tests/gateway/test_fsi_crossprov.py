@@ -56,6 +56,17 @@ async def his(world: Engine, signer: Signer, client: Client, clock: FakeClock) -
     return his
 
 
+async def registered_with_a_line(his: His) -> str:
+    """A visit registered (2201) with one fee line uploaded (2204): its mdtrt_id."""
+    registered = await his.ok(
+        "2201", {"data": {**card_input(), "begntime": f"{VISIT_DATE} 10:00:00"}}
+    )
+    mdtrt_id: str = registered["data"]["mdtrt_id"]
+    line = {"med_list_codg": "DEMO-A-002", "cnt": 1, "pric": 25, "mdtrt_id": mdtrt_id}
+    await his.ok("2204", {"feedetail": [line]})
+    return mdtrt_id
+
+
 async def test_a_registered_visit_of_a_person_insured_elsewhere_settles_through_the_hub(
     his: His, world: Engine
 ) -> None:
@@ -102,12 +113,7 @@ async def test_a_registered_visit_of_a_person_insured_elsewhere_settles_through_
 async def test_a_dropped_settle_through_the_hub_is_reversed_by_2601(
     his: His, world: Engine
 ) -> None:
-    registered = await his.ok(
-        "2201", {"data": {**card_input(), "begntime": f"{VISIT_DATE} 10:00:00"}}
-    )
-    mdtrt_id = registered["data"]["mdtrt_id"]
-    line = {"med_list_codg": "DEMO-A-002", "cnt": 1, "pric": 25, "mdtrt_id": mdtrt_id}
-    await his.ok("2204", {"feedetail": [line]})
+    mdtrt_id = await registered_with_a_line(his)
     dropped = his.msgid()
     settle = {"data": {**card_input(), "mdtrt_id": mdtrt_id}}
     await his.post_raw(his.envelope("2207", settle, msgid=dropped))  # its answer "lost"
@@ -125,12 +131,7 @@ async def test_a_dropped_settle_through_the_hub_is_reversed_by_2601(
 async def test_a_settle_through_the_hub_resent_after_its_reversal_is_refused(
     his: His, world: Engine
 ) -> None:
-    registered = await his.ok(
-        "2201", {"data": {**card_input(), "begntime": f"{VISIT_DATE} 10:00:00"}}
-    )
-    mdtrt_id = registered["data"]["mdtrt_id"]
-    line = {"med_list_codg": "DEMO-A-002", "cnt": 1, "pric": 25, "mdtrt_id": mdtrt_id}
-    await his.ok("2204", {"feedetail": [line]})
+    mdtrt_id = await registered_with_a_line(his)
     dropped = his.msgid()
     settle = {"data": {**card_input(), "mdtrt_id": mdtrt_id}}
     first = await (await his.post_raw(his.envelope("2207", settle, msgid=dropped))).json()
